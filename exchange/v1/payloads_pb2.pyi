@@ -717,11 +717,14 @@ class WatchlistEntry(_message.Message):
     CONTROL_FIELD_NUMBER: _builtins.int
     CONTROL_NOTE_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    WITHDRAWN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     cas_rn: _builtins.str
     control: Global___Chemical.Control.ValueType
     control_note: _builtins.str
     source: _builtins.str
+    withdrawn: _builtins.bool
+    """Set by the agency that listed the entry to withdraw it; ignored from any other agency."""
     @_builtins.property
     def synonyms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -736,10 +739,11 @@ class WatchlistEntry(_message.Message):
         control: Global___Chemical.Control.ValueType = ...,
         control_note: _builtins.str = ...,
         source: _builtins.str = ...,
+        withdrawn: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cas_rn", b"cas_rn", "control", b"control", "control_note", b"control_note", "cover_descriptions", b"cover_descriptions", "name", b"name", "source", b"source", "synonyms", b"synonyms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cas_rn", b"cas_rn", "control", b"control", "control_note", b"control_note", "cover_descriptions", b"cover_descriptions", "name", b"name", "source", b"source", "synonyms", b"synonyms", "withdrawn", b"withdrawn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
