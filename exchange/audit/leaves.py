@@ -1,0 +1,92 @@
+"""The canonical leaf encoding of the audit log (DESIGN §8).
+
+A leaf is public: anyone may fetch it and check the tree.  It therefore carries only the entry
+type, the log time, the SHA-256 of the statement or event bytes, and a salted commitment to the
+references (agency ids, alert ids) — the salt is served with the body, to entitled agencies
+only, so they can check the references while others learn nothing from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from exchange.crypto.encoding import lp
+
+LEAF_LABEL = b"exchange/leaf/v1"
+SALT_BYTES = 16
+
+# Entry types.  Statements are signed by an agency; events are the hub's assertion.
+ALERT_PUBLISHED = "alert_published"
+FEED_EVENT = "feed_event"
+AGENCY_KEYS = "agency_keys"
+RELEASE_REQUEST = "release_request"
+RELEASE_DECISION = "release_decision"
+REVOCATION = "revocation"
+RETRACTION = "retraction"
+RECEIPT = "receipt"
+PURGE_ACK = "purge_ack"
+FEEDBACK = "feedback"
+GRANT_DELIVERED = "grant_delivered"
+EMBARGO_LAPSED = "embargo_lapsed"
+ITEM_PURGED = "item_purged"
+
+SIGNED_ENTRY_TYPES = frozenset(
+    {
+        ALERT_PUBLISHED,
+        AGENCY_KEYS,
+        RELEASE_REQUEST,
+        RELEASE_DECISION,
+        REVOCATION,
+        RETRACTION,
+        RECEIPT,
+        PURGE_ACK,
+        FEEDBACK,
+    }
+)
+
+
+def _micros(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def references_commitment(salt: bytes, references: Sequence[str]) -> bytes:
+    """SHA-256 over the salt and the length-prefixed references."""
+    return hashlib.sha256(lp(salt, *references)).digest()
+
+
+@dataclass(frozen=True)
+class LeafContents:
+    """What one leaf says."""
+
+    entry_type: str
+    logged_at: datetime
+    body_sha256: bytes
+    references_commitment: bytes
+
+    def encode(self) -> bytes:
+        """The canonical, length-prefixed leaf bytes that the Merkle tree hashes."""
+        return lp(
+            LEAF_LABEL,
+            self.entry_type,
+            _micros(self.logged_at),
+            self.body_sha256,
+            self.references_commitment,
+        )
+
+
+def make_leaf(
+    entry_type: str, logged_at: datetime, body: bytes, salt: bytes, references: Sequence[str]
+) -> bytes:
+    """Encode the leaf for a statement or event body."""
+    return LeafContents(
+        entry_type=entry_type,
+        logged_at=logged_at,
+        body_sha256=hashlib.sha256(body).digest(),
+        references_commitment=references_commitment(salt, references),
+    ).encode()

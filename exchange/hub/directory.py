@@ -1,0 +1,111 @@
+"""The hub's cached view of the registry: who may call, with which CA, and their current keys.
+
+Revocation is checked on every call, against a copy at most ``ttl`` seconds old, so a revoked
+agency is refused within that time on every replica without a database read per call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from exchange import pki
+from exchange.crypto.keys import VerifyKey
+from exchange.errors import CertificateError, NotAuthenticatedError
+from exchange.store import registry
+from exchange.store.db import Database
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    cas: dict[str, x509.Certificate]
+    revoked: frozenset[str]
+    keys: dict[str, registry.CurrentKeys]
+    ca_bundle_pem: bytes
+    loaded_at: float
+
+
+class AgencyDirectory:
+    """Registry lookups for the hub's interceptor and servicers."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime], ttl: float = 1.0) -> None:
+        self._db = db
+        self._clock = clock
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+        self._verified: dict[bytes, tuple[str, datetime]] = {}
+
+    def refresh(self) -> _Snapshot:
+        """Reload from the database now."""
+        with self._db.read() as connection:
+            rows = registry.list_agencies(connection)
+            keys = registry.current_keys(connection)
+        cas = {row.agency_id: pki.load_certificate_der(row.ca_certificate_der) for row in rows}
+        snapshot = _Snapshot(
+            cas=cas,
+            revoked=frozenset(row.agency_id for row in rows if row.revoked),
+            keys=keys,
+            ca_bundle_pem=b"".join(pki.certificate_to_pem(cas[a]) for a in sorted(cas)),
+            loaded_at=time.monotonic(),
+        )
+        with self._lock:
+            self._snapshot = snapshot
+            self._verified.clear()
+        return snapshot
+
+    def snapshot(self) -> _Snapshot:
+        current = self._snapshot
+        if current is None or time.monotonic() - current.loaded_at > self._ttl:
+            return self.refresh()
+        return current
+
+    def ca_bundle_pem(self) -> bytes:
+        """Every registered CA, for the TLS handshake; identity is then checked per agency."""
+        return self.snapshot().ca_bundle_pem
+
+    def authenticate(self, pem_certificate: bytes | None) -> str:
+        """The agency id of a TLS client certificate, checked against that agency's own CA."""
+        if not pem_certificate:
+            raise NotAuthenticatedError("no client certificate")
+        snapshot = self.snapshot()
+        digest = hashlib.sha256(pem_certificate).digest()
+        now = self._clock()
+        cached = self._verified.get(digest)
+        if cached is not None and cached[1] > now:
+            agency_id = cached[0]
+        else:
+            try:
+                cert = pki.load_certificate_pem(pem_certificate)
+                agency_id = pki.agency_id_from_certificate(cert)
+                ca = snapshot.cas.get(agency_id)
+                if ca is None:
+                    raise NotAuthenticatedError(f"agency {agency_id!r} is not registered")
+                pki.verify_issued_by(cert, ca, purpose="tls-client", now=now)
+            except CertificateError as e:
+                raise NotAuthenticatedError(
+                    f"client certificate refused: {e.message}", reason="CERTIFICATE_INVALID"
+                ) from e
+            expires = cert.not_valid_after_utc
+            with self._lock:
+                self._verified[digest] = (agency_id, expires)
+        if agency_id in snapshot.revoked:
+            raise NotAuthenticatedError(f"agency {agency_id!r} is revoked", reason="AGENCY_REVOKED")
+        return agency_id
+
+    def signing_keys(self, agency_id: str) -> dict[str, VerifyKey]:
+        """The agency's current signing key by key id (empty if unknown or revoked)."""
+        keys = self.snapshot().keys.get(agency_id)
+        if keys is None:
+            return {}
+        return {keys.signing_key_id: VerifyKey.from_bytes(keys.signing_public_key)}
+
+    def encryption_key_ids(self) -> dict[str, str]:
+        """Current encryption key id of every registered, unrevoked agency."""
+        return {a: k.encryption_key_id for a, k in self.snapshot().keys.items()}

@@ -1,0 +1,104 @@
+"""The hub's one interceptor: authenticates every call and maps domain errors to statuses.
+
+``grpc`` server interceptors see only the method name, so this wraps each handler: the wrapper
+reads the peer certificate from the call's auth context, resolves the agency (its certificate
+must chain to the CA registered for the id it claims), runs the servicer with the caller set,
+and turns any :class:`ExchangeError` into a status with ``ErrorInfo`` details.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+
+from exchange.errors import ExchangeError, NotAuthenticatedError
+from exchange.hub.directory import AgencyDirectory
+from exchange.hub.status import rich_status
+
+log = logging.getLogger(__name__)
+
+_caller: contextvars.ContextVar[str] = contextvars.ContextVar("exchange_caller")
+
+# Standard services any authenticated TLS peer may use without an agency identity check.
+_OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def current_caller() -> str:
+    """The authenticated agency of the call being served."""
+    try:
+        return _caller.get()
+    except LookupError as e:
+        raise NotAuthenticatedError("no authenticated caller") from e
+
+
+def _abort(context: grpc.ServicerContext, error: ExchangeError) -> None:
+    context.abort_with_status(rpc_status.to_status(rich_status(error)))
+
+
+class GuardInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Authenticate, set the caller, map errors: for every application method."""
+
+    def __init__(self, directory: AgencyDirectory) -> None:
+        self._directory = directory
+
+    def _authenticate(self, context: grpc.ServicerContext) -> str:
+        certs = context.auth_context().get("x509_pem_cert") or []
+        return self._directory.authenticate(certs[0] if certs else None)
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(details)
+        if handler is None or details.method.startswith(_OPEN_PREFIXES):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _wrap_unary(self, behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                token = _caller.set(self._authenticate(context))
+                try:
+                    return behavior(request, context)
+                finally:
+                    _caller.reset(token)
+            except ExchangeError as error:
+                _log_refusal(error)
+                _abort(context, error)
+            return None  # unreachable: abort raises
+
+        return unary
+
+    def _wrap_stream(self, behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]]) -> Any:
+        def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                token = _caller.set(self._authenticate(context))
+                try:
+                    yield from behavior(request, context)
+                finally:
+                    _caller.reset(token)
+            except ExchangeError as error:
+                _log_refusal(error)
+                _abort(context, error)
+
+        return stream
+
+
+def _log_refusal(error: ExchangeError) -> None:
+    log.info("refused: %s (%s)", error.message, error.reason)

@@ -1,0 +1,174 @@
+"""Thin gRPC servicers: read the request, call one core function or repository, map the result."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import grpc
+
+from exchange.errors import InvalidInputError, NotFoundError
+from exchange.hub.directory import AgencyDirectory
+from exchange.hub.guard import current_caller
+from exchange.hub.notifier import FeedNotifier
+from exchange.statements.publish import PublishLimits, check_publish
+from exchange.store import alerts as alert_store
+from exchange.store import feed, registry
+from exchange.store.db import Database
+from exchange.v1 import (
+    alerts_pb2,
+    alerts_pb2_grpc,
+    directory_pb2,
+    directory_pb2_grpc,
+    statements_pb2,
+)
+
+MAX_EVENTS_PER_PAGE = 500
+
+
+@dataclass(frozen=True)
+class HubContext:
+    """What every servicer needs: the database, the registry view, the clock, the settings."""
+
+    db: Database
+    directory: AgencyDirectory
+    notifier: FeedNotifier
+    clock: Callable[[], datetime]
+    limits: PublishLimits
+    heartbeat_interval: float
+
+
+class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):  # type: ignore[misc]
+    def __init__(self, hub: HubContext) -> None:
+        self._hub = hub
+
+    def ListAgencies(
+        self, request: directory_pb2.ListAgenciesRequest, context: grpc.ServicerContext
+    ) -> directory_pb2.ListAgenciesResponse:
+        with self._hub.db.read() as connection:
+            rows = registry.list_agencies(connection)
+        return directory_pb2.ListAgenciesResponse(agencies=[_agency_record(r) for r in rows])
+
+    def GetAgency(
+        self, request: directory_pb2.GetAgencyRequest, context: grpc.ServicerContext
+    ) -> directory_pb2.AgencyRecord:
+        with self._hub.db.read() as connection:
+            rows = registry.list_agencies(connection)
+        for row in rows:
+            if row.agency_id == request.agency_id:
+                return _agency_record(row)
+        raise NotFoundError(f"no agency {request.agency_id!r}")
+
+
+def _agency_record(row: registry.AgencyRow) -> directory_pb2.AgencyRecord:
+    keys = []
+    for raw in row.keys:
+        envelope = statements_pb2.Envelope()
+        envelope.ParseFromString(raw)
+        keys.append(envelope)
+    return directory_pb2.AgencyRecord(
+        agency_id=row.agency_id,
+        ca_certificate=row.ca_certificate_der,
+        keys=keys,
+        revoked=row.revoked,
+    )
+
+
+class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
+    def __init__(self, hub: HubContext) -> None:
+        self._hub = hub
+
+    def Publish(
+        self, request: alerts_pb2.PublishRequest, context: grpc.ServicerContext
+    ) -> alerts_pb2.PublishResponse:
+        caller = current_caller()
+        checked = check_publish(
+            request,
+            caller=caller,
+            caller_keys=self._hub.directory.signing_keys(caller),
+            encryption_key_ids=self._hub.directory.encryption_key_ids(),
+            limits=self._hub.limits,
+        )
+        now = self._hub.clock()
+        with self._hub.db.write() as connection:
+            outcome = alert_store.publish_alert(connection, checked, now=now)
+        if outcome.feed_events:
+            self._hub.notifier.notify()
+        response = alerts_pb2.PublishResponse(
+            originator=outcome.originator,
+            alert_id=outcome.alert_id,
+            version=outcome.version,
+            manifest_hash=outcome.manifest_hash,
+            log_index=outcome.log_index,
+            notified=list(outcome.notified),
+        )
+        response.accepted_at.FromDatetime(outcome.accepted_at)
+        return response
+
+    def ListAlerts(
+        self, request: alerts_pb2.ListAlertsRequest, context: grpc.ServicerContext
+    ) -> alerts_pb2.ListAlertsResponse:
+        limit = min(request.limit or 100, 1000)
+        with self._hub.db.read() as connection:
+            summaries = alert_store.list_alerts(
+                connection,
+                current_caller(),
+                include_own=request.include_own,
+                limit=limit,
+                now=self._hub.clock(),
+            )
+        return alerts_pb2.ListAlertsResponse(alerts=summaries)
+
+    def GetAlert(
+        self, request: alerts_pb2.GetAlertRequest, context: grpc.ServicerContext
+    ) -> alerts_pb2.AlertView:
+        if not request.alert_id:
+            raise InvalidInputError("alert_id is required")
+        with self._hub.db.read() as connection:
+            return alert_store.alert_view(
+                connection,
+                current_caller(),
+                alert_id=request.alert_id,
+                originator=request.originator,
+                version=request.version,
+                now=self._hub.clock(),
+            )
+
+    def ListEvents(
+        self, request: alerts_pb2.ListEventsRequest, context: grpc.ServicerContext
+    ) -> alerts_pb2.ListEventsResponse:
+        caller = current_caller()
+        limit = min(request.limit or 100, MAX_EVENTS_PER_PAGE)
+        with self._hub.db.read() as connection:
+            events = feed.events_after(connection, caller, request.after, limit)
+            latest = feed.latest_sequence(connection, caller)
+        return alerts_pb2.ListEventsResponse(events=events, latest_sequence=latest)
+
+    def Subscribe(
+        self, request: alerts_pb2.SubscribeRequest, context: grpc.ServicerContext
+    ) -> Iterator[alerts_pb2.SubscribeResponse]:
+        """Catch up from ``after``, then stream live; a heartbeat follows every catch-up and
+        every quiet interval, carrying the latest sequence read with the events just sent."""
+        caller = current_caller()
+        notifier = self._hub.notifier
+        context.add_callback(notifier.notify)
+        cursor = request.after
+        last_heartbeat = 0.0
+        while context.is_active() and not notifier.closed:
+            seen = notifier.version
+            with self._hub.db.read() as connection:
+                events = feed.events_after(connection, caller, cursor, MAX_EVENTS_PER_PAGE)
+                latest = feed.latest_sequence(connection, caller)
+            for event in events:
+                yield alerts_pb2.SubscribeResponse(event=event)
+                cursor = event.sequence
+            if len(events) == MAX_EVENTS_PER_PAGE:
+                continue
+            if events or time.monotonic() - last_heartbeat >= self._hub.heartbeat_interval:
+                heartbeat = alerts_pb2.Heartbeat(latest_sequence=latest)
+                heartbeat.time.FromDatetime(self._hub.clock())
+                yield alerts_pb2.SubscribeResponse(heartbeat=heartbeat)
+                last_heartbeat = time.monotonic()
+            notifier.wait(seen, timeout=self._hub.heartbeat_interval)

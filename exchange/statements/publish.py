@@ -1,0 +1,221 @@
+"""The hub's checks on a publish request: pure rules over the request and the registry.
+
+The hub cannot read an alert, but it can and must check everything that is not secret: the
+originator's signature, that every header is the committed one, that every ciphertext is the
+one its header names, and that grants go only where the signed policy says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from exchange.crypto.keys import VerifyKey
+from exchange.errors import (
+    FieldViolation,
+    InvalidInputError,
+    MalformedError,
+    NotPermittedError,
+    TooLargeError,
+)
+from exchange.crypto.encoding import lp
+from exchange.statements.alert import AlertManifest, ItemHeader
+from exchange.statements.codec import encode, envelope_from_proto
+from exchange.v1 import alerts_pb2, statements_pb2
+
+Policy = statements_pb2.ReleasePolicy
+
+
+@dataclass(frozen=True)
+class PublishLimits:
+    """Application limits, kept below the transport's so the hub answers with details."""
+
+    max_items: int = 64
+    max_ciphertext_bytes: int = 8 * 1024 * 1024
+    max_request_bytes: int = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CheckedItem:
+    header: ItemHeader
+    ciphertext: bytes
+    audience: tuple[str, ...]
+    grants: tuple[statements_pb2.Grant, ...]
+
+    @property
+    def embargo_until(self) -> datetime | None:
+        policy = self.header.policy
+        if policy.release != Policy.EMBARGO:
+            return None
+        return policy.embargo_until.ToDatetime(tzinfo=timezone.utc)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        policy = self.header.policy
+        if not policy.HasField("expires_at"):
+            return None
+        return policy.expires_at.ToDatetime(tzinfo=timezone.utc)
+
+    @property
+    def release_name(self) -> str:
+        return Policy.Release.Name(self.header.policy.release)
+
+
+@dataclass(frozen=True)
+class CheckedPublish:
+    """A publish request that passed every check the hub can make."""
+
+    manifest: AlertManifest
+    items: tuple[CheckedItem, ...]
+    digest: bytes
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """Every agency in any item's audience, the originator excluded."""
+        agencies = {a for item in self.items for a in item.audience}
+        agencies.discard(self.manifest.originator)
+        return tuple(sorted(agencies))
+
+
+def request_digest(request: alerts_pb2.PublishRequest) -> bytes:
+    """A digest of everything in a publish request, to recognize a retry of the same bytes."""
+    parts: list[bytes] = [encode(request.manifest)]
+    for item in request.items:
+        parts += [bytes(item.header), hashlib.sha256(item.ciphertext).digest()]
+    parts += [encode(g) for g in request.grants]
+    return hashlib.sha256(lp(b"exchange/publish/v1", *parts)).digest()
+
+
+def check_publish(
+    request: alerts_pb2.PublishRequest,
+    *,
+    caller: str,
+    caller_keys: Mapping[str, VerifyKey],
+    encryption_key_ids: Mapping[str, str],
+    limits: PublishLimits,
+) -> CheckedPublish:
+    """Verify a publish request from ``caller``.
+
+    ``caller_keys`` are the caller's registered signing keys; ``encryption_key_ids`` maps every
+    registered, unrevoked agency to its current encryption key id.  Raises
+    :class:`SignatureError`/:class:`UnknownKeyError` for the signature, ``NotPermittedError``
+    when the manifest names another originator, :class:`CommitmentError` for headers and
+    ciphertexts, :class:`InvalidInputError` with field violations for policies and grants, and
+    :class:`TooLargeError` past the limits.
+    """
+    if not request.HasField("manifest"):
+        raise InvalidInputError(
+            "publish request has no manifest",
+            violations=[FieldViolation("manifest", "required")],
+        )
+    if len(request.items) > limits.max_items:
+        raise TooLargeError(f"{len(request.items)} items; at most {limits.max_items} per alert")
+    manifest = AlertManifest.verify(envelope_from_proto(request.manifest), caller_keys)
+    if manifest.originator != caller:
+        raise NotPermittedError(
+            f"manifest names originator {manifest.originator!r}; you are {caller!r}",
+            reason="ORIGINATOR_MISMATCH",
+        )
+    headers = [ItemHeader.parse(bytes(item.header)) for item in request.items]
+    manifest.check_headers(headers)
+    violations: list[FieldViolation] = []
+    grants_by_item: dict[str, list[statements_pb2.Grant]] = {h.item_id: [] for h in headers}
+    for index, grant in enumerate(request.grants):
+        where = f"grants[{index}]"
+        if grant.item_id not in grants_by_item:
+            violations.append(FieldViolation(f"{where}.item_id", f"no item {grant.item_id!r}"))
+            continue
+        if any(g.recipient == grant.recipient for g in grants_by_item[grant.item_id]):
+            violations.append(FieldViolation(f"{where}.recipient", "second grant for one recipient"))
+            continue
+        grants_by_item[grant.item_id].append(grant)
+    checked: list[CheckedItem] = []
+    for index, (header, item) in enumerate(zip(headers, request.items, strict=True)):
+        ciphertext = bytes(item.ciphertext)
+        if len(ciphertext) > limits.max_ciphertext_bytes:
+            raise TooLargeError(
+                f"item {header.item_id!r} is {len(ciphertext)} bytes; "
+                f"at most {limits.max_ciphertext_bytes}"
+            )
+        header.check_ciphertext(ciphertext)
+        violations += _check_policy(header, f"items[{index}].header.policy", encryption_key_ids)
+        grants = grants_by_item[header.item_id]
+        violations += _check_grants(header, grants, caller, encryption_key_ids, index)
+        checked.append(
+            CheckedItem(
+                header=header,
+                ciphertext=ciphertext,
+                audience=tuple(header.policy.audience),
+                grants=tuple(grants),
+            )
+        )
+    if violations:
+        raise InvalidInputError(
+            "publish request breaks its own release policies",
+            violations=violations,
+            reason="POLICY_INVALID",
+        )
+    return CheckedPublish(manifest=manifest, items=tuple(checked), digest=request_digest(request))
+
+
+def _check_policy(
+    header: ItemHeader, where: str, encryption_key_ids: Mapping[str, str]
+) -> list[FieldViolation]:
+    policy = header.policy
+    problems: list[FieldViolation] = []
+    if policy.release == Policy.RELEASE_UNSPECIFIED:
+        problems.append(FieldViolation(f"{where}.release", "required"))
+    if policy.tlp == Policy.TLP_UNSPECIFIED:
+        problems.append(FieldViolation(f"{where}.tlp", "required"))
+    if policy.release == Policy.EMBARGO and not policy.HasField("embargo_until"):
+        problems.append(FieldViolation(f"{where}.embargo_until", "required with EMBARGO"))
+    if len(set(policy.audience)) != len(policy.audience):
+        problems.append(FieldViolation(f"{where}.audience", "names an agency twice"))
+    for agency in policy.audience:
+        if agency not in encryption_key_ids:
+            problems.append(FieldViolation(f"{where}.audience", f"no registered agency {agency!r}"))
+    return problems
+
+
+def _check_grants(
+    header: ItemHeader,
+    grants: list[statements_pb2.Grant],
+    originator: str,
+    encryption_key_ids: Mapping[str, str],
+    index: int,
+) -> list[FieldViolation]:
+    policy = header.policy
+    allowed = {originator}
+    if policy.release in (Policy.IMMEDIATE, Policy.EMBARGO):
+        allowed |= set(policy.audience)
+    where = f"items[{index}] ({header.item_id})"
+    problems: list[FieldViolation] = []
+    for grant in grants:
+        if grant.recipient not in allowed:
+            problems.append(
+                FieldViolation(
+                    f"{where}.grants",
+                    f"grant for {grant.recipient!r}, which its policy does not release to",
+                )
+            )
+        elif grant.recipient_key_id != encryption_key_ids.get(grant.recipient):
+            problems.append(
+                FieldViolation(
+                    f"{where}.grants",
+                    f"grant for {grant.recipient!r} is wrapped for a key that is not its current one",
+                )
+            )
+        if not grant.wrapped_key:
+            problems.append(FieldViolation(f"{where}.grants", "empty wrapped key"))
+    recipients = {g.recipient for g in grants}
+    missing = sorted(allowed - recipients - {originator}) if policy.release in (
+        Policy.IMMEDIATE,
+        Policy.EMBARGO,
+    ) else []
+    if missing:
+        problems.append(
+            FieldViolation(f"{where}.grants", f"no grant for audience member(s) {', '.join(missing)}")
+        )
+    return problems

@@ -1,0 +1,325 @@
+"""Alert storage: publishing in one transaction, and the views each agency may see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import ColumnElement, Connection, and_, func, insert, or_, select
+
+from exchange.audit import leaves
+from exchange.audit.log import append_entry
+from exchange.errors import ConflictError, InvalidInputError, NotFoundError
+from exchange.statements.codec import encode, envelope_to_proto
+from exchange.statements.publish import CheckedPublish
+from exchange.store.feed import NewEvent, append_event
+from exchange.store.schema import alerts, grants, item_audience, items
+from exchange.v1 import alerts_pb2
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    """What the hub answers a publish with; a retry of the same bytes gets the same outcome."""
+
+    originator: str
+    alert_id: str
+    version: int
+    manifest_hash: bytes
+    accepted_at: datetime
+    log_index: int
+    notified: tuple[str, ...]
+    feed_events: tuple[alerts_pb2.FeedEvent, ...] = ()
+
+
+def publish_alert(connection: Connection, checked: CheckedPublish, *, now: datetime) -> PublishOutcome:
+    """Store a checked alert version with its items, grants, log entry and feed events.
+
+    Runs in the caller's write transaction: everything or nothing.  The same (originator,
+    alert id, version) with identical request bytes returns the first outcome; with different
+    bytes it is a :class:`ConflictError`.
+    """
+    manifest = checked.manifest
+    existing = connection.execute(
+        select(alerts).where(
+            alerts.c.originator == manifest.originator,
+            alerts.c.alert_id == manifest.alert_id,
+            alerts.c.version == manifest.version,
+        )
+    ).first()
+    if existing is not None:
+        if bytes(existing.request_digest) != checked.digest:
+            raise ConflictError(
+                f"alert {manifest.alert_id} version {manifest.version} was already published "
+                "with different content; publish a new version instead"
+            )
+        return PublishOutcome(
+            originator=existing.originator,
+            alert_id=existing.alert_id,
+            version=int(existing.version),
+            manifest_hash=bytes(existing.manifest_hash),
+            accepted_at=_aware(existing.published_at) or now,
+            log_index=int(existing.log_index),
+            notified=checked.recipients,
+        )
+    _check_previous_version(connection, checked)
+    envelope_bytes = encode(envelope_to_proto(manifest.envelope))
+    log_index = append_entry(
+        connection,
+        entry_type=leaves.ALERT_PUBLISHED,
+        body=envelope_bytes,
+        references=[manifest.originator, manifest.alert_id, str(manifest.version)],
+        entitled=[manifest.originator, *checked.recipients],
+        now=now,
+    )
+    alert_pk = connection.execute(
+        insert(alerts)
+        .values(
+            originator=manifest.originator,
+            alert_id=manifest.alert_id,
+            version=manifest.version,
+            manifest_hash=manifest.hash,
+            manifest_envelope=envelope_bytes,
+            request_digest=checked.digest,
+            published_at=now,
+            log_index=log_index,
+            retracted=False,
+        )
+        .returning(alerts.c.id)
+    ).scalar_one()
+    for position, item in enumerate(checked.items):
+        connection.execute(
+            insert(items).values(
+                alert_pk=alert_pk,
+                item_id=item.header.item_id,
+                position=position,
+                header=item.header.raw,
+                ciphertext=item.ciphertext,
+                release=item.release_name,
+                embargo_until=item.embargo_until,
+                expires_at=item.expires_at,
+                summary=item.header.message.summary,
+            )
+        )
+        if item.audience:
+            connection.execute(
+                insert(item_audience),
+                [
+                    {"alert_pk": alert_pk, "item_id": item.header.item_id, "agency_id": agency}
+                    for agency in item.audience
+                ],
+            )
+        available_at = item.embargo_until or now
+        for grant in item.grants:
+            connection.execute(
+                insert(grants).values(
+                    alert_pk=alert_pk,
+                    item_id=grant.item_id,
+                    recipient=grant.recipient,
+                    recipient_key_id=grant.recipient_key_id,
+                    grant=encode(grant),
+                    available_at=now if grant.recipient == manifest.originator else available_at,
+                    created_at=now,
+                )
+            )
+    events = tuple(
+        append_event(
+            connection,
+            NewEvent(
+                agency_id=agency,
+                kind=alerts_pb2.FeedEvent.ALERT_PUBLISHED,
+                originator=manifest.originator,
+                alert_id=manifest.alert_id,
+                version=manifest.version,
+                actor=manifest.originator,
+            ),
+            now=now,
+        )
+        for agency in checked.recipients
+    )
+    return PublishOutcome(
+        originator=manifest.originator,
+        alert_id=manifest.alert_id,
+        version=manifest.version,
+        manifest_hash=manifest.hash,
+        accepted_at=now,
+        log_index=log_index,
+        notified=checked.recipients,
+        feed_events=events,
+    )
+
+
+def _check_previous_version(connection: Connection, checked: CheckedPublish) -> None:
+    manifest = checked.manifest
+    if manifest.version == 1:
+        taken = connection.execute(
+            select(alerts.c.originator).where(
+                alerts.c.originator == manifest.originator, alerts.c.alert_id == manifest.alert_id
+            )
+        ).first()
+        if taken is not None:
+            raise ConflictError(f"alert {manifest.alert_id} already exists; publish version 2")
+        return
+    previous = connection.execute(
+        select(alerts.c.manifest_hash).where(
+            alerts.c.originator == manifest.originator,
+            alerts.c.alert_id == manifest.alert_id,
+            alerts.c.version == manifest.version - 1,
+        )
+    ).scalar_one_or_none()
+    if previous is None:
+        raise InvalidInputError(
+            f"alert {manifest.alert_id} has no version {manifest.version - 1} to supersede",
+            reason="NO_PREVIOUS_VERSION",
+        )
+    if bytes(previous) != bytes(manifest.message.previous_manifest_hash):
+        raise InvalidInputError(
+            f"version {manifest.version} does not name version {manifest.version - 1}'s manifest",
+            reason="PREVIOUS_VERSION_MISMATCH",
+        )
+
+
+# --- what an agency may see ----------------------------------------------------------------------
+
+
+def _visible_alerts(caller: str) -> ColumnElement[bool]:
+    audience_alerts = select(item_audience.c.alert_pk).where(item_audience.c.agency_id == caller)
+    return or_(alerts.c.originator == caller, alerts.c.id.in_(audience_alerts))
+
+
+def list_alerts(
+    connection: Connection, caller: str, *, include_own: bool, limit: int, now: datetime
+) -> list[alerts_pb2.AlertSummary]:
+    """Alert versions the caller may see, newest first."""
+    condition = alerts.c.id.in_(
+        select(item_audience.c.alert_pk).where(item_audience.c.agency_id == caller)
+    )
+    if include_own:
+        condition = or_(condition, alerts.c.originator == caller)
+    rows = connection.execute(
+        select(alerts).where(condition).order_by(alerts.c.published_at.desc(), alerts.c.id.desc()).limit(limit)
+    ).all()
+    summaries = []
+    for row in rows:
+        counts = _item_counts(connection, row.id, caller, own=row.originator == caller, now=now)
+        summary = alerts_pb2.AlertSummary(
+            originator=row.originator,
+            alert_id=row.alert_id,
+            version=int(row.version),
+            manifest_hash=bytes(row.manifest_hash),
+            items_visible=counts[0],
+            items_granted=counts[1],
+            items_total=counts[2],
+            retracted=bool(row.retracted),
+        )
+        summary.published_at.FromDatetime(_aware(row.published_at) or now)
+        summaries.append(summary)
+    return summaries
+
+
+def _item_counts(
+    connection: Connection, alert_pk: int, caller: str, *, own: bool, now: datetime
+) -> tuple[int, int, int]:
+    total = int(
+        connection.execute(
+            select(func.count()).select_from(items).where(items.c.alert_pk == alert_pk)
+        ).scalar_one()
+    )
+    if own:
+        visible = total
+    else:
+        visible = int(
+            connection.execute(
+                select(func.count())
+                .select_from(item_audience)
+                .where(item_audience.c.alert_pk == alert_pk, item_audience.c.agency_id == caller)
+            ).scalar_one()
+        )
+    granted = int(
+        connection.execute(
+            select(func.count())
+            .select_from(grants)
+            .where(
+                grants.c.alert_pk == alert_pk,
+                grants.c.recipient == caller,
+                grants.c.available_at <= now,
+            )
+        ).scalar_one()
+    )
+    return visible, granted, total
+
+
+def alert_view(
+    connection: Connection,
+    caller: str,
+    *,
+    alert_id: str,
+    originator: str = "",
+    version: int = 0,
+    now: datetime,
+) -> alerts_pb2.AlertView:
+    """One alert version as ``caller`` may see it.
+
+    The caller gets the manifest, the headers of the items addressed to it (all items, for the
+    originator), and the ciphertext with a grant only where a grant for it is available.  An
+    alert the caller may not see is :class:`NotFoundError`, exactly like one that does not exist.
+    """
+    query = select(alerts).where(alerts.c.alert_id == alert_id, _visible_alerts(caller))
+    if originator:
+        query = query.where(alerts.c.originator == originator)
+    rows = connection.execute(query.order_by(alerts.c.version)).all()
+    originators = {row.originator for row in rows}
+    if not rows:
+        raise NotFoundError(f"no alert {alert_id} that you may see")
+    if len(originators) > 1:
+        raise InvalidInputError(
+            f"alert id {alert_id} is used by {', '.join(sorted(originators))}: name the originator",
+            reason="AMBIGUOUS_ALERT_ID",
+        )
+    chosen = rows[-1] if version == 0 else next((r for r in rows if r.version == version), None)
+    if chosen is None:
+        raise NotFoundError(f"no version {version} of alert {alert_id} that you may see")
+    own = chosen.originator == caller
+    view = alerts_pb2.AlertView(
+        versions=[int(r.version) for r in rows],
+        retracted=bool(chosen.retracted),
+        log_index=int(chosen.log_index),
+    )
+    view.manifest.ParseFromString(bytes(chosen.manifest_envelope))
+    view.published_at.FromDatetime(_aware(chosen.published_at) or now)
+    item_query = select(items).where(items.c.alert_pk == chosen.id).order_by(items.c.position)
+    if not own:
+        item_query = item_query.where(
+            items.c.item_id.in_(
+                select(item_audience.c.item_id).where(
+                    item_audience.c.alert_pk == chosen.id, item_audience.c.agency_id == caller
+                )
+            )
+        )
+    caller_grants = {
+        row.item_id: row
+        for row in connection.execute(
+            select(grants).where(and_(grants.c.alert_pk == chosen.id, grants.c.recipient == caller))
+        )
+    }
+    for row in connection.execute(item_query):
+        item_view = alerts_pb2.ItemView(header=bytes(row.header))
+        expires_at = _aware(row.expires_at)
+        grant_row = caller_grants.get(row.item_id)
+        if (expires_at is not None and expires_at <= now) or row.ciphertext is None:
+            item_view.state = alerts_pb2.ItemView.EXPIRED
+        elif grant_row is None:
+            item_view.state = alerts_pb2.ItemView.WITHHELD
+        elif (_aware(grant_row.available_at) or now) > now:
+            item_view.state = alerts_pb2.ItemView.EMBARGOED
+        else:
+            item_view.state = alerts_pb2.ItemView.GRANTED
+            item_view.ciphertext = bytes(row.ciphertext)
+            item_view.grant.ParseFromString(bytes(grant_row.grant))
+        view.items.append(item_view)
+    return view

@@ -1,0 +1,158 @@
+"""The registry of agencies the hub knows: CA certificates and verified key statements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import Connection, insert, select, update
+
+from exchange.crypto.dsse import Envelope
+from exchange.errors import ConflictError, NotFoundError
+from exchange.statements.agency_keys import AgencyKeys
+from exchange.statements.codec import encode, envelope_from_proto, envelope_to_proto
+from exchange.store.schema import agencies, agency_keys
+from exchange.v1 import statements_pb2
+
+
+@dataclass(frozen=True)
+class AgencyRow:
+    """One registered agency, as the hub holds it."""
+
+    agency_id: str
+    ca_certificate_der: bytes
+    revoked_at: datetime | None
+    keys: tuple[bytes, ...]  # serialized Envelope protos, ascending key number
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def register_agency(
+    connection: Connection,
+    *,
+    ca_certificate: x509.Certificate,
+    keys: AgencyKeys,
+    now: datetime,
+) -> bool:
+    """Add an agency, or add a newer key statement to a known one; returns whether anything changed.
+
+    Re-importing the same material is a no-op; a different CA for a known agency id is refused.
+    """
+    ca_der = ca_certificate.public_bytes(Encoding.DER)
+    agency_id = keys.agency_id
+    existing = connection.execute(
+        select(agencies.c.ca_certificate).where(agencies.c.agency_id == agency_id)
+    ).scalar_one_or_none()
+    changed = False
+    if existing is None:
+        connection.execute(
+            insert(agencies).values(agency_id=agency_id, ca_certificate=ca_der, added_at=now)
+        )
+        changed = True
+    elif bytes(existing) != ca_der:
+        raise ConflictError(
+            f"agency {agency_id!r} is registered with another CA certificate; "
+            "a CA change needs the agency revoked and re-added under a new id"
+        )
+    known = connection.execute(
+        select(agency_keys.c.envelope).where(
+            agency_keys.c.agency_id == agency_id, agency_keys.c.key_number == keys.key_number
+        )
+    ).scalar_one_or_none()
+    envelope_bytes = encode(envelope_to_proto(keys.envelope))
+    if known is None:
+        connection.execute(
+            insert(agency_keys).values(
+                agency_id=agency_id,
+                key_number=keys.key_number,
+                envelope=envelope_bytes,
+                signing_key_id=keys.verify_key.key_id,
+                encryption_key_id=keys.encryption_key.key_id,
+                signing_public_key=keys.verify_key.raw,
+                encryption_public_key=keys.encryption_key.raw,
+                added_at=now,
+            )
+        )
+        changed = True
+    elif bytes(known) != envelope_bytes:
+        raise ConflictError(
+            f"agency {agency_id!r} already has a different key statement number {keys.key_number}"
+        )
+    return changed
+
+
+def revoke_agency(connection: Connection, agency_id: str, *, now: datetime) -> None:
+    """Mark an agency revoked: from now on its calls are refused and no grant is made for it."""
+    result = connection.execute(
+        update(agencies)
+        .where(agencies.c.agency_id == agency_id, agencies.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    if result.rowcount == 0:
+        exists = connection.execute(
+            select(agencies.c.agency_id).where(agencies.c.agency_id == agency_id)
+        ).first()
+        if exists is None:
+            raise NotFoundError(f"no agency {agency_id!r}")
+
+
+def list_agencies(connection: Connection) -> list[AgencyRow]:
+    """Every registered agency with its key statements."""
+    keys: dict[str, list[bytes]] = {}
+    for row in connection.execute(
+        select(agency_keys.c.agency_id, agency_keys.c.envelope).order_by(
+            agency_keys.c.agency_id, agency_keys.c.key_number
+        )
+    ):
+        keys.setdefault(row.agency_id, []).append(bytes(row.envelope))
+    return [
+        AgencyRow(
+            agency_id=row.agency_id,
+            ca_certificate_der=bytes(row.ca_certificate),
+            revoked_at=row.revoked_at,
+            keys=tuple(keys.get(row.agency_id, ())),
+        )
+        for row in connection.execute(select(agencies).order_by(agencies.c.agency_id))
+    ]
+
+
+@dataclass(frozen=True)
+class CurrentKeys:
+    """An agency's current (highest-numbered) keys, as raw public keys and ids."""
+
+    agency_id: str
+    key_number: int
+    signing_key_id: str
+    signing_public_key: bytes
+    encryption_key_id: str
+
+
+def current_keys(connection: Connection) -> dict[str, CurrentKeys]:
+    """The latest key statement of every unrevoked agency."""
+    rows = connection.execute(
+        select(agency_keys)
+        .join(agencies, agencies.c.agency_id == agency_keys.c.agency_id)
+        .where(agencies.c.revoked_at.is_(None))
+        .order_by(agency_keys.c.agency_id, agency_keys.c.key_number)
+    )
+    latest: dict[str, CurrentKeys] = {}
+    for row in rows:
+        latest[row.agency_id] = CurrentKeys(
+            agency_id=row.agency_id,
+            key_number=int(row.key_number),
+            signing_key_id=row.signing_key_id,
+            signing_public_key=bytes(row.signing_public_key),
+            encryption_key_id=row.encryption_key_id,
+        )
+    return latest
+
+
+def envelope_of(row_envelope: bytes) -> Envelope:
+    """A stored key envelope back as a DSSE envelope."""
+    message = statements_pb2.Envelope()
+    message.ParseFromString(row_envelope)
+    return envelope_from_proto(message)

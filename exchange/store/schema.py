@@ -1,0 +1,164 @@
+"""The hub's tables (SQLAlchemy Core).  Alembic migrations in ``migrations/`` create them.
+
+Everything the hub stores is public material, ciphertext, or exact signed bytes: there is no
+column a plaintext could land in.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite only autoincrements INTEGER PRIMARY KEY.
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+AgencyId = String(63)
+Timestamp = DateTime(timezone=True)
+
+agencies = Table(
+    "agencies",
+    metadata,
+    Column("agency_id", AgencyId, primary_key=True),
+    Column("ca_certificate", LargeBinary, nullable=False),
+    Column("added_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp, nullable=True),
+)
+
+agency_keys = Table(
+    "agency_keys",
+    metadata,
+    Column("agency_id", AgencyId, ForeignKey("agencies.agency_id"), primary_key=True),
+    Column("key_number", BigInteger, primary_key=True, autoincrement=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("signing_key_id", String(64), nullable=False),
+    Column("encryption_key_id", String(64), nullable=False),
+    Column("signing_public_key", LargeBinary, nullable=False),
+    Column("encryption_public_key", LargeBinary, nullable=False),
+    Column("added_at", Timestamp, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("originator", AgencyId, ForeignKey("agencies.agency_id"), nullable=False),
+    Column("alert_id", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("manifest_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("manifest_envelope", LargeBinary, nullable=False),
+    Column("request_digest", LargeBinary(32), nullable=False),
+    Column("published_at", Timestamp, nullable=False),
+    Column("log_index", BigInteger, nullable=False),
+    Column("retracted", Boolean, nullable=False, default=False),
+    UniqueConstraint("originator", "alert_id", "version", name="uq_alerts_key"),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("alert_pk", Serial, ForeignKey("alerts.id"), primary_key=True),
+    Column("item_id", String(64), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("header", LargeBinary, nullable=False),
+    # NULL once purged (expiry); the header and the log entries stay.
+    Column("ciphertext", LargeBinary, nullable=True),
+    Column("release", String(16), nullable=False),
+    Column("embargo_until", Timestamp, nullable=True),
+    Column("expires_at", Timestamp, nullable=True),
+    Column("summary", Boolean, nullable=False, default=False),
+)
+
+item_audience = Table(
+    "item_audience",
+    metadata,
+    Column("alert_pk", Serial, ForeignKey("alerts.id"), primary_key=True),
+    Column("item_id", String(64), primary_key=True),
+    Column("agency_id", AgencyId, primary_key=True),
+    Index("ix_item_audience_agency", "agency_id", "alert_pk"),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("alert_pk", Serial, ForeignKey("alerts.id"), nullable=False),
+    Column("item_id", String(64), nullable=False),
+    Column("recipient", AgencyId, nullable=False),
+    Column("recipient_key_id", String(64), nullable=False),
+    Column("grant", LargeBinary, nullable=False),
+    # The hub hands the grant out only from this time (embargo).
+    Column("available_at", Timestamp, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("alert_pk", "item_id", "recipient", name="uq_grants_item_recipient"),
+)
+
+feed_events = Table(
+    "feed_events",
+    metadata,
+    Column("agency_id", AgencyId, primary_key=True),
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(32), nullable=False),
+    Column("originator", AgencyId, nullable=False),
+    Column("alert_id", String(64), nullable=False, default=""),
+    Column("version", BigInteger, nullable=False, default=0),
+    Column("item_id", String(64), nullable=False, default=""),
+    Column("request_id", String(64), nullable=False, default=""),
+    Column("actor", AgencyId, nullable=False, default=""),
+    Column("created_at", Timestamp, nullable=False),
+    Column("log_index", BigInteger, nullable=False),
+)
+
+feed_heads = Table(
+    "feed_heads",
+    metadata,
+    Column("agency_id", AgencyId, primary_key=True),
+    Column("last_sequence", BigInteger, nullable=False),
+)
+
+log_entries = Table(
+    "log_entries",
+    metadata,
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("entry_type", String(32), nullable=False),
+    Column("logged_at", Timestamp, nullable=False),
+    # The canonical leaf encoding (public) and its RFC 9162 leaf hash.
+    Column("leaf", LargeBinary, nullable=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    # The statement or event bytes (served only to entitled agencies); NULL once purged.
+    Column("body", LargeBinary, nullable=True),
+    Column("salt", LargeBinary(16), nullable=False),
+    # Agencies entitled to the body, space-separated, for the body-serving query.
+    Column("entitled", Text, nullable=False, default=""),
+    Index("ix_log_entries_leaf_hash", "leaf_hash"),
+)
+
+# One row: the log's size.  Appends lock it, so log indexes and feed sequences are assigned under
+# one database lock across hub replicas.
+log_head = Table(
+    "log_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+)
