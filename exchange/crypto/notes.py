@@ -350,6 +350,7 @@ class NoteSigner(_Signer):
 
     def signature_line(self, text: str) -> str:
         """The signature line (without its newline) of this key over ``text``."""
+        _check_note_text(text)
         return self._signature_line(self._private_key.sign(text.encode("utf-8")))
 
 
