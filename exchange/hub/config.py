@@ -1,0 +1,366 @@
+"""The hub's configuration: ``hub.toml`` parsed into one immutable object.
+
+Only entry points read files and the environment (DESIGN §12); the hub itself takes a
+:class:`HubConfig`. Precedence, lowest first: the file's values and the defaults below, then the
+environment (:meth:`HubConfig.apply_env`), then command-line flags (:meth:`HubConfig.with_overrides`).
+
+``exchange-hub init`` writes this file::
+
+    listen = "127.0.0.1:50051"
+    database_url = "sqlite:///hub.db"        # relative SQLite paths: against this file's directory
+
+    [tls]
+    certificate = "hub/tls.pem"
+    key = "hub/tls-key.pem"
+
+    [registry]
+    directory = "registry"
+
+    [log]
+    origin = "exchange.example/log"
+    checkpoint_key = "hub/checkpoint-key.pem"
+    checkpoint_interval_seconds = 60
+
+    [feed]
+    heartbeat_interval_seconds = 15
+
+    [limits]
+    max_message_bytes = 8388608
+    rate_limit_per_agency = 50
+    rate_limit_burst = 100
+
+Every key is optional; each default is documented on :class:`HubConfig`. Unknown keys are refused,
+so a misspelt setting is an error rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from exchange.errors import ConfigurationError
+from exchange.profile import parse_host_port
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_DATABASE_FILE = "hub.db"
+DEFAULT_TLS_CERTIFICATE = "hub/tls.pem"
+DEFAULT_TLS_KEY = "hub/tls-key.pem"
+DEFAULT_REGISTRY_DIRECTORY = "registry"
+DEFAULT_CHECKPOINT_KEY = "hub/checkpoint-key.pem"
+DEFAULT_LOG_ORIGIN = "exchange.example/log"
+DEFAULT_CHECKPOINT_INTERVAL_SECONDS = 60.0
+DEFAULT_HEARTBEAT_INTERVAL_SECONDS = 15.0
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+DEFAULT_RATE_LIMIT_PER_AGENCY = 50.0
+DEFAULT_RATE_LIMIT_BURST = 100
+
+ENV_LISTEN = "EXCHANGE_HUB_LISTEN"
+ENV_DATABASE_URL = "EXCHANGE_HUB_DATABASE_URL"
+
+
+def check_log_origin(origin: str) -> str:
+    """Return ``origin`` if it can name a log in C2SP signed notes, else raise.
+
+    The origin is the first line of every checkpoint and the key name of the checkpoint key, so it
+    must be non-empty printable ASCII without spaces or ``+`` (which separates the parts of a
+    verifier key). A schema-less URL such as ``exchange.example/log`` is conventional.
+    """
+    if (
+        not isinstance(origin, str)
+        or not origin
+        or not origin.isascii()
+        or not origin.isprintable()
+        or " " in origin
+        or "+" in origin
+    ):
+        raise ConfigurationError(
+            f"log origin {origin!r} must be non-empty printable ASCII without spaces or '+', "
+            "such as 'exchange.example/log'"
+        )
+    return origin
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """Everything ``exchange-hub serve`` needs to know, with paths made absolute.
+
+    Fields and their defaults (relative paths are resolved against the directory of the file):
+
+    - ``listen``: ``HOST:PORT`` to serve on; ``127.0.0.1:50051``. Port 0 picks a free port.
+    - ``database_url``: SQLAlchemy URL; ``sqlite:///<config dir>/hub.db``.
+    - ``tls_certificate`` / ``tls_key``: the hub's TLS server certificate and key;
+      ``hub/tls.pem`` and ``hub/tls-key.pem``.
+    - ``registry_dir``: public agency material imported at start; ``registry``.
+    - ``checkpoint_key``: the Ed25519 key that signs checkpoints; ``hub/checkpoint-key.pem``.
+    - ``log_origin``: the origin line of checkpoints and the checkpoint key's name;
+      ``exchange.example/log``. Give every deployment its own.
+    - ``checkpoint_interval_seconds``: the longest time between checkpoints when idle; 60.
+    - ``heartbeat_interval_seconds``: time between heartbeats on a subscription; 15.
+    - ``max_message_bytes``: the largest request the application accepts; 8 MiB. The transport
+      limit is set above it so the application answers oversized requests with details.
+    - ``rate_limit_per_agency``: requests per second each agency may sustain; 50.
+    - ``rate_limit_burst``: requests an agency may make at once above that rate; 100.
+    """
+
+    config_path: Path
+    listen: str
+    database_url: str
+    tls_certificate: Path
+    tls_key: Path
+    registry_dir: Path
+    checkpoint_key: Path
+    log_origin: str
+    checkpoint_interval_seconds: float
+    heartbeat_interval_seconds: float
+    max_message_bytes: int
+    rate_limit_per_agency: float
+    rate_limit_burst: int
+
+    @property
+    def directory(self) -> Path:
+        """The directory holding the configuration file, against which paths are resolved."""
+        return self.config_path.parent
+
+    @classmethod
+    def from_file(cls, path: Path) -> HubConfig:
+        """Read ``hub.toml`` at ``path``; every problem is a :class:`ConfigurationError`."""
+        file = Path(path).absolute()
+        directory = file.parent
+        document = _read_toml(file)
+        top = _Section(document, file, "")
+        tls = top.section("tls")
+        registry = top.section("registry")
+        log = top.section("log")
+        feed = top.section("feed")
+        limits = top.section("limits")
+
+        listen = top.string("listen", DEFAULT_LISTEN)
+        _check_listen(listen, f"{file}: listen")
+        database_url = _resolve_database_url(
+            top.string("database_url", f"sqlite:///{DEFAULT_DATABASE_FILE}"),
+            directory,
+            f"{file}: database_url",
+        )
+        origin = log.string("origin", DEFAULT_LOG_ORIGIN)
+        try:
+            check_log_origin(origin)
+        except ConfigurationError as e:
+            raise ConfigurationError(f"{file}: [log] origin: {e.message}") from e
+        config = cls(
+            config_path=file,
+            listen=listen,
+            database_url=database_url,
+            tls_certificate=directory / tls.string("certificate", DEFAULT_TLS_CERTIFICATE),
+            tls_key=directory / tls.string("key", DEFAULT_TLS_KEY),
+            registry_dir=directory / registry.string("directory", DEFAULT_REGISTRY_DIRECTORY),
+            checkpoint_key=directory / log.string("checkpoint_key", DEFAULT_CHECKPOINT_KEY),
+            log_origin=origin,
+            checkpoint_interval_seconds=log.positive_number(
+                "checkpoint_interval_seconds", DEFAULT_CHECKPOINT_INTERVAL_SECONDS
+            ),
+            heartbeat_interval_seconds=feed.positive_number(
+                "heartbeat_interval_seconds", DEFAULT_HEARTBEAT_INTERVAL_SECONDS
+            ),
+            max_message_bytes=limits.positive_integer(
+                "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES
+            ),
+            rate_limit_per_agency=limits.positive_number(
+                "rate_limit_per_agency", DEFAULT_RATE_LIMIT_PER_AGENCY
+            ),
+            rate_limit_burst=limits.positive_integer("rate_limit_burst", DEFAULT_RATE_LIMIT_BURST),
+        )
+        top.refuse_unknown({"listen", "database_url", "tls", "registry", "log", "feed", "limits"})
+        tls.refuse_unknown({"certificate", "key"})
+        registry.refuse_unknown({"directory"})
+        log.refuse_unknown({"origin", "checkpoint_key", "checkpoint_interval_seconds"})
+        feed.refuse_unknown({"heartbeat_interval_seconds"})
+        limits.refuse_unknown({"max_message_bytes", "rate_limit_per_agency", "rate_limit_burst"})
+        return config
+
+    def with_overrides(
+        self, *, listen: str | None = None, database_url: str | None = None
+    ) -> HubConfig:
+        """A copy with the given values replaced (``None`` keeps the current one).
+
+        For command-line flags: a relative SQLite path here is left as given, so it is relative to
+        the working directory the operator typed it in.
+        """
+        changes: dict[str, Any] = {}
+        if listen is not None:
+            _check_listen(listen, "listen")
+            changes["listen"] = listen
+        if database_url is not None:
+            _check_database_url(database_url, "database url")
+            changes["database_url"] = database_url
+        return dataclasses.replace(self, **changes)
+
+    def apply_env(self, environ: Mapping[str, str]) -> HubConfig:
+        """A copy with ``EXCHANGE_HUB_LISTEN`` and ``EXCHANGE_HUB_DATABASE_URL`` applied.
+
+        Unset or empty variables change nothing. Only entry points call this, with ``os.environ``.
+        """
+        listen = environ.get(ENV_LISTEN) or None
+        database_url = environ.get(ENV_DATABASE_URL) or None
+        try:
+            return self.with_overrides(listen=listen, database_url=database_url)
+        except ConfigurationError as e:
+            raise ConfigurationError(f"environment: {e.message}") from e
+
+    def to_toml(self) -> str:
+        """``hub.toml`` text for this configuration; paths under its directory are relative."""
+        document: dict[str, Any] = {
+            "listen": self.listen,
+            "database_url": self._relative_database_url(),
+            "tls": {
+                "certificate": self._relative(self.tls_certificate),
+                "key": self._relative(self.tls_key),
+            },
+            "registry": {"directory": self._relative(self.registry_dir)},
+            "log": {
+                "origin": self.log_origin,
+                "checkpoint_key": self._relative(self.checkpoint_key),
+                "checkpoint_interval_seconds": self.checkpoint_interval_seconds,
+            },
+            "feed": {"heartbeat_interval_seconds": self.heartbeat_interval_seconds},
+            "limits": {
+                "max_message_bytes": self.max_message_bytes,
+                "rate_limit_per_agency": self.rate_limit_per_agency,
+                "rate_limit_burst": self.rate_limit_burst,
+            },
+        }
+        return tomli_w.dumps(document)
+
+    @classmethod
+    def default(cls, config_path: Path) -> HubConfig:
+        """The configuration a ``hub.toml`` at ``config_path`` with no settings at all means."""
+        file = Path(config_path).absolute()
+        directory = file.parent
+        return cls(
+            config_path=file,
+            listen=DEFAULT_LISTEN,
+            database_url=_resolve_database_url(
+                f"sqlite:///{DEFAULT_DATABASE_FILE}", directory, "database_url"
+            ),
+            tls_certificate=directory / DEFAULT_TLS_CERTIFICATE,
+            tls_key=directory / DEFAULT_TLS_KEY,
+            registry_dir=directory / DEFAULT_REGISTRY_DIRECTORY,
+            checkpoint_key=directory / DEFAULT_CHECKPOINT_KEY,
+            log_origin=DEFAULT_LOG_ORIGIN,
+            checkpoint_interval_seconds=DEFAULT_CHECKPOINT_INTERVAL_SECONDS,
+            heartbeat_interval_seconds=DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+            max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
+            rate_limit_per_agency=DEFAULT_RATE_LIMIT_PER_AGENCY,
+            rate_limit_burst=DEFAULT_RATE_LIMIT_BURST,
+        )
+
+    def _relative(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.directory).as_posix()
+        except ValueError:
+            return str(path)
+
+    def _relative_database_url(self) -> str:
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "sqlite" or not url.database:
+            return self.database_url
+        database = Path(url.database)
+        if not database.is_absolute():
+            return self.database_url
+        return url.set(database=self._relative(database)).render_as_string(hide_password=False)
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except FileNotFoundError as e:
+        raise ConfigurationError(
+            f"{file}: no hub configuration here; make one with `exchange-hub init DIR --agency ID`"
+        ) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigurationError(f"{file}: cannot read the file: {e}") from e
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigurationError(f"{file}: not valid TOML ({e}); fix it") from e
+
+
+class _Section:
+    """One TOML table of ``hub.toml``, with what error messages need to name a key."""
+
+    def __init__(self, values: Mapping[str, Any], file: Path, name: str) -> None:
+        self._values = values
+        self._file = file
+        self._name = name
+
+    def _where(self, key: str) -> str:
+        return f"{self._file}: {f'[{self._name}] ' if self._name else ''}{key}"
+
+    def section(self, key: str) -> _Section:
+        value = self._values.get(key, {})
+        if not isinstance(value, dict):
+            raise ConfigurationError(f"{self._where(key)}: expected a [{key}] table")
+        return _Section(value, self._file, key)
+
+    def string(self, key: str, default: str) -> str:
+        value = self._values.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(f"{self._where(key)} must be a non-empty string")
+        return value
+
+    def positive_number(self, key: str, default: float) -> float:
+        value = self._values.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigurationError(f"{self._where(key)} must be a positive number, got {value!r}")
+        return float(value)
+
+    def positive_integer(self, key: str, default: int) -> int:
+        value = self._values.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigurationError(
+                f"{self._where(key)} must be a positive integer, got {value!r}"
+            )
+        return value
+
+    def refuse_unknown(self, known: set[str]) -> None:
+        unknown = sorted(set(self._values) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"{self._where(', '.join(unknown))}: unknown setting; expected "
+                f"{', '.join(sorted(known))}"
+            )
+
+
+def _check_listen(listen: str, where: str) -> None:
+    try:
+        parse_host_port(listen)
+    except ConfigurationError as e:
+        raise ConfigurationError(f"{where}: {e.message}") from e
+
+
+def _check_database_url(database_url: str, where: str) -> None:
+    try:
+        make_url(database_url)
+    except (ArgumentError, ValueError) as e:
+        raise ConfigurationError(f"{where}: {database_url!r} is not a database URL") from e
+
+
+def _resolve_database_url(database_url: str, directory: Path, where: str) -> str:
+    """Make a relative SQLite file path absolute against ``directory``; leave the rest alone."""
+    _check_database_url(database_url, where)
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return database_url
+    if url.database.startswith("file:") or Path(url.database).is_absolute():
+        return database_url
+    return url.set(database=str(directory / url.database)).render_as_string(hide_password=False)
