@@ -9,7 +9,8 @@ profile directory, and what the hub keeps is public material only. :func:`init_e
     DIR/registry/<id>/               ca.pem signing.pem encryption.pem witness.pem keys.dsse
 
 Private keys are written 0600 and their directories 0700, whatever the umask. Every profile names
-the hub address, the hub's CA, every agency's CA as a partner, and the hub's checkpoint verifier key.
+the hub address, the hub's CA, every agency's CA as a partner, and the hub's checkpoint verifier key
+in C2SP note-verifier form (:class:`exchange.crypto.notes.NoteVerifier`), named by the log origin.
 
 :func:`export_public_bundle` writes an agency's public material in the registry layout, and
 :func:`read_public_bundle` reads and checks one; that is all ``exchange-hub agency add`` takes.
@@ -17,8 +18,6 @@ the hub address, the hub's CA, every agency's CA as a partner, and the hub's che
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 import os
 import shutil
@@ -30,12 +29,12 @@ from pathlib import Path
 from types import MappingProxyType
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from google.protobuf.message import DecodeError
 
 from exchange import pki
 from exchange.crypto.dsse import Envelope, sign_envelope, verify_envelope
 from exchange.crypto.keys import DecryptionKey, SigningKey, VerifyKey
+from exchange.crypto.notes import NoteVerifier
 from exchange.errors import (
     CertificateError,
     ConfigurationError,
@@ -73,30 +72,6 @@ BUNDLE_FILES = (
 """The files of an agency's public bundle (and of each ``DIR/registry/<id>/``)."""
 
 _PRIVATE_KEY_MARKER = b"PRIVATE KEY-----"
-_ED25519_NOTE_SIGNATURE_TYPE = b"\x01"
-
-
-# --- C2SP signed-note verifier keys ------------------------------------------------------------
-
-
-def note_key_id(name: str, public_key: bytes) -> bytes:
-    """The 4-byte C2SP signed-note key id of an Ed25519 key: SHA-256(name ‖ 0x0A ‖ 0x01 ‖ key)[:4]."""
-    digest = hashlib.sha256(
-        name.encode("utf-8") + b"\n" + _ED25519_NOTE_SIGNATURE_TYPE + public_key
-    ).digest()
-    return digest[:4]
-
-
-def checkpoint_verifier_key(name: str, public_key: VerifyKey | ed25519.Ed25519PublicKey) -> str:
-    """The C2SP note verifier key ``<name>+<hex key id>+<base64(0x01 ‖ key)>`` of a checkpoint key.
-
-    ``name`` is the log origin; clients keep this string in their profile and trust checkpoints
-    signed by this key under this name only.
-    """
-    check_log_origin(name)
-    raw = public_key.raw if isinstance(public_key, VerifyKey) else VerifyKey(public_key).raw
-    encoded = base64.b64encode(_ED25519_NOTE_SIGNATURE_TYPE + raw).decode("ascii")
-    return f"{name}+{note_key_id(name, raw).hex()}+{encoded}"
 
 
 # --- results -----------------------------------------------------------------------------------
@@ -184,7 +159,7 @@ def init_exchange(
         hub_ca_key, hub_ca, _server_hosts(listen_host), now=moment
     )
     checkpoint_key = SigningKey.generate()
-    verifier_key = checkpoint_verifier_key(log_origin, checkpoint_key.public_key)
+    verifier_key = NoteVerifier(log_origin, checkpoint_key.public_key.raw).to_string()
     hub_config = replace(
         HubConfig.default(root / HUB_CONFIG_FILE_NAME), listen=listen, log_origin=log_origin
     )

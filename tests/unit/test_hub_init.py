@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -22,7 +21,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from exchange import pki
 from exchange.crypto.dsse import Envelope, sign_envelope
-from exchange.crypto.keys import SigningKey, VerifyKey
+from exchange.crypto.keys import SigningKey
+from exchange.crypto.notes import NoteSigner, NoteVerifier
 from exchange.errors import (
     CertificateError,
     ConfigurationError,
@@ -35,10 +35,8 @@ from exchange.hub.config import HubConfig, check_log_origin
 from exchange.hub.init import (
     BUNDLE_FILES,
     InitResult,
-    checkpoint_verifier_key,
     export_public_bundle,
     init_exchange,
-    note_key_id,
     read_public_bundle,
 )
 from exchange.profile import AGENCY_KEYS_PAYLOAD_TYPE, ProfileConfig
@@ -196,11 +194,7 @@ def test_every_profile_names_the_hub_and_its_checkpoint_key(
         config.paths.hub_ca_certificate.read_bytes()
         == (exchange.directory / "hub" / "ca.pem").read_bytes()
     )
-    checkpoint_key = SigningKey.from_pem(
-        (exchange.directory / "hub" / "checkpoint-key.pem").read_bytes()
-    )
-    expected = checkpoint_verifier_key("exchange.example/log", checkpoint_key.public_key)
-    assert config.checkpoint_verifier_key == expected == exchange.checkpoint_verifier_key
+    assert config.checkpoint_verifier_key == exchange.checkpoint_verifier_key
     assert config.log_origin == "exchange.example/log"
 
 
@@ -322,26 +316,16 @@ def test_init_takes_a_log_origin(tmp_path: Path) -> None:
 
 # --- checkpoint verifier key ---------------------------------------------------------------------------
 
-# The C2SP signed-note specification's example (C2SP/C2SP signed-note.md, CC BY 4.0), also in
-# ../shared/vectors/signed-note/example.vkey.
-C2SP_EXAMPLE_VKEY = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
 
-
-def test_checkpoint_verifier_key_matches_the_c2sp_example() -> None:
-    name, key_id, key = C2SP_EXAMPLE_VKEY.split("+")
-    raw = base64.b64decode(key)
-    assert raw[0] == 1
-    public_key = VerifyKey.from_bytes(raw[1:])
-    assert note_key_id(name, public_key.raw).hex() == key_id
-    assert checkpoint_verifier_key(name, public_key) == C2SP_EXAMPLE_VKEY
-    assert checkpoint_verifier_key(name, public_key.native) == C2SP_EXAMPLE_VKEY
-
-
-def test_checkpoint_key_id_commits_to_the_name() -> None:
-    key = SigningKey.generate().public_key
-    assert note_key_id("a.example/log", key.raw) != note_key_id("b.example/log", key.raw)
-    expected = hashlib.sha256(b"a.example/log\n\x01" + key.raw).digest()[:4]
-    assert note_key_id("a.example/log", key.raw) == expected
+def test_checkpoint_verifier_key_is_the_hubs_key_named_by_the_origin(exchange: InitResult) -> None:
+    verifier = NoteVerifier.from_string(exchange.checkpoint_verifier_key)
+    checkpoint_key = SigningKey.from_pem(
+        (exchange.directory / "hub" / "checkpoint-key.pem").read_bytes()
+    )
+    assert verifier.name == "exchange.example/log"
+    assert verifier.public_key == checkpoint_key.public_key.raw
+    signer = NoteSigner("exchange.example/log", checkpoint_key.native)
+    assert signer.verifier().to_string() == exchange.checkpoint_verifier_key
 
 
 # --- the AgencyKeys statement and public bundles ---------------------------------------------------------
