@@ -1,0 +1,84 @@
+"""The Python client of the exchange: publish, receive, verify and decrypt alerts.
+
+Everything public is listed in ``__all__``; the modules under ``_internal`` are not part of the
+API.  A typical session::
+
+    from exchange_client import Client, Draft, Profile
+
+    with Client(Profile.load("agencies/us-dea")) as client:
+        receipt = client.publish(Draft.from_file("alert.yaml"))
+        for entry in client.inbox():
+            alert = client.open(entry.alert_id, originator=entry.originator)
+
+Every failure is an :class:`ExchangeError`; verification failures (tampering) are
+:class:`VerificationError`, never a silent ``False``.
+"""
+
+from __future__ import annotations
+
+from exchange.alerts.draft import Draft
+from exchange.errors import (
+    CertificateError,
+    CommitmentError,
+    ConfigurationError,
+    ConflictError,
+    DecryptionError,
+    DraftError,
+    ExchangeError,
+    GrantError,
+    InvalidInputError,
+    KeyCommitmentError,
+    MalformedError,
+    NotAuthenticatedError,
+    NotFoundError,
+    NotPermittedError,
+    SignatureError,
+    TooLargeError,
+    UnavailableError,
+    UnknownKeyError,
+    VerificationError,
+)
+from exchange_client._internal.client import Client
+from exchange_client._internal.errors import FeedGapError, LogInconsistentError
+from exchange_client._internal.models import (
+    AgencyInfo,
+    FeedEvent,
+    InboxEntry,
+    OpenedAlert,
+    OpenedItem,
+    Receipt,
+)
+from exchange_client._internal.profile import Profile
+
+__all__ = [
+    "AgencyInfo",
+    "CertificateError",
+    "Client",
+    "CommitmentError",
+    "ConfigurationError",
+    "ConflictError",
+    "DecryptionError",
+    "Draft",
+    "DraftError",
+    "ExchangeError",
+    "FeedEvent",
+    "FeedGapError",
+    "GrantError",
+    "InboxEntry",
+    "InvalidInputError",
+    "KeyCommitmentError",
+    "LogInconsistentError",
+    "MalformedError",
+    "NotAuthenticatedError",
+    "NotFoundError",
+    "NotPermittedError",
+    "OpenedAlert",
+    "OpenedItem",
+    "Profile",
+    "Receipt",
+    "SignatureError",
+    "TooLargeError",
+    "UnavailableError",
+    "UnknownKeyError",
+    "VerificationError",
+]

@@ -1,0 +1,1 @@
+"""Private implementation of :mod:`exchange_client`; import from the package, not from here."""

@@ -1,0 +1,670 @@
+"""``Client``: one agency talking to the hub over mutual TLS.
+
+The client is thin: sealing, verification and decryption are the pure functions of
+:mod:`exchange.statements`; this module does the I/O around them (gRPC, the profile's state
+directory, the clock) and turns what comes back into the domain objects of
+:mod:`exchange_client._internal.models`.  Every gRPC failure passes through
+:func:`~exchange_client._internal.status.hub_errors`, so no ``grpc.RpcError`` escapes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+
+import grpc
+from exchange.alerts.watchlist import match_payload
+
+from exchange import pki
+from exchange.alerts.draft import Draft
+from exchange.alerts.validate import validate_payload
+from exchange.crypto.keys import EncryptionKey, VerifyKey
+from exchange.errors import (
+    ExchangeError,
+    InvalidInputError,
+    MalformedError,
+    NotFoundError,
+    UnavailableError,
+    UnknownKeyError,
+    VerificationError,
+)
+from exchange.statements.agency_keys import AgencyKeys
+from exchange.statements.alert import AlertManifest
+from exchange.statements.codec import encode, envelope_from_proto, parse_canonical, sha256
+from exchange.statements.sealing import (
+    INVALID,
+    OpenedVersion,
+    PlainItem,
+    open_version,
+    seal_alert,
+    summary_item,
+)
+from exchange.statements.sealing import (
+    OpenedItem as SealedOpenedItem,
+)
+from exchange.v1 import (
+    alerts_pb2,
+    alerts_pb2_grpc,
+    directory_pb2,
+    directory_pb2_grpc,
+    payloads_pb2,
+    statements_pb2,
+)
+from exchange_client._internal.feed import FeedSubscription, check_heartbeat, check_sequence
+from exchange_client._internal.models import (
+    AgencyInfo,
+    FeedEvent,
+    InboxEntry,
+    ItemPolicy,
+    OpenedAlert,
+    OpenedItem,
+    Receipt,
+    grading_label,
+    timestamp_or_none,
+)
+from exchange_client._internal.profile import Profile
+from exchange_client._internal.state import ClientState, OutboxEntry
+from exchange_client._internal.status import hub_errors
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""gRPC transport limit each way; above the hub's own limits, so the hub answers with details."""
+
+PUBLISH_ATTEMPTS = 4
+"""Sends of one sealed request before giving up (it stays in the outbox)."""
+
+FIRST_RETRY_DELAY = 0.5
+"""Seconds before the first resend; doubled after each further failure."""
+
+_PUBLISH_METHOD = "/exchange.v1.AlertService/Publish"
+
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+@dataclass(frozen=True)
+class _PartnerKeys:
+    """One agency's directory record as checked against the CA in our profile."""
+
+    agency_id: str
+    revoked: bool
+    latest: AgencyKeys | None
+    verify_keys: Mapping[str, VerifyKey] = field(default_factory=dict)
+    problem: str = ""
+    ca_fingerprint: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return self.latest is not None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_alert_id(alert_id: str) -> str:
+    try:
+        return str(uuid.UUID(alert_id))
+    except ValueError as e:
+        raise InvalidInputError(
+            f"{alert_id!r} is not an alert id (a UUID such as "
+            "0b0e3c1e-8f5d-4d5e-9a57-3f0d0f6f2a10)",
+            reason="INVALID_ALERT_ID",
+        ) from e
+
+
+def _flag_messages(flags: Iterable[object]) -> tuple[str, ...]:
+    return tuple(str(getattr(flag, "message", flag)) for flag in flags)
+
+
+def _payload_problems(payload: payloads_pb2.ItemPayload, path: str) -> list[str]:
+    return [str(violation) for violation in validate_payload(payload, path)]
+
+
+class Client:
+    """A connection to the hub acting as the agency of ``profile``.
+
+    ``hub`` (``HOST:PORT``) overrides the profile's hub address; ``clock`` returns the current
+    time as an aware datetime (tests freeze it; it decides embargo and expiry on open and the
+    validity of certificates); ``timeout`` bounds each unary call in seconds.  Use it as a
+    context manager, or call :meth:`close`, to close the channel.
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        hub: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.profile = profile
+        self.target = hub or profile.hub_address
+        self._clock = clock or _utc_now
+        self._timeout = timeout
+        self._sleep: Callable[[float], None] = time.sleep
+        self._state = ClientState(profile.state_dir)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=profile.hub_ca_certificate_pem,
+            private_key=profile.tls_key_pem,
+            certificate_chain=profile.tls_certificate_pem,
+        )
+        self._channel = grpc.secure_channel(self.target, credentials, options=_CHANNEL_OPTIONS)
+        self._directory_stub = directory_pb2_grpc.DirectoryServiceStub(self._channel)
+        self._alerts_stub = alerts_pb2_grpc.AlertServiceStub(self._channel)
+        # Publish sends bytes exactly as sealed and saved: no re-serialization between retries.
+        self._publish_bytes = self._channel.unary_unary(
+            _PUBLISH_METHOD,
+            request_serializer=None,
+            response_deserializer=alerts_pb2.PublishResponse.FromString,
+        )
+        self._partners: dict[str, _PartnerKeys] | None = None
+
+    # --- lifetime ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the channel; open feed subscriptions end with it."""
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- directory ----------------------------------------------------------------------------
+
+    def agencies(self) -> list[AgencyInfo]:
+        """Every agency on the hub, each one's keys verified against the CA in this profile.
+
+        The hub's copy of a CA certificate is never trusted: an agency the profile holds no CA
+        for, or whose key statements do not verify against it, is listed unverified with the
+        reason, and is never encrypted to.
+        """
+        partners = self._load_partners(refresh=True)
+        return [self._agency_info(partner) for partner in partners.values()]
+
+    def _agency_info(self, partner: _PartnerKeys) -> AgencyInfo:
+        latest = partner.latest
+        return AgencyInfo(
+            agency_id=partner.agency_id,
+            key_number=latest.key_number if latest else 0,
+            signing_key_fingerprint=latest.verify_key.fingerprint if latest else "",
+            encryption_key_fingerprint=latest.encryption_key.fingerprint if latest else "",
+            revoked=partner.revoked,
+            verified=partner.verified,
+            problem=partner.problem,
+            ca_fingerprint=partner.ca_fingerprint,
+        )
+
+    def _load_partners(self, *, refresh: bool = False) -> dict[str, _PartnerKeys]:
+        if self._partners is None or refresh:
+            with hub_errors(self.target):
+                response = self._directory_stub.ListAgencies(
+                    directory_pb2.ListAgenciesRequest(), timeout=self._timeout
+                )
+            now = self._clock()
+            self._partners = {
+                record.agency_id: self._check_record(record, now)
+                for record in sorted(response.agencies, key=lambda r: r.agency_id)
+            }
+        return self._partners
+
+    def _check_record(self, record: directory_pb2.AgencyRecord, now: datetime) -> _PartnerKeys:
+        ca = self.profile.partner_cas.get(record.agency_id)
+        if ca is None:
+            return _PartnerKeys(
+                agency_id=record.agency_id,
+                revoked=record.revoked,
+                latest=None,
+                problem=(
+                    f"this profile holds no CA certificate for {record.agency_id!r}: obtain it "
+                    "out of band and add it under [partners] in profile.toml"
+                ),
+            )
+        problems: list[str] = []
+        if bytes(record.ca_certificate) != pki.certificate_to_der(ca):
+            problems.append("the hub serves a CA certificate that differs from this profile's")
+        verified: list[AgencyKeys] = []
+        newest_verified = False
+        for envelope in record.keys:
+            newest_verified = False
+            try:
+                keys = AgencyKeys.verify(envelope_from_proto(envelope), ca, now=now)
+            except ExchangeError as e:
+                problems.append(f"a key statement does not verify against its CA: {e.message}")
+                continue
+            if keys.agency_id != record.agency_id:
+                problems.append(f"a key statement names {keys.agency_id!r}")
+                continue
+            verified.append(keys)
+            newest_verified = True
+        # Only the newest statement may be encrypted to: falling back to an older key when the
+        # newest fails would hide the failure (and could be a rotated-out, compromised key).
+        latest = verified[-1] if newest_verified else None
+        if latest is None and not problems:
+            problems.append("the hub lists no key statement for it")
+        return _PartnerKeys(
+            agency_id=record.agency_id,
+            revoked=record.revoked,
+            latest=latest,
+            verify_keys={k.verify_key.key_id: k.verify_key for k in verified},
+            problem="; ".join(problems),
+            ca_fingerprint=pki.fingerprint(ca),
+        )
+
+    def _verify_keys_of(self, originator: str) -> dict[str, VerifyKey]:
+        partners = self._load_partners()
+        if originator not in partners:
+            partners = self._load_partners(refresh=True)
+        partner = partners.get(originator)
+        keys: dict[str, VerifyKey] = dict(partner.verify_keys) if partner else {}
+        if originator == self.profile.agency_id:
+            own = self.profile.signing_key.public_key
+            keys[own.key_id] = own
+        if not keys:
+            why = partner.problem if partner else "the hub lists no such agency"
+            raise UnknownKeyError(f"cannot verify statements of {originator!r}: {why}")
+        return keys
+
+    def _recipient_keys(self, recipients: Iterable[str]) -> dict[str, EncryptionKey]:
+        partners = self._load_partners(refresh=True)
+        keys: dict[str, EncryptionKey] = {}
+        for recipient in sorted(set(recipients) - {self.profile.agency_id}):
+            partner = partners.get(recipient)
+            if partner is None:
+                raise InvalidInputError(
+                    f"no agency {recipient!r} on the hub: check the item audiences "
+                    "(`exchange agencies` lists the agencies)",
+                    reason="UNKNOWN_RECIPIENT",
+                )
+            if partner.revoked:
+                raise InvalidInputError(
+                    f"agency {recipient!r} is revoked: remove it from the item audiences",
+                    reason="RECIPIENT_REVOKED",
+                )
+            if partner.latest is None:
+                raise VerificationError(
+                    f"will not encrypt to {recipient!r}: {partner.problem}",
+                    reason="RECIPIENT_KEYS_UNVERIFIED",
+                )
+            keys[recipient] = partner.latest.encryption_key
+        return keys
+
+    # --- publishing -----------------------------------------------------------------------------
+
+    def publish(self, draft: Draft, *, supersedes: str | None = None) -> Receipt:
+        """Seal, sign and publish ``draft``; with ``supersedes``, as the next version of that alert.
+
+        The sealed request is saved in the profile's ``state/outbox/`` before it is first sent and
+        resent with the same bytes while the hub is unreachable (a bounded number of times, with
+        backoff); the hub answers a resend with the first receipt.  If every attempt fails the
+        request stays in the outbox for :meth:`flush_outbox`.  The manifest hash the hub
+        acknowledged is recorded for a later ``supersedes``.
+        """
+        items = [
+            PlainItem(item_id=item.id, policy=item.policy, payload=item.payload)
+            for item in draft.items
+        ]
+        flags = tuple(
+            message
+            for index, item in enumerate(draft.items)
+            for message in _flag_messages(match_payload(item.payload, f"items[{index}]"))
+        )
+        summary = summary_item(draft.summary(), items)
+        if supersedes is None:
+            alert_id, version, previous_hash = str(uuid.uuid4()), 1, b""
+        else:
+            alert_id = _check_alert_id(supersedes)
+            version, previous_hash = self._next_version(alert_id)
+        plain = [summary, *items]
+        recipient_keys = self._recipient_keys(a for item in plain for a in item.policy.audience)
+        sealed = seal_alert(
+            originator=self.profile.agency_id,
+            alert_id=alert_id,
+            version=version,
+            items=plain,
+            signing_key=self.profile.signing_key,
+            own_key=self.profile.decryption_key.public_key,
+            recipient_keys=recipient_keys,
+            created_at=self._clock(),
+            previous_manifest_hash=previous_hash,
+        )
+        request = encode(sealed.request)
+        entry = self._state.save_outbox(alert_id, version, request)
+        return self._send_outbox_entry(entry, request, sealed.manifest.hash, flags=flags)
+
+    def flush_outbox(self) -> list[Receipt]:
+        """Send again every sealed request an interrupted publish left in the outbox.
+
+        Each is sent with its saved bytes, so the hub returns the receipt of the first delivery
+        if that one had in fact arrived.
+        """
+        receipts = []
+        for entry in self._state.outbox():
+            request = entry.read()
+            message = parse_canonical(
+                alerts_pb2.PublishRequest, request, what=f"outbox entry {entry.path}"
+            )
+            manifest = parse_canonical(
+                statements_pb2.AlertManifest,
+                bytes(message.manifest.payload),
+                what=f"manifest in {entry.path}",
+            )
+            if (manifest.alert_id, manifest.version) != (entry.alert_id, entry.version):
+                raise MalformedError(f"{entry.path}: holds a different alert version")
+            receipts.append(
+                self._send_outbox_entry(entry, request, sha256(bytes(message.manifest.payload)))
+            )
+        return receipts
+
+    def _next_version(self, alert_id: str) -> tuple[int, bytes]:
+        known = self._state.latest_published(alert_id)
+        if known is not None:
+            return known.version + 1, known.manifest_hash
+        request = alerts_pb2.GetAlertRequest(alert_id=alert_id, originator=self.profile.agency_id)
+        try:
+            with hub_errors(self.target):
+                view = self._alerts_stub.GetAlert(request, timeout=self._timeout)
+        except NotFoundError as e:
+            raise NotFoundError(
+                f"no alert {alert_id} published by {self.profile.agency_id} to supersede",
+                reason=e.reason,
+            ) from e
+        manifest = AlertManifest.verify(
+            envelope_from_proto(view.manifest), self._verify_keys_of(self.profile.agency_id)
+        )
+        if manifest.alert_id != alert_id or manifest.originator != self.profile.agency_id:
+            raise VerificationError(
+                f"asked the hub for alert {alert_id}, it answered with another",
+                reason="ALERT_MISMATCH",
+            )
+        return manifest.version + 1, manifest.hash
+
+    def _send_outbox_entry(
+        self,
+        entry: OutboxEntry,
+        request: bytes,
+        manifest_hash: bytes,
+        *,
+        flags: Sequence[str] = (),
+    ) -> Receipt:
+        try:
+            response = self._send_publish(entry, request)
+        except UnavailableError:
+            raise
+        except ExchangeError:
+            # A definite refusal: the same bytes would be refused again.
+            self._state.remove_outbox(entry)
+            raise
+        expected = (self.profile.agency_id, entry.alert_id, entry.version, manifest_hash)
+        acknowledged = (
+            response.originator,
+            response.alert_id,
+            response.version,
+            bytes(response.manifest_hash),
+        )
+        if acknowledged != expected:
+            raise VerificationError(
+                f"the hub acknowledged {response.alert_id} version {response.version} with a "
+                f"different manifest than the one sent (kept in {entry.path})",
+                reason="RECEIPT_MISMATCH",
+            )
+        receipt = Receipt(
+            originator=response.originator,
+            alert_id=response.alert_id,
+            version=response.version,
+            manifest_hash=bytes(response.manifest_hash),
+            log_index=response.log_index,
+            accepted_at=timestamp_or_none(response, "accepted_at"),
+            notified=tuple(response.notified),
+            flags=tuple(flags),
+        )
+        self._state.record_published(
+            alert_id=receipt.alert_id,
+            version=receipt.version,
+            manifest_hash=receipt.manifest_hash,
+            log_index=receipt.log_index,
+            accepted_at=receipt.accepted_at,
+        )
+        self._state.remove_outbox(entry)
+        return receipt
+
+    def _send_publish(self, entry: OutboxEntry, request: bytes) -> alerts_pb2.PublishResponse:
+        delay = FIRST_RETRY_DELAY
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                with hub_errors(self.target):
+                    response: alerts_pb2.PublishResponse = self._publish_bytes(
+                        request, timeout=self._timeout
+                    )
+                return response
+            except UnavailableError as e:
+                if attempt == PUBLISH_ATTEMPTS:
+                    raise UnavailableError(
+                        f"{e.message}. The sealed alert is kept in {entry.path}; "
+                        "`exchange resend` sends it again with the same bytes",
+                        reason=e.reason,
+                    ) from e
+                self._sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def inbox(self, *, limit: int = 100) -> list[InboxEntry]:
+        """Alert versions addressed to this agency, newest as the hub lists them.
+
+        Each entry's title and kind come from its encrypted summary, opened and verified here;
+        when that fails (tampering, a missing partner CA) the entry says why in ``problem``.
+        """
+        with hub_errors(self.target):
+            response = self._alerts_stub.ListAlerts(
+                alerts_pb2.ListAlertsRequest(include_own=False, limit=limit),
+                timeout=self._timeout,
+            )
+        entries = []
+        for summary in response.alerts:
+            title: str | None = None
+            kind: str | None = None
+            problem = ""
+            try:
+                opened = self.open(
+                    summary.alert_id, originator=summary.originator, version=summary.version
+                )
+                title, kind = opened.title, opened.kind
+            except ExchangeError as e:
+                problem = f"{type(e).__name__}: {e.message}"
+            entries.append(
+                InboxEntry(
+                    originator=summary.originator,
+                    alert_id=summary.alert_id,
+                    version=summary.version,
+                    manifest_hash=bytes(summary.manifest_hash),
+                    published_at=timestamp_or_none(summary, "published_at"),
+                    items_visible=summary.items_visible,
+                    items_granted=summary.items_granted,
+                    items_total=summary.items_total,
+                    retracted=summary.retracted,
+                    title=title,
+                    kind=kind,
+                    problem=problem,
+                )
+            )
+        return entries
+
+    def open(
+        self, alert_id: str, *, originator: str | None = None, version: int | None = None
+    ) -> OpenedAlert:
+        """Fetch, verify and decrypt one alert version (the latest we may see by default).
+
+        The manifest must verify under the originator's keys as certified by its CA in this
+        profile, every header must match the manifest and every ciphertext its header, every key
+        its commitment: any failure raises :class:`VerificationError`.  Decrypted payloads are
+        validated again (a failure shows as status ``INVALID``) and matched against the
+        watchlist (``flags``).
+        """
+        request = alerts_pb2.GetAlertRequest(
+            alert_id=alert_id, originator=originator or "", version=version or 0
+        )
+        with hub_errors(self.target):
+            view = self._alerts_stub.GetAlert(request, timeout=self._timeout)
+        claimed = parse_canonical(
+            statements_pb2.AlertManifest, bytes(view.manifest.payload), what="alert manifest"
+        )
+        opened = open_version(
+            view,
+            recipient=self.profile.agency_id,
+            decryption_key=self.profile.decryption_key,
+            originator_keys=self._verify_keys_of(claimed.originator),
+            now=self._clock(),
+        )
+        manifest = opened.manifest
+        if (
+            manifest.alert_id != alert_id
+            or (originator is not None and manifest.originator != originator)
+            or (version is not None and manifest.version != version)
+        ):
+            raise VerificationError(
+                f"asked the hub for alert {alert_id} (originator {originator or 'any'}, version "
+                f"{version or 'latest'}), it answered with {manifest.originator}/"
+                f"{manifest.alert_id} version {manifest.version}",
+                reason="ALERT_MISMATCH",
+            )
+        return _opened_alert(opened)
+
+    # --- the feed -------------------------------------------------------------------------------
+
+    def events(self, after: int | None = None, *, limit: int = 100) -> list[FeedEvent]:
+        """Poll the feed: events after ``after`` (default: the saved cursor), at most ``limit``.
+
+        Polling does not move the saved cursor: call :meth:`commit_cursor` with the sequence of
+        the last event processed.  Raises :class:`FeedGapError` if the hub skips a sequence, or
+        returns nothing while stating that the feed is further on.
+        """
+        start = self._state.read_cursor() if after is None else after
+        with hub_errors(self.target):
+            response = self._alerts_stub.ListEvents(
+                alerts_pb2.ListEventsRequest(after=start, limit=limit), timeout=self._timeout
+            )
+        received = start
+        events = []
+        for event in response.events:
+            if event.sequence <= received:
+                continue
+            check_sequence(received, event.sequence)
+            received = event.sequence
+            events.append(FeedEvent.from_proto(event))
+        if not events:
+            check_heartbeat(received, response.latest_sequence)
+        return events
+
+    def commit_cursor(self, sequence: int) -> None:
+        """Save ``sequence`` as processed, for :meth:`events` and :meth:`subscribe` to resume from.
+
+        The cursor never moves back; raises if another process holds the profile's feed.
+        """
+        with self._state.lock_cursor() as lock:
+            lock.commit(sequence)
+
+    def cursor(self) -> int:
+        """The saved feed cursor: the sequence of the last event processed (0: none)."""
+        return self._state.read_cursor()
+
+    def subscribe(self, after: int | None = None, *, heartbeats: bool = False) -> FeedSubscription:
+        """Stream the feed from ``after`` (default: the saved cursor): catch-up, then live.
+
+        The returned iterator takes the profile's cursor lock at once (a second reader on the
+        same profile gets an error, not a wait) and saves the cursor for each event when the
+        consumer asks for the next one or closes the subscription cleanly; see
+        :class:`~exchange_client._internal.feed.FeedSubscription`.  Raises
+        :class:`FeedGapError` when an event is missing.  With ``heartbeats`` the hub's heartbeats
+        are yielded too, as events of kind ``HEARTBEAT``.
+        """
+        lock = self._state.lock_cursor()
+        try:
+            start = self._state.read_cursor() if after is None else after
+        except BaseException:
+            lock.release()
+            raise
+
+        def open_stream(after_sequence: int) -> grpc.CallIterator[alerts_pb2.SubscribeResponse]:
+            return self._alerts_stub.Subscribe(alerts_pb2.SubscribeRequest(after=after_sequence))
+
+        return FeedSubscription(
+            open_stream=open_stream,
+            target=self.target,
+            lock=lock,
+            after=start,
+            heartbeats=heartbeats,
+            sleep=self._sleep,
+        )
+
+
+def _opened_item(item: SealedOpenedItem, path: str) -> OpenedItem:
+    """The domain item, its decrypted payload validated again and matched against the watchlist.
+
+    ``path`` is the item's place in the draft (``items[2]``), the summary not counted, so that
+    a recipient's messages name fields as the originator's validation did.
+    """
+    status, detail = item.status, item.detail
+    flags: tuple[str, ...] = ()
+    if item.payload is not None:
+        problems = _payload_problems(item.payload, path)
+        if problems:
+            status, detail = INVALID, "; ".join(problems)
+        flags = _flag_messages(match_payload(item.payload, path))
+    return OpenedItem(
+        id=item.item_id,
+        status=status,
+        policy=ItemPolicy.from_proto(item.policy),
+        payload=item.payload,
+        detail=detail,
+        flags=flags,
+        header_hash=item.header_hash,
+    )
+
+
+def _opened_alert(opened: OpenedVersion) -> OpenedAlert:
+    manifest = opened.manifest
+    summary = opened.summary
+    summary_detail = ""
+    if summary is not None:
+        problems = _payload_problems(payloads_pb2.ItemPayload(summary=summary), "")
+        if problems:
+            # Do not show a title or kind that fails validation (control characters can hide
+            # or reorder what an operator reads); say why instead.
+            summary, summary_detail = None, "; ".join(problems)
+    kind: str | None = None
+    if summary is not None and summary.kind != payloads_pb2.Summary.KIND_UNSPECIFIED:
+        kind = payloads_pb2.Summary.Kind.Name(summary.kind)
+    return OpenedAlert(
+        alert_id=manifest.alert_id,
+        originator=manifest.originator,
+        version=manifest.version,
+        kind=kind,
+        title=summary.title if summary is not None else None,
+        grading=grading_label(summary.grading) if summary is not None else None,
+        operator=summary.operator if summary is not None else "",
+        manifest_hash=manifest.hash,
+        published_at=opened.published_at,
+        created_at=timestamp_or_none(manifest.message, "created_at"),
+        items=tuple(
+            _opened_item(item, f"items[{index}]") for index, item in enumerate(opened.items)
+        ),
+        versions=opened.versions,
+        retracted=opened.retracted,
+        previous_manifest_hash=bytes(manifest.message.previous_manifest_hash),
+        summary_detail=summary_detail,
+    )

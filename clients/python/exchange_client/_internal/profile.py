@@ -1,0 +1,66 @@
+"""``Profile``: who this client acts as, and what it trusts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+
+from cryptography import x509
+
+from exchange.crypto.keys import DecryptionKey, SigningKey
+from exchange.profile import ProfileData, load_profile
+
+
+@dataclass(frozen=True)
+class Profile:
+    """An agency's identity, keys and trust anchors, as the client needs them.
+
+    Load one from the directory ``exchange-hub init`` wrote with :meth:`load`.  ``partner_cas``
+    maps every agency id this agency trusts (its own included) to that agency's CA certificate,
+    exchanged out of band: partners' keys are checked against these, never against the copies the
+    hub serves.  ``state_dir`` holds what the client keeps between runs (feed cursor, outbox,
+    published manifest hashes).
+    """
+
+    agency_id: str
+    hub_address: str
+    hub_ca_certificate_pem: bytes = field(repr=False)
+    tls_certificate_pem: bytes = field(repr=False)
+    tls_key_pem: bytes = field(repr=False)
+    signing_key: SigningKey
+    decryption_key: DecryptionKey
+    partner_cas: Mapping[str, x509.Certificate] = field(repr=False)
+    state_dir: Path
+    witness_key: SigningKey | None = None
+    checkpoint_verifier_key: str = ""
+    directory: Path | None = None
+
+    @classmethod
+    def load(cls, directory: str | Path, *, now: datetime | None = None) -> Profile:
+        """Read and check the profile in ``directory`` (or its ``profile.toml``).
+
+        Raises :class:`ConfigurationError` naming the file and what to do when anything is
+        missing, unreadable, badly protected or not issued by the agency's own CA.
+        """
+        return cls.from_data(load_profile(Path(directory), now=now))
+
+    @classmethod
+    def from_data(cls, data: ProfileData) -> Profile:
+        """Wrap a profile already read by :func:`exchange.profile.load_profile`."""
+        return cls(
+            agency_id=data.agency_id,
+            hub_address=data.hub_address,
+            hub_ca_certificate_pem=data.hub_ca_certificate_pem,
+            tls_certificate_pem=data.tls_certificate_pem,
+            tls_key_pem=data.tls_key_pem,
+            signing_key=data.signing_key,
+            decryption_key=data.encryption_key,
+            partner_cas=MappingProxyType(dict(data.partner_cas)),
+            state_dir=data.state_dir,
+            witness_key=data.witness_key,
+            checkpoint_verifier_key=data.checkpoint_verifier_key,
+            directory=data.config.directory,
+        )

@@ -1,0 +1,255 @@
+"""What the client keeps in the profile's ``state/`` directory between runs.
+
+- ``outbox/<alert id>.v<version>.pb``: a sealed ``PublishRequest``, written before its first send
+  and removed once the hub has acknowledged it, so that an interrupted publish is retried with
+  the very same bytes (the hub answers a retry with the first receipt, DESIGN §4).
+- ``published/<alert id>.v<version>.json``: the manifest hash the hub acknowledged for each
+  version this agency published; a new version names its predecessor's hash.
+- ``cursor.json``: the sequence of the last feed event processed, guarded by ``cursor.lock``.
+
+Every file is written whole to a temporary name and renamed into place, so a crash leaves the old
+content or the new, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from filelock import FileLock, Timeout
+
+from exchange.errors import ConfigurationError, ExchangeError
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIRECTORY_MODE = 0o700
+
+_OUTBOX_NAME = re.compile(r"^(?P<alert_id>[0-9a-f-]{36})\.v(?P<version>[0-9]+)\.pb$")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one rename, after the bytes are on disk."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        try:
+            os.write(descriptor, data)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as e:
+        raise ConfigurationError(f"{path}: cannot write client state: {e}") from e
+
+
+def _directory(path: Path) -> Path:
+    try:
+        path.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigurationError(f"{path}: cannot create the state directory: {e}") from e
+    return path
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A sealed publish request waiting for the hub's acknowledgement."""
+
+    path: Path
+    alert_id: str
+    version: int
+
+    def read(self) -> bytes:
+        """The exact request bytes to send."""
+        try:
+            return self.path.read_bytes()
+        except OSError as e:
+            raise ConfigurationError(f"{self.path}: cannot read the outbox entry: {e}") from e
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    """What this agency knows about one version it published."""
+
+    alert_id: str
+    version: int
+    manifest_hash: bytes
+    log_index: int
+    accepted_at: str
+
+
+class ClientState:
+    """The files of one profile's ``state/`` directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.directory = Path(state_dir)
+        self.cursor_path = self.directory / "cursor.json"
+        self.cursor_lock_path = self.directory / "cursor.lock"
+
+    # --- outbox ---------------------------------------------------------------------------------
+
+    def save_outbox(self, alert_id: str, version: int, request: bytes) -> OutboxEntry:
+        """Keep the sealed request before it is sent for the first time."""
+        path = _directory(self.directory / "outbox") / f"{alert_id}.v{version}.pb"
+        write_atomically(path, request)
+        return OutboxEntry(path=path, alert_id=alert_id, version=version)
+
+    def outbox(self) -> list[OutboxEntry]:
+        """Requests still waiting for an acknowledgement, oldest version of each alert first."""
+        directory = self.directory / "outbox"
+        if not directory.is_dir():
+            return []
+        entries = []
+        for path in directory.iterdir():
+            match = _OUTBOX_NAME.match(path.name)
+            if match:
+                entries.append(
+                    OutboxEntry(path, match.group("alert_id"), int(match.group("version")))
+                )
+        return sorted(entries, key=lambda e: (e.path.stat().st_mtime, e.alert_id, e.version))
+
+    def remove_outbox(self, entry: OutboxEntry) -> None:
+        """Forget a request the hub has acknowledged."""
+        try:
+            entry.path.unlink(missing_ok=True)
+        except OSError as e:
+            raise ConfigurationError(f"{entry.path}: cannot remove the outbox entry: {e}") from e
+
+    # --- published versions -------------------------------------------------------------------
+
+    def record_published(
+        self,
+        *,
+        alert_id: str,
+        version: int,
+        manifest_hash: bytes,
+        log_index: int,
+        accepted_at: datetime | None,
+    ) -> None:
+        """Remember the manifest hash of a version the hub acknowledged."""
+        record = {
+            "alert_id": alert_id,
+            "version": version,
+            "manifest_hash": manifest_hash.hex(),
+            "log_index": log_index,
+            "accepted_at": accepted_at.isoformat() if accepted_at else "",
+        }
+        path = _directory(self.directory / "published") / f"{alert_id}.v{version}.json"
+        write_atomically(path, json.dumps(record, indent=2).encode() + b"\n")
+
+    def latest_published(self, alert_id: str) -> PublishedVersion | None:
+        """The highest version of ``alert_id`` this profile has published, if it remembers any."""
+        directory = self.directory / "published"
+        if not directory.is_dir():
+            return None
+        versions = [
+            int(path.name.removeprefix(f"{alert_id}.v").removesuffix(".json"))
+            for path in directory.glob(f"{alert_id}.v*.json")
+            if path.name.removeprefix(f"{alert_id}.v").removesuffix(".json").isdigit()
+        ]
+        if not versions:
+            return None
+        path = directory / f"{alert_id}.v{max(versions)}.json"
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            return PublishedVersion(
+                alert_id=str(record["alert_id"]),
+                version=int(record["version"]),
+                manifest_hash=bytes.fromhex(record["manifest_hash"]),
+                log_index=int(record["log_index"]),
+                accepted_at=str(record["accepted_at"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigurationError(
+                f"{path}: unreadable record of a published version; delete it and publish "
+                "with --supersedes again (the hub's copy is then used)"
+            ) from e
+
+    # --- feed cursor -----------------------------------------------------------------------------
+
+    def read_cursor(self) -> int:
+        """The sequence of the last feed event processed; 0 when none has been."""
+        try:
+            text = self.cursor_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return 0
+        except OSError as e:
+            raise ConfigurationError(f"{self.cursor_path}: cannot read the feed cursor: {e}") from e
+        try:
+            sequence = json.loads(text)["sequence"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigurationError(
+                f"{self.cursor_path}: not a feed cursor; delete it and resume with --after N"
+            ) from e
+        if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+            raise ConfigurationError(
+                f"{self.cursor_path}: the sequence must be a whole number ≥ 0; delete the file "
+                "and resume with --after N"
+            )
+        return sequence
+
+    def lock_cursor(self) -> CursorLock:
+        """Take the feed cursor for this process; see :class:`CursorLock`."""
+        _directory(self.directory)
+        return CursorLock(self)
+
+
+class CursorLock:
+    """Exclusive use of a profile's feed cursor by one reader.
+
+    Taken without waiting: a second reader on the same profile fails at once with a clear error
+    instead of hanging, and could not corrupt the cursor anyway.  The lock is an OS file lock, so
+    it is released when its holder exits, however it exits.
+    """
+
+    def __init__(self, state: ClientState) -> None:
+        self._state = state
+        self._lock = FileLock(state.cursor_lock_path, timeout=0)
+        try:
+            self._lock.acquire()
+        except Timeout as e:
+            raise ExchangeError(
+                f"another process is reading this profile's feed ({state.cursor_lock_path} is "
+                "locked): stop it first, or read the feed with another profile",
+                reason="PROFILE_BUSY",
+            ) from e
+        except OSError as e:
+            raise ConfigurationError(f"{state.cursor_lock_path}: cannot lock: {e}") from e
+
+    @property
+    def held(self) -> bool:
+        """True until :meth:`release`."""
+        return self._lock.is_locked
+
+    def commit(self, sequence: int) -> None:
+        """Record that every event up to ``sequence`` is processed; the cursor never moves back."""
+        if not self._lock.is_locked:
+            raise ExchangeError("the feed cursor lock was released", reason="PROFILE_BUSY")
+        if sequence > self._state.read_cursor():
+            data = json.dumps({"sequence": sequence}).encode() + b"\n"
+            write_atomically(self._state.cursor_path, data)
+
+    def release(self) -> None:
+        """Give the cursor up (idempotent)."""
+        if self._lock.is_locked:
+            self._lock.release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
