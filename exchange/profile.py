@@ -42,6 +42,7 @@ from cryptography import x509
 from exchange import pki
 from exchange.crypto.dsse import Envelope
 from exchange.crypto.keys import DecryptionKey, SigningKey
+from exchange.crypto.notes import NoteVerifier
 from exchange.errors import ConfigurationError, ExchangeError, InvalidInputError
 
 PROFILE_FILE_NAME = "profile.toml"
@@ -187,7 +188,14 @@ class ProfileConfig:
         checkpoint_verifier_key = audit.string("checkpoint_verifier_key")
         log_origin = audit.string("log_origin")
         audit.refuse_unknown({"checkpoint_verifier_key", "log_origin"})
-        if not checkpoint_verifier_key.startswith(log_origin + "+"):
+        try:
+            verifier = NoteVerifier.from_string(checkpoint_verifier_key)
+        except ExchangeError as e:
+            raise ConfigurationError(
+                f"{file}: [audit] checkpoint_verifier_key: {e.message}; copy it from the hub's "
+                "`exchange-hub checkpoint-key`"
+            ) from e
+        if verifier.name != log_origin:
             raise ConfigurationError(
                 f"{file}: [audit] checkpoint_verifier_key does not name the log origin "
                 f"{log_origin!r}; copy both from the hub's `exchange-hub checkpoint-key`"

@@ -226,6 +226,12 @@ def _copy_partner(source: str, target: str) -> Damage:
             id="verifier-key-for-another-log",
         ),
         pytest.param(
+            _edit_toml("exchange.example/log+", "exchange.example/log+00000000"),
+            PROFILE_FILE_NAME,
+            "checkpoint_verifier_key: .*key id",
+            id="verifier-key-malformed",
+        ),
+        pytest.param(
             _edit_toml("[audit]", "[auditing]"),
             PROFILE_FILE_NAME,
             r"expected a \[audit\] table",
