@@ -18,11 +18,11 @@ from types import TracebackType
 from typing import Self
 
 import grpc
-from exchange.alerts.watchlist import match_payload
 
 from exchange import pki
 from exchange.alerts.draft import Draft
 from exchange.alerts.validate import validate_payload
+from exchange.alerts.watchlist import Watchlist
 from exchange.crypto.keys import EncryptionKey, VerifyKey
 from exchange.errors import (
     ExchangeError,
@@ -119,8 +119,10 @@ def _check_alert_id(alert_id: str) -> str:
         ) from e
 
 
-def _flag_messages(flags: Iterable[object]) -> tuple[str, ...]:
-    return tuple(str(getattr(flag, "message", flag)) for flag in flags)
+def _flag_messages(
+    watchlist: Watchlist, payload: payloads_pb2.ItemPayload, path: str
+) -> tuple[str, ...]:
+    return tuple(flag.message for flag in watchlist.match_payload(payload, path))
 
 
 def _payload_problems(payload: payloads_pb2.ItemPayload, path: str) -> list[str]:
@@ -165,6 +167,7 @@ class Client:
             response_deserializer=alerts_pb2.PublishResponse.FromString,
         )
         self._partners: dict[str, _PartnerKeys] | None = None
+        self._watchlist = Watchlist.shipped()
 
     # --- lifetime ---------------------------------------------------------------------------------
 
@@ -320,7 +323,7 @@ class Client:
         flags = tuple(
             message
             for index, item in enumerate(draft.items)
-            for message in _flag_messages(match_payload(item.payload, f"items[{index}]"))
+            for message in _flag_messages(self._watchlist, item.payload, f"items[{index}]")
         )
         summary = summary_item(draft.summary(), items)
         if supersedes is None:
@@ -542,7 +545,7 @@ class Client:
                 f"{manifest.alert_id} version {manifest.version}",
                 reason="ALERT_MISMATCH",
             )
-        return _opened_alert(opened)
+        return _opened_alert(opened, self._watchlist)
 
     # --- the feed -------------------------------------------------------------------------------
 
@@ -612,7 +615,7 @@ class Client:
         )
 
 
-def _opened_item(item: SealedOpenedItem, path: str) -> OpenedItem:
+def _opened_item(item: SealedOpenedItem, path: str, watchlist: Watchlist) -> OpenedItem:
     """The domain item, its decrypted payload validated again and matched against the watchlist.
 
     ``path`` is the item's place in the draft (``items[2]``), the summary not counted, so that
@@ -624,7 +627,7 @@ def _opened_item(item: SealedOpenedItem, path: str) -> OpenedItem:
         problems = _payload_problems(item.payload, path)
         if problems:
             status, detail = INVALID, "; ".join(problems)
-        flags = _flag_messages(match_payload(item.payload, path))
+        flags = _flag_messages(watchlist, item.payload, path)
     return OpenedItem(
         id=item.item_id,
         status=status,
@@ -636,7 +639,7 @@ def _opened_item(item: SealedOpenedItem, path: str) -> OpenedItem:
     )
 
 
-def _opened_alert(opened: OpenedVersion) -> OpenedAlert:
+def _opened_alert(opened: OpenedVersion, watchlist: Watchlist) -> OpenedAlert:
     manifest = opened.manifest
     summary = opened.summary
     summary_detail = ""
@@ -661,7 +664,8 @@ def _opened_alert(opened: OpenedVersion) -> OpenedAlert:
         published_at=opened.published_at,
         created_at=timestamp_or_none(manifest.message, "created_at"),
         items=tuple(
-            _opened_item(item, f"items[{index}]") for index, item in enumerate(opened.items)
+            _opened_item(item, f"items[{index}]", watchlist)
+            for index, item in enumerate(opened.items)
         ),
         versions=opened.versions,
         retracted=opened.retracted,
