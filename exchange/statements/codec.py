@@ -54,6 +54,9 @@ def parse_canonical(message_type: type[M], data: bytes, *, what: str) -> M:
         message.ParseFromString(data)
     except (DecodeError, ValueError, RuntimeError) as e:
         raise MalformedError(f"{what} does not parse as {message_type.__name__}") from e
+    # Python protobuf keeps unknown fields and writes them back; drop them so they cannot
+    # survive the comparison below.
+    message.DiscardUnknownFields()
     if encode(message) != data:
         raise MalformedError(
             f"{what} is not the canonical encoding of {message_type.__name__} "

@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   a hub on SQLite with agencies exchanging an alert, then stops
+#   make test   the whole test suite, SQLite and PostgreSQL
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint typecheck proto bench clean
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[postgres]'
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.runtime
+	$(PY) scripts/demo.py
+
+test: $(VENV)/.dev
+	scripts/ensure-postgres.sh
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check exchange clients tests scripts bench
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy exchange clients/python/exchange_client
+
+proto: $(VENV)/.dev
+	PYTHON=$(PY) scripts/generate_proto.sh
+
+bench: $(VENV)/.dev
+	$(PY) bench/publish_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

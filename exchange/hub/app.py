@@ -1,0 +1,181 @@
+"""The hub process: database, registry import, gRPC server with mTLS, health and reflection."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from exchange.errors import ConfigurationError
+from exchange.hub.config import HubConfig
+from exchange.hub.directory import AgencyDirectory
+from exchange.hub.guard import GuardInterceptor
+from exchange.hub.init import read_public_bundle
+from exchange.hub.notifier import FeedNotifier
+from exchange.hub.servicers import AlertServicer, DirectoryServicer, HubContext
+from exchange.statements.agency_keys import AgencyKeys
+from exchange.statements.publish import PublishLimits
+from exchange.store import registry
+from exchange.store.db import Database
+from exchange.v1 import (
+    alerts_pb2,
+    alerts_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    directory_pb2,
+    directory_pb2_grpc,
+    release_pb2,
+    release_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+# The transport limit stays above the application's own, so that oversized content gets an
+# answer with details from the application rather than a bare RESOURCE_EXHAUSTED from grpc core.
+TRANSPORT_MESSAGE_LIMIT = 64 * 1024 * 1024
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    added: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+
+def import_registry(
+    db: Database, registry_dir: Path, *, now: datetime
+) -> ImportResult:
+    """Import every agency's public bundle under ``registry_dir`` (one directory per agency)."""
+    added: list[str] = []
+    unchanged: list[str] = []
+    if not registry_dir.is_dir():
+        return ImportResult((), ())
+    for agency_dir in sorted(p for p in registry_dir.iterdir() if p.is_dir()):
+        material = read_public_bundle(agency_dir, now=now)
+        keys = AgencyKeys.verify(material.keys_envelope, material.ca_certificate, now=now)
+        with db.write() as connection:
+            changed = registry.register_agency(
+                connection, ca_certificate=material.ca_certificate, keys=keys, now=now
+            )
+        (added if changed else unchanged).append(keys.agency_id)
+    return ImportResult(tuple(added), tuple(unchanged))
+
+
+class Hub:
+    """One hub replica.  ``start()`` binds and serves; ``stop()`` drains and closes."""
+
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        max_workers: int = 64,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.db = Database.from_url(config.database_url)
+        self.notifier = FeedNotifier()
+        self.directory = AgencyDirectory(self.db, clock=clock)
+        self._max_workers = max_workers
+        self._server: grpc.Server | None = None
+        self._health = health.HealthServicer()
+        self.port: int | None = None
+
+    def prepare(self) -> ImportResult:
+        """Migrate the database and import the registry (so an empty database just works)."""
+        self.db.migrate()
+        result = import_registry(self.db, self.config.registry_dir, now=self.clock())
+        self.directory.refresh()
+        return result
+
+    def _credentials(self) -> grpc.ServerCredentials:
+        key = self.config.tls_key.read_bytes()
+        cert = self.config.tls_certificate.read_bytes()
+        served_bundle = self.directory.ca_bundle_pem()
+        if not served_bundle:
+            raise ConfigurationError("no agencies registered: run `exchange-hub agency add` first")
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            nonlocal served_bundle
+            bundle = self.directory.ca_bundle_pem()
+            if bundle == served_bundle:
+                return None
+            served_bundle = bundle
+            return grpc.ssl_server_certificate_configuration([(key, cert)], bundle)
+
+        initial = grpc.ssl_server_certificate_configuration([(key, cert)], served_bundle)
+        return grpc.dynamic_ssl_server_credentials(
+            initial, fetch, require_client_authentication=True
+        )
+
+    def start(self, listen: str | None = None) -> int:
+        """Bind ``listen`` (``HOST:PORT``; port 0 picks one) and serve; returns the port."""
+        context = HubContext(
+            db=self.db,
+            directory=self.directory,
+            notifier=self.notifier,
+            clock=self.clock,
+            limits=PublishLimits(max_request_bytes=self.config.max_message_bytes),
+            heartbeat_interval=self.config.heartbeat_interval_seconds,
+        )
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="hub"),
+            interceptors=[GuardInterceptor(self.directory)],
+            options=[
+                ("grpc.max_receive_message_length", TRANSPORT_MESSAGE_LIMIT),
+                ("grpc.max_send_message_length", TRANSPORT_MESSAGE_LIMIT),
+            ],
+            maximum_concurrent_rpcs=self._max_workers * 4,
+        )
+        directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(context), server)
+        alerts_pb2_grpc.add_AlertServiceServicer_to_server(AlertServicer(context), server)
+        # Implemented by later milestones; the base servicers answer UNIMPLEMENTED.
+        release_pb2_grpc.add_ReleaseServiceServicer_to_server(
+            release_pb2_grpc.ReleaseServiceServicer(), server
+        )
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(
+            audit_pb2_grpc.AuditServiceServicer(), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        service_names = (
+            directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
+            alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
+            release_pb2.DESCRIPTOR.services_by_name["ReleaseService"].full_name,
+            audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(service_names, server)
+        address = listen or self.config.listen
+        try:
+            port = server.add_secure_port(address, self._credentials())
+        except RuntimeError as e:
+            raise ConfigurationError(f"cannot listen on {address}: {e}") from e
+        server.start()
+        for name in service_names[:4]:
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        self.port = port
+        return port
+
+    def wait(self) -> None:
+        if self._server is not None:
+            self._server.wait_for_termination()
+
+    def stop(self, grace: float = 2.0) -> None:
+        self.notifier.close()
+        self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        self.db.dispose()

@@ -1,0 +1,246 @@
+"""``exchange-hub``: set up an exchange, run the hub, manage the registry."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from exchange import pki
+from exchange.crypto.keys import SigningKey
+from exchange.crypto.notes import NoteSigner
+from exchange.errors import ExchangeError
+from exchange.hub.app import Hub
+from exchange.hub.config import HubConfig
+from exchange.hub.init import init_exchange, read_public_bundle
+from exchange.statements.agency_keys import AgencyKeys
+from exchange.store import registry
+from exchange.store.db import Database
+
+app = typer.Typer(
+    help="Run and administer an exchange hub: the relay that stores ciphertext, signed "
+    "statements and the audit log, and can read none of the alerts it carries.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+agency_app = typer.Typer(help="Manage the registry of agencies.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(agency_app, name="agency")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="The hub's configuration file (written by `init`).",
+                 envvar="EXCHANGE_HUB_CONFIG"),
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database", help="Database URL, overriding the config: sqlite:///PATH or "
+                 "postgresql+psycopg://USER@HOST/DB.", envvar="EXCHANGE_HUB_DATABASE_URL"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _load_config(path: Path, database: str | None = None, listen: str | None = None) -> HubConfig:
+    config = HubConfig.from_file(path).apply_env(os.environ)
+    return config.with_overrides(database_url=database, listen=listen)
+
+
+def _fail(error: ExchangeError) -> None:
+    err.print(f"[red]error:[/red] {error}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Directory to create the exchange in.")],
+    agency: Annotated[list[str], typer.Option("--agency", help="An agency id; repeat for each.")],
+    listen: Annotated[str, typer.Option(help="HOST:PORT the hub will listen on.")] = "127.0.0.1:50051",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing exchange directory.")] = False,
+) -> None:
+    """Create a hub and one profile per agency, each with its own CA and keys.
+
+    Writes DIR/hub.toml, the hub's TLS certificate and checkpoint key, DIR/registry/ (public
+    material only) and DIR/agencies/<id>/ (each agency's private keys, mode 0600).
+    """
+    try:
+        result = init_exchange(directory, list(agency), listen=listen, force=force)
+    except ExchangeError as e:
+        _fail(e)
+        return
+    out.print(f"exchange created in [bold]{directory}[/bold]")
+    out.print(f"  hub config   {result.hub_config}")
+    for agency_id, profile in sorted(result.profiles.items()):
+        out.print(f"  {agency_id:<12} profile {profile}")
+    out.print(f"start the hub:  exchange-hub serve --config {result.hub_config}")
+
+
+@app.command()
+def serve(
+    config: ConfigOption,
+    listen: Annotated[str | None, typer.Option(help="HOST:PORT, overriding the config.")] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Migrate the database, import the registry and serve until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        hub_config = _load_config(config, database, listen)
+        hub = Hub(hub_config)
+        imported = hub.prepare()
+        port = hub.start()
+    except ExchangeError as e:
+        _fail(e)
+        return
+    if imported.added:
+        err.print(f"registered: {', '.join(imported.added)}")
+    host = hub_config.listen.rpartition(":")[0]
+    print(f"listening on {host}:{port}", flush=True)
+
+    def shutdown(signum: int, _frame: Any) -> None:
+        hub.stop()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    hub.wait()
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption, database: DatabaseOption = None) -> None:
+    """Bring the database schema to the latest revision."""
+    try:
+        hub_config = _load_config(config, database)
+        db = Database.from_url(hub_config.database_url)
+        db.migrate()
+        db.dispose()
+    except ExchangeError as e:
+        _fail(e)
+    out.print("database is at the latest revision")
+
+
+@agency_app.command("add")
+def agency_add(
+    config: ConfigOption,
+    bundle: Annotated[Path, typer.Argument(help="The agency's public bundle: a directory with "
+                                           "ca.pem, signing.pem, encryption.pem, witness.pem and keys.dsse.")],
+    database: DatabaseOption = None,
+) -> None:
+    """Register an agency from its public material only (never a private key).
+
+    The bundle is also copied into the hub's registry directory, so a fresh database gets it at
+    the next start.
+    """
+    try:
+        hub_config = _load_config(config, database)
+        now = _now()
+        material = read_public_bundle(bundle, now=now)
+        keys = AgencyKeys.verify(material.keys_envelope, material.ca_certificate, now=now)
+        db = Database.from_url(hub_config.database_url)
+        db.migrate()
+        with db.write() as connection:
+            changed = registry.register_agency(
+                connection, ca_certificate=material.ca_certificate, keys=keys, now=now
+            )
+        db.dispose()
+        target = hub_config.registry_dir / keys.agency_id
+        if bundle.resolve() != target.resolve():
+            target.mkdir(parents=True, exist_ok=True)
+            for name in ("ca.pem", "signing.pem", "encryption.pem", "witness.pem", "keys.dsse"):
+                source = bundle / name
+                if source.exists():
+                    (target / name).write_bytes(source.read_bytes())
+    except ExchangeError as e:
+        _fail(e)
+        return
+    verb = "registered" if changed else "already registered"
+    out.print(f"{verb}: {keys.agency_id} (signing key {keys.verify_key.fingerprint})")
+
+
+@agency_app.command("list")
+def agency_list(config: ConfigOption, database: DatabaseOption = None, json_output: JsonOption = False) -> None:
+    """List registered agencies with their CA fingerprints and status."""
+    try:
+        hub_config = _load_config(config, database)
+        db = Database.from_url(hub_config.database_url)
+        db.migrate()
+        with db.read() as connection:
+            rows = registry.list_agencies(connection)
+        db.dispose()
+    except ExchangeError as e:
+        _fail(e)
+        return
+    records = [
+        {
+            "agency_id": row.agency_id,
+            "ca_fingerprint": pki.fingerprint(pki.load_certificate_der(row.ca_certificate_der)),
+            "key_statements": len(row.keys),
+            "revoked": row.revoked,
+            "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+        }
+        for row in rows
+    ]
+    if json_output:
+        print(json.dumps(records, indent=2))
+        return
+    table = Table("agency", "CA fingerprint", "keys", "status")
+    for r in records:
+        table.add_row(r["agency_id"], r["ca_fingerprint"], str(r["key_statements"]),
+                      "[red]revoked[/red]" if r["revoked"] else "active")
+    out.print(table)
+
+
+@agency_app.command("revoke")
+def agency_revoke(
+    config: ConfigOption,
+    agency_id: Annotated[str, typer.Argument(help="The agency to revoke.")],
+    database: DatabaseOption = None,
+) -> None:
+    """Revoke an agency: its calls are refused from now on and no grant is accepted for it."""
+    try:
+        hub_config = _load_config(config, database)
+        db = Database.from_url(hub_config.database_url)
+        db.migrate()
+        with db.write() as connection:
+            registry.revoke_agency(connection, agency_id, now=_now())
+        db.dispose()
+    except ExchangeError as e:
+        _fail(e)
+    out.print(f"revoked: {agency_id}")
+
+
+@app.command("checkpoint-key")
+def checkpoint_key(config: ConfigOption) -> None:
+    """Print the verifier key of the hub's checkpoint-signing key (C2SP signed-note form)."""
+    try:
+        hub_config = _load_config(config)
+        key = SigningKey.from_pem(hub_config.checkpoint_key.read_bytes())
+        signer = NoteSigner(hub_config.log_origin, key.native)
+    except ExchangeError as e:
+        _fail(e)
+        return
+    print(signer.verifier().to_string())
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except ExchangeError as e:  # an error escaping a command is still one line, not a trace
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""The quick-start demo: a hub on SQLite, three agencies, one alert that only agency-b may read.
+
+Runs the real command-line tools in subprocesses, exactly as an operator would, and prints a
+transcript.  Everything lives in a throw-away directory that is deleted at the end (pass
+``--keep`` to keep it).  Exits non-zero if any step does not behave as the exchange promises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+DRAFT = {
+    "kind": "SHIPMENT",
+    "grading": {"source": "B", "information": "2"},
+    "title": "4-piperidone declared as industrial cleaning agent, Shanghai to Manzanillo",
+    "operator": "op-7731",
+    "items": [
+        {
+            "id": "shipment",
+            "policy": {"audience": ["agency-b"], "release": "IMMEDIATE", "tlp": "AMBER",
+                       "handling": ["H2"]},
+            "shipment": {
+                "declared_description": "industrial cleaning agent",
+                "hs_code": "3402.90",
+                "chemicals": [{"name": "4-piperidone", "cas_rn": "41661-47-6"}],
+                "containers": ["CSQU3054383"],
+                "origin": "CNSHA",
+                "destination": "MXZLO",
+                "quantity": {"value": "1200", "unit": "kg"},
+            },
+        },
+        {
+            "id": "analyst-note",
+            "policy": {"audience": ["agency-b"], "release": "IMMEDIATE", "tlp": "AMBER+STRICT"},
+            "note": {"text": "Consignee shares a phone number with a 2025 seizure.",
+                     "language": "en"},
+        },
+    ],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Transcript:
+    def __init__(self) -> None:
+        self.step = 0
+
+    def heading(self, text: str) -> None:
+        self.step += 1
+        print(f"\n\033[1m{self.step}. {text}\033[0m", flush=True)
+
+    def run(self, *args: str, expect: int = 0, show: bool = True) -> subprocess.CompletedProcess[str]:
+        shown = " ".join(a if " " not in a else repr(a) for a in args)
+        print(f"$ {shown}", flush=True)
+        result = subprocess.run(
+            [str(BIN / args[0]), *args[1:]], capture_output=True, text=True,
+            env={**os.environ, "COLUMNS": "110", "NO_COLOR": "1"},
+        )
+        if show:
+            for stream in (result.stdout, result.stderr):
+                if stream.strip():
+                    print("  " + stream.rstrip().replace("\n", "\n  "), flush=True)
+        if result.returncode != expect:
+            raise SystemExit(
+                f"demo failed: `{shown}` exited {result.returncode}, expected {expect}"
+            )
+        return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="exchange-demo-"))
+    data = work / "exchange"
+    port = free_port()
+    t = Transcript()
+    hub: subprocess.Popen[str] | None = None
+    try:
+        t.heading("Create an exchange: one CA and key set per agency, a hub, a public registry")
+        t.run("exchange-hub", "init", str(data), "--agency", "agency-a", "--agency", "agency-b",
+              "--agency", "agency-c", "--listen", f"127.0.0.1:{port}")
+
+        t.heading("Start the hub on SQLite (mTLS on loopback)")
+        print(f"$ exchange-hub serve --config {data / 'hub.toml'}")
+        hub = subprocess.Popen(
+            [str(BIN / "exchange-hub"), "serve", "--config", str(data / "hub.toml")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        assert hub.stdout is not None
+        deadline = time.monotonic() + 60
+        while True:
+            line = hub.stdout.readline()
+            if line:
+                print("  " + line.rstrip(), flush=True)
+            if line.startswith("listening on"):
+                break
+            if not line and hub.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("demo failed: the hub did not start")
+
+        profile = {a: str(data / "agencies" / a) for a in ("agency-a", "agency-b", "agency-c")}
+        draft = work / "shipment.json"
+        draft.write_text(json.dumps(DRAFT, indent=2))
+
+        t.heading("agency-a checks the partners' keys against their CA certificates")
+        t.run("exchange", "--profile", profile["agency-a"], "agencies")
+
+        t.heading("agency-a publishes a shipment alert; every item goes to agency-b only")
+        published = t.run("exchange", "--profile", profile["agency-a"], "publish", str(draft),
+                          "--json", show=False)
+        receipt = json.loads(published.stdout)
+        print(f"  published alert {receipt['alert_id']} version {receipt['version']}")
+        alert_id = receipt["alert_id"]
+
+        t.heading("agency-b sees it in its inbox, verifies the signature and decrypts it")
+        t.run("exchange", "--profile", profile["agency-b"], "inbox")
+        t.run("exchange", "--profile", profile["agency-b"], "show", alert_id)
+        shown = json.loads(t.run("exchange", "--profile", profile["agency-b"], "show", alert_id,
+                                 "--json", show=False).stdout)
+        statuses = {item["id"]: item["status"] for item in shown["items"]}
+        if statuses != {"shipment": "VISIBLE", "analyst-note": "VISIBLE"}:
+            raise SystemExit(f"demo failed: agency-b saw {statuses}")
+
+        t.heading("agency-c sees nothing: no inbox entry, and the alert does not exist for it")
+        inbox_c = json.loads(t.run("exchange", "--profile", profile["agency-c"], "inbox", "--json",
+                                   show=False).stdout)
+        print(f"  agency-c inbox: {len(inbox_c)} alerts")
+        if inbox_c:
+            raise SystemExit("demo failed: agency-c has alerts")
+        t.run("exchange", "--profile", profile["agency-c"], "show", alert_id, expect=1)
+
+        t.heading("Stop the hub")
+        hub.terminate()
+        hub.wait(timeout=30)
+        hub = None
+        print("\ndemo complete: the alert reached agency-b only, signed and end-to-end encrypted.")
+        return 0
+    finally:
+        if hub is not None:
+            hub.kill()
+            hub.wait()
+        if args.keep:
+            print(f"data kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
