@@ -110,6 +110,11 @@ def check_publish(
             "publish request has no manifest",
             violations=[FieldViolation("manifest", "required")],
         )
+    size = request.ByteSize()
+    if size > limits.max_request_bytes:
+        raise TooLargeError(
+            f"publish request is {size} bytes; at most {limits.max_request_bytes}"
+        )
     if len(request.items) > limits.max_items:
         raise TooLargeError(f"{len(request.items)} items; at most {limits.max_items} per alert")
     manifest = AlertManifest.verify(envelope_from_proto(request.manifest), caller_keys)
