@@ -282,9 +282,13 @@ class Client:
         return keys
 
     def _recipient_keys(self, recipients: Iterable[str]) -> dict[str, EncryptionKey]:
+        others = sorted(set(recipients) - {self.profile.agency_id})
+        if not others:
+            return {}
+        # Fresh from the hub, verified against our CAs: a rotated or revoked key shows at once.
         partners = self._load_partners(refresh=True)
         keys: dict[str, EncryptionKey] = {}
-        for recipient in sorted(set(recipients) - {self.profile.agency_id}):
+        for recipient in others:
             partner = partners.get(recipient)
             if partner is None:
                 raise InvalidInputError(

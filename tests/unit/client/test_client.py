@@ -1,0 +1,76 @@
+"""``Client`` behaviour that needs no hub: the outbox is written before the first send."""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+from exchange_client import Client, Draft, Profile, UnavailableError
+from exchange_client._internal.client import FIRST_RETRY_DELAY, PUBLISH_ATTEMPTS
+
+from exchange.statements.codec import parse_canonical
+from exchange.v1 import alerts_pb2, statements_pb2
+
+OWN_EYES_ONLY = {
+    "kind": "GENERAL",
+    "title": "kept to ourselves",
+    "items": [
+        {
+            "id": "note-1",
+            "policy": {"audience": [], "release": "IMMEDIATE", "tlp": "RED"},
+            "note": {"text": "for the originator only", "language": "en"},
+        }
+    ],
+}
+
+
+@pytest.fixture
+def profile(exchange_dir: Path, tmp_path: Path) -> Profile:
+    loaded = Profile.load(exchange_dir / "agencies" / "agency-a")
+    return dataclasses.replace(loaded, state_dir=tmp_path / "state")
+
+
+@pytest.fixture
+def dead_hub() -> str:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    server.stop(grace=0).wait()
+    return f"127.0.0.1:{port}"
+
+
+def test_a_sealed_alert_is_kept_and_retried_with_backoff_while_the_hub_is_down(
+    profile: Profile, dead_hub: str
+) -> None:
+    sleeps: list[float] = []
+    with Client(profile, hub=dead_hub, timeout=2) as client:
+        client._sleep = sleeps.append
+        with pytest.raises(UnavailableError) as raised:
+            client.publish(Draft.from_dict(OWN_EYES_ONLY))
+    assert sleeps == [FIRST_RETRY_DELAY * 2**n for n in range(PUBLISH_ATTEMPTS - 1)]
+    [kept] = (profile.state_dir / "outbox").iterdir()
+    assert str(kept) in raised.value.message
+    assert "exchange resend" in raised.value.message
+    request = parse_canonical(alerts_pb2.PublishRequest, kept.read_bytes(), what="outbox")
+    manifest = statements_pb2.AlertManifest.FromString(request.manifest.payload)
+    assert kept.name == f"{manifest.alert_id}.v1.pb"
+    assert manifest.originator == "agency-a"
+    assert len(request.items) == 2  # the encrypted summary and the note
+    assert {grant.recipient for grant in request.grants} == {"agency-a"}
+
+
+def test_superseding_needs_an_alert_id(profile: Profile, dead_hub: str) -> None:
+    with Client(profile, hub=dead_hub) as client, pytest.raises(Exception) as raised:
+        client.publish(Draft.from_dict(OWN_EYES_ONLY), supersedes="not-a-uuid")
+    assert "is not an alert id" in str(raised.value)
+    assert not (profile.state_dir / "outbox").exists()
+
+
+def test_the_profile_names_the_hub_unless_overridden(profile: Profile) -> None:
+    with Client(profile) as client:
+        assert client.target == profile.hub_address
+    with Client(profile, hub="127.0.0.1:1") as client:
+        assert client.target == "127.0.0.1:1"
