@@ -86,10 +86,11 @@ def init(
         _fail(e)
         return
     out.print(f"exchange created in [bold]{directory}[/bold]")
-    out.print(f"  hub config   {result.hub_config}")
+    out.print(f"  hub config   {result.hub_config_path}")
     for agency_id, profile in sorted(result.profiles.items()):
         out.print(f"  {agency_id:<12} profile {profile}")
-    out.print(f"start the hub:  exchange-hub serve --config {result.hub_config}")
+    out.print(f"  checkpoint key {result.checkpoint_verifier_key}")
+    out.print(f"start the hub:  exchange-hub serve --config {result.hub_config_path}")
 
 
 @app.command()

@@ -225,10 +225,10 @@ def list_alerts(
 def _item_counts(
     connection: Connection, alert_pk: int, caller: str, *, own: bool, now: datetime
 ) -> tuple[int, int, int]:
+    """Counts of content items (the summary item excluded): visible, granted, total."""
+    content = select(items.c.item_id).where(items.c.alert_pk == alert_pk, items.c.summary.is_(False))
     total = int(
-        connection.execute(
-            select(func.count()).select_from(items).where(items.c.alert_pk == alert_pk)
-        ).scalar_one()
+        connection.execute(select(func.count()).select_from(content.subquery())).scalar_one()
     )
     if own:
         visible = total
@@ -237,7 +237,11 @@ def _item_counts(
             connection.execute(
                 select(func.count())
                 .select_from(item_audience)
-                .where(item_audience.c.alert_pk == alert_pk, item_audience.c.agency_id == caller)
+                .where(
+                    item_audience.c.alert_pk == alert_pk,
+                    item_audience.c.agency_id == caller,
+                    item_audience.c.item_id.in_(content),
+                )
             ).scalar_one()
         )
     granted = int(
@@ -248,6 +252,7 @@ def _item_counts(
                 grants.c.alert_pk == alert_pk,
                 grants.c.recipient == caller,
                 grants.c.available_at <= now,
+                grants.c.item_id.in_(content),
             )
         ).scalar_one()
     )

@@ -67,6 +67,8 @@ def test_recipient_verifies_and_decrypts_and_outsider_sees_nothing(
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
     assert list(c.alerts.ListAlerts(alerts_pb2.ListAlertsRequest(), timeout=10).alerts) == []
     assert list(c.alerts.ListEvents(alerts_pb2.ListEventsRequest(), timeout=10).events) == []
+    (summary_row,) = b.alerts.ListAlerts(alerts_pb2.ListAlertsRequest(), timeout=10).alerts
+    assert (summary_row.items_total, summary_row.items_visible, summary_row.items_granted) == (2, 2, 1)
     b_events = b.alerts.ListEvents(alerts_pb2.ListEventsRequest(), timeout=10)
     assert [(e.sequence, e.alert_id) for e in b_events.events] == [(1, sealed.manifest.alert_id)]
 
