@@ -107,6 +107,8 @@ CRYPTO_ASSET_CODES: frozenset[str] = frozenset(
 # ISO 4217 codes that are valid but say "no currency" or "for testing": meaningless in an alert.
 _NON_MONETARY_CURRENCY_CODES = frozenset({"XXX", "XTS"})
 
+# Short identifiers are refused past this length before any other work; the cap is generous so
+# that a near miss ("CSQU 305438 3") still gets the message that says what was expected.
 _SHORT_CAP = 64
 _QUOTE_CAP = 40
 
@@ -170,7 +172,7 @@ def _cas_check_digit(digits: str) -> int:
 
 def validate_cas_rn(value: str) -> None:
     """CAS registry number: 2-7 digits, 2 digits, check digit, hyphenated (``41661-47-6``)."""
-    _check_text(value, max_length=12)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _CAS_RE.fullmatch(value):
         _fail(
             "expected a CAS RN: 2 to 7 digits (no leading zero), 2 digits and a check digit, "
@@ -192,7 +194,7 @@ def validate_hs_code(value: str) -> None:
     ``293339``, ``2933.39``, ``2933.39.90``, ``2933399073`` and ``2933.39.90.73`` are accepted;
     the first six digits are the international HS subheading, the rest national.
     """
-    _check_text(value, max_length=13)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _HS_CODE_RE.fullmatch(value):
         _fail("expected an HS code of 6, 8 or 10 digits, optionally dotted, e.g. 2933.39")
     chapter = int(value[:2])
@@ -213,7 +215,7 @@ def validate_container_number(value: str) -> None:
 
     Written without spaces (``MSCU1234565``).  Category R is accepted as python-stdnum does.
     """
-    _check_text(value, max_length=11)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _CONTAINER_RE.fullmatch(value):
         _fail(
             "expected an ISO 6346 container number: 3-letter owner code, category letter "
@@ -232,7 +234,7 @@ _AIR_WAYBILL_RE = re.compile(r"([0-9]{3})-?([0-9]{8})")
 def validate_air_waybill(value: str) -> None:
     """IATA air waybill number: 3-digit airline prefix, 8-digit serial whose last digit is the
     first seven modulo 7 (``784-12345675``)."""
-    _check_text(value, max_length=12)
+    _check_text(value, max_length=_SHORT_CAP)
     match = _AIR_WAYBILL_RE.fullmatch(value)
     if not match:
         _fail("expected an air waybill number: 3-digit prefix and 8 digits, e.g. 784-12345675")
@@ -248,7 +250,7 @@ _BILL_OF_LADING_RE = re.compile(r"[A-Z0-9][A-Z0-9/-]{3,34}")
 def validate_bill_of_lading(value: str) -> None:
     """Bill of lading number: 4 to 35 upper-case letters, digits, ``-`` or ``/``, usually the
     carrier's SCAC code and a serial (``MEDUSH123456``)."""
-    _check_text(value, max_length=35)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _BILL_OF_LADING_RE.fullmatch(value):
         _fail("expected a bill of lading number: 4 to 35 upper-case letters, digits, - or /")
 
@@ -262,7 +264,7 @@ QUANTITY_UNITS: frozenset[str] = frozenset(
 
 def validate_quantity_unit(value: str) -> None:
     """A unit from :data:`QUANTITY_UNITS` (``kg``, ``l``, ``t``, ...), lower case."""
-    _check_text(value, max_length=8)
+    _check_text(value, max_length=_SHORT_CAP)
     if value not in QUANTITY_UNITS:
         _fail(f"expected a unit, one of {', '.join(sorted(QUANTITY_UNITS))}")
 
@@ -274,7 +276,7 @@ _COUNTRY_RE = re.compile(r"[A-Z]{2}")
 
 def validate_country_code(value: str) -> None:
     """ISO 3166-1 alpha-2 country code, upper case (``CN``, ``MX``, ``US``)."""
-    _check_text(value, max_length=2)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _COUNTRY_RE.fullmatch(value):
         _fail("expected an ISO 3166-1 alpha-2 country code: two upper-case letters, e.g. CN")
     if pycountry.countries.get(alpha_2=value) is None:
@@ -286,7 +288,7 @@ _LOCODE_RE = re.compile(r"([A-Z]{2})([A-Z2-9]{3})")
 
 def validate_un_locode(value: str) -> None:
     """UN/LOCODE: ISO 3166 country and 3 characters from A-Z and 2-9, no space (``CNSHA``)."""
-    _check_text(value, max_length=6)
+    _check_text(value, max_length=_SHORT_CAP)
     match = _LOCODE_RE.fullmatch(value)
     if not match:
         _fail(
@@ -307,7 +309,7 @@ _USCC_RE = re.compile(r"[0-9]{8}[0-9ABCDEFGHJKLMNPQRTUWXY]{10}")
 def validate_cn_uscc(value: str) -> None:
     """Chinese unified social credit code (GB 32100-2015): 18 characters, last one a check
     character; upper case, no separators (``91310115MA1K3YJ12X``-style)."""
-    _check_text(value, max_length=18)
+    _check_text(value, max_length=_SHORT_CAP)
     if len(value) != 18:
         _fail(f"is {len(value)} characters long, expected 18")
     if not _USCC_RE.fullmatch(value):
@@ -328,7 +330,7 @@ _EIN_RE = re.compile(r"[0-9]{2}-?[0-9]{7}")
 def validate_us_ein(value: str) -> None:
     """US employer identification number: 9 digits, usually written ``12-3456789``; the
     two-digit prefix must be one the IRS assigns."""
-    _check_text(value, max_length=10)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _EIN_RE.fullmatch(value):
         _fail("expected a US EIN: 9 digits, written 12-3456789 or 123456789")
     try:
@@ -343,7 +345,7 @@ _LEI_RE = re.compile(r"[0-9A-Z]{18}[0-9]{2}")
 
 def validate_lei(value: str) -> None:
     """ISO 17442 legal entity identifier: 20 characters, ISO 7064 mod 97-10 check digits."""
-    _check_text(value, max_length=20)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _LEI_RE.fullmatch(value):
         _fail("expected an LEI: 18 upper-case letters or digits and 2 check digits")
     _stdnum_backstop(_stdnum_lei.validate, value, "LEI")
@@ -362,7 +364,7 @@ def _mod97(text: str) -> int:
 def validate_iban(value: str) -> None:
     """IBAN (ISO 13616) in electronic format: country, 2 check digits, BBAN; upper case, no
     spaces, at most 34 characters; the national BBAN layout is checked too."""
-    _check_text(value, max_length=34)
+    _check_text(value, max_length=_SHORT_CAP)
     if " " in value:
         _fail("expected the electronic format without spaces, e.g. DE89370400440532013000")
     match = _IBAN_RE.fullmatch(value)
@@ -384,7 +386,7 @@ _BIC_RE = re.compile(r"[A-Z]{4}([A-Z]{2})[A-Z0-9]{2}(?:[A-Z0-9]{3})?")
 def validate_bic(value: str) -> None:
     """BIC (ISO 9362): 4-letter bank code, country, 2-character location, optional 3-character
     branch; 8 or 11 characters, upper case (``DEUTDEFF``, ``BKCHCNBJ300``)."""
-    _check_text(value, max_length=11)
+    _check_text(value, max_length=_SHORT_CAP)
     if len(value) not in (8, 11):
         _fail(f"is {len(value)} characters long, expected 8 or 11")
     match = _BIC_RE.fullmatch(value)
@@ -403,7 +405,7 @@ _UETR_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[
 
 def validate_uetr(value: str) -> None:
     """SWIFT gpi UETR: a version 4 UUID in lower case (``eb6305c9-1f7f-49de-aed0-16487c27b42d``)."""
-    _check_text(value, max_length=36)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _UETR_RE.fullmatch(value):
         _fail(
             "expected a UETR: a lower-case version 4 UUID, e.g. eb6305c9-1f7f-49de-aed0-16487c27b42d"
@@ -417,7 +419,7 @@ _CODE3_RE = re.compile(r"[A-Z]{3,4}")
 
 def validate_currency_code(value: str) -> None:
     """ISO 4217 currency code, upper case (``USD``, ``CNY``, ``MXN``)."""
-    _check_text(value, max_length=3)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _CODE3_RE.fullmatch(value) or len(value) != 3:
         _fail("expected an ISO 4217 currency code: three upper-case letters, e.g. USD")
     if value in _NON_MONETARY_CURRENCY_CODES or pycountry.currencies.get(alpha_3=value) is None:
@@ -426,7 +428,7 @@ def validate_currency_code(value: str) -> None:
 
 def validate_crypto_asset_code(value: str) -> None:
     """A crypto-asset code from :data:`CRYPTO_ASSET_CODES` (``USDT``, ``BTC``, ...)."""
-    _check_text(value, max_length=4)
+    _check_text(value, max_length=_SHORT_CAP)
     if value not in CRYPTO_ASSET_CODES:
         _fail(
             f"is not a listed crypto-asset code; expected one of {', '.join(sorted(CRYPTO_ASSET_CODES))}"
@@ -435,7 +437,7 @@ def validate_crypto_asset_code(value: str) -> None:
 
 def validate_currency_or_asset_code(value: str) -> None:
     """An ISO 4217 currency code or a listed crypto-asset code: what an amount may be in."""
-    _check_text(value, max_length=4)
+    _check_text(value, max_length=_SHORT_CAP)
     if value in CRYPTO_ASSET_CODES:
         return
     if not _CODE3_RE.fullmatch(value):
@@ -462,7 +464,7 @@ def validate_decimal(value: str) -> None:
     Amounts and quantities are never floats: no exponent, no NaN or infinity, no sign, no
     thousands separators, no leading zeros (``1200``, ``0.75``, ``250000.00``).
     """
-    _check_text(value, max_length=40)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _DECIMAL_RE.fullmatch(value):
         _fail(
             "expected a non-negative decimal: digits with an optional fractional part, "
@@ -505,7 +507,7 @@ _ETHEREUM_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 def validate_ethereum_address(value: str) -> None:
     """Ethereum address: ``0x`` and 40 hex digits; when the digits mix upper and lower case, the
     EIP-55 checksum (Keccak-256 of the lower-case hex) must hold."""
-    _check_text(value, max_length=42)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _ETHEREUM_RE.fullmatch(value):
         _fail("expected an Ethereum address: 0x followed by 40 hexadecimal digits")
     digits = value[2:]
@@ -520,7 +522,7 @@ def validate_ethereum_address(value: str) -> None:
 
 def validate_tron_address(value: str) -> None:
     """TRON address: Base58Check of version byte 0x41 and 20 bytes, 34 characters starting T."""
-    _check_text(value, max_length=34)
+    _check_text(value, max_length=_SHORT_CAP)
     if not value.startswith("T"):
         _fail("expected a TRON address: 34 Base58Check characters starting with T")
     if len(value) != 34:
@@ -564,7 +566,7 @@ _E164_RE = re.compile(r"\+[1-9][0-9]{1,14}")
 
 def validate_phone_e164(value: str) -> None:
     """Phone number in E.164 form (``+8613800138000``), valid for its numbering plan."""
-    _check_text(value, max_length=16)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _E164_RE.fullmatch(value):
         _fail(
             "expected an E.164 phone number: + and up to 15 digits, no spaces, e.g. +8613800138000"
@@ -614,7 +616,7 @@ _ISO_DATE_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 
 def validate_iso_date(value: str) -> None:
     """Calendar date in ISO 8601 extended form, ``YYYY-MM-DD``."""
-    _check_text(value, max_length=10)
+    _check_text(value, max_length=_SHORT_CAP)
     match = _ISO_DATE_RE.fullmatch(value)
     if not match:
         _fail("expected a date as YYYY-MM-DD, e.g. 2026-11-03")
@@ -637,7 +639,7 @@ def parse_rfc3339_timestamp(value: str) -> tuple[int, int]:
     nanoseconds.  A time without offset is refused: an embargo must not depend on whose clock
     reads it.
     """
-    _check_text(value, max_length=35)
+    _check_text(value, max_length=_SHORT_CAP)
     match = _RFC3339_RE.fullmatch(value)
     if not match:
         _fail(
@@ -727,7 +729,7 @@ _ITEM_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 def validate_agency_id(value: str) -> None:
     """Agency id: lower-case letters, digits and ``-``, starting with a letter or digit, at most
     63 characters (``agency-b``, ``us-dea``)."""
-    _check_text(value, max_length=63)
+    _check_text(value, max_length=_SHORT_CAP)
     if not _AGENCY_ID_RE.fullmatch(value):
         _fail("expected an agency id: lower-case letters, digits and -, e.g. agency-b")
 
