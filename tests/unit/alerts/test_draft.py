@@ -237,10 +237,11 @@ def test_every_error_is_reported_at_once() -> None:
 
 def test_a_field_that_failed_to_parse_is_not_also_reported_missing() -> None:
     messages = violations_of(draft_with(**{"items.0.policy.release": 7}))
-    assert [m for m in messages if "release" in m] == [
+    expected = (
         'items[0].policy.release: expected one of "IMMEDIATE", "ON_REQUEST", "EMBARGO" as a '
         "string, got number 7"
-    ]
+    )
+    assert [m for m in messages if "release" in m] == [expected]
 
 
 TLP_SPELLINGS = {
