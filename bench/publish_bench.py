@@ -1,0 +1,1011 @@
+"""Publish throughput and publish→delivery latency, measured against a raw gRPC echo.
+
+Everything runs on loopback with mutual TLS, in separate processes as in a deployment: the hub
+(``exchange-hub serve`` on SQLite, from an ``exchange-hub init`` directory made for the run), an
+echo server built like the hub's server with the hub's certificate (``bench/_echo.py``), one
+subscriber process holding agency-b's ``Subscribe`` stream through the client library, and N
+client processes, each with its own mutual-TLS channels as agency-a.  Sealing is CPU work, so
+the clients are processes, not threads.
+
+Each round runs four phases back to back, so that the echo and the exchange see the same machine
+state:
+
+1. echo throughput: N clients call the echo in a closed loop with a payload as large as a sealed
+   publish request;
+2. publish throughput: N clients publish through ``exchange_client.Client.publish`` in a closed
+   loop (draft → seal → sign → outbox → send → receipt), alerts of ``--items`` notes of
+   ``--item-bytes`` each, to agency-b;
+3. echo latency: one client, closed loop;
+4. publish latency: one publisher, closed loop; each alert's latency runs from just before
+   ``publish()`` is called (so sealing counts) to the moment agency-b's subscriber is handed
+   the feed event.  Both ends read ``time.monotonic()``, one system-wide clock on Linux.
+
+Results are the medians over rounds, and the ratios the project sets targets for: publish
+throughput ≥ 25 % of the echo's, publish→delivery p50 ≤ 5 × the echo's p50.
+
+Run from the repository root::
+
+    .venv/bin/python bench/publish_bench.py --output markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import multiprocessing
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.context import SpawnContext, SpawnProcess
+from pathlib import Path
+from typing import Literal
+
+import _echo
+
+PUBLISHER = "agency-a"
+SUBSCRIBER = "agency-b"
+THROUGHPUT_TARGET = 0.25
+"""Publish throughput must be at least this fraction of the echo's."""
+LATENCY_TARGET = 5.0
+"""Publish→delivery p50 must be at most this multiple of the echo's p50."""
+START_MARGIN_SECONDS = 0.5
+"""Lead time for every process of a phase to receive its order and start together."""
+STARTUP_TIMEOUT_SECONDS = 120.0
+DELIVERY_TIMEOUT_SECONDS = 30.0
+BENCH_DIR = Path(__file__).resolve().parent
+
+PhaseKind = Literal["echo", "publish"]
+
+
+# --- what is measured ----------------------------------------------------------------------------
+
+
+def note_text(index: int, size: int) -> str:
+    """A readable English note of exactly ``size`` characters."""
+    sentence = (
+        f"Item {index}: container declared as industrial cleaning agent, suspected precursor; "
+        "inspect before customs clearance. "
+    )
+    return (sentence * (size // len(sentence) + 1))[:size]
+
+
+def bench_draft(items: int, item_bytes: int) -> dict[str, object]:
+    """The alert every publisher sends: ``items`` notes of ``item_bytes`` each, to agency-b."""
+    return {
+        "kind": "SHIPMENT",
+        "grading": {"source": "B", "information": "2"},
+        "title": "Benchmark shipment alert",
+        "items": [
+            {
+                "id": f"n{index}",
+                "policy": {"audience": [SUBSCRIBER], "release": "IMMEDIATE", "tlp": "AMBER"},
+                "note": {"text": note_text(index, item_bytes), "language": "en"},
+            }
+            for index in range(items)
+        ],
+    }
+
+
+def sealed_request_size(exchange_dir: Path, draft_data: Mapping[str, object]) -> int:
+    """Bytes of the publish request the client sends for the draft: the echo's payload size."""
+    from exchange.alerts.draft import Draft
+    from exchange.statements.codec import encode
+    from exchange.statements.sealing import PlainItem, seal_alert, summary_item
+    from exchange_client import Profile
+
+    publisher = Profile.load(exchange_dir / "agencies" / PUBLISHER)
+    subscriber = Profile.load(exchange_dir / "agencies" / SUBSCRIBER)
+    draft = Draft.from_dict(draft_data)
+    items = [PlainItem(item_id=i.id, policy=i.policy, payload=i.payload) for i in draft.items]
+    sealed = seal_alert(
+        originator=PUBLISHER,
+        alert_id="00000000-0000-4000-8000-000000000000",
+        version=1,
+        items=[summary_item(draft.summary(), items), *items],
+        signing_key=publisher.signing_key,
+        own_key=publisher.decryption_key.public_key,
+        recipient_keys={SUBSCRIBER: subscriber.decryption_key.public_key},
+        created_at=datetime.now(UTC),
+    )
+    return len(encode(sealed.request))
+
+
+# --- client processes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhaseOrder:
+    """Tells a client process what to run, from when and for how long (monotonic seconds)."""
+
+    kind: PhaseKind
+    start_at: float
+    duration: float
+
+
+@dataclass
+class PhaseReport:
+    """What one client process did in a phase.
+
+    ``completed`` counts calls that finished before the phase ended; ``latencies`` holds every
+    call's duration; ``sent`` holds, for publishes, each alert id with the time just before its
+    ``publish()`` began (the call in flight at the end is completed and recorded too).
+    """
+
+    worker: int
+    completed: int = 0
+    latencies: list[float] = field(default_factory=list)
+    sent: list[tuple[str, float]] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ClientSetup:
+    """What every client process needs to connect, as plain picklable data."""
+
+    exchange_dir: Path
+    hub_target: str
+    echo_target: str
+    payload_size: int
+    draft_data: Mapping[str, object]
+
+
+def _wait_until(moment: float) -> None:
+    delay = moment - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _run_echo_phase(
+    call: Callable[[bytes], bytes], payload: bytes, order: PhaseOrder, report: PhaseReport
+) -> None:
+    _wait_until(order.start_at)
+    end = order.start_at + order.duration
+    while (started := time.monotonic()) < end:
+        answer = call(payload)
+        finished = time.monotonic()
+        if len(answer) != len(payload):
+            raise RuntimeError(f"echo returned {len(answer)} bytes for {len(payload)}")
+        report.latencies.append(finished - started)
+        if finished <= end:
+            report.completed += 1
+
+
+def _run_publish_phase(publish: Callable[[], str], order: PhaseOrder, report: PhaseReport) -> None:
+    _wait_until(order.start_at)
+    end = order.start_at + order.duration
+    while (started := time.monotonic()) < end:
+        alert_id = publish()
+        finished = time.monotonic()
+        report.sent.append((alert_id, started))
+        report.latencies.append(finished - started)
+        if finished <= end:
+            report.completed += 1
+
+
+def client_process_main(
+    worker: int,
+    setup: ClientSetup,
+    orders: multiprocessing.Queue[PhaseOrder | None],
+    reports: multiprocessing.Queue[PhaseReport],
+) -> None:
+    """Body of one client process: connect as agency-a to the hub and the echo, then obey orders.
+
+    One warm-up call of each kind is made before reporting ready, so that TLS handshakes and
+    the client's first directory fetch are not measured.
+    """
+    import traceback
+
+    import grpc
+
+    from exchange_client import Client, Draft, ExchangeError, Profile
+
+    profile = Profile.load(setup.exchange_dir / "agencies" / PUBLISHER)
+    client = Client(profile, hub=setup.hub_target)
+    draft = Draft.from_dict(setup.draft_data)
+    channel = _echo.mutual_tls_channel(
+        setup.echo_target,
+        root_pem=profile.hub_ca_certificate_pem,
+        key_pem=profile.tls_key_pem,
+        certificate_pem=profile.tls_certificate_pem,
+    )
+    echo = _echo.echo_stub(channel)
+    payload = os.urandom(setup.payload_size)
+
+    def call_echo(request: bytes) -> bytes:
+        answer: bytes = echo(request, timeout=30)
+        return answer
+
+    def publish() -> str:
+        return client.publish(draft).alert_id
+
+    call_echo(payload)
+    publish()
+    reports.put(PhaseReport(worker=worker))
+    while (order := orders.get()) is not None:
+        report = PhaseReport(worker=worker)
+        try:
+            if order.kind == "echo":
+                _run_echo_phase(call_echo, payload, order, report)
+            else:
+                _run_publish_phase(publish, order, report)
+        except (ExchangeError, grpc.RpcError, RuntimeError):  # the parent stops the run with it
+            report.error = traceback.format_exc()
+        reports.put(report)
+    channel.close()
+    client.close()
+
+
+# --- the subscriber process ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubscriberReply:
+    """The subscriber's answer: receipt times by alert id, or why it stopped following the feed."""
+
+    delivered: dict[str, float] = field(default_factory=dict)
+    failure: str = ""
+
+
+@dataclass(frozen=True)
+class CollectOrder:
+    """Asks the subscriber for the receipt times of these alerts, waiting up to ``timeout``."""
+
+    alert_ids: frozenset[str]
+    timeout: float
+
+
+def subscriber_process_main(
+    setup: ClientSetup,
+    orders: multiprocessing.Queue[CollectOrder | None],
+    replies: multiprocessing.Queue[SubscriberReply],
+) -> None:
+    """Body of the subscriber: hold agency-b's feed stream and note when each alert arrives.
+
+    A thread iterates ``Client.subscribe()`` and records ``time.monotonic()`` as each event is
+    handed out; the main thread answers the parent's requests for those times.  Ready is
+    reported on the first heartbeat, which the hub sends once catch-up is done.
+    """
+    from exchange_client import Client, ExchangeError, Profile
+
+    client = Client(
+        Profile.load(setup.exchange_dir / "agencies" / SUBSCRIBER), hub=setup.hub_target
+    )
+    received: dict[str, float] = {}
+    arrived = threading.Condition()
+    ready = threading.Event()
+    failure: list[str] = []
+
+    def follow_feed() -> None:
+        try:
+            for event in client.subscribe(heartbeats=True):
+                if event.is_heartbeat:
+                    ready.set()
+                    continue
+                moment = time.monotonic()
+                with arrived:
+                    received.setdefault(event.alert_id, moment)
+                    arrived.notify_all()
+        except ExchangeError as e:  # reported to the parent instead of dying silently
+            failure.append(f"{type(e).__name__}: {e}")
+            ready.set()
+            with arrived:
+                arrived.notify_all()
+
+    threading.Thread(target=follow_feed, name="feed", daemon=True).start()
+    ready.wait(STARTUP_TIMEOUT_SECONDS)
+    replies.put(SubscriberReply(failure=failure[0] if failure else ""))
+    while (order := orders.get()) is not None:
+        deadline = time.monotonic() + order.timeout
+        with arrived:
+            while not failure and not order.alert_ids <= received.keys():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                arrived.wait(remaining)
+            found = {i: received.pop(i) for i in order.alert_ids if i in received}
+        replies.put(SubscriberReply(delivered=found, failure=failure[0] if failure else ""))
+
+
+# --- server processes ----------------------------------------------------------------------------
+
+
+@dataclass
+class ServerProcess:
+    """A server started as a subprocess that announced ``listening on HOST:PORT``."""
+
+    name: str
+    process: subprocess.Popen[str]
+    target: str
+    log_path: Path
+
+    def stop(self) -> None:
+        """Ask it to stop (SIGTERM) and wait; kill it if it does not."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(name: str, command: Sequence[str], log_path: Path) -> ServerProcess:
+    """Run ``command`` and wait for its ``listening on HOST:PORT`` line on stdout."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            list(command), stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1
+        )
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        process.kill()
+        raise RuntimeError(
+            f"{name} did not start (said {line!r}); its log:\n{log_path.read_text()}"
+        )
+    return ServerProcess(name, process, line.removeprefix("listening on "), log_path)
+
+
+def exchange_hub_command() -> str:
+    """The ``exchange-hub`` script installed beside this interpreter."""
+    beside = Path(sys.executable).parent / "exchange-hub"
+    found = str(beside) if beside.exists() else shutil.which("exchange-hub")
+    if found is None:
+        raise RuntimeError("exchange-hub is not installed: run `pip install -e .` first")
+    return found
+
+
+def init_exchange_dir(directory: Path) -> Path:
+    """``exchange-hub init`` for the two agencies; returns the hub's configuration file.
+
+    The per-agency rate limit is lifted in the run's own ``hub.toml``: the benchmark measures
+    what the hub can carry, not the throttle an operator sets.
+    """
+    subprocess.run(
+        [
+            exchange_hub_command(),
+            "init",
+            str(directory),
+            "--agency",
+            PUBLISHER,
+            "--agency",
+            SUBSCRIBER,
+            "--listen",
+            "127.0.0.1:50051",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    from exchange.hub.config import HubConfig
+
+    config_path = directory / "hub.toml"
+    config = dataclasses.replace(
+        HubConfig.from_file(config_path), rate_limit_per_agency=1e9, rate_limit_burst=10**9
+    )
+    config_path.write_text(config.to_toml())
+    return config_path
+
+
+# --- running phases ------------------------------------------------------------------------------
+
+
+@dataclass
+class Fleet:
+    """The client processes and the subscriber, with their queues."""
+
+    context: SpawnContext
+    clients: list[SpawnProcess]
+    client_orders: list[multiprocessing.Queue[PhaseOrder | None]]
+    reports: multiprocessing.Queue[PhaseReport]
+    subscriber: SpawnProcess
+    collect_orders: multiprocessing.Queue[CollectOrder | None]
+    collected: multiprocessing.Queue[SubscriberReply]
+
+    def pids(self) -> dict[str, int]:
+        """Process ids by role, for attaching a profiler."""
+        pids = {f"client-{i}": p.pid for i, p in enumerate(self.clients) if p.pid is not None}
+        if self.subscriber.pid is not None:
+            pids["subscriber"] = self.subscriber.pid
+        return pids
+
+    def run_phase(self, kind: PhaseKind, processes: int, duration: float) -> list[PhaseReport]:
+        """Run one phase on the first ``processes`` clients; raise if any of them failed."""
+        start_at = time.monotonic() + START_MARGIN_SECONDS
+        for orders in self.client_orders[:processes]:
+            orders.put(PhaseOrder(kind=kind, start_at=start_at, duration=duration))
+        reports = [
+            self.reports.get(timeout=duration + STARTUP_TIMEOUT_SECONDS) for _ in range(processes)
+        ]
+        failed = [r for r in reports if r.error]
+        if failed:
+            raise RuntimeError(f"client {failed[0].worker} failed:\n{failed[0].error}")
+        return reports
+
+    def delivery_times(self, alert_ids: frozenset[str]) -> dict[str, float]:
+        """When the subscriber was handed each alert's event (missing: never, within timeout)."""
+        self.collect_orders.put(CollectOrder(alert_ids, DELIVERY_TIMEOUT_SECONDS))
+        answer = self.collected.get(timeout=DELIVERY_TIMEOUT_SECONDS + 30)
+        if answer.failure:
+            raise RuntimeError(f"the subscriber failed: {answer.failure}")
+        return answer.delivered
+
+    def stop(self) -> None:
+        for orders in self.client_orders:
+            orders.put(None)
+        self.collect_orders.put(None)
+        for process in [*self.clients, self.subscriber]:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+
+@contextmanager
+def start_fleet(setup: ClientSetup, processes: int) -> Iterator[Fleet]:
+    """Start the subscriber and ``processes`` client processes; wait until all are ready."""
+    context = multiprocessing.get_context("spawn")
+    collect_orders: multiprocessing.Queue[CollectOrder | None] = context.Queue()
+    collected: multiprocessing.Queue[SubscriberReply] = context.Queue()
+    subscriber = context.Process(
+        target=subscriber_process_main, args=(setup, collect_orders, collected), name="subscriber"
+    )
+    subscriber.start()
+    reports: multiprocessing.Queue[PhaseReport] = context.Queue()
+    client_orders: list[multiprocessing.Queue[PhaseOrder | None]] = []
+    clients = []
+    for worker in range(processes):
+        orders: multiprocessing.Queue[PhaseOrder | None] = context.Queue()
+        process = context.Process(
+            target=client_process_main,
+            args=(worker, setup, orders, reports),
+            name=f"client-{worker}",
+        )
+        process.start()
+        client_orders.append(orders)
+        clients.append(process)
+    fleet = Fleet(context, clients, client_orders, reports, subscriber, collect_orders, collected)
+    try:
+        status = collected.get(timeout=STARTUP_TIMEOUT_SECONDS)
+        if status.failure:
+            raise RuntimeError(f"the subscriber failed: {status.failure}")
+        for _ in range(processes):
+            reports.get(timeout=STARTUP_TIMEOUT_SECONDS)
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile of ``samples`` (nearest rank)."""
+    ordered = sorted(samples)
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round's measurements; rates in calls per second, latencies in seconds."""
+
+    echo_rate: float
+    publish_rate: float
+    echo_p50: float
+    echo_p99: float
+    delivery_p50: float
+    delivery_p99: float
+    loaded_delivery_p50: float
+    loaded_delivery_p99: float
+    echo_calls: int
+    publishes: int
+    latency_samples: int
+    undelivered: int
+
+    @property
+    def throughput_ratio(self) -> float:
+        return self.publish_rate / self.echo_rate
+
+    @property
+    def latency_ratio(self) -> float:
+        return self.delivery_p50 / self.echo_p50
+
+
+def _delivery_latencies(fleet: Fleet, reports: Sequence[PhaseReport]) -> tuple[list[float], int]:
+    sent = [pair for report in reports for pair in report.sent]
+    delivered = fleet.delivery_times(frozenset(alert_id for alert_id, _ in sent))
+    latencies = [delivered[a] - t0 for a, t0 in sent if a in delivered]
+    return latencies, len(sent) - len(latencies)
+
+
+def run_round(fleet: Fleet, settings: Settings) -> Round:
+    """Echo and publish, throughput then latency, alternating."""
+    duration = settings.duration
+    echo_load = fleet.run_phase("echo", settings.publishers, duration)
+    publish_load = fleet.run_phase("publish", settings.publishers, duration)
+    loaded_latencies, loaded_missing = _delivery_latencies(fleet, publish_load)
+    echo_single = fleet.run_phase("echo", 1, duration)
+    publish_single = fleet.run_phase("publish", 1, duration)
+    latencies, missing = _delivery_latencies(fleet, publish_single)
+    echo_latencies = echo_single[0].latencies
+    if not latencies or not loaded_latencies:
+        raise RuntimeError("no publish was delivered to the subscriber")
+    return Round(
+        echo_rate=sum(r.completed for r in echo_load) / duration,
+        publish_rate=sum(r.completed for r in publish_load) / duration,
+        echo_p50=statistics.median(echo_latencies),
+        echo_p99=percentile(echo_latencies, 0.99),
+        delivery_p50=statistics.median(latencies),
+        delivery_p99=percentile(latencies, 0.99),
+        loaded_delivery_p50=statistics.median(loaded_latencies),
+        loaded_delivery_p99=percentile(loaded_latencies, 0.99),
+        echo_calls=sum(r.completed for r in echo_load),
+        publishes=sum(r.completed for r in publish_load),
+        latency_samples=len(latencies),
+        undelivered=missing + loaded_missing,
+    )
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The command line, parsed."""
+
+    duration: float
+    publishers: int
+    items: int
+    item_bytes: int
+    rounds: int
+    warmup: float
+    database_url: str | None
+    output: Literal["text", "markdown"]
+    profile_dir: Path | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Every round of a run, with the sizes that were measured."""
+
+    settings: Settings
+    rounds: tuple[Round, ...]
+    payload_size: int
+    database_url: str
+    started: datetime
+    elapsed: float
+    hot_spots: Mapping[str, str]
+
+    def median(self, name: str) -> float:
+        return float(statistics.median(float(getattr(r, name)) for r in self.rounds))
+
+    @property
+    def throughput_ratio(self) -> float:
+        return self.median("publish_rate") / self.median("echo_rate")
+
+    @property
+    def latency_ratio(self) -> float:
+        return self.median("delivery_p50") / self.median("echo_p50")
+
+
+def run(settings: Settings) -> Outcome:
+    """Set up a throw-away exchange, start every process, run warm-up and rounds, tear down."""
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    with ExitStack() as stack:
+        temporary = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="exchange-bench-")))
+        config_path = init_exchange_dir(temporary / "exchange")
+        database_url = settings.database_url or f"sqlite:///{temporary / 'hub.db'}"
+        hub = start_server(
+            "exchange-hub",
+            [
+                exchange_hub_command(),
+                "serve",
+                "--config",
+                str(config_path),
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                database_url,
+            ],
+            temporary / "hub.log",
+        )
+        stack.callback(hub.stop)
+        echo = start_server(
+            "echo server",
+            [
+                sys.executable,
+                str(BENCH_DIR / "_echo.py"),
+                "--config",
+                str(config_path),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            temporary / "echo.log",
+        )
+        stack.callback(echo.stop)
+        draft_data = bench_draft(settings.items, settings.item_bytes)
+        setup = ClientSetup(
+            exchange_dir=temporary / "exchange",
+            hub_target=hub.target,
+            echo_target=echo.target,
+            payload_size=sealed_request_size(temporary / "exchange", draft_data),
+            draft_data=draft_data,
+        )
+        fleet = stack.enter_context(start_fleet(setup, settings.publishers))
+        if settings.warmup > 0:
+            fleet.run_phase("echo", settings.publishers, settings.warmup)
+            _delivery_latencies(
+                fleet, fleet.run_phase("publish", settings.publishers, settings.warmup)
+            )
+        hot_spots: dict[str, str] = {}
+        if settings.profile_dir is not None:
+            hot_spots = profile_publish_phase(fleet, hub, settings)
+        rounds = tuple(run_round(fleet, settings) for _ in range(settings.rounds))
+        return Outcome(
+            settings=settings,
+            rounds=rounds,
+            payload_size=setup.payload_size,
+            database_url=database_url if settings.database_url else "temporary SQLite file",
+            started=started,
+            elapsed=time.monotonic() - clock,
+            hot_spots=hot_spots,
+        )
+    raise AssertionError("unreachable")
+
+
+# --- profiling -----------------------------------------------------------------------------------
+
+
+def profile_publish_phase(fleet: Fleet, hub: ServerProcess, settings: Settings) -> dict[str, str]:
+    """Run one extra publish-throughput phase under ``py-spy``; return a summary per process.
+
+    The hub and the first client are sampled; their collapsed stacks are written to
+    ``--profile-dir`` and summarised as the functions with the most samples, by self time and by
+    total time.  Not part of the measured rounds.
+    """
+    assert settings.profile_dir is not None
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        raise RuntimeError(f"{spy} not found: `pip install py-spy` into this environment")
+    settings.profile_dir.mkdir(parents=True, exist_ok=True)
+    targets = {"hub": hub.process.pid, "client-0": fleet.pids()["client-0"]}
+    recorders = {
+        name: subprocess.Popen(
+            [
+                str(spy),
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--rate",
+                "200",
+                "--duration",
+                str(int(settings.duration) + 1),
+                "--output",
+                str(settings.profile_dir / f"{name}.collapsed"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in targets.items()
+    }
+    time.sleep(1.0)
+    fleet.run_phase("publish", settings.publishers, settings.duration)
+    for recorder in recorders.values():
+        recorder.wait(timeout=60)
+    return {
+        name: summarise_collapsed(settings.profile_dir / f"{name}.collapsed") for name in targets
+    }
+
+
+def summarise_collapsed(path: Path, top: int = 12) -> str:
+    """The functions with the most samples in a py-spy collapsed-stack file, self and total."""
+    self_samples: collections.Counter[str] = collections.Counter()
+    total_samples: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_short_frame(frame) for frame in stack.split(";")]
+        samples += count
+        self_samples[frames[-1]] += count
+        for frame in set(frames):
+            total_samples[frame] += count
+    if not samples:
+        return "no samples"
+
+    def table(counter: collections.Counter[str]) -> str:
+        return "\n".join(
+            f"  {100 * n / samples:5.1f} %  {frame}" for frame, n in counter.most_common(top)
+        )
+
+    return (
+        f"{samples} samples (every thread, idle ones included)\n"
+        f" by self time:\n{table(self_samples)}\n by total time:\n{table(total_samples)}"
+    )
+
+
+def _short_frame(frame: str) -> str:
+    """``function (path/to/module.py:line)`` → ``function (module.py)``."""
+    name, _, location = frame.partition(" (")
+    module = location.rstrip(")").rpartition(":")[0]
+    return f"{name} ({Path(module).name})" if module else name
+
+
+# --- reporting -----------------------------------------------------------------------------------
+
+
+def _shell(command: str) -> str:
+    try:
+        return subprocess.run(
+            command, shell=True, capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError as e:
+        return f"({command}: {e})"
+
+
+def machine_description() -> list[tuple[str, str]]:
+    """What the numbers were measured on, as label and text."""
+    import cryptography
+    import grpc
+
+    cpu_models = (
+        sorted(
+            {
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            }
+        )
+        if Path("/proc/cpuinfo").exists()
+        else [platform.processor()]
+    )
+    sqlite_version = _shell(
+        f"{shlex.quote(sys.executable)} -c 'import sqlite3; print(sqlite3.sqlite_version)'"
+    )
+    return [
+        ("nproc", _shell("nproc")),
+        ("CPU", "; ".join(cpu_models)),
+        ("free -h", _shell("free -h")),
+        ("uname -a", _shell("uname -a")),
+        ("Python", platform.python_version()),
+        (
+            "grpcio / cryptography / SQLite",
+            f"{grpc.__version__} / {cryptography.__version__} / {sqlite_version}",
+        ),
+    ]
+
+
+def command_line() -> str:
+    """The command as typed from the repository root."""
+    executable = Path(sys.executable)
+    try:
+        shown = str(executable.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(executable)
+    return shlex.join([shown, *sys.argv])
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def render_text(outcome: Outcome) -> str:
+    """A plain report for the terminal."""
+    s = outcome.settings
+    lines = [
+        (
+            f"{s.rounds} rounds of {s.duration:g} s phases; {s.publishers} client processes; "
+            f"alerts of {s.items} items × {s.item_bytes} B; echo payload {outcome.payload_size} B"
+        ),
+        "",
+        (
+            f"{'round':>5} {'echo/s':>9} {'publish/s':>9} {'ratio':>7} {'echo p50':>10} "
+            f"{'deliv p50':>10} {'deliv p99':>10} {'ratio':>7} {'loaded p50':>11}"
+        ),
+    ]
+    for index, r in enumerate(outcome.rounds, start=1):
+        lines.append(
+            f"{index:>5} {r.echo_rate:>9.0f} {r.publish_rate:>9.1f} {r.throughput_ratio:>7.1%} "
+            f"{_ms(r.echo_p50):>10} {_ms(r.delivery_p50):>10} {_ms(r.delivery_p99):>10} "
+            f"{r.latency_ratio:>6.1f}× {_ms(r.loaded_delivery_p50):>11}"
+        )
+    lines += [
+        "",
+        (
+            f"publish throughput / echo throughput = {outcome.throughput_ratio:.1%} "
+            f"(target ≥ {THROUGHPUT_TARGET:.0%}: {_verdict(outcome.throughput_ratio >= THROUGHPUT_TARGET)})"
+        ),
+        (
+            f"publish→delivery p50 / echo p50 = {outcome.latency_ratio:.1f}× "
+            f"(target ≤ {LATENCY_TARGET:g}×: {_verdict(outcome.latency_ratio <= LATENCY_TARGET)})"
+        ),
+    ]
+    for name, summary in outcome.hot_spots.items():
+        lines += ["", f"profile of {name} during an extra publish phase: {summary}"]
+    return "\n".join(lines)
+
+
+def render_markdown(outcome: Outcome) -> str:
+    """A section for ``bench/RESULTS.md``: machine, command, date, numbers, ratios, verdicts."""
+    s = outcome.settings
+    date = _shell("date -u") or outcome.started.isoformat()
+    machine = machine_description()
+    rows = [
+        ("publish throughput (alerts/s)", f"{outcome.median('publish_rate'):.1f}"),
+        ("echo throughput (calls/s)", f"{outcome.median('echo_rate'):.0f}"),
+        (
+            "publish→delivery p50 / p99, one publisher",
+            f"{_ms(outcome.median('delivery_p50'))} / {_ms(outcome.median('delivery_p99'))}",
+        ),
+        (
+            "echo p50 / p99, one client",
+            f"{_ms(outcome.median('echo_p50'))} / {_ms(outcome.median('echo_p99'))}",
+        ),
+        (
+            f"publish→delivery p50 / p99 under the {s.publishers}-publisher load",
+            (
+                f"{_ms(outcome.median('loaded_delivery_p50'))} / "
+                f"{_ms(outcome.median('loaded_delivery_p99'))}"
+            ),
+        ),
+    ]
+    out = [
+        f"### Run of {date}",
+        "",
+        "```",
+        f"{command_line()}",
+        "```",
+        "",
+        "Machine:",
+        "",
+    ]
+    for label, text in machine:
+        if "\n" in text:
+            out += [
+                f"- `{label}`:",
+                "",
+                "  ```",
+                *(f"  {line}" for line in text.splitlines()),
+                "  ```",
+            ]
+        else:
+            out.append(f"- `{label}`: {text}")
+    out += [
+        "",
+        (
+            f"Settings: {s.rounds} rounds × 4 phases of {s.duration:g} s (warm-up {s.warmup:g} s); "
+            f"{s.publishers} client processes; alerts of {s.items} note items × {s.item_bytes} B "
+            f"to {SUBSCRIBER} (sealed request {outcome.payload_size} B, the echo's payload each "
+            f"way); database: {outcome.database_url}; total run {outcome.elapsed:.0f} s."
+        ),
+        "",
+        "Medians over rounds:",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        *(f"| {label} | {value} |" for label, value in rows),
+        "",
+        "| ratio | value | target | |",
+        "|---|---|---|---|",
+        (
+            f"| publish throughput / echo throughput | {outcome.throughput_ratio:.1%} | "
+            f"≥ {THROUGHPUT_TARGET:.0%} | {_verdict(outcome.throughput_ratio >= THROUGHPUT_TARGET)} |"
+        ),
+        (
+            f"| publish→delivery p50 / echo p50 | {outcome.latency_ratio:.1f}× | "
+            f"≤ {LATENCY_TARGET:g}× | {_verdict(outcome.latency_ratio <= LATENCY_TARGET)} |"
+        ),
+        "",
+        "Per round:",
+        "",
+        (
+            "| round | echo/s | publish/s | ratio | echo p50 | delivery p50 | delivery p99 | ratio "
+            "| loaded delivery p50 | undelivered |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for index, r in enumerate(outcome.rounds, start=1):
+        out.append(
+            f"| {index} | {r.echo_rate:.0f} | {r.publish_rate:.1f} | {r.throughput_ratio:.1%} | "
+            f"{_ms(r.echo_p50)} | {_ms(r.delivery_p50)} | {_ms(r.delivery_p99)} | "
+            f"{r.latency_ratio:.1f}× | {_ms(r.loaded_delivery_p50)} | {r.undelivered} |"
+        )
+    for name, summary in outcome.hot_spots.items():
+        out += ["", f"Profile of {name} during an extra publish phase:", "", "```", summary, "```"]
+    return "\n".join(out)
+
+
+def parse_arguments(argv: Sequence[str]) -> Settings:
+    parser = argparse.ArgumentParser(
+        description="Publish throughput and publish→delivery latency of the exchange, as "
+        "ratios to a raw gRPC echo over the same mutual TLS.",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=5.0,
+        help="seconds per phase (four phases per round); default 5",
+    )
+    parser.add_argument(
+        "--publishers",
+        type=int,
+        default=8,
+        help="client processes for the throughput phases; default 8",
+    )
+    parser.add_argument("--items", type=int, default=3, help="items per alert; default 3")
+    parser.add_argument(
+        "--item-bytes",
+        type=int,
+        default=1024,
+        help="characters of note text per item; default 1024",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of echo and publish phases; medians are reported; default 3",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="seconds of unmeasured echo and publish load first; default 2",
+    )
+    parser.add_argument(
+        "--database",
+        dest="database_url",
+        default=None,
+        help="the hub's database URL; default a temporary SQLite file",
+    )
+    parser.add_argument(
+        "--output",
+        choices=("text", "markdown"),
+        default="text",
+        help="markdown: a section ready for bench/RESULTS.md",
+    )
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="sample the hub and one publisher with py-spy in an extra, "
+        "unmeasured publish phase; write collapsed stacks here",
+    )
+    arguments = parser.parse_args(argv)
+    if arguments.publishers < 1 or arguments.rounds < 1 or arguments.items < 1:
+        parser.error("--publishers, --rounds and --items must be at least 1")
+    if arguments.duration <= 0:
+        parser.error("--duration must be positive")
+    return Settings(**vars(arguments))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_arguments(sys.argv[1:] if argv is None else argv)
+    outcome = run(settings)
+    render = render_markdown if settings.output == "markdown" else render_text
+    print(render(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
