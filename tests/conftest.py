@@ -12,7 +12,7 @@ import dataclasses
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ class FrozenClock:
     """A clock the tests move by hand."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime.now(timezone.utc).replace(microsecond=0)
+        self.now = start or datetime.now(UTC).replace(microsecond=0)
 
     def __call__(self) -> datetime:
         return self.now

@@ -9,11 +9,13 @@ only, so they can check the references while others learn nothing from them.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timedelta
 
 from exchange.crypto.encoding import lp
+from exchange.errors import MalformedError
 
 LEAF_LABEL = b"exchange/leaf/v1"
 SALT_BYTES = 16
@@ -50,8 +52,8 @@ SIGNED_ENTRY_TYPES = frozenset(
 
 def _micros(moment: datetime) -> int:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -78,6 +80,41 @@ class LeafContents:
             self.body_sha256,
             self.references_commitment,
         )
+
+    @classmethod
+    def decode(cls, data: bytes) -> LeafContents:
+        """Parse canonical leaf bytes; anything else (a prefix, trailing bytes) is MalformedError."""
+        parts = _split_length_prefixed(data)
+        if len(parts) != 5 or parts[0] != LEAF_LABEL:
+            raise MalformedError("not an exchange/leaf/v1 leaf")
+        _, entry_type, micros, body_sha256, commitment = parts
+        if len(micros) != 8 or len(body_sha256) != 32 or len(commitment) != 32:
+            raise MalformedError("leaf fields have the wrong lengths")
+        try:
+            name = entry_type.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise MalformedError("leaf entry type is not UTF-8") from e
+        moment = _EPOCH + timedelta(microseconds=int.from_bytes(micros, "big"))
+        return cls(name, moment, body_sha256, commitment)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _split_length_prefixed(data: bytes) -> list[bytes]:
+    """Undo :func:`~exchange.crypto.encoding.lp`: the parts, or MalformedError."""
+    parts: list[bytes] = []
+    offset = 0
+    while offset < len(data):
+        if offset + 4 > len(data):
+            raise MalformedError("leaf ends inside a length prefix")
+        (length,) = struct.unpack_from(">I", data, offset)
+        offset += 4
+        if offset + length > len(data):
+            raise MalformedError("leaf part runs past the end")
+        parts.append(data[offset : offset + length])
+        offset += length
+    return parts
 
 
 def make_leaf(

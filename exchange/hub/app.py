@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -43,7 +43,7 @@ TRANSPORT_MESSAGE_LIMIT = 64 * 1024 * 1024
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -105,11 +105,11 @@ class Hub:
         if not served_bundle:
             raise ConfigurationError("no agencies registered: run `exchange-hub agency add` first")
 
-        def fetch() -> grpc.ServerCertificateConfiguration | None:
+        def fetch() -> grpc.ServerCertificateConfiguration:
             nonlocal served_bundle
             bundle = self.directory.ca_bundle_pem()
             if bundle == served_bundle:
-                return None
+                return None  # type: ignore[return-value]  # grpc: None means "unchanged"
             served_bundle = bundle
             return grpc.ssl_server_certificate_configuration([(key, cert)], bundle)
 
@@ -141,10 +141,10 @@ class Hub:
         alerts_pb2_grpc.add_AlertServiceServicer_to_server(AlertServicer(context), server)
         # Implemented by later milestones; the base servicers answer UNIMPLEMENTED.
         release_pb2_grpc.add_ReleaseServiceServicer_to_server(
-            release_pb2_grpc.ReleaseServiceServicer(), server
+            release_pb2_grpc.ReleaseServiceServicer(), server  # type: ignore[abstract]
         )
         audit_pb2_grpc.add_AuditServiceServicer_to_server(
-            audit_pb2_grpc.AuditServiceServicer(), server
+            audit_pb2_grpc.AuditServiceServicer(), server  # type: ignore[abstract]
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         service_names = (

@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -55,7 +55,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _load_config(path: Path, database: str | None = None, listen: str | None = None) -> HubConfig:
@@ -201,8 +201,12 @@ def agency_list(config: ConfigOption, database: DatabaseOption = None, json_outp
         return
     table = Table("agency", "CA fingerprint", "keys", "status")
     for r in records:
-        table.add_row(r["agency_id"], r["ca_fingerprint"], str(r["key_statements"]),
-                      "[red]revoked[/red]" if r["revoked"] else "active")
+        table.add_row(
+            str(r["agency_id"]),
+            str(r["ca_fingerprint"]),
+            str(r["key_statements"]),
+            "[red]revoked[/red]" if r["revoked"] else "active",
+        )
     out.print(table)
 
 

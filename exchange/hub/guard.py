@@ -40,15 +40,16 @@ def _abort(context: grpc.ServicerContext, error: ExchangeError) -> None:
     context.abort_with_status(rpc_status.to_status(rich_status(error)))
 
 
-class GuardInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class GuardInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Authenticate, set the caller, map errors: for every application method."""
 
     def __init__(self, directory: AgencyDirectory) -> None:
         self._directory = directory
 
     def _authenticate(self, context: grpc.ServicerContext) -> str:
-        certs = context.auth_context().get("x509_pem_cert") or []
-        return self._directory.authenticate(certs[0] if certs else None)
+        certs = context.auth_context().get("x509_pem_cert")
+        first = certs[0] if isinstance(certs, list) and certs else None
+        return self._directory.authenticate(first)
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails

@@ -40,7 +40,7 @@ class HubContext:
     heartbeat_interval: float
 
 
-class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):  # type: ignore[misc]
+class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     def __init__(self, hub: HubContext) -> None:
         self._hub = hub
 
@@ -61,6 +61,12 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):  # type: i
                 return _agency_record(row)
         raise NotFoundError(f"no agency {request.agency_id!r}")
 
+    def PublishKeys(
+        self, request: directory_pb2.PublishKeysRequest, context: grpc.ServicerContext
+    ) -> directory_pb2.PublishKeysResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "key rotation is not available yet")
+        raise AssertionError("abort raises")
+
 
 def _agency_record(row: registry.AgencyRow) -> directory_pb2.AgencyRecord:
     keys = []
@@ -76,7 +82,7 @@ def _agency_record(row: registry.AgencyRow) -> directory_pb2.AgencyRecord:
     )
 
 
-class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):  # type: ignore[misc]
+class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
     def __init__(self, hub: HubContext) -> None:
         self._hub = hub
 

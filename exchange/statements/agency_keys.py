@@ -93,7 +93,11 @@ class AgencyKeys:
         message = parse_canonical(statements_pb2.AgencyKeys, envelope.payload, what="agency keys")
         signing_cert = _certificate(message.signing_certificate, "signing certificate")
         encryption_cert = _certificate(message.encryption_certificate, "encryption certificate")
-        for cert, purpose in ((signing_cert, "signing"), (encryption_cert, "encryption")):
+        checks: tuple[tuple[x509.Certificate, pki.KeyPurpose], ...] = (
+            (signing_cert, "signing"),
+            (encryption_cert, "encryption"),
+        )
+        for cert, purpose in checks:
             agency = pki.verify_issued_by(cert, ca_certificate, purpose=purpose, now=now)
             if agency != message.agency_id:
                 raise CertificateError(

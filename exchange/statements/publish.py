@@ -10,17 +10,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from exchange.crypto.encoding import lp
 from exchange.crypto.keys import VerifyKey
 from exchange.errors import (
     FieldViolation,
     InvalidInputError,
-    MalformedError,
     NotPermittedError,
     TooLargeError,
 )
-from exchange.crypto.encoding import lp
 from exchange.statements.alert import AlertManifest, ItemHeader
 from exchange.statements.codec import encode, envelope_from_proto
 from exchange.v1 import alerts_pb2, statements_pb2
@@ -49,14 +48,14 @@ class CheckedItem:
         policy = self.header.policy
         if policy.release != Policy.EMBARGO:
             return None
-        return policy.embargo_until.ToDatetime(tzinfo=timezone.utc)
+        return policy.embargo_until.ToDatetime(tzinfo=UTC)
 
     @property
     def expires_at(self) -> datetime | None:
         policy = self.header.policy
         if not policy.HasField("expires_at"):
             return None
-        return policy.expires_at.ToDatetime(tzinfo=timezone.utc)
+        return policy.expires_at.ToDatetime(tzinfo=UTC)
 
     @property
     def release_name(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from exchange.crypto.items import (
     ItemContext,
@@ -26,7 +26,12 @@ from exchange.statements.alert import (
     KeyGrant,
     manifest_message,
 )
-from exchange.statements.codec import encode, envelope_from_proto, envelope_to_proto, parse_canonical
+from exchange.statements.codec import (
+    encode,
+    envelope_from_proto,
+    envelope_to_proto,
+    parse_canonical,
+)
 from exchange.v1 import alerts_pb2, payloads_pb2, statements_pb2
 
 Policy = statements_pb2.ReleasePolicy
@@ -74,7 +79,7 @@ def summary_item(summary: payloads_pb2.Summary, items: Sequence[PlainItem]) -> P
     )
 
 
-def _strictest_tlp(items: Sequence[PlainItem]) -> int:
+def _strictest_tlp(items: Sequence[PlainItem]) -> statements_pb2.ReleasePolicy.Tlp.ValueType:
     levels = [item.policy.tlp for item in items if item.policy.tlp != Policy.TLP_UNSPECIFIED]
     return max(levels, default=Policy.TLP_AMBER)
 
@@ -199,7 +204,7 @@ _STATE_STATUS = {
 
 
 def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def open_version(
@@ -251,7 +256,7 @@ def open_version(
             continue
         opened.append(item)
     published_at = (
-        view.published_at.ToDatetime(tzinfo=timezone.utc) if view.HasField("published_at") else None
+        view.published_at.ToDatetime(tzinfo=UTC) if view.HasField("published_at") else None
     )
     return OpenedVersion(
         manifest=manifest,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, Connection, and_, func, insert, or_, select
 
@@ -20,7 +20,7 @@ from exchange.v1 import alerts_pb2
 def _aware(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=timezone.utc)
+    return moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def list_alerts(
     connection: Connection, caller: str, *, include_own: bool, limit: int, now: datetime
 ) -> list[alerts_pb2.AlertSummary]:
     """Alert versions the caller may see, newest first."""
-    condition = alerts.c.id.in_(
+    condition: ColumnElement[bool] = alerts.c.id.in_(
         select(item_audience.c.alert_pk).where(item_audience.c.agency_id == caller)
     )
     if include_own:

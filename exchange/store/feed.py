@@ -8,7 +8,7 @@ never skip an event committed out of order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -123,7 +123,7 @@ def events_after(
         )
         created = row.created_at
         if created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
+            created = created.replace(tzinfo=UTC)
         message.created_at.FromDatetime(created)
         events.append(message)
     return events

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -59,7 +59,7 @@ class TestAgency:
 
     def partner_keys(self) -> dict[str, AgencyKeys]:
         """Every agency's keys, verified against the CA certificates in this agency's profile."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         verified = {}
         response = self.directory.ListAgencies(directory_pb2.ListAgenciesRequest(), timeout=10)
         for record in response.agencies:
@@ -88,7 +88,7 @@ class TestAgency:
             signing_key=self.profile.signing_key,
             own_key=self.profile.encryption_key.public_key,
             recipient_keys=recipients,
-            created_at=created_at or datetime.now(timezone.utc),
+            created_at=created_at or datetime.now(UTC),
             previous_manifest_hash=previous_manifest_hash,
         )
 
@@ -100,7 +100,7 @@ class TestAgency:
             recipient=self.agency_id,
             decryption_key=self.profile.encryption_key,
             originator_keys={originator_keys.verify_key.key_id: originator_keys.verify_key},
-            now=now or datetime.now(timezone.utc),
+            now=now or datetime.now(UTC),
         )
 
 

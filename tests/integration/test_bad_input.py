@@ -4,7 +4,7 @@ application answers, and leaves the database exactly as it was."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -167,7 +167,7 @@ def forged_certificate(issuer_dir: Path, claimed_id: str) -> tuple[bytes, bytes]
     ca_cert = pki.load_certificate_pem((issuer_dir / "ca.pem").read_bytes())
     ca_key = serialization.load_pem_private_key((issuer_dir / "ca-key.pem").read_bytes(), None)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, claimed_id)]))
@@ -223,7 +223,7 @@ def test_revoked_agency_is_refused(hub: object, agencies: dict[str, TestAgency])
     from exchange.store import registry
 
     with hub.db.write() as connection:  # type: ignore[attr-defined]
-        registry.revoke_agency(connection, "agency-c", now=datetime.now(timezone.utc))
+        registry.revoke_agency(connection, "agency-c", now=datetime.now(UTC))
     hub.directory.refresh()  # type: ignore[attr-defined]
     with pytest.raises(grpc.RpcError) as refused:
         agencies["agency-c"].alerts.ListAlerts(alerts_pb2.ListAlertsRequest(), timeout=10)

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import typer
-from exchange_client.cli.offline import register
 from typer.testing import CliRunner
 
 from exchange.alerts import Watchlist, WatchlistUpdate
 from exchange.v1 import payloads_pb2
+from exchange_client.cli.offline import register
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 SHIPMENT = str(EXAMPLES / "mislabelled-piperidone-shipment.yaml")

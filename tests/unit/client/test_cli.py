@@ -10,11 +10,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from exchange_client import FeedGapError, LogInconsistentError
-from exchange_client.cli import app, exit_code_for
 from typer.testing import CliRunner
 
 from exchange import errors
+from exchange_client import FeedGapError, LogInconsistentError
+from exchange_client.cli import app, exit_code_for
 
 COMMANDS = ["publish", "resend", "inbox", "show", "watch", "agencies"]
 

@@ -10,12 +10,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from exchange_client import FeedGapError
-from exchange_client._internal.feed import FeedSubscription
-from exchange_client._internal.state import ClientState
 
 from exchange.errors import UnavailableError
 from exchange.v1 import alerts_pb2
+from exchange_client import FeedGapError
+from exchange_client._internal.feed import FeedSubscription
+from exchange_client._internal.state import ClientState
 
 Response = alerts_pb2.SubscribeResponse
 

@@ -8,9 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from exchange_client import OpenedAlert, OpenedItem
-from exchange_client._internal.client import _opened_alert
-from exchange_client._internal.models import ItemPolicy
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from exchange.alerts.draft import Draft
@@ -18,6 +15,9 @@ from exchange.alerts.watchlist import Watchlist
 from exchange.profile import load_profile
 from exchange.statements.sealing import PlainItem, open_version, seal_alert, summary_item
 from exchange.v1 import alerts_pb2, payloads_pb2, statements_pb2
+from exchange_client import OpenedAlert, OpenedItem
+from exchange_client._internal.client import _opened_alert
+from exchange_client._internal.models import ItemPolicy
 
 Policy = statements_pb2.ReleasePolicy
 STATUSES = {"VISIBLE", "WITHHELD", "EMBARGOED", "REVOKED", "EXPIRED", "INVALID"}

@@ -6,7 +6,6 @@ import inspect
 import types
 
 import exchange_client
-
 from exchange import errors
 
 EXPECTED = {

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from exchange_client._internal.state import ClientState
 
 from exchange.errors import ConfigurationError, ExchangeError
+from exchange_client._internal.state import ClientState
 
 HOLD_LOCK = """
 import sys, time

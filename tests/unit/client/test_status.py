@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-from exchange_client._internal.status import hub_errors
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -22,6 +21,7 @@ from grpc_status import rpc_status
 from exchange import errors
 from exchange.errors import ExchangeError, FieldViolation
 from exchange.hub.status import rich_status
+from exchange_client._internal.status import hub_errors
 
 METHOD = "/exchange.test.Refusal/Call"
 
