@@ -486,6 +486,33 @@ def start_fleet(setup: ClientSetup, processes: int) -> Iterator[Fleet]:
         fleet.stop()
 
 
+# --- CPU accounting ------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # After the command name: state is field 3 of stat(5), utime 14 and stime 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class CpuMeter:
+    """Process ids by role, to charge each phase's CPU time to hub, echo server and clients."""
+
+    roles: Mapping[str, Sequence[int]]
+
+    def snapshot(self) -> dict[str, float]:
+        return {role: sum(cpu_seconds(pid) for pid in pids) for role, pids in self.roles.items()}
+
+    def per_call(
+        self, before: Mapping[str, float], roles: Sequence[str], calls: int
+    ) -> dict[str, float]:
+        """CPU milliseconds per call that each of ``roles`` spent since ``before``."""
+        after = self.snapshot()
+        return {role: 1000 * (after[role] - before[role]) / max(calls, 1) for role in roles}
+
+
 # --- statistics ----------------------------------------------------------------------------------
 
 
@@ -506,12 +533,15 @@ class Round:
     echo_p99: float
     delivery_p50: float
     delivery_p99: float
+    publish_call_p50: float
     loaded_delivery_p50: float
     loaded_delivery_p99: float
     echo_calls: int
     publishes: int
     latency_samples: int
     undelivered: int
+    echo_cpu_ms: Mapping[str, float]
+    publish_cpu_ms: Mapping[str, float]
 
     @property
     def throughput_ratio(self) -> float:
@@ -529,11 +559,23 @@ def _delivery_latencies(fleet: Fleet, reports: Sequence[PhaseReport]) -> tuple[l
     return latencies, len(sent) - len(latencies)
 
 
-def run_round(fleet: Fleet, settings: Settings) -> Round:
-    """Echo and publish, throughput then latency, alternating."""
+def run_round(fleet: Fleet, settings: Settings, meter: CpuMeter) -> Round:
+    """Echo and publish, throughput then latency, alternating.
+
+    The CPU time of every process is charged per call in the throughput phases (the calls in
+    flight when a phase ends included), which shows where the machine's cores go.
+    """
     duration = settings.duration
+    before = meter.snapshot()
     echo_load = fleet.run_phase("echo", settings.publishers, duration)
+    echo_cpu = meter.per_call(
+        before, ("echo server", "clients"), sum(len(r.latencies) for r in echo_load)
+    )
+    before = meter.snapshot()
     publish_load = fleet.run_phase("publish", settings.publishers, duration)
+    publish_cpu = meter.per_call(
+        before, ("hub", "clients", "subscriber"), sum(len(r.sent) for r in publish_load)
+    )
     loaded_latencies, loaded_missing = _delivery_latencies(fleet, publish_load)
     echo_single = fleet.run_phase("echo", 1, duration)
     publish_single = fleet.run_phase("publish", 1, duration)
@@ -548,12 +590,15 @@ def run_round(fleet: Fleet, settings: Settings) -> Round:
         echo_p99=percentile(echo_latencies, 0.99),
         delivery_p50=statistics.median(latencies),
         delivery_p99=percentile(latencies, 0.99),
+        publish_call_p50=statistics.median(publish_single[0].latencies),
         loaded_delivery_p50=statistics.median(loaded_latencies),
         loaded_delivery_p99=percentile(loaded_latencies, 0.99),
         echo_calls=sum(r.completed for r in echo_load),
         publishes=sum(r.completed for r in publish_load),
         latency_samples=len(latencies),
         undelivered=missing + loaded_missing,
+        echo_cpu_ms=echo_cpu,
+        publish_cpu_ms=publish_cpu,
     )
 
 
@@ -589,6 +634,16 @@ class Outcome:
 
     def median(self, name: str) -> float:
         return float(statistics.median(float(getattr(r, name)) for r in self.rounds))
+
+    def median_cpu(self, phase: Literal["echo", "publish"]) -> dict[str, float]:
+        """Median CPU milliseconds per call by role, over rounds, for one kind of load."""
+        per_round = [r.echo_cpu_ms if phase == "echo" else r.publish_cpu_ms for r in self.rounds]
+        return {role: statistics.median(m[role] for m in per_round) for role in per_round[0]}
+
+    def cpu_line(self, phase: Literal["echo", "publish"]) -> str:
+        costs = self.median_cpu(phase)
+        parts = ", ".join(f"{role} {ms:.2f}" for role, ms in costs.items())
+        return f"{parts}; total {sum(costs.values()):.2f} ms"
 
     @property
     def throughput_ratio(self) -> float:
@@ -652,7 +707,15 @@ def run(settings: Settings) -> Outcome:
         hot_spots: dict[str, str] = {}
         if settings.profile_dir is not None:
             hot_spots = profile_publish_phase(fleet, hub, settings)
-        rounds = tuple(run_round(fleet, settings) for _ in range(settings.rounds))
+        meter = CpuMeter(
+            {
+                "hub": [hub.process.pid],
+                "echo server": [echo.process.pid],
+                "subscriber": [fleet.pids()["subscriber"]],
+                "clients": [pid for role, pid in fleet.pids().items() if role.startswith("client")],
+            }
+        )
+        rounds = tuple(run_round(fleet, settings, meter) for _ in range(settings.rounds))
         return Outcome(
             settings=settings,
             rounds=rounds,
@@ -668,21 +731,28 @@ def run(settings: Settings) -> Outcome:
 # --- profiling -----------------------------------------------------------------------------------
 
 
-def profile_publish_phase(fleet: Fleet, hub: ServerProcess, settings: Settings) -> dict[str, str]:
-    """Run one extra publish-throughput phase under ``py-spy``; return a summary per process.
+PROFILE_SKIPPED_MODULES = frozenset(
+    {"threading.py", "thread.py", "spawn.py", "process.py", "<string>", "publish_bench.py"}
+)
+"""Frames every sample passes through (thread and process start-up): left out of totals."""
 
-    The hub and the first client are sampled; their collapsed stacks are written to
-    ``--profile-dir`` and summarised as the functions with the most samples, by self time and by
-    total time.  Not part of the measured rounds.
+
+def profile_publish_phase(fleet: Fleet, hub: ServerProcess, settings: Settings) -> dict[str, str]:
+    """Run one extra publish-throughput phase under ``py-spy``; return a summary per role.
+
+    The hub, the subscriber and every client process are sampled (threads on CPU only); the
+    collapsed stacks are written to ``--profile-dir`` and summarised as the functions with the
+    most samples, by self time and by total time, the clients' stacks added together.  Not part
+    of the measured rounds.
     """
     assert settings.profile_dir is not None
     spy = Path(sys.executable).parent / "py-spy"
     if not spy.exists():
         raise RuntimeError(f"{spy} not found: `pip install py-spy` into this environment")
     settings.profile_dir.mkdir(parents=True, exist_ok=True)
-    targets = {"hub": hub.process.pid, "client-0": fleet.pids()["client-0"]}
-    recorders = {
-        name: subprocess.Popen(
+    targets = {"hub": hub.process.pid, **fleet.pids()}
+    recorders = [
+        subprocess.Popen(
             [
                 str(spy),
                 "record",
@@ -692,7 +762,7 @@ def profile_publish_phase(fleet: Fleet, hub: ServerProcess, settings: Settings) 
                 "raw",
                 "--nonblocking",
                 "--rate",
-                "200",
+                "250",
                 "--duration",
                 str(int(settings.duration) + 1),
                 "--output",
@@ -702,31 +772,40 @@ def profile_publish_phase(fleet: Fleet, hub: ServerProcess, settings: Settings) 
             stderr=subprocess.DEVNULL,
         )
         for name, pid in targets.items()
-    }
+    ]
     time.sleep(1.0)
     fleet.run_phase("publish", settings.publishers, settings.duration)
-    for recorder in recorders.values():
+    for recorder in recorders:
         recorder.wait(timeout=60)
+    files = {name: settings.profile_dir / f"{name}.collapsed" for name in targets}
     return {
-        name: summarise_collapsed(settings.profile_dir / f"{name}.collapsed") for name in targets
+        "hub": summarise_collapsed([files["hub"]]),
+        "publisher processes": summarise_collapsed(
+            [path for name, path in files.items() if name.startswith("client")]
+        ),
+        "subscriber": summarise_collapsed([files["subscriber"]]),
     }
 
 
-def summarise_collapsed(path: Path, top: int = 12) -> str:
-    """The functions with the most samples in a py-spy collapsed-stack file, self and total."""
+def summarise_collapsed(paths: Sequence[Path], top: int = 15) -> str:
+    """The functions with the most samples in py-spy collapsed-stack files, self and total."""
     self_samples: collections.Counter[str] = collections.Counter()
     total_samples: collections.Counter[str] = collections.Counter()
     samples = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
+    for path in paths:
+        if not path.exists():
             continue
-        count = int(count_text)
-        frames = [_short_frame(frame) for frame in stack.split(";")]
-        samples += count
-        self_samples[frames[-1]] += count
-        for frame in set(frames):
-            total_samples[frame] += count
+        for line in path.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = [_short_frame(frame) for frame in stack.split(";")]
+            samples += count
+            self_samples[frames[-1]] += count
+            for frame in set(frames):
+                if frame.rpartition("(")[2].rstrip(")") not in PROFILE_SKIPPED_MODULES:
+                    total_samples[frame] += count
     if not samples:
         return "no samples"
 
@@ -736,7 +815,7 @@ def summarise_collapsed(path: Path, top: int = 12) -> str:
         )
 
     return (
-        f"{samples} samples (every thread, idle ones included)\n"
+        f"{samples} samples of threads on CPU\n"
         f" by self time:\n{table(self_samples)}\n by total time:\n{table(total_samples)}"
     )
 
@@ -840,6 +919,9 @@ def render_text(outcome: Outcome) -> str:
             f"publish→delivery p50 / echo p50 = {outcome.latency_ratio:.1f}× "
             f"(target ≤ {LATENCY_TARGET:g}×: {_verdict(outcome.latency_ratio <= LATENCY_TARGET)})"
         ),
+        "",
+        f"CPU ms per echo call:  {outcome.cpu_line('echo')}",
+        f"CPU ms per publish:    {outcome.cpu_line('publish')}",
     ]
     for name, summary in outcome.hot_spots.items():
         lines += ["", f"profile of {name} during an extra publish phase: {summary}"]
@@ -857,6 +939,10 @@ def render_markdown(outcome: Outcome) -> str:
         (
             "publish→delivery p50 / p99, one publisher",
             f"{_ms(outcome.median('delivery_p50'))} / {_ms(outcome.median('delivery_p99'))}",
+        ),
+        (
+            "of which the `publish()` call (seal, outbox, send, receipt), p50",
+            _ms(outcome.median("publish_call_p50")),
         ),
         (
             "echo p50 / p99, one client",
@@ -916,6 +1002,14 @@ def render_markdown(outcome: Outcome) -> str:
             f"| publish→delivery p50 / echo p50 | {outcome.latency_ratio:.1f}× | "
             f"≤ {LATENCY_TARGET:g}× | {_verdict(outcome.latency_ratio <= LATENCY_TARGET)} |"
         ),
+        "",
+        (
+            "CPU time per call in the throughput phases, by process (median over rounds; "
+            f"{_shell('nproc')} cores to share):"
+        ),
+        "",
+        f"- echo: {outcome.cpu_line('echo')}",
+        f"- publish: {outcome.cpu_line('publish')}",
         "",
         "Per round:",
         "",
