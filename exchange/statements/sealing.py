@@ -18,7 +18,7 @@ from exchange.crypto.items import (
     seal_item,
 )
 from exchange.crypto.keys import DecryptionKey, EncryptionKey, SigningKey, VerifyKey
-from exchange.errors import InvalidInputError, MalformedError, VerificationError
+from exchange.errors import CommitmentError, InvalidInputError, MalformedError
 from exchange.statements.alert import (
     SUMMARY_ITEM_ID,
     AlertManifest,
@@ -231,10 +231,7 @@ def open_version(
     for index, item_view in enumerate(view.items):
         header = ItemHeader.parse(bytes(item_view.header))
         if not manifest.commits_to(header):
-            raise VerificationError(
-                f"item {header.item_id!r} is not committed to by the manifest",
-                reason="COMMITMENT_MISMATCH",
-            )
+            raise CommitmentError(f"item {header.item_id!r} is not committed to by the manifest")
         if header.item_id in seen:
             raise MalformedError(f"item {header.item_id!r} delivered twice")
         seen.add(header.item_id)
