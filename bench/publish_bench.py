@@ -44,15 +44,20 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.context import SpawnContext, SpawnProcess
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import _echo
+
+if TYPE_CHECKING:
+    from exchange.alerts.draft import Draft
+    from exchange_client import Profile
 
 PUBLISHER = "agency-a"
 SUBSCRIBER = "agency-b"
@@ -67,6 +72,11 @@ DELIVERY_TIMEOUT_SECONDS = 30.0
 BENCH_DIR = Path(__file__).resolve().parent
 
 PhaseKind = Literal["echo", "publish"]
+ClientKind = Literal["library", "core"]
+CLIENT_DESCRIPTIONS: Mapping[ClientKind, str] = {
+    "library": "`exchange_client.Client.publish`",
+    "core": "the core's `seal_alert` and one raw Publish call (`--client core`)",
+}
 
 
 # --- what is measured ----------------------------------------------------------------------------
@@ -159,6 +169,7 @@ class ClientSetup:
     echo_target: str
     payload_size: int
     draft_data: Mapping[str, object]
+    client: ClientKind
 
 
 def _wait_until(moment: float) -> None:
@@ -194,6 +205,55 @@ def _run_publish_phase(publish: Callable[[], str], order: PhaseOrder, report: Ph
             report.completed += 1
 
 
+def core_publisher(profile: Profile, hub_target: str, draft: Draft) -> Callable[[], str]:
+    """Publishing with the core's sealing functions only, as the integration tests do.
+
+    Partner keys are fetched and verified against the profile's CAs once, not per publish, and
+    nothing is written to the profile's state directory: what remains is sealing, one Publish
+    call and the hub.  Compared with the client library, it shows what the library adds.
+    """
+    from exchange.statements.agency_keys import AgencyKeys
+    from exchange.statements.codec import envelope_from_proto
+    from exchange.statements.sealing import PlainItem, seal_alert, summary_item
+    from exchange.v1 import alerts_pb2_grpc, directory_pb2, directory_pb2_grpc
+
+    channel = _echo.mutual_tls_channel(
+        hub_target,
+        root_pem=profile.hub_ca_certificate_pem,
+        key_pem=profile.tls_key_pem,
+        certificate_pem=profile.tls_certificate_pem,
+    )
+    directory = directory_pb2_grpc.DirectoryServiceStub(channel)
+    alerts = alerts_pb2_grpc.AlertServiceStub(channel)
+    now = datetime.now(UTC)
+    records = directory.ListAgencies(directory_pb2.ListAgenciesRequest(), timeout=30).agencies
+    recipient_keys = {
+        record.agency_id: AgencyKeys.verify(
+            envelope_from_proto(record.keys[-1]), profile.partner_cas[record.agency_id], now=now
+        ).encryption_key
+        for record in records
+        if record.agency_id != profile.agency_id
+    }
+    items = [PlainItem(item_id=i.id, policy=i.policy, payload=i.payload) for i in draft.items]
+    plain = [summary_item(draft.summary(), items), *items]
+
+    def publish() -> str:
+        sealed = seal_alert(
+            originator=profile.agency_id,
+            alert_id=str(uuid.uuid4()),
+            version=1,
+            items=plain,
+            signing_key=profile.signing_key,
+            own_key=profile.decryption_key.public_key,
+            recipient_keys=recipient_keys,
+            created_at=datetime.now(UTC),
+        )
+        alerts.Publish(sealed.request, timeout=30)
+        return sealed.manifest.alert_id
+
+    return publish
+
+
 def client_process_main(
     worker: int,
     setup: ClientSetup,
@@ -214,6 +274,16 @@ def client_process_main(
     profile = Profile.load(setup.exchange_dir / "agencies" / PUBLISHER)
     client = Client(profile, hub=setup.hub_target)
     draft = Draft.from_dict(setup.draft_data)
+
+    def library_publish() -> str:
+        alert_id: str = client.publish(draft).alert_id
+        return alert_id
+
+    publish = (
+        library_publish
+        if setup.client == "library"
+        else core_publisher(profile, setup.hub_target, draft)
+    )
     channel = _echo.mutual_tls_channel(
         setup.echo_target,
         root_pem=profile.hub_ca_certificate_pem,
@@ -226,9 +296,6 @@ def client_process_main(
     def call_echo(request: bytes) -> bytes:
         answer: bytes = echo(request, timeout=30)
         return answer
-
-    def publish() -> str:
-        return client.publish(draft).alert_id
 
     call_echo(payload)
     publish()
@@ -617,6 +684,7 @@ class Settings:
     warmup: float
     database_url: str | None
     output: Literal["text", "markdown"]
+    client: ClientKind
     profile_dir: Path | None
 
 
@@ -697,6 +765,7 @@ def run(settings: Settings) -> Outcome:
             echo_target=echo.target,
             payload_size=sealed_request_size(temporary / "exchange", draft_data),
             draft_data=draft_data,
+            client=settings.client,
         )
         fleet = stack.enter_context(start_fleet(setup, settings.publishers))
         if settings.warmup > 0:
@@ -855,9 +924,8 @@ def machine_description() -> list[tuple[str, str]]:
         if Path("/proc/cpuinfo").exists()
         else [platform.processor()]
     )
-    sqlite_version = _shell(
-        f"{shlex.quote(sys.executable)} -c 'import sqlite3; print(sqlite3.sqlite_version)'"
-    )
+    import sqlite3
+
     return [
         ("nproc", _shell("nproc")),
         ("CPU", "; ".join(cpu_models)),
@@ -866,9 +934,30 @@ def machine_description() -> list[tuple[str, str]]:
         ("Python", platform.python_version()),
         (
             "grpcio / cryptography / SQLite",
-            f"{grpc.__version__} / {cryptography.__version__} / {sqlite_version}",
+            f"{grpc.__version__} / {cryptography.__version__} / {sqlite3.sqlite_version}",
         ),
+        ("code measured", code_description()),
     ]
+
+
+def code_description() -> str:
+    """Where the ``exchange`` package came from, and its commit if that is a git checkout.
+
+    Uncommitted changes under ``exchange/`` and ``clients/`` are counted, since the hub and the
+    client run from that tree.
+    """
+    import exchange
+
+    root = Path(exchange.__file__).resolve().parent.parent
+    quoted = shlex.quote(str(root))
+    commit = _shell(f"git -C {quoted} rev-parse --short HEAD 2>/dev/null")
+    if not commit:
+        return f"{root} (not a git checkout)"
+    changed = _shell(f"git -C {quoted} status --porcelain -- exchange clients").splitlines()
+    state = (
+        f"{len(changed)} uncommitted changes under exchange/ and clients/" if changed else "clean"
+    )
+    return f"{root} at commit {commit} ({state})"
 
 
 def command_line() -> str:
@@ -894,7 +983,7 @@ def render_text(outcome: Outcome) -> str:
     s = outcome.settings
     lines = [
         (
-            f"{s.rounds} rounds of {s.duration:g} s phases; {s.publishers} client processes; "
+            f"{s.rounds} rounds of {s.duration:g} s phases; {s.publishers} client processes ({s.client}); "
             f"alerts of {s.items} items × {s.item_bytes} B; echo payload {outcome.payload_size} B"
         ),
         "",
@@ -981,7 +1070,8 @@ def render_markdown(outcome: Outcome) -> str:
         "",
         (
             f"Settings: {s.rounds} rounds × 4 phases of {s.duration:g} s (warm-up {s.warmup:g} s); "
-            f"{s.publishers} client processes; alerts of {s.items} note items × {s.item_bytes} B "
+            f"{s.publishers} client processes publishing through {CLIENT_DESCRIPTIONS[s.client]}; "
+            f"alerts of {s.items} note items × {s.item_bytes} B "
             f"to {SUBSCRIBER} (sealed request {outcome.payload_size} B, the echo's payload each "
             f"way); database: {outcome.database_url}; total run {outcome.elapsed:.0f} s."
         ),
@@ -1071,6 +1161,13 @@ def parse_arguments(argv: Sequence[str]) -> Settings:
         dest="database_url",
         default=None,
         help="the hub's database URL; default a temporary SQLite file",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("library", "core"),
+        default="library",
+        help="library: exchange_client.Client.publish (the default); core: the core's sealing "
+        "functions and one Publish call, partner keys verified once, no outbox",
     )
     parser.add_argument(
         "--output",
