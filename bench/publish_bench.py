@@ -563,6 +563,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time all processes on the machine have used since boot, from ``/proc/stat``."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    # user nice system idle iowait irq softirq steal ...: all but idle and iowait are busy.
+    busy = sum(int(v) for i, v in enumerate(fields[:8]) if i not in (3, 4))
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class CpuMeter:
     """Process ids by role, to charge each phase's CPU time to hub, echo server and clients."""
@@ -699,6 +707,8 @@ class Outcome:
     started: datetime
     elapsed: float
     hot_spots: Mapping[str, str]
+    other_cores: float
+    """Cores' worth of CPU that processes outside the benchmark used during the rounds."""
 
     def median(self, name: str) -> float:
         return float(statistics.median(float(getattr(r, name)) for r in self.rounds))
@@ -784,7 +794,11 @@ def run(settings: Settings) -> Outcome:
                 "clients": [pid for role, pid in fleet.pids().items() if role.startswith("client")],
             }
         )
+        own_before = sum(meter.snapshot().values()) + cpu_seconds(os.getpid())
+        busy_before, rounds_started = machine_busy_seconds(), time.monotonic()
         rounds = tuple(run_round(fleet, settings, meter) for _ in range(settings.rounds))
+        own = sum(meter.snapshot().values()) + cpu_seconds(os.getpid()) - own_before
+        other = machine_busy_seconds() - busy_before - own
         return Outcome(
             settings=settings,
             rounds=rounds,
@@ -793,6 +807,7 @@ def run(settings: Settings) -> Outcome:
             started=started,
             elapsed=time.monotonic() - clock,
             hot_spots=hot_spots,
+            other_cores=max(other, 0.0) / (time.monotonic() - rounds_started),
         )
     raise AssertionError("unreachable")
 
@@ -1011,6 +1026,7 @@ def render_text(outcome: Outcome) -> str:
         "",
         f"CPU ms per echo call:  {outcome.cpu_line('echo')}",
         f"CPU ms per publish:    {outcome.cpu_line('publish')}",
+        f"other processes on the machine used {outcome.other_cores:.2f} cores during the rounds",
     ]
     for name, summary in outcome.hot_spots.items():
         lines += ["", f"profile of {name} during an extra publish phase: {summary}"]
@@ -1100,6 +1116,11 @@ def render_markdown(outcome: Outcome) -> str:
         "",
         f"- echo: {outcome.cpu_line('echo')}",
         f"- publish: {outcome.cpu_line('publish')}",
+        "",
+        (
+            f"Processes outside the benchmark used {outcome.other_cores:.2f} cores on average "
+            "during the rounds (from `/proc/stat`): the closer to 0, the cleaner the run."
+        ),
         "",
         "Per round:",
         "",
