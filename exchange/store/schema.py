@@ -162,3 +162,53 @@ log_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("size", BigInteger, nullable=False),
 )
+
+# --- the audit log's tree and checkpoints (hashed and signed after the appends commit) ---------
+
+# The hash of every complete aligned subtree of the log: ``(level, idx)`` covers the leaves
+# ``[idx * 2**level, (idx + 1) * 2**level)``; level 0 holds the leaf hashes.  A proof at any size
+# reads at most about ``2 * log2(size)`` of these rows.
+log_subtrees = Table(
+    "log_subtrees",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+# One row: how many leaves the tree builder has hashed into ``log_subtrees``.
+log_tree_head = Table(
+    "log_tree_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("hashed_size", BigInteger, nullable=False),
+)
+
+# Signed checkpoints (C2SP signed notes), one per tree size.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    # The note exactly as the hub signed it, without cosignatures.
+    Column("note", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+# Agencies' ``cosignature/v1`` lines over checkpoints, verified with their witness keys.
+cosignatures = Table(
+    "cosignatures",
+    metadata,
+    Column(
+        "checkpoint_size",
+        BigInteger,
+        ForeignKey("checkpoints.size"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("cosigner", AgencyId, ForeignKey("agencies.agency_id"), primary_key=True),
+    Column("signature_line", Text, nullable=False),
+    # The time inside the cosignature (Unix seconds), and when the hub received it.
+    Column("cosigned_at", BigInteger, nullable=False),
+    Column("received_at", Timestamp, nullable=False),
+)

@@ -1,0 +1,171 @@
+"""Signed checkpoints of the audit log and the agencies' cosignatures, in the database.
+
+The hub signs a checkpoint (a C2SP signed note: origin, size, base64 root) of the hashed tree after
+each batch of appends; agencies cosign what they verified (``cosignature/v1``) and send the lines
+back, and every later reader gets the note with those lines appended. One checkpoint per tree
+size: Ed25519 is deterministic, so signing the same size again would give the same note.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, insert, select, update
+
+from exchange.audit.tree import StoredTree, hashed_size
+from exchange.crypto.notes import (
+    Checkpoint,
+    CosignatureVerifier,
+    NoteSigner,
+    append_signatures,
+    sign_note,
+    verify_cosignature,
+)
+from exchange.errors import InvalidInputError, NotFoundError
+from exchange.store.schema import checkpoints, cosignatures
+
+__all__ = [
+    "MAX_COSIGNATURE_CLOCK_SKEW_SECONDS",
+    "StoredCheckpoint",
+    "add_cosignature",
+    "checkpoint_at",
+    "latest_checkpoint",
+    "sign_checkpoint",
+]
+
+MAX_COSIGNATURE_CLOCK_SKEW_SECONDS = 300
+"""How far in the future (by the hub's clock) a cosignature's timestamp may be."""
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """One signed checkpoint with the cosignature lines agencies have submitted for it."""
+
+    size: int
+    root_hash: bytes
+    signed_note: str
+    """The note exactly as the hub signed it."""
+    created_at: datetime
+    cosignature_lines: tuple[str, ...] = ()
+
+    @property
+    def checkpoint_text(self) -> str:
+        """The checkpoint body (origin, size, root) that the signatures cover."""
+        return self.signed_note[: self.signed_note.index("\n\n") + 1]
+
+    @property
+    def note(self) -> str:
+        """The signed note with every stored cosignature line appended."""
+        if not self.cosignature_lines:
+            return self.signed_note
+        return append_signatures(self.signed_note, self.cosignature_lines)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _with_cosignatures(connection: Connection, row: object) -> StoredCheckpoint:
+    size = int(row.size)  # type: ignore[attr-defined]
+    lines = connection.execute(
+        select(cosignatures.c.signature_line)
+        .where(cosignatures.c.checkpoint_size == size)
+        .order_by(cosignatures.c.cosigner)
+    ).scalars()
+    return StoredCheckpoint(
+        size=size,
+        root_hash=bytes(row.root_hash),  # type: ignore[attr-defined]
+        signed_note=str(row.note),  # type: ignore[attr-defined]
+        created_at=_aware(row.created_at),  # type: ignore[attr-defined]
+        cosignature_lines=tuple(str(line) for line in lines),
+    )
+
+
+def latest_checkpoint(connection: Connection) -> StoredCheckpoint | None:
+    """The checkpoint of the largest tree signed so far, or ``None`` before the first one."""
+    row = connection.execute(
+        select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)
+    ).first()
+    return None if row is None else _with_cosignatures(connection, row)
+
+
+def checkpoint_at(connection: Connection, size: int) -> StoredCheckpoint | None:
+    """The checkpoint signed at tree size ``size``, if there is one."""
+    row = connection.execute(select(checkpoints).where(checkpoints.c.size == size)).first()
+    return None if row is None else _with_cosignatures(connection, row)
+
+
+def sign_checkpoint(
+    connection: Connection, signer: NoteSigner, *, origin: str, now: datetime
+) -> StoredCheckpoint:
+    """Sign the tree as hashed so far, unless its latest checkpoint already covers that size.
+
+    Runs in the caller's write transaction and locks the tree head, so two replicas never sign
+    the same size twice; returns the latest checkpoint either way.
+    """
+    size = hashed_size(connection, for_update=True)
+    latest = latest_checkpoint(connection)
+    if latest is not None and latest.size >= size:
+        return latest
+    root_hash = StoredTree(connection).root(size)
+    note = sign_note(Checkpoint(origin, size, root_hash).to_text(), [signer])
+    connection.execute(
+        insert(checkpoints).values(size=size, root_hash=root_hash, note=note, created_at=now)
+    )
+    return StoredCheckpoint(size=size, root_hash=root_hash, signed_note=note, created_at=now)
+
+
+def add_cosignature(
+    connection: Connection,
+    *,
+    cosigner: str,
+    checkpoint_text: str,
+    signature_line: str,
+    verifier: CosignatureVerifier,
+    now: datetime,
+) -> int:
+    """Verify and store ``cosigner``'s cosignature over a checkpoint this log signed.
+
+    ``checkpoint_text`` must be the body of a stored checkpoint, byte for byte, and the line must
+    verify under ``verifier`` (the cosigner's current witness key). A later cosignature by the
+    same agency replaces an earlier one. Returns the cosignature's timestamp.
+    """
+    try:
+        checkpoint = Checkpoint.from_text(checkpoint_text)
+    except InvalidInputError as e:
+        raise InvalidInputError(f"not a checkpoint: {e.message}", reason=e.reason) from e
+    stored = checkpoint_at(connection, checkpoint.size)
+    if stored is None or stored.checkpoint_text != checkpoint_text:
+        raise NotFoundError(
+            f"this log signed no checkpoint with that text at size {checkpoint.size}",
+            reason="CHECKPOINT_UNKNOWN",
+        )
+    timestamp = verify_cosignature(checkpoint_text, signature_line, verifier)
+    latest_allowed = int(now.timestamp()) + MAX_COSIGNATURE_CLOCK_SKEW_SECONDS
+    if timestamp > latest_allowed:
+        raise InvalidInputError(
+            f"cosignature time {timestamp} is in the future", reason="COSIGNATURE_TIME_INVALID"
+        )
+    existing = connection.execute(
+        select(cosignatures.c.cosigned_at).where(
+            cosignatures.c.checkpoint_size == checkpoint.size, cosignatures.c.cosigner == cosigner
+        )
+    ).scalar_one_or_none()
+    values = {"signature_line": signature_line, "cosigned_at": timestamp, "received_at": now}
+    if existing is None:
+        connection.execute(
+            insert(cosignatures).values(
+                checkpoint_size=checkpoint.size, cosigner=cosigner, **values
+            )
+        )
+    elif int(existing) < timestamp:
+        connection.execute(
+            update(cosignatures)
+            .where(
+                cosignatures.c.checkpoint_size == checkpoint.size,
+                cosignatures.c.cosigner == cosigner,
+            )
+            .values(**values)
+        )
+    return timestamp

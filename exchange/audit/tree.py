@@ -1,0 +1,240 @@
+"""The audit log's Merkle tree in the database: stored subtree hashes, proofs, and the tree builder.
+
+Appends only write leaves (:func:`exchange.audit.log.append_entry`, inside the transaction of the
+state change). After they commit, :class:`TreeBuilder` hashes the new leaves in batches into
+``log_subtrees``: the hash of every *complete aligned subtree*, keyed by ``(level, idx)`` for the
+leaves ``[idx * 2**level, (idx + 1) * 2**level)``, level 0 being the leaf hashes. It records how far
+it got in ``log_tree_head.hashed_size``.
+
+:class:`StoredTree` answers :mod:`exchange.audit.merkle`'s :class:`~exchange.audit.merkle.SubtreeSource`
+from those rows: every hash a proof needs is a complete aligned subtree (one row) or a right-edge
+subtree (at most ``log2(size)`` rows folded together), so a root, an inclusion proof or a
+consistency proof costs one query of O(log n) rows at any size of the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from sqlalchemy import Connection, and_, insert, or_, select, update
+
+from exchange.audit.merkle import (
+    EMPTY_ROOT,
+    aligned_subtrees,
+    consistency_proof_from,
+    consistency_proof_ranges,
+    hash_from_aligned_subtrees,
+    inclusion_proof_from,
+    inclusion_proof_ranges,
+    leaf_hash,
+    node_hash,
+)
+from exchange.errors import ConfigurationError, NotFoundError, VerificationError
+from exchange.store.db import Database
+from exchange.store.schema import log_entries, log_subtrees, log_tree_head
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "StoredTree",
+    "TreeBuilder",
+    "hash_new_leaves",
+    "hashed_size",
+    "subtrees_added",
+]
+
+DEFAULT_BATCH_SIZE = 10_000
+"""Leaves hashed per transaction by :class:`TreeBuilder`."""
+
+Node = tuple[int, int]
+"""A complete aligned subtree as ``(level, idx)``."""
+
+
+def _node(start: int, end: int) -> Node:
+    """The ``(level, idx)`` of the complete aligned subtree ``[start, end)``."""
+    level = (end - start).bit_length() - 1
+    return level, start >> level
+
+
+def hashed_size(connection: Connection, *, for_update: bool = False) -> int:
+    """How many leaves the tree builder has hashed (every proof and checkpoint stays below it)."""
+    query = select(log_tree_head.c.hashed_size).where(log_tree_head.c.id == 1)
+    if for_update:
+        query = query.with_for_update()
+    return int(connection.execute(query).scalar_one())
+
+
+class StoredTree:
+    """A :class:`~exchange.audit.merkle.SubtreeSource` over the subtree hashes in the database.
+
+    Reads in the caller's transaction and remembers what it read, so the hashes of one proof are
+    fetched in one query. Only tree sizes up to :attr:`size` (the hashed size when first asked)
+    can be served; a larger one is a :class:`~exchange.errors.NotFoundError`.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        """Serve subtree hashes from ``connection``'s current transaction."""
+        self._connection = connection
+        self._hashes: dict[Node, bytes] = {}
+        self._size: int | None = None
+
+    @property
+    def size(self) -> int:
+        """The number of leaves hashed into the stored tree."""
+        if self._size is None:
+            self._size = hashed_size(self._connection)
+        return self._size
+
+    def subtree_hash(self, start: int, end: int) -> bytes:
+        """The hash of the leaves ``[start, end)``, folded from their stored aligned subtrees."""
+        self._check_size(end)
+        pieces = aligned_subtrees(start, end)
+        self._fetch(_node(s, e) for s, e in pieces)
+        return hash_from_aligned_subtrees([self._hashes[_node(s, e)] for s, e in pieces])
+
+    def root(self, size: int) -> bytes:
+        """The root hash of the tree of the first ``size`` leaves."""
+        if size == 0:
+            return EMPTY_ROOT
+        return self.subtree_hash(0, size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """The inclusion proof of leaf ``index`` in the tree of ``size`` leaves, in one query."""
+        self._prefetch(inclusion_proof_ranges(index, size), size)
+        return inclusion_proof_from(self, index, size)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """The consistency proof from ``size1`` to ``size2`` leaves, in one query."""
+        self._prefetch(consistency_proof_ranges(size1, size2), size2)
+        return consistency_proof_from(self, size1, size2)
+
+    def frontier(self, size: int) -> dict[Node, bytes]:
+        """The hashes of the complete aligned subtrees the first ``size`` leaves split into."""
+        self._check_size(size)
+        nodes = [_node(s, e) for s, e in aligned_subtrees(0, size)]
+        self._fetch(nodes)
+        return {node: self._hashes[node] for node in nodes}
+
+    def _check_size(self, size: int) -> None:
+        if size > self.size:
+            raise NotFoundError(
+                f"tree size {size} is beyond the {self.size} leaves hashed so far",
+                reason="TREE_SIZE_NOT_HASHED",
+            )
+
+    def _prefetch(self, ranges: Sequence[tuple[int, int]], size: int) -> None:
+        self._check_size(size)
+        self._fetch(_node(s, e) for start, end in ranges for s, e in aligned_subtrees(start, end))
+
+    def _fetch(self, nodes: Iterable[Node]) -> None:
+        missing = sorted({node for node in nodes if node not in self._hashes})
+        if not missing:
+            return
+        rows = self._connection.execute(
+            select(log_subtrees.c.level, log_subtrees.c.idx, log_subtrees.c.hash).where(
+                or_(
+                    *(
+                        and_(log_subtrees.c.level == level, log_subtrees.c.idx == idx)
+                        for level, idx in missing
+                    )
+                )
+            )
+        )
+        for row in rows:
+            self._hashes[(int(row.level), int(row.idx))] = bytes(row.hash)
+        absent = [node for node in missing if node not in self._hashes]
+        if absent:
+            raise VerificationError(
+                f"the stored tree lacks subtree hashes {absent} below its hashed size",
+                reason="LOG_STORAGE_INCOMPLETE",
+            )
+
+
+def subtrees_added(
+    old_size: int, frontier: Mapping[Node, bytes], new_leaf_hashes: Sequence[bytes]
+) -> dict[Node, bytes]:
+    """The complete aligned subtrees that appending ``new_leaf_hashes`` to ``old_size`` leaves adds.
+
+    ``frontier`` holds the hashes of the old tree's :func:`~exchange.audit.merkle.aligned_subtrees`
+    (one per set bit of ``old_size``): the only old hashes a new subtree can be built on.
+    """
+    added: dict[Node, bytes] = {
+        (0, old_size + offset): value for offset, value in enumerate(new_leaf_hashes)
+    }
+    new_size = old_size + len(new_leaf_hashes)
+
+    def hash_of(node: Node) -> bytes:
+        found = added.get(node)
+        return found if found is not None else frontier[node]
+
+    level = 1
+    while 1 << level <= new_size:
+        for idx in range(old_size >> level, new_size >> level):
+            added[(level, idx)] = node_hash(
+                hash_of((level - 1, 2 * idx)), hash_of((level - 1, 2 * idx + 1))
+            )
+        level += 1
+    return added
+
+
+class TreeBuilder:
+    """Hashes committed leaves into ``log_subtrees``, a batch per transaction, never in an append's.
+
+    Leaves are taken in index order from the hashed size on, and only while their indexes are
+    dense: entries become visible in commit order, which (under the log lock) is index order, so
+    the builder never hashes past a leaf it has not seen. Every leaf hash is recomputed from the
+    stored leaf bytes. Several builders (hub replicas) serialize on the ``log_tree_head`` row.
+    """
+
+    def __init__(self, db: Database, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        """Build over ``db``, hashing at most ``batch_size`` leaves per transaction."""
+        if batch_size < 1:
+            raise ConfigurationError(f"tree batch size must be positive, got {batch_size}")
+        self._db = db
+        self._batch_size = batch_size
+
+    def extend(self) -> int:
+        """Hash every committed leaf not hashed yet; return the new hashed size."""
+        while True:
+            before, after = self.extend_batch()
+            if after == before:
+                return after
+
+    def extend_batch(self) -> tuple[int, int]:
+        """Hash at most one batch of new leaves in its own transaction; sizes before and after."""
+        with self._db.write() as connection:
+            return hash_new_leaves(connection, batch_size=self._batch_size)
+
+
+def hash_new_leaves(
+    connection: Connection, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> tuple[int, int]:
+    """Hash up to ``batch_size`` committed leaves past the hashed size, in the caller's write
+    transaction (never an append's); return the hashed size before and after.
+
+    Locks the tree head first, so concurrent builders take turns.
+    """
+    old_size = hashed_size(connection, for_update=True)
+    rows = connection.execute(
+        select(log_entries.c.idx, log_entries.c.leaf)
+        .where(log_entries.c.idx >= old_size)
+        .order_by(log_entries.c.idx)
+        .limit(batch_size)
+    ).all()
+    new_leaf_hashes: list[bytes] = []
+    for row in rows:
+        if int(row.idx) != old_size + len(new_leaf_hashes):
+            break
+        new_leaf_hashes.append(leaf_hash(bytes(row.leaf)))
+    if not new_leaf_hashes:
+        return old_size, old_size
+    frontier = StoredTree(connection).frontier(old_size)
+    added = subtrees_added(old_size, frontier, new_leaf_hashes)
+    connection.execute(
+        insert(log_subtrees),
+        [{"level": level, "idx": idx, "hash": value} for (level, idx), value in added.items()],
+    )
+    new_size = old_size + len(new_leaf_hashes)
+    connection.execute(
+        update(log_tree_head).where(log_tree_head.c.id == 1).values(hashed_size=new_size)
+    )
+    return old_size, new_size
