@@ -19,6 +19,7 @@ from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import GuardInterceptor
 from exchange.hub.init import read_public_bundle
 from exchange.hub.notifier import FeedNotifier
+from exchange.hub.release_service import ReleaseServicer, ReleaseSweeper
 from exchange.hub.servicers import AlertServicer, DirectoryServicer, HubContext
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.publish import PublishLimits
@@ -86,6 +87,7 @@ class Hub:
         self.db = Database.from_url(config.database_url)
         self.notifier = FeedNotifier()
         self.directory = AgencyDirectory(self.db, clock=clock)
+        self.release_sweeper = ReleaseSweeper(self.db, self.notifier, clock=clock)
         self._max_workers = max_workers
         self._server: grpc.Server | None = None
         self._health = health.HealthServicer()
@@ -139,10 +141,8 @@ class Hub:
         )
         directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(context), server)
         alerts_pb2_grpc.add_AlertServiceServicer_to_server(AlertServicer(context), server)
-        # Implemented by later milestones; the base servicers answer UNIMPLEMENTED.
-        release_pb2_grpc.add_ReleaseServiceServicer_to_server(
-            release_pb2_grpc.ReleaseServiceServicer(), server  # type: ignore[abstract]
-        )
+        release_pb2_grpc.add_ReleaseServiceServicer_to_server(ReleaseServicer(context), server)
+        # Implemented by a later milestone; the base servicer answers UNIMPLEMENTED.
         audit_pb2_grpc.add_AuditServiceServicer_to_server(
             audit_pb2_grpc.AuditServiceServicer(), server  # type: ignore[abstract]
         )
@@ -167,6 +167,7 @@ class Hub:
         self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         self.port = port
+        self.release_sweeper.start()
         return port
 
     def wait(self) -> None:
@@ -178,4 +179,5 @@ class Hub:
         self._health.enter_graceful_shutdown()
         if self._server is not None:
             self._server.stop(grace).wait()
+        self.release_sweeper.stop()
         self.db.dispose()

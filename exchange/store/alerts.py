@@ -13,6 +13,7 @@ from exchange.errors import ConflictError, InvalidInputError, NotFoundError
 from exchange.statements.codec import encode, envelope_to_proto
 from exchange.statements.publish import CheckedPublish
 from exchange.store.feed import NewEvent, append_event
+from exchange.store.release_tables import item_revocations
 from exchange.store.schema import alerts, grants, item_audience, items
 from exchange.v1 import alerts_pb2
 
@@ -312,12 +313,21 @@ def alert_view(
             select(grants).where(and_(grants.c.alert_pk == chosen.id, grants.c.recipient == caller))
         )
     }
+    revoked = set(
+        connection.execute(
+            select(item_revocations.c.item_id).where(
+                item_revocations.c.alert_pk == chosen.id, item_revocations.c.agency_id == caller
+            )
+        ).scalars()
+    )
     for row in connection.execute(item_query):
         item_view = alerts_pb2.ItemView(header=bytes(row.header))
         expires_at = _aware(row.expires_at)
         grant_row = caller_grants.get(row.item_id)
         if (expires_at is not None and expires_at <= now) or row.ciphertext is None:
             item_view.state = alerts_pb2.ItemView.EXPIRED
+        elif row.item_id in revoked:
+            item_view.state = alerts_pb2.ItemView.REVOKED
         elif grant_row is None:
             item_view.state = alerts_pb2.ItemView.WITHHELD
         elif (_aware(grant_row.available_at) or now) > now:

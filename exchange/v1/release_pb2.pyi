@@ -331,19 +331,25 @@ class ListReceiptsResponse(_message.Message):
 
     RECEIPTS_FIELD_NUMBER: _builtins.int
     PURGE_ACKS_FIELD_NUMBER: _builtins.int
+    FEEDBACK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def receipts(self) -> _containers.RepeatedCompositeFieldContainer[_statements_pb2.Envelope]: ...
     @_builtins.property
     def purge_acks(self) -> _containers.RepeatedCompositeFieldContainer[_statements_pb2.Envelope]: ...
+    @_builtins.property
+    def feedback(self) -> _containers.RepeatedCompositeFieldContainer[_statements_pb2.Envelope]:
+        """Feedback statements; each body is encrypted to the originator."""
+
     def __init__(
         self,
         *,
         receipts: _abc.Iterable[_statements_pb2.Envelope] | None = ...,
         purge_acks: _abc.Iterable[_statements_pb2.Envelope] | None = ...,
+        feedback: _abc.Iterable[_statements_pb2.Envelope] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["purge_acks", b"purge_acks", "receipts", b"receipts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feedback", b"feedback", "purge_acks", b"purge_acks", "receipts", b"receipts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,6 +24,7 @@ from exchange.v1 import (
     directory_pb2,
     directory_pb2_grpc,
     payloads_pb2,
+    release_pb2_grpc,
     statements_pb2,
 )
 
@@ -53,6 +54,7 @@ class TestAgency:
         )
         self.alerts = alerts_pb2_grpc.AlertServiceStub(self.channel)
         self.directory = directory_pb2_grpc.DirectoryServiceStub(self.channel)
+        self.release = release_pb2_grpc.ReleaseServiceStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
