@@ -1,0 +1,573 @@
+"""Client-side verification of the audit log: pure, no I/O, no clock.
+
+The client library and ``exchange audit`` do the fetching; everything they fetch is checked here
+against the hub's checkpoint key and the agencies' own keys, never against the hub's word:
+
+* :class:`CheckpointVerifier` holds the last checkpoint the client verified and accepts a newer
+  (or older) one only with a consistency proof between the two, else
+  :class:`~exchange.audit.errors.LogInconsistentError`; statements and events are accepted only
+  with an inclusion proof against that checkpoint.
+* :func:`check_consistency` compares any two signed checkpoints (``exchange audit compare``: one
+  obtained from a partner out of band).
+* :func:`verify_log` replays a whole log (``exchange audit verify``): every leaf, every checkpoint
+  root, every body the reader may see with its references and signatures, and names the first
+  entry that fails in a :class:`VerificationReport`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from exchange.audit import leaves
+from exchange.audit.errors import LogInconsistentError
+from exchange.audit.leaves import LeafContents, references_commitment
+from exchange.audit.merkle import (
+    EMPTY_ROOT,
+    ProofError,
+    aligned_subtrees,
+    hash_from_aligned_subtrees,
+    leaf_hash,
+    node_hash,
+    root_from,
+    verify_consistency,
+    verify_inclusion,
+)
+from exchange.crypto.dsse import Envelope, verify_envelope
+from exchange.crypto.keys import VerifyKey
+from exchange.crypto.notes import (
+    Checkpoint,
+    CosignatureVerifier,
+    NoteVerifier,
+    SignedCheckpoint,
+    open_checkpoint,
+)
+from exchange.errors import (
+    CommitmentError,
+    InvalidInputError,
+    UnknownKeyError,
+    VerificationError,
+)
+from exchange.statements.agency_keys import AgencyKeys
+from exchange.statements.codec import PAYLOAD_TYPES, envelope_from_proto, parse_canonical
+from exchange.v1 import alerts_pb2, statements_pb2
+
+__all__ = [
+    "CheckpointVerifier",
+    "EntryBodyRecord",
+    "LeafRecord",
+    "LogFailure",
+    "VerificationReport",
+    "check_consistency",
+    "verify_log",
+    "witness_verifier",
+]
+
+
+def witness_verifier(keys: AgencyKeys) -> CosignatureVerifier:
+    """The ``cosignature/v1`` verifier of an agency's certified witness key.
+
+    The key name in cosignature lines is the agency id, so a cosignature names its agency.
+    """
+    if keys.witness_key is None:
+        raise UnknownKeyError(f"agency {keys.agency_id!r} has no certified witness key")
+    return CosignatureVerifier(keys.agency_id, keys.witness_key.raw)
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+
+
+def check_consistency(known: Checkpoint, new: Checkpoint, proof: Sequence[bytes]) -> None:
+    """Check that two checkpoints of one log describe one history, in either order of size.
+
+    ``proof`` is the consistency proof from the smaller tree to the larger (empty for equal
+    sizes). Raises :class:`LogInconsistentError` naming both sizes and roots when they cannot
+    both be true: a rewritten history, or a fork (two views of the log).
+    """
+
+    def inconsistent(why: str) -> LogInconsistentError:
+        return LogInconsistentError(
+            f"checkpoint of size {new.size} (root {new.root_hash.hex()}) is not consistent with "
+            f"the verified checkpoint of size {known.size} (root {known.root_hash.hex()}): {why}",
+            known_size=known.size,
+            known_root=known.root_hash,
+            new_size=new.size,
+            new_root=new.root_hash,
+        )
+
+    if known.origin != new.origin:
+        raise inconsistent(f"they are of different logs ({known.origin!r}, {new.origin!r})")
+    smaller, larger = (known, new) if known.size <= new.size else (new, known)
+    if smaller.size == 0:
+        if smaller.root_hash != EMPTY_ROOT:
+            raise inconsistent("an empty tree with a root other than SHA-256 of nothing")
+        return
+    if smaller.size == larger.size and smaller.root_hash != larger.root_hash:
+        raise inconsistent("two different roots for the same size: the log has forked")
+    try:
+        verify_consistency(
+            smaller.size, larger.size, smaller.root_hash, larger.root_hash, list(proof)
+        )
+    except ProofError as e:
+        raise inconsistent(e.message) from e
+
+
+class CheckpointVerifier:
+    """The last checkpoint this client verified, and the only way to move past it.
+
+    A state machine in the manner of TUF's trusted metadata set: :meth:`accept` opens a note with
+    the hub's checkpoint key, checks it against the trusted checkpoint with a consistency proof,
+    and only then makes it the trusted one. The first checkpoint is trusted on first use unless
+    one is given (the client persists :attr:`trusted_note` and passes it back next time).
+    """
+
+    def __init__(
+        self,
+        log_verifier: NoteVerifier,
+        *,
+        origin: str | None = None,
+        trusted_note: str | None = None,
+        cosigners: Iterable[CosignatureVerifier] = (),
+    ) -> None:
+        """Verify with ``log_verifier``; ``origin`` defaults to the key's name."""
+        self._log_verifier = log_verifier
+        self._origin = origin if origin is not None else log_verifier.name
+        self._cosigners = tuple(cosigners)
+        self._trusted: SignedCheckpoint | None = None
+        self._trusted_note: str | None = None
+        if trusted_note is not None:
+            self._trusted = self._open(trusted_note)
+            self._trusted_note = trusted_note
+
+    @property
+    def trusted(self) -> SignedCheckpoint | None:
+        """The largest checkpoint verified so far, or ``None`` before the first."""
+        return self._trusted
+
+    @property
+    def trusted_note(self) -> str | None:
+        """The note of :attr:`trusted`, exactly as received, for the client to persist."""
+        return self._trusted_note
+
+    def _open(self, note: str) -> SignedCheckpoint:
+        return open_checkpoint(
+            note, self._log_verifier, cosigners=self._cosigners, origin=self._origin
+        )
+
+    def accept(self, note: str, consistency_proof: Sequence[bytes] = ()) -> SignedCheckpoint:
+        """Verify ``note`` and the proof linking it to the trusted checkpoint; return it opened.
+
+        A larger checkpoint becomes the trusted one; a smaller or equal one is checked (the proof
+        then runs from its size to the trusted size) and leaves the trusted one in place, except
+        that an equal one replaces it so that newer cosignatures are kept. A bad signature raises
+        :class:`~exchange.errors.SignatureError`; an inconsistent history
+        :class:`~exchange.audit.errors.LogInconsistentError`.
+        """
+        signed = self._open(note)
+        if self._trusted is not None:
+            check_consistency(self._trusted.checkpoint, signed.checkpoint, consistency_proof)
+            if signed.checkpoint.size < self._trusted.checkpoint.size:
+                return signed
+        self._trusted = signed
+        self._trusted_note = note
+        return signed
+
+    def verify_inclusion(self, leaf: bytes, index: int, proof: Sequence[bytes]) -> LeafContents:
+        """Check that ``leaf`` (canonical leaf bytes) is leaf ``index`` of the trusted checkpoint.
+
+        The proof must be at the trusted checkpoint's size. Returns the decoded leaf; raises
+        :class:`~exchange.audit.merkle.ProofError` if it is not included.
+        """
+        trusted = self._require_trusted()
+        contents = LeafContents.decode(leaf)
+        verify_inclusion(leaf_hash(leaf), index, trusted.size, list(proof), trusted.root_hash)
+        return contents
+
+    def verify_statement(
+        self, body: bytes, leaf: bytes, index: int, proof: Sequence[bytes]
+    ) -> LeafContents:
+        """Check that ``body`` (a statement or event, as logged) is committed to by leaf ``index``
+        of the trusted checkpoint; return the decoded leaf.
+
+        Raises :class:`~exchange.errors.CommitmentError` if the leaf commits to other bytes, and
+        :class:`~exchange.audit.merkle.ProofError` if the leaf is not in the tree.
+        """
+        contents = self.verify_inclusion(leaf, index, proof)
+        if hashlib.sha256(body).digest() != contents.body_sha256:
+            raise CommitmentError(f"leaf {index} commits to other bytes than this statement")
+        return contents
+
+    def _require_trusted(self) -> Checkpoint:
+        if self._trusted is None:
+            raise VerificationError(
+                "no verified checkpoint yet: accept one first", reason="NO_TRUSTED_CHECKPOINT"
+            )
+        return self._trusted.checkpoint
+
+
+# --- the whole log ----------------------------------------------------------------------------------
+
+
+class LeafRecord(Protocol):
+    """A leaf as served (``exchange.v1.Leaf`` fits): its index and canonical bytes."""
+
+    @property
+    def index(self) -> int:
+        """The leaf's position in the log."""
+        ...
+
+    @property
+    def data(self) -> bytes:
+        """The canonical leaf bytes."""
+        ...
+
+
+class EntryBodyRecord(Protocol):
+    """A body as served to an entitled agency (``exchange.v1.EntryBody`` fits)."""
+
+    @property
+    def body(self) -> bytes:
+        """The statement or event bytes, as logged."""
+        ...
+
+    @property
+    def salt(self) -> bytes:
+        """The salt of the leaf's references commitment."""
+        ...
+
+
+@dataclass(frozen=True)
+class LogFailure:
+    """What failed: a stable reason, a message, and the entry (or checkpoint) at fault."""
+
+    reason: str
+    message: str
+    index: int | None = None
+    """The first failing leaf index, when the failure is a leaf's."""
+    checkpoint_size: int | None = None
+    """The size of the checkpoint involved, when there is one."""
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """The outcome of :func:`verify_log`: what was checked, and the first failure if any."""
+
+    size: int
+    """The number of leaves replayed."""
+    root_hash: bytes
+    """The root recomputed from them."""
+    checkpoints_verified: int
+    bodies_verified: int
+    signatures_verified: int
+    references_verified: int
+    failures: tuple[LogFailure, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        """Whether everything verified."""
+        return not self.failures
+
+    @property
+    def first_failure(self) -> LogFailure | None:
+        """The failure with the smallest index (checkpoint signature failures come first)."""
+        return self.failures[0] if self.failures else None
+
+    def raise_for_failure(self) -> None:
+        """Raise a :class:`~exchange.errors.VerificationError` naming the first failure, if any."""
+        first = self.first_failure
+        if first is None:
+            return
+        where = f"entry {first.index}: " if first.index is not None else ""
+        raise VerificationError(f"{where}{first.message}", reason=first.reason)
+
+
+class _InMemoryTree:
+    """Every complete aligned subtree hash of a list of leaf hashes: a SubtreeSource in memory."""
+
+    def __init__(self, leaf_hashes: list[bytes]) -> None:
+        self.levels: list[list[bytes]] = [leaf_hashes]
+        while len(self.levels[-1]) > 1:
+            below = self.levels[-1]
+            self.levels.append(
+                [node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
+            )
+
+    def subtree_hash(self, start: int, end: int) -> bytes:
+        pieces = []
+        for s, e in aligned_subtrees(start, end):
+            level = (e - s).bit_length() - 1
+            pieces.append(self.levels[level][s >> level])
+        return hash_from_aligned_subtrees(pieces)
+
+
+_SIGNED_PAYLOAD_TYPES = {
+    leaves.ALERT_PUBLISHED: PAYLOAD_TYPES["alert_manifest"],
+    leaves.AGENCY_KEYS: PAYLOAD_TYPES["agency_keys"],
+    leaves.RELEASE_REQUEST: PAYLOAD_TYPES["release_request"],
+    leaves.RELEASE_DECISION: PAYLOAD_TYPES["release_decision"],
+    leaves.REVOCATION: PAYLOAD_TYPES["revocation"],
+    leaves.RETRACTION: PAYLOAD_TYPES["retraction"],
+    leaves.RECEIPT: PAYLOAD_TYPES["receipt"],
+    leaves.PURGE_ACK: PAYLOAD_TYPES["purge_ack"],
+    leaves.FEEDBACK: PAYLOAD_TYPES["feedback"],
+}
+
+
+@dataclass
+class _Tally:
+    failures: list[LogFailure] = field(default_factory=list)
+    bodies: int = 0
+    signatures: int = 0
+    references: int = 0
+
+
+def verify_log(
+    log_leaves: Sequence[LeafRecord],
+    checkpoint_notes: Sequence[str],
+    *,
+    log_verifier: NoteVerifier,
+    origin: str | None = None,
+    bodies: Mapping[int, EntryBodyRecord] | None = None,
+    signing_keys: Mapping[str, Iterable[VerifyKey]] | None = None,
+    reader: str | None = None,
+    consistency_proof: Callable[[int, int], Sequence[bytes]] | None = None,
+) -> VerificationReport:
+    """Replay the log and report the first entry that fails.
+
+    ``log_leaves`` is the whole log in index order; ``checkpoint_notes`` every signed checkpoint
+    to hold it to (each must verify under ``log_verifier``, and its root must be the root of that
+    many leaves). ``bodies`` are those the reader is entitled to, by index: each must hash to its
+    leaf's commitment, its references (for the entry types whose references follow from the body;
+    feed events need ``reader``, the agency whose feed they are in) must match the salted
+    commitment, and a signed statement must verify under ``signing_keys`` (agency id to its
+    verify keys) of the agency it names.
+
+    When a checkpoint's root does not match, the first bad leaf lies between the last checkpoint
+    that matched and that one. ``consistency_proof(m, n)`` (the hub's ``GetConsistencyProof``)
+    narrows it to one leaf: a proof from ``m`` leaves to the checkpoint can only verify if the
+    first ``m`` leaves are the ones the hub signed, so a binary search over ``m`` finds the first
+    leaf that is not. The hub cannot make a bad prefix pass; withholding proofs only leaves the
+    failure at the coarser range.
+    """
+    tally = _Tally()
+    checkpoints = _open_checkpoints(checkpoint_notes, log_verifier, origin, tally)
+    leaf_hashes: list[bytes] = []
+    contents: list[LeafContents | None] = []
+    for position, record in enumerate(log_leaves):
+        if record.index != position:
+            tally.failures.append(
+                LogFailure(
+                    "LEAF_MISSING",
+                    f"leaf {position} is missing: the log goes on with leaf {record.index}",
+                    index=position,
+                )
+            )
+            break
+        data = bytes(record.data)
+        leaf_hashes.append(leaf_hash(data))
+        try:
+            contents.append(LeafContents.decode(data))
+        except InvalidInputError as e:
+            contents.append(None)
+            tally.failures.append(LogFailure("LEAF_MALFORMED", e.message, index=position))
+    tree = _InMemoryTree(leaf_hashes)
+    size = len(leaf_hashes)
+    _check_roots(tree, size, checkpoints, consistency_proof, tally)
+    for index, body in sorted((bodies or {}).items()):
+        leaf = contents[index] if 0 <= index < size else None
+        if leaf is not None:
+            _check_body(index, leaf, body, signing_keys or {}, reader, tally)
+    tally.failures.sort(key=lambda f: -1 if f.index is None else f.index)
+    return VerificationReport(
+        size=size,
+        root_hash=root_from(tree, size),
+        checkpoints_verified=len(checkpoints),
+        bodies_verified=tally.bodies,
+        signatures_verified=tally.signatures,
+        references_verified=tally.references,
+        failures=tuple(tally.failures),
+    )
+
+
+def _open_checkpoints(
+    notes: Sequence[str], log_verifier: NoteVerifier, origin: str | None, tally: _Tally
+) -> list[Checkpoint]:
+    opened: list[Checkpoint] = []
+    for note in notes:
+        try:
+            opened.append(
+                open_checkpoint(note, log_verifier, origin=origin or log_verifier.name).checkpoint
+            )
+        except (VerificationError, InvalidInputError) as e:
+            tally.failures.append(
+                LogFailure(
+                    e.reason, f"checkpoint: {e.message}", checkpoint_size=_claimed_size(note)
+                )
+            )
+    opened.sort(key=lambda c: c.size)
+    return opened
+
+
+def _claimed_size(note: str) -> int | None:
+    """The size line of a note that did not verify, for the report (not trusted for anything)."""
+    lines = note.split("\n")
+    return int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None
+
+
+def _check_roots(
+    tree: _InMemoryTree,
+    size: int,
+    checkpoints: list[Checkpoint],
+    consistency_proof: Callable[[int, int], Sequence[bytes]] | None,
+    tally: _Tally,
+) -> None:
+    proven = 0  # the first `proven` leaves match a signed root
+    for checkpoint in checkpoints:
+        if checkpoint.size > size:
+            tally.failures.append(
+                LogFailure(
+                    "LOG_TRUNCATED",
+                    f"the log has {size} leaves but a checkpoint signs {checkpoint.size}: "
+                    f"leaf {size} onwards is missing",
+                    index=size,
+                    checkpoint_size=checkpoint.size,
+                )
+            )
+            return
+        if root_from(tree, checkpoint.size) == checkpoint.root_hash:
+            proven = max(proven, checkpoint.size)
+            continue
+        bad = _first_bad_leaf(tree, proven, checkpoint, consistency_proof)
+        tally.failures.append(
+            LogFailure(
+                "ROOT_MISMATCH",
+                f"the leaves do not hash to the root signed at size {checkpoint.size}; "
+                + (
+                    f"leaf {bad} is the first that differs from the signed log"
+                    if bad is not None
+                    else f"the first difference is among leaves {proven} to {checkpoint.size - 1}"
+                ),
+                index=bad if bad is not None else proven,
+                checkpoint_size=checkpoint.size,
+            )
+        )
+        return
+
+
+def _first_bad_leaf(
+    tree: _InMemoryTree,
+    proven: int,
+    checkpoint: Checkpoint,
+    consistency_proof: Callable[[int, int], Sequence[bytes]] | None,
+) -> int | None:
+    """Binary-search the smallest prefix that no consistency proof ties to the checkpoint."""
+    if consistency_proof is None:
+        return None
+
+    def prefix_is_signed(m: int) -> bool:
+        try:
+            verify_consistency(
+                m,
+                checkpoint.size,
+                root_from(tree, m),
+                checkpoint.root_hash,
+                list(consistency_proof(m, checkpoint.size)),
+            )
+        except VerificationError:
+            return False
+        return True
+
+    low, high = proven, checkpoint.size  # prefix `low` matches a signed root, `high` does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if prefix_is_signed(middle):
+            low = middle
+        else:
+            high = middle
+    return high - 1
+
+
+def _check_body(
+    index: int,
+    leaf: LeafContents,
+    record: EntryBodyRecord,
+    signing_keys: Mapping[str, Iterable[VerifyKey]],
+    reader: str | None,
+    tally: _Tally,
+) -> None:
+    body = bytes(record.body)
+    if hashlib.sha256(body).digest() != leaf.body_sha256:
+        tally.failures.append(
+            LogFailure("BODY_MISMATCH", "the body does not hash to the leaf's commitment", index)
+        )
+        return
+    tally.bodies += 1
+    try:
+        references = _references(index, leaf.entry_type, body, signing_keys, reader, tally)
+    except (VerificationError, InvalidInputError) as e:
+        tally.failures.append(LogFailure(e.reason, e.message, index))
+        return
+    if references is None:
+        return
+    if references_commitment(bytes(record.salt), references) != leaf.references_commitment:
+        tally.failures.append(
+            LogFailure(
+                "REFERENCES_MISMATCH",
+                f"the leaf's references do not commit to {references}",
+                index,
+            )
+        )
+        return
+    tally.references += 1
+
+
+def _references(
+    index: int,
+    entry_type: str,
+    body: bytes,
+    signing_keys: Mapping[str, Iterable[VerifyKey]],
+    reader: str | None,
+    tally: _Tally,
+) -> list[str] | None:
+    """Verify a signed body's signature; return the references its leaf should commit to."""
+    if entry_type == leaves.FEED_EVENT:
+        event = parse_canonical(alerts_pb2.FeedEvent, body, what=f"feed event {index}")
+        if reader is None:
+            return None
+        return [reader, str(event.sequence), event.originator, event.alert_id]
+    payload_type = _SIGNED_PAYLOAD_TYPES.get(entry_type)
+    if payload_type is None:
+        return None
+    envelope = envelope_from_proto(
+        parse_canonical(statements_pb2.Envelope, body, what=f"statement {index}")
+    )
+    signer = _verify_signature(envelope, payload_type, signing_keys)
+    tally.signatures += 1
+    if entry_type != leaves.ALERT_PUBLISHED:
+        return None
+    manifest = parse_canonical(statements_pb2.AlertManifest, envelope.payload, what="manifest")
+    if manifest.originator != signer:
+        raise VerificationError(
+            f"manifest names originator {manifest.originator!r} but is signed by {signer!r}",
+            reason="SIGNER_MISMATCH",
+        )
+    return [manifest.originator, manifest.alert_id, str(manifest.version)]
+
+
+def _verify_signature(
+    envelope: Envelope, payload_type: str, signing_keys: Mapping[str, Iterable[VerifyKey]]
+) -> str:
+    """The agency whose key signed ``envelope``; raises if none of the known keys did."""
+    for agency, keys in signing_keys.items():
+        try:
+            verify_envelope(
+                envelope,
+                expected_type=payload_type,
+                keys={key.key_id: key for key in keys},
+            )
+        except UnknownKeyError:
+            continue
+        return agency
+    raise UnknownKeyError("the statement is signed by no key of a known agency")

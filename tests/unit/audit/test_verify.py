@@ -1,0 +1,251 @@
+"""The pure verifiers: checkpoints linked by consistency proofs, and whole-log replay.
+
+Logs here are built in memory with the Merkle core and signed with a fixed test key, so each
+tampering case (a changed, missing, swapped or truncated leaf, a forged checkpoint, a fork) can be
+made exactly and checked for its named reason and first bad index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+
+from exchange.audit import merkle
+from exchange.audit.errors import FeedGapError, LogInconsistentError
+from exchange.audit.leaves import FEED_EVENT, LeafContents, make_leaf
+from exchange.audit.verify import CheckpointVerifier, check_consistency, verify_log
+from exchange.crypto.notes import Checkpoint, NoteSigner, NoteVerifier, sign_note
+from exchange.errors import CommitmentError, MalformedError, SignatureError, VerificationError
+from exchange.statements.codec import encode
+from exchange.v1 import alerts_pb2
+
+ORIGIN = "exchange.test/log"
+SIGNER = NoteSigner(ORIGIN, bytes(range(32)))
+LOG_KEY = SIGNER.verifier()
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Leaf:
+    index: int
+    data: bytes
+
+
+def event_body(i: int, tag: str = "") -> bytes:
+    """Feed event ``i + 1`` of agency-b, as the hub logs it."""
+    event = alerts_pb2.FeedEvent(sequence=i + 1, originator="agency-a", alert_id=f"alert-{i}{tag}")
+    return encode(event)
+
+
+def leaf_data(count: int, tag: str = "") -> list[bytes]:
+    return [
+        make_leaf(
+            FEED_EVENT,
+            NOW,
+            event_body(i, tag),
+            b"s" * 16,
+            ["agency-b", str(i + 1), "agency-a", f"alert-{i}{tag}"],
+        )
+        for i in range(count)
+    ]
+
+
+def signed(data: list[bytes], size: int | None = None, signer: NoteSigner = SIGNER) -> str:
+    size = len(data) if size is None else size
+    root = merkle.root([merkle.leaf_hash(d) for d in data[:size]])
+    return sign_note(Checkpoint(ORIGIN, size, root).to_text(), [signer])
+
+
+def proof_source(data: list[bytes]):  # type: ignore[no-untyped-def]
+    hashes = [merkle.leaf_hash(d) for d in data]
+    return lambda m, n: merkle.consistency_proof(m, n, hashes)
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+
+
+def test_a_verifier_moves_forward_only_with_consistency_proofs() -> None:
+    data = leaf_data(20)
+    hashes = [merkle.leaf_hash(d) for d in data]
+    verifier = CheckpointVerifier(LOG_KEY)
+    verifier.accept(signed(data, 5))
+    verifier.accept(signed(data, 13), merkle.consistency_proof(5, 13, hashes))
+    assert verifier.trusted is not None and verifier.trusted.checkpoint.size == 13
+    verifier.accept(signed(data, 7), merkle.consistency_proof(7, 13, hashes))  # an older one
+    assert verifier.trusted.checkpoint.size == 13
+    assert verifier.trusted_note == signed(data, 13)
+    restored = CheckpointVerifier(LOG_KEY, trusted_note=verifier.trusted_note)
+    restored.accept(signed(data, 20), merkle.consistency_proof(13, 20, hashes))
+
+
+def test_a_rewritten_history_is_log_inconsistent_naming_sizes_and_roots() -> None:
+    honest, forked = leaf_data(12), leaf_data(12)
+    forked[3] = leaf_data(4, tag="rewritten")[3]
+    verifier = CheckpointVerifier(LOG_KEY, trusted_note=signed(honest, 8))
+    forked_hashes = [merkle.leaf_hash(d) for d in forked]
+    with pytest.raises(LogInconsistentError) as caught:
+        verifier.accept(signed(forked, 12), merkle.consistency_proof(8, 12, forked_hashes))
+    error = caught.value
+    assert (error.known_size, error.new_size) == (8, 12)
+    assert error.new_root == merkle.root(forked_hashes)
+    assert error.reason == "LOG_INCONSISTENT"
+    assert verifier.trusted is not None and verifier.trusted.checkpoint.size == 8
+
+
+def test_two_roots_for_one_size_are_a_fork() -> None:
+    a = Checkpoint.from_text(signed(leaf_data(6)).split("\n\n")[0] + "\n")
+    b = Checkpoint.from_text(signed(leaf_data(6, tag="x")).split("\n\n")[0] + "\n")
+    with pytest.raises(LogInconsistentError, match="forked"):
+        check_consistency(a, b, [])
+
+
+def test_a_forged_checkpoint_signature_is_refused() -> None:
+    rogue = NoteSigner(ORIGIN, bytes(range(1, 33)))
+    verifier = CheckpointVerifier(LOG_KEY)
+    with pytest.raises(SignatureError):
+        verifier.accept(signed(leaf_data(3), signer=rogue))
+    assert verifier.trusted is None
+
+
+def test_statements_need_an_inclusion_proof_against_the_trusted_checkpoint() -> None:
+    data = leaf_data(9)
+    hashes = [merkle.leaf_hash(d) for d in data]
+    verifier = CheckpointVerifier(LOG_KEY)
+    with pytest.raises(VerificationError):
+        verifier.verify_inclusion(data[2], 2, [])
+    verifier.accept(signed(data))
+    proof = merkle.inclusion_proof(2, 9, hashes)
+    contents = verifier.verify_statement(event_body(2), data[2], 2, proof)
+    assert contents.body_sha256 == hashlib.sha256(event_body(2)).digest()
+    with pytest.raises(CommitmentError):
+        verifier.verify_statement(event_body(3), data[2], 2, proof)
+    with pytest.raises(merkle.ProofError):
+        verifier.verify_inclusion(data[2], 3, merkle.inclusion_proof(3, 9, hashes))
+
+
+def test_leaves_decode_strictly() -> None:
+    leaf = leaf_data(1)[0]
+    assert LeafContents.decode(leaf).encode() == leaf
+    for bad in (
+        leaf[:-1],
+        leaf + b"\x00",
+        b"",
+        leaf.replace(b"exchange/leaf/v1", b"exchange/leaf/v2"),
+    ):
+        with pytest.raises(MalformedError):
+            LeafContents.decode(bad)
+
+
+def test_feed_gap_error_names_the_missing_sequence() -> None:
+    error = FeedGapError("event 4 is missing", missing_sequence=4)
+    assert isinstance(error, VerificationError) and error.missing_sequence == 4
+    assert error.reason == "FEED_GAP"
+
+
+# --- the whole log ----------------------------------------------------------------------------------
+
+
+def replay(data: list[bytes], notes: list[str], *, proofs_from: list[bytes] | None = None):  # type: ignore[no-untyped-def]
+    return verify_log(
+        [Leaf(i, d) for i, d in enumerate(data)],
+        notes,
+        log_verifier=LOG_KEY,
+        consistency_proof=proof_source(proofs_from) if proofs_from is not None else None,
+    )
+
+
+def test_an_untouched_log_verifies() -> None:
+    data = leaf_data(37)
+    report = replay(data, [signed(data, 10), signed(data, 37)])
+    assert report.ok and report.size == 37 and report.checkpoints_verified == 2
+    assert report.root_hash == merkle.root([merkle.leaf_hash(d) for d in data])
+    report.raise_for_failure()
+
+
+@pytest.mark.parametrize("bad", [0, 10, 11, 25, 36])
+def test_a_changed_leaf_is_named_with_the_hubs_consistency_proofs(bad: int) -> None:
+    signed_log = leaf_data(37)
+    served = list(signed_log)
+    served[bad] = leaf_data(bad + 1, tag="changed")[bad]
+    report = replay(
+        served, [signed(signed_log, 10), signed(signed_log, 37)], proofs_from=signed_log
+    )
+    failure = report.first_failure
+    assert failure is not None and (failure.reason, failure.index) == ("ROOT_MISMATCH", bad)
+    with pytest.raises(VerificationError, match=f"entry {bad}"):
+        report.raise_for_failure()
+
+
+def test_without_proofs_a_changed_leaf_is_bounded_by_the_last_good_checkpoint() -> None:
+    signed_log = leaf_data(37)
+    served = list(signed_log)
+    served[25] = leaf_data(26, tag="changed")[25]
+    report = replay(served, [signed(signed_log, 10), signed(signed_log, 37)])
+    failure = report.first_failure
+    assert failure is not None and failure.index == 10 and failure.checkpoint_size == 37
+
+
+def test_swapped_missing_and_truncated_leaves_are_named() -> None:
+    data = leaf_data(20)
+    notes = [signed(data)]
+    swapped = list(data)
+    swapped[4], swapped[9] = swapped[9], swapped[4]
+    failure = replay(swapped, notes, proofs_from=data).first_failure
+    assert failure is not None and (failure.reason, failure.index) == ("ROOT_MISMATCH", 4)
+
+    missing = [Leaf(i, d) for i, d in enumerate(data) if i != 7]
+    report = verify_log(missing, notes, log_verifier=LOG_KEY)
+    assert report.first_failure is not None
+    assert (report.first_failure.reason, report.first_failure.index) == ("LEAF_MISSING", 7)
+
+    failure = replay(data[:15], notes).first_failure
+    assert failure is not None and (failure.reason, failure.index) == ("LOG_TRUNCATED", 15)
+
+
+def test_a_forged_checkpoint_in_the_log_is_reported_first() -> None:
+    data = leaf_data(5)
+    rogue = NoteSigner(ORIGIN, bytes(range(1, 33)))
+    genuine = signed(data)
+    forged = (
+        genuine.split("\n\n")[0] + "\n\n" + rogue.signature_line(genuine.split("\n\n")[0] + "\n")
+    )
+    forged = forged.replace(rogue.name + " ", LOG_KEY.name + " ", 1) + "\n"
+    report = replay(data, [forged])
+    assert report.first_failure is not None and report.first_failure.index is None
+    assert report.first_failure.checkpoint_size == 5
+
+
+def test_bodies_are_checked_against_their_leaves() -> None:
+    data = leaf_data(3)
+
+    @dataclass(frozen=True)
+    class Body:
+        body: bytes
+        salt: bytes
+
+    report = verify_log(
+        [Leaf(i, d) for i, d in enumerate(data)],
+        [signed(data)],
+        log_verifier=LOG_KEY,
+        bodies={
+            0: Body(event_body(0), b"s" * 16),
+            1: Body(event_body(1), b"t" * 16),
+            2: Body(b"tampered", b"s" * 16),
+        },
+        reader="agency-b",
+    )
+    assert report.references_verified == 1 and report.bodies_verified == 2
+    assert [(f.reason, f.index) for f in report.failures] == [
+        ("REFERENCES_MISMATCH", 1),
+        ("BODY_MISMATCH", 2),
+    ]
+
+
+def test_a_verifier_key_of_another_type_is_refused() -> None:
+    with pytest.raises(MalformedError):
+        NoteVerifier.from_string(
+            "exchange.test/log+00000000+BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        )
