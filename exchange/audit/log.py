@@ -1,4 +1,4 @@
-"""The storage-backed audit log: appending leaves in the caller's transaction.
+"""The storage-backed audit log: appending leaves in the caller's transaction, and reading them.
 
 Appends take the one log lock (an ``UPDATE`` of the single ``log_head`` row, which PostgreSQL
 row-locks until commit and which SQLite's ``BEGIN IMMEDIATE`` already serializes), so log
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, insert, select, update
 
 from exchange.audit.leaves import SALT_BYTES, make_leaf
 from exchange.audit.merkle import leaf_hash
-from exchange.store.schema import log_entries, log_head
+from exchange.store.schema import feed_events, log_entries, log_head
 
 
 def append_entry(
@@ -30,9 +31,10 @@ def append_entry(
 ) -> int:
     """Append one leaf in the current transaction and return its index."""
     size = connection.execute(
-        update(log_head).where(log_head.c.id == 1).values(size=log_head.c.size + 1).returning(
-            log_head.c.size
-        )
+        update(log_head)
+        .where(log_head.c.id == 1)
+        .values(size=log_head.c.size + 1)
+        .returning(log_head.c.size)
     ).scalar_one()
     index = int(size) - 1
     salt = os.urandom(SALT_BYTES)
@@ -50,3 +52,87 @@ def append_entry(
         )
     )
     return index
+
+
+@dataclass(frozen=True)
+class StoredLeaf:
+    """One leaf as anyone may read it: its index, canonical bytes, entry type and log time."""
+
+    index: int
+    data: bytes
+    entry_type: str
+    logged_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredBody:
+    """The body of one entry and the salt of its references, for an entitled agency."""
+
+    index: int
+    body: bytes | None
+    """``None`` once purged (the leaf stays)."""
+    salt: bytes
+
+
+def read_leaves(connection: Connection, start: int, end: int) -> list[StoredLeaf]:
+    """The stored leaves with index in ``[start, end)``, ascending (a missing row is skipped)."""
+    rows = connection.execute(
+        select(
+            log_entries.c.idx, log_entries.c.leaf, log_entries.c.entry_type, log_entries.c.logged_at
+        )
+        .where(log_entries.c.idx >= start, log_entries.c.idx < end)
+        .order_by(log_entries.c.idx)
+    )
+    return [
+        StoredLeaf(
+            index=int(row.idx),
+            data=bytes(row.leaf),
+            entry_type=row.entry_type,
+            logged_at=row.logged_at if row.logged_at.tzinfo else row.logged_at.replace(tzinfo=UTC),
+        )
+        for row in rows
+    ]
+
+
+def entitled_bodies(
+    connection: Connection, agency_id: str, indices: Iterable[int]
+) -> dict[int, StoredBody]:
+    """The bodies among ``indices`` that ``agency_id`` is entitled to; others are left out."""
+    wanted = sorted(set(indices))
+    if not wanted:
+        return {}
+    rows = connection.execute(
+        select(
+            log_entries.c.idx, log_entries.c.body, log_entries.c.salt, log_entries.c.entitled
+        ).where(log_entries.c.idx.in_(wanted))
+    )
+    return {
+        int(row.idx): StoredBody(
+            index=int(row.idx),
+            body=None if row.body is None else bytes(row.body),
+            salt=bytes(row.salt),
+        )
+        for row in rows
+        if agency_id in row.entitled.split()
+    }
+
+
+def index_of_leaf(connection: Connection, leaf_hash_value: bytes, *, below: int) -> int | None:
+    """The smallest index below ``below`` whose leaf hash is ``leaf_hash_value``, if any."""
+    found = connection.execute(
+        select(log_entries.c.idx)
+        .where(log_entries.c.leaf_hash == leaf_hash_value, log_entries.c.idx < below)
+        .order_by(log_entries.c.idx)
+        .limit(1)
+    ).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def feed_event_index(connection: Connection, agency_id: str, sequence: int) -> int | None:
+    """The log index of ``agency_id``'s feed event number ``sequence``, if it exists."""
+    found = connection.execute(
+        select(feed_events.c.log_index).where(
+            feed_events.c.agency_id == agency_id, feed_events.c.sequence == sequence
+        )
+    ).scalar_one_or_none()
+    return None if found is None else int(found)

@@ -13,7 +13,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from exchange.audit.checkpoints import StoredCheckpoint
+from exchange.crypto.keys import SigningKey
+from exchange.crypto.notes import NoteSigner
 from exchange.errors import ConfigurationError
+from exchange.hub.audit_service import AuditServicer, Checkpointer
 from exchange.hub.config import HubConfig
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import GuardInterceptor
@@ -92,6 +96,7 @@ class Hub:
         self._server: grpc.Server | None = None
         self._health = health.HealthServicer()
         self.port: int | None = None
+        self.checkpointer: Checkpointer | None = None
 
     def prepare(self) -> ImportResult:
         """Migrate the database and import the registry (so an empty database just works)."""
@@ -99,6 +104,29 @@ class Hub:
         result = import_registry(self.db, self.config.registry_dir, now=self.clock())
         self.directory.refresh()
         return result
+
+    def _start_checkpointer(self) -> Checkpointer:
+        """Sign the log as it stands, then keep signing in the background (DESIGN §8)."""
+        try:
+            key = SigningKey.from_pem(self.config.checkpoint_key.read_bytes())
+        except OSError as e:
+            raise ConfigurationError(f"cannot read the checkpoint key: {e}") from e
+        checkpointer = Checkpointer(
+            self.db,
+            NoteSigner(self.config.log_origin, key.native),
+            origin=self.config.log_origin,
+            interval=self.config.checkpoint_interval_seconds,
+            clock=self.clock,
+        )
+        checkpointer.checkpoint_now()
+        checkpointer.start()
+        return checkpointer
+
+    def checkpoint_now(self) -> StoredCheckpoint:
+        """Hash every committed leaf and sign a checkpoint now; return the latest checkpoint."""
+        if self.checkpointer is None:
+            raise ConfigurationError("the hub is not started")
+        return self.checkpointer.checkpoint_now()
 
     def _credentials(self) -> grpc.ServerCredentials:
         key = self.config.tls_key.read_bytes()
@@ -122,6 +150,7 @@ class Hub:
 
     def start(self, listen: str | None = None) -> int:
         """Bind ``listen`` (``HOST:PORT``; port 0 picks one) and serve; returns the port."""
+        self.checkpointer = self._start_checkpointer()
         context = HubContext(
             db=self.db,
             directory=self.directory,
@@ -129,6 +158,7 @@ class Hub:
             clock=self.clock,
             limits=PublishLimits(max_request_bytes=self.config.max_message_bytes),
             heartbeat_interval=self.config.heartbeat_interval_seconds,
+            checkpointer=self.checkpointer,
         )
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="hub"),
@@ -142,9 +172,8 @@ class Hub:
         directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(context), server)
         alerts_pb2_grpc.add_AlertServiceServicer_to_server(AlertServicer(context), server)
         release_pb2_grpc.add_ReleaseServiceServicer_to_server(ReleaseServicer(context), server)
-        # Implemented by a later milestone; the base servicer answers UNIMPLEMENTED.
         audit_pb2_grpc.add_AuditServiceServicer_to_server(
-            audit_pb2_grpc.AuditServiceServicer(), server  # type: ignore[abstract]
+            AuditServicer(self.db, clock=self.clock), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         service_names = (
@@ -180,4 +209,6 @@ class Hub:
         if self._server is not None:
             self._server.stop(grace).wait()
         self.release_sweeper.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.db.dispose()

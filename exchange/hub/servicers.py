@@ -10,6 +10,7 @@ from datetime import datetime
 import grpc
 
 from exchange.errors import InvalidInputError, NotFoundError
+from exchange.hub.audit_service import Checkpointer, heartbeat_log_state, receipt_proof
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import current_caller
 from exchange.hub.notifier import FeedNotifier
@@ -38,6 +39,7 @@ class HubContext:
     clock: Callable[[], datetime]
     limits: PublishLimits
     heartbeat_interval: float
+    checkpointer: Checkpointer | None = None
 
 
 class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
@@ -111,6 +113,11 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
             notified=list(outcome.notified),
         )
         response.accepted_at.FromDatetime(outcome.accepted_at)
+        if self._hub.checkpointer is not None:
+            proven = receipt_proof(self._hub.db, self._hub.checkpointer, outcome.log_index)
+            if proven is not None:
+                response.inclusion_proof.CopyFrom(proven[0])
+                response.checkpoint = proven[1]
         return response
 
     def ListAlerts(
@@ -167,13 +174,16 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
             with self._hub.db.read() as connection:
                 events = feed.events_after(connection, caller, cursor, MAX_EVENTS_PER_PAGE)
                 latest = feed.latest_sequence(connection, caller)
+                latest_log_index, checkpoint = heartbeat_log_state(connection, caller, latest)
             for event in events:
                 yield alerts_pb2.SubscribeResponse(event=event)
                 cursor = event.sequence
             if len(events) == MAX_EVENTS_PER_PAGE:
                 continue
             if events or time.monotonic() - last_heartbeat >= self._hub.heartbeat_interval:
-                heartbeat = alerts_pb2.Heartbeat(latest_sequence=latest)
+                heartbeat = alerts_pb2.Heartbeat(
+                    latest_sequence=latest, latest_log_index=latest_log_index, checkpoint=checkpoint
+                )
                 heartbeat.time.FromDatetime(self._hub.clock())
                 yield alerts_pb2.SubscribeResponse(heartbeat=heartbeat)
                 last_heartbeat = time.monotonic()

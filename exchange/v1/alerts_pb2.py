@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from exchange.v1 import statements_pb2 as exchange_dot_v1_dot_statements__pb2
+from exchange.v1 import audit_pb2 as exchange_dot_v1_dot_audit__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65xchange/v1/alerts.proto\x12\x0b\x65xchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1c\x65xchange/v1/statements.proto\"3\n\rPublishedItem\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\"\x88\x01\n\x0ePublishRequest\x12\'\n\x08manifest\x18\x01 \x01(\x0b\x32\x15.exchange.v1.Envelope\x12)\n\x05items\x18\x02 \x03(\x0b\x32\x1a.exchange.v1.PublishedItem\x12\"\n\x06grants\x18\x03 \x03(\x0b\x32\x12.exchange.v1.Grant\"\xb5\x01\n\x0fPublishResponse\x12\x12\n\noriginator\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x15\n\rmanifest_hash\x18\x04 \x01(\x0c\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tlog_index\x18\x06 \x01(\x04\x12\x10\n\x08notified\x18\x07 \x03(\t\"A\n\x08\x41lertRef\x12\x12\n\noriginator\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\xe4\x01\n\x0c\x41lertSummary\x12\x12\n\noriginator\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x15\n\rmanifest_hash\x18\x04 \x01(\x0c\x12\x30\n\x0cpublished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ritems_visible\x18\x06 \x01(\r\x12\x15\n\ritems_granted\x18\x07 \x01(\r\x12\x13\n\x0bitems_total\x18\x08 \x01(\r\x12\x11\n\tretracted\x18\t \x01(\x08\"7\n\x11ListAlertsRequest\x12\x13\n\x0binclude_own\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\r\"?\n\x12ListAlertsResponse\x12)\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x19.exchange.v1.AlertSummary\"H\n\x0fGetAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x12\n\noriginator\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\xe1\x01\n\x08ItemView\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12!\n\x05grant\x18\x03 \x01(\x0b\x32\x12.exchange.v1.Grant\x12*\n\x05state\x18\x04 \x01(\x0e\x32\x1b.exchange.v1.ItemView.State\"b\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07GRANTED\x10\x01\x12\x0c\n\x08WITHHELD\x10\x02\x12\r\n\tEMBARGOED\x10\x03\x12\x0b\n\x07REVOKED\x10\x04\x12\x0b\n\x07\x45XPIRED\x10\x05\"\xc4\x01\n\tAlertView\x12\'\n\x08manifest\x18\x01 \x01(\x0b\x32\x15.exchange.v1.Envelope\x12$\n\x05items\x18\x02 \x03(\x0b\x32\x15.exchange.v1.ItemView\x12\x30\n\x0cpublished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08versions\x18\x04 \x03(\x04\x12\x11\n\tretracted\x18\x05 \x01(\x08\x12\x11\n\tlog_index\x18\x06 \x01(\x04\"\xd5\x03\n\tFeedEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.exchange.v1.FeedEvent.Kind\x12\x12\n\noriginator\x18\x03 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12\x0f\n\x07item_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tlog_index\x18\x08 \x01(\x04\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\r\n\x05\x61\x63tor\x18\n \x01(\t\"\xdc\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41LERT_PUBLISHED\x10\x01\x12\x11\n\rITEM_RELEASED\x10\x02\x12\x15\n\x11RELEASE_REQUESTED\x10\x03\x12\x13\n\x0fRELEASE_DECIDED\x10\x04\x12\x10\n\x0cITEM_REVOKED\x10\x05\x12\x15\n\x11\x46\x45\x45\x44\x42\x41\x43K_RECEIVED\x10\x06\x12\x13\n\x0f\x41LERT_RETRACTED\x10\x07\x12\x14\n\x10RECEIPT_RECEIVED\x10\x08\x12\x16\n\x12PURGE_ACKNOWLEDGED\x10\t\"|\n\tHeartbeat\x12\x17\n\x0flatest_sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10latest_log_index\x18\x03 \x01(\x04\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\"1\n\x11ListEventsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"U\n\x12ListEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.exchange.v1.FeedEvent\x12\x17\n\x0flatest_sequence\x18\x02 \x01(\x04\"!\n\x10SubscribeRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\"t\n\x11SubscribeResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.exchange.v1.FeedEventH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.exchange.v1.HeartbeatH\x00\x42\t\n\x07message2\x82\x03\n\x0c\x41lertService\x12\x44\n\x07Publish\x12\x1b.exchange.v1.PublishRequest\x1a\x1c.exchange.v1.PublishResponse\x12M\n\nListAlerts\x12\x1e.exchange.v1.ListAlertsRequest\x1a\x1f.exchange.v1.ListAlertsResponse\x12@\n\x08GetAlert\x12\x1c.exchange.v1.GetAlertRequest\x1a\x16.exchange.v1.AlertView\x12M\n\nListEvents\x12\x1e.exchange.v1.ListEventsRequest\x1a\x1f.exchange.v1.ListEventsResponse\x12L\n\tSubscribe\x12\x1d.exchange.v1.SubscribeRequest\x1a\x1e.exchange.v1.SubscribeResponse0\x01\x42\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65xchange/v1/alerts.proto\x12\x0b\x65xchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1c\x65xchange/v1/statements.proto\x1a\x17\x65xchange/v1/audit.proto\"3\n\rPublishedItem\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\"\x88\x01\n\x0ePublishRequest\x12\'\n\x08manifest\x18\x01 \x01(\x0b\x32\x15.exchange.v1.Envelope\x12)\n\x05items\x18\x02 \x03(\x0b\x32\x1a.exchange.v1.PublishedItem\x12\"\n\x06grants\x18\x03 \x03(\x0b\x32\x12.exchange.v1.Grant\"\xff\x01\n\x0fPublishResponse\x12\x12\n\noriginator\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x15\n\rmanifest_hash\x18\x04 \x01(\x0c\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tlog_index\x18\x06 \x01(\x04\x12\x10\n\x08notified\x18\x07 \x03(\t\x12\x34\n\x0finclusion_proof\x18\x08 \x01(\x0b\x32\x1b.exchange.v1.InclusionProof\x12\x12\n\ncheckpoint\x18\t \x01(\t\"A\n\x08\x41lertRef\x12\x12\n\noriginator\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\xe4\x01\n\x0c\x41lertSummary\x12\x12\n\noriginator\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x15\n\rmanifest_hash\x18\x04 \x01(\x0c\x12\x30\n\x0cpublished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ritems_visible\x18\x06 \x01(\r\x12\x15\n\ritems_granted\x18\x07 \x01(\r\x12\x13\n\x0bitems_total\x18\x08 \x01(\r\x12\x11\n\tretracted\x18\t \x01(\x08\"7\n\x11ListAlertsRequest\x12\x13\n\x0binclude_own\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\r\"?\n\x12ListAlertsResponse\x12)\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x19.exchange.v1.AlertSummary\"H\n\x0fGetAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x12\n\noriginator\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\xe1\x01\n\x08ItemView\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12!\n\x05grant\x18\x03 \x01(\x0b\x32\x12.exchange.v1.Grant\x12*\n\x05state\x18\x04 \x01(\x0e\x32\x1b.exchange.v1.ItemView.State\"b\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07GRANTED\x10\x01\x12\x0c\n\x08WITHHELD\x10\x02\x12\r\n\tEMBARGOED\x10\x03\x12\x0b\n\x07REVOKED\x10\x04\x12\x0b\n\x07\x45XPIRED\x10\x05\"\xc4\x01\n\tAlertView\x12\'\n\x08manifest\x18\x01 \x01(\x0b\x32\x15.exchange.v1.Envelope\x12$\n\x05items\x18\x02 \x03(\x0b\x32\x15.exchange.v1.ItemView\x12\x30\n\x0cpublished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08versions\x18\x04 \x03(\x04\x12\x11\n\tretracted\x18\x05 \x01(\x08\x12\x11\n\tlog_index\x18\x06 \x01(\x04\"\xd5\x03\n\tFeedEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.exchange.v1.FeedEvent.Kind\x12\x12\n\noriginator\x18\x03 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12\x0f\n\x07item_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tlog_index\x18\x08 \x01(\x04\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\r\n\x05\x61\x63tor\x18\n \x01(\t\"\xdc\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41LERT_PUBLISHED\x10\x01\x12\x11\n\rITEM_RELEASED\x10\x02\x12\x15\n\x11RELEASE_REQUESTED\x10\x03\x12\x13\n\x0fRELEASE_DECIDED\x10\x04\x12\x10\n\x0cITEM_REVOKED\x10\x05\x12\x15\n\x11\x46\x45\x45\x44\x42\x41\x43K_RECEIVED\x10\x06\x12\x13\n\x0f\x41LERT_RETRACTED\x10\x07\x12\x14\n\x10RECEIPT_RECEIVED\x10\x08\x12\x16\n\x12PURGE_ACKNOWLEDGED\x10\t\"|\n\tHeartbeat\x12\x17\n\x0flatest_sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10latest_log_index\x18\x03 \x01(\x04\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\"1\n\x11ListEventsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"U\n\x12ListEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.exchange.v1.FeedEvent\x12\x17\n\x0flatest_sequence\x18\x02 \x01(\x04\"!\n\x10SubscribeRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\"t\n\x11SubscribeResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.exchange.v1.FeedEventH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.exchange.v1.HeartbeatH\x00\x42\t\n\x07message2\x82\x03\n\x0c\x41lertService\x12\x44\n\x07Publish\x12\x1b.exchange.v1.PublishRequest\x1a\x1c.exchange.v1.PublishResponse\x12M\n\nListAlerts\x12\x1e.exchange.v1.ListAlertsRequest\x1a\x1f.exchange.v1.ListAlertsResponse\x12@\n\x08GetAlert\x12\x1c.exchange.v1.GetAlertRequest\x1a\x16.exchange.v1.AlertView\x12M\n\nListEvents\x12\x1e.exchange.v1.ListEventsRequest\x1a\x1f.exchange.v1.ListEventsResponse\x12L\n\tSubscribe\x12\x1d.exchange.v1.SubscribeRequest\x1a\x1e.exchange.v1.SubscribeResponse0\x01\x42\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,42 +35,42 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'exchange.v1.alerts_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
-  _globals['_PUBLISHEDITEM']._serialized_start=104
-  _globals['_PUBLISHEDITEM']._serialized_end=155
-  _globals['_PUBLISHREQUEST']._serialized_start=158
-  _globals['_PUBLISHREQUEST']._serialized_end=294
-  _globals['_PUBLISHRESPONSE']._serialized_start=297
-  _globals['_PUBLISHRESPONSE']._serialized_end=478
-  _globals['_ALERTREF']._serialized_start=480
-  _globals['_ALERTREF']._serialized_end=545
-  _globals['_ALERTSUMMARY']._serialized_start=548
-  _globals['_ALERTSUMMARY']._serialized_end=776
-  _globals['_LISTALERTSREQUEST']._serialized_start=778
-  _globals['_LISTALERTSREQUEST']._serialized_end=833
-  _globals['_LISTALERTSRESPONSE']._serialized_start=835
-  _globals['_LISTALERTSRESPONSE']._serialized_end=898
-  _globals['_GETALERTREQUEST']._serialized_start=900
-  _globals['_GETALERTREQUEST']._serialized_end=972
-  _globals['_ITEMVIEW']._serialized_start=975
-  _globals['_ITEMVIEW']._serialized_end=1200
-  _globals['_ITEMVIEW_STATE']._serialized_start=1102
-  _globals['_ITEMVIEW_STATE']._serialized_end=1200
-  _globals['_ALERTVIEW']._serialized_start=1203
-  _globals['_ALERTVIEW']._serialized_end=1399
-  _globals['_FEEDEVENT']._serialized_start=1402
-  _globals['_FEEDEVENT']._serialized_end=1871
-  _globals['_FEEDEVENT_KIND']._serialized_start=1651
-  _globals['_FEEDEVENT_KIND']._serialized_end=1871
-  _globals['_HEARTBEAT']._serialized_start=1873
-  _globals['_HEARTBEAT']._serialized_end=1997
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1999
-  _globals['_LISTEVENTSREQUEST']._serialized_end=2048
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=2050
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=2135
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=2137
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=2170
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=2172
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=2288
-  _globals['_ALERTSERVICE']._serialized_start=2291
-  _globals['_ALERTSERVICE']._serialized_end=2677
+  _globals['_PUBLISHEDITEM']._serialized_start=129
+  _globals['_PUBLISHEDITEM']._serialized_end=180
+  _globals['_PUBLISHREQUEST']._serialized_start=183
+  _globals['_PUBLISHREQUEST']._serialized_end=319
+  _globals['_PUBLISHRESPONSE']._serialized_start=322
+  _globals['_PUBLISHRESPONSE']._serialized_end=577
+  _globals['_ALERTREF']._serialized_start=579
+  _globals['_ALERTREF']._serialized_end=644
+  _globals['_ALERTSUMMARY']._serialized_start=647
+  _globals['_ALERTSUMMARY']._serialized_end=875
+  _globals['_LISTALERTSREQUEST']._serialized_start=877
+  _globals['_LISTALERTSREQUEST']._serialized_end=932
+  _globals['_LISTALERTSRESPONSE']._serialized_start=934
+  _globals['_LISTALERTSRESPONSE']._serialized_end=997
+  _globals['_GETALERTREQUEST']._serialized_start=999
+  _globals['_GETALERTREQUEST']._serialized_end=1071
+  _globals['_ITEMVIEW']._serialized_start=1074
+  _globals['_ITEMVIEW']._serialized_end=1299
+  _globals['_ITEMVIEW_STATE']._serialized_start=1201
+  _globals['_ITEMVIEW_STATE']._serialized_end=1299
+  _globals['_ALERTVIEW']._serialized_start=1302
+  _globals['_ALERTVIEW']._serialized_end=1498
+  _globals['_FEEDEVENT']._serialized_start=1501
+  _globals['_FEEDEVENT']._serialized_end=1970
+  _globals['_FEEDEVENT_KIND']._serialized_start=1750
+  _globals['_FEEDEVENT_KIND']._serialized_end=1970
+  _globals['_HEARTBEAT']._serialized_start=1972
+  _globals['_HEARTBEAT']._serialized_end=2096
+  _globals['_LISTEVENTSREQUEST']._serialized_start=2098
+  _globals['_LISTEVENTSREQUEST']._serialized_end=2147
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=2149
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=2234
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=2236
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=2269
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=2271
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=2387
+  _globals['_ALERTSERVICE']._serialized_start=2390
+  _globals['_ALERTSERVICE']._serialized_end=2776
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ isort:skip_file
 Publishing alerts, fetching what the caller may see, and the caller's ordered feed."""
 
 from collections import abc as _abc
+from exchange.v1 import audit_pb2 as _audit_pb2
 from exchange.v1 import statements_pb2 as _statements_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -83,16 +84,26 @@ class PublishResponse(_message.Message):
     ACCEPTED_AT_FIELD_NUMBER: _builtins.int
     LOG_INDEX_FIELD_NUMBER: _builtins.int
     NOTIFIED_FIELD_NUMBER: _builtins.int
+    INCLUSION_PROOF_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
     originator: _builtins.str
     alert_id: _builtins.str
     version: _builtins.int
     manifest_hash: _builtins.bytes
     log_index: _builtins.int
+    checkpoint: _builtins.str
+    """The signed checkpoint (C2SP signed note, cosignature lines appended) the proof leads to."""
     @_builtins.property
     def accepted_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def notified(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Agencies that were sent a feed event."""
+
+    @_builtins.property
+    def inclusion_proof(self) -> _audit_pb2.InclusionProof:
+        """The inclusion proof of the alert's leaf (log_index) under `checkpoint`; unset when no
+        checkpoint covered the leaf in time (fetch one later with AuditService.GetInclusionProof).
+        """
 
     def __init__(
         self,
@@ -104,10 +115,12 @@ class PublishResponse(_message.Message):
         accepted_at: _timestamp_pb2.Timestamp | None = ...,
         log_index: _builtins.int = ...,
         notified: _abc.Iterable[_builtins.str] | None = ...,
+        inclusion_proof: _audit_pb2.InclusionProof | None = ...,
+        checkpoint: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "inclusion_proof", b"inclusion_proof"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "alert_id", b"alert_id", "log_index", b"log_index", "manifest_hash", b"manifest_hash", "notified", b"notified", "originator", b"originator", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "alert_id", b"alert_id", "checkpoint", b"checkpoint", "inclusion_proof", b"inclusion_proof", "log_index", b"log_index", "manifest_hash", b"manifest_hash", "notified", b"notified", "originator", b"originator", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65xchange/v1/audit.proto\x12\x0b\x65xchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0e\x43heckpointView\x12\x0c\n\x04note\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\"\x16\n\x14GetCheckpointRequest\"[\n\x18GetInclusionProofRequest\x12\x0f\n\x05index\x18\x01 \x01(\x04H\x00\x12\x13\n\tleaf_hash\x18\x02 \x01(\x0cH\x00\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x42\x06\n\x04leaf\"B\n\x0eInclusionProof\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"@\n\x1aGetConsistencyProofRequest\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\"F\n\x10\x43onsistencyProof\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"f\n\x04Leaf\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\nentry_type\x18\x03 \x01(\t\x12-\n\tlogged_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\".\n\x10GetLeavesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"6\n\x11GetLeavesResponse\x12!\n\x06leaves\x18\x01 \x03(\x0b\x32\x11.exchange.v1.Leaf\"9\n\tEntryBody\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x0f\n\x07present\x18\x03 \x01(\x08\"(\n\x15GetEntryBodiesRequest\x12\x0f\n\x07indices\x18\x01 \x03(\x04\"@\n\x16GetEntryBodiesResponse\x12&\n\x06\x62odies\x18\x01 \x03(\x0b\x32\x16.exchange.v1.EntryBody\"C\n\x18SubmitCosignatureRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x13\n\x0b\x63osignature\x18\x02 \x01(\t\"\x1b\n\x19SubmitCosignatureResponse2\xa2\x04\n\x0c\x41uditService\x12O\n\rGetCheckpoint\x12!.exchange.v1.GetCheckpointRequest\x1a\x1b.exchange.v1.CheckpointView\x12W\n\x11GetInclusionProof\x12%.exchange.v1.GetInclusionProofRequest\x1a\x1b.exchange.v1.InclusionProof\x12]\n\x13GetConsistencyProof\x12\'.exchange.v1.GetConsistencyProofRequest\x1a\x1d.exchange.v1.ConsistencyProof\x12J\n\tGetLeaves\x12\x1d.exchange.v1.GetLeavesRequest\x1a\x1e.exchange.v1.GetLeavesResponse\x12Y\n\x0eGetEntryBodies\x12\".exchange.v1.GetEntryBodiesRequest\x1a#.exchange.v1.GetEntryBodiesResponse\x12\x62\n\x11SubmitCosignature\x12%.exchange.v1.SubmitCosignatureRequest\x1a&.exchange.v1.SubmitCosignatureResponseB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65xchange/v1/audit.proto\x12\x0b\x65xchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0e\x43heckpointView\x12\x0c\n\x04note\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\"\x16\n\x14GetCheckpointRequest\"[\n\x18GetInclusionProofRequest\x12\x0f\n\x05index\x18\x01 \x01(\x04H\x00\x12\x13\n\tleaf_hash\x18\x02 \x01(\x0cH\x00\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x42\x06\n\x04leaf\"B\n\x0eInclusionProof\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"@\n\x1aGetConsistencyProofRequest\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\"F\n\x10\x43onsistencyProof\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"f\n\x04Leaf\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\nentry_type\x18\x03 \x01(\t\x12-\n\tlogged_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\".\n\x10GetLeavesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"6\n\x11GetLeavesResponse\x12!\n\x06leaves\x18\x01 \x03(\x0b\x32\x11.exchange.v1.Leaf\"G\n\tEntryBody\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x0f\n\x07present\x18\x03 \x01(\x08\x12\x0c\n\x04salt\x18\x04 \x01(\x0c\"(\n\x15GetEntryBodiesRequest\x12\x0f\n\x07indices\x18\x01 \x03(\x04\"@\n\x16GetEntryBodiesResponse\x12&\n\x06\x62odies\x18\x01 \x03(\x0b\x32\x16.exchange.v1.EntryBody\"C\n\x18SubmitCosignatureRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x13\n\x0b\x63osignature\x18\x02 \x01(\t\"\x1b\n\x19SubmitCosignatureResponse2\xa2\x04\n\x0c\x41uditService\x12O\n\rGetCheckpoint\x12!.exchange.v1.GetCheckpointRequest\x1a\x1b.exchange.v1.CheckpointView\x12W\n\x11GetInclusionProof\x12%.exchange.v1.GetInclusionProofRequest\x1a\x1b.exchange.v1.InclusionProof\x12]\n\x13GetConsistencyProof\x12\'.exchange.v1.GetConsistencyProofRequest\x1a\x1d.exchange.v1.ConsistencyProof\x12J\n\tGetLeaves\x12\x1d.exchange.v1.GetLeavesRequest\x1a\x1e.exchange.v1.GetLeavesResponse\x12Y\n\x0eGetEntryBodies\x12\".exchange.v1.GetEntryBodiesRequest\x1a#.exchange.v1.GetEntryBodiesResponse\x12\x62\n\x11SubmitCosignature\x12%.exchange.v1.SubmitCosignatureRequest\x1a&.exchange.v1.SubmitCosignatureResponseB\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,15 +52,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETLEAVESRESPONSE']._serialized_start=613
   _globals['_GETLEAVESRESPONSE']._serialized_end=667
   _globals['_ENTRYBODY']._serialized_start=669
-  _globals['_ENTRYBODY']._serialized_end=726
-  _globals['_GETENTRYBODIESREQUEST']._serialized_start=728
-  _globals['_GETENTRYBODIESREQUEST']._serialized_end=768
-  _globals['_GETENTRYBODIESRESPONSE']._serialized_start=770
-  _globals['_GETENTRYBODIESRESPONSE']._serialized_end=834
-  _globals['_SUBMITCOSIGNATUREREQUEST']._serialized_start=836
-  _globals['_SUBMITCOSIGNATUREREQUEST']._serialized_end=903
-  _globals['_SUBMITCOSIGNATURERESPONSE']._serialized_start=905
-  _globals['_SUBMITCOSIGNATURERESPONSE']._serialized_end=932
-  _globals['_AUDITSERVICE']._serialized_start=935
-  _globals['_AUDITSERVICE']._serialized_end=1481
+  _globals['_ENTRYBODY']._serialized_end=740
+  _globals['_GETENTRYBODIESREQUEST']._serialized_start=742
+  _globals['_GETENTRYBODIESREQUEST']._serialized_end=782
+  _globals['_GETENTRYBODIESRESPONSE']._serialized_start=784
+  _globals['_GETENTRYBODIESRESPONSE']._serialized_end=848
+  _globals['_SUBMITCOSIGNATUREREQUEST']._serialized_start=850
+  _globals['_SUBMITCOSIGNATUREREQUEST']._serialized_end=917
+  _globals['_SUBMITCOSIGNATURERESPONSE']._serialized_start=919
+  _globals['_SUBMITCOSIGNATURERESPONSE']._serialized_end=946
+  _globals['_AUDITSERVICE']._serialized_start=949
+  _globals['_AUDITSERVICE']._serialized_end=1495
 # @@protoc_insertion_point(module_scope)

@@ -242,20 +242,24 @@ class EntryBody(_message.Message):
     INDEX_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     PRESENT_FIELD_NUMBER: _builtins.int
+    SALT_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     body: _builtins.bytes
     present: _builtins.bool
     """False where the body was purged (the leaf stays)."""
+    salt: _builtins.bytes
+    """The salt of the leaf's references commitment, so that the entitled reader can check them."""
     def __init__(
         self,
         *,
         index: _builtins.int = ...,
         body: _builtins.bytes = ...,
         present: _builtins.bool = ...,
+        salt: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "index", b"index", "present", b"present"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "index", b"index", "present", b"present", "salt", b"salt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

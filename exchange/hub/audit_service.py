@@ -1,0 +1,331 @@
+"""The hub's side of the audit log: the checkpointer thread and the AuditService servicer.
+
+The :class:`Checkpointer` hashes committed leaves into the stored tree and signs a checkpoint
+after each batch of appends. A publish wakes it (and waits for it, to put a proof in the receipt);
+every other append — release statements, sweeper events, other replicas' appends — is noticed by
+a cheap poll of the log's size, at most :data:`POLL_SECONDS` apart, and it runs at least once per
+checkpoint interval whatever happens. An idle log keeps its latest checkpoint (signing the same
+size again would give the same note). Tests call :meth:`Checkpointer.checkpoint_now` to need no
+sleeps.
+
+:class:`AuditServicer` serves checkpoints, proofs, leaves and (to entitled agencies) bodies, and
+stores agencies' cosignatures. Body requests answer ``present = false`` for an entry the caller is
+not entitled to, for a purged body and for an index past the log alike, so the answer says
+nothing about entries the caller may not see.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import grpc
+from cryptography import x509
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from exchange.audit.checkpoints import (
+    StoredCheckpoint,
+    add_cosignature,
+    latest_checkpoint,
+    sign_checkpoint,
+)
+from exchange.audit.log import entitled_bodies, feed_event_index, index_of_leaf, read_leaves
+from exchange.audit.tree import DEFAULT_BATCH_SIZE, StoredTree, hash_new_leaves
+from exchange.audit.verify import witness_verifier
+from exchange.crypto.notes import NoteSigner
+from exchange.errors import ExchangeError, InvalidInputError, NotFoundError
+from exchange.hub.guard import current_caller
+from exchange.statements.agency_keys import AgencyKeys
+from exchange.store import registry
+from exchange.store.db import Database
+from exchange.store.schema import log_head
+from exchange.v1 import audit_pb2, audit_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_LEAVES_PER_PAGE = 1000
+"""Most leaves one ``GetLeaves`` answers; callers page on from the last index returned."""
+
+MAX_BODIES_PER_REQUEST = 1000
+"""Most indices one ``GetEntryBodies`` request may ask for."""
+
+POLL_SECONDS = 1.0
+"""Longest time between two looks at the log's size by the checkpointer thread."""
+
+
+class Checkpointer:
+    """Extends the stored tree and signs checkpoints, on demand or in a background thread."""
+
+    def __init__(
+        self,
+        db: Database,
+        signer: NoteSigner,
+        *,
+        origin: str,
+        interval: float,
+        clock: Callable[[], datetime],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        """Sign with ``signer`` (named ``origin``) at least every ``interval`` seconds once started."""
+        self._db = db
+        self._signer = signer
+        self._origin = origin
+        self._interval = interval
+        self._clock = clock
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+        self._signed = threading.Condition()
+        self._latest_size = -1
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def checkpoint_now(self) -> StoredCheckpoint:
+        """Hash every committed leaf and sign the tree if it grew; return the latest checkpoint.
+
+        The last batch of hashing and the signature share one transaction, after the appends
+        they cover have committed.
+        """
+        with self._lock:
+            while True:
+                with self._db.write() as connection:
+                    before, after = hash_new_leaves(connection, batch_size=self._batch_size)
+                    if after - before < self._batch_size:
+                        checkpoint = sign_checkpoint(
+                            connection, self._signer, origin=self._origin, now=self._clock()
+                        )
+                        break
+        with self._signed:
+            self._latest_size = max(self._latest_size, checkpoint.size)
+            self._signed.notify_all()
+        return checkpoint
+
+    def wake(self) -> None:
+        """Ask the background thread for a checkpoint now (new entries were committed)."""
+        self._wakeup.set()
+
+    def wait_for(self, size: int, timeout: float) -> bool:
+        """Wake the thread and wait until a checkpoint covers ``size`` leaves; whether one does."""
+        self.wake()
+        with self._signed:
+            return self._signed.wait_for(lambda: self._latest_size >= size, timeout=timeout)
+
+    def start(self) -> None:
+        """Start the background thread (idempotent)."""
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the background thread and wait for it; a checkpoint in progress completes."""
+        self._stopping.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        last_run = time.monotonic()
+        while not self._stopping.is_set():
+            woken = self._wakeup.wait(timeout=min(self._interval, POLL_SECONDS))
+            self._wakeup.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                due = time.monotonic() - last_run >= self._interval
+                if woken or due or self._log_has_grown():
+                    last_run = time.monotonic()
+                    self.checkpoint_now()
+            except (ExchangeError, SQLAlchemyError):
+                log.exception("checkpoint failed; retrying at the next wake-up")
+
+    def _log_has_grown(self) -> bool:
+        """Whether entries were appended past the latest checkpoint this process knows of."""
+        with self._db.read() as connection:
+            size = connection.execute(
+                select(log_head.c.size).where(log_head.c.id == 1)
+            ).scalar_one()
+        with self._signed:
+            return int(size) > self._latest_size
+
+
+def checkpoint_view(checkpoint: StoredCheckpoint) -> audit_pb2.CheckpointView:
+    """The wire form of a stored checkpoint, cosignature lines appended to the note."""
+    return audit_pb2.CheckpointView(
+        note=checkpoint.note, size=checkpoint.size, root_hash=checkpoint.root_hash
+    )
+
+
+def _latest(connection: Connection) -> StoredCheckpoint:
+    checkpoint = latest_checkpoint(connection)
+    if checkpoint is None:
+        raise NotFoundError("the log has no signed checkpoint yet", reason="NO_CHECKPOINT")
+    return checkpoint
+
+
+def _tree_size(requested: int, latest: StoredCheckpoint) -> int:
+    """The tree size a proof is asked at: 0 means the latest checkpoint's."""
+    if requested == 0:
+        return latest.size
+    if requested > latest.size:
+        raise InvalidInputError(
+            f"tree size {requested} is beyond the latest checkpoint ({latest.size})",
+            reason="TREE_SIZE_UNCHECKPOINTED",
+        )
+    return requested
+
+
+class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    """AuditService: each method reads the request, calls the audit store, maps the result."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime]) -> None:
+        """Serve the log in ``db``; ``clock`` stamps cosignatures."""
+        self._db = db
+        self._clock = clock
+
+    def GetCheckpoint(
+        self, request: audit_pb2.GetCheckpointRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.CheckpointView:
+        """The latest signed checkpoint with the cosignatures submitted for it."""
+        with self._db.read() as connection:
+            return checkpoint_view(_latest(connection))
+
+    def GetInclusionProof(
+        self, request: audit_pb2.GetInclusionProofRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.InclusionProof:
+        """The proof of a leaf (by index or leaf hash) at a checkpointed tree size."""
+        with self._db.read() as connection:
+            size = _tree_size(request.tree_size, _latest(connection))
+            if request.WhichOneof("leaf") == "leaf_hash":
+                found = index_of_leaf(connection, request.leaf_hash, below=size)
+                if found is None:
+                    raise NotFoundError(f"no leaf with that hash in the tree of size {size}")
+                index = found
+            elif request.WhichOneof("leaf") == "index":
+                index = request.index
+            else:
+                raise InvalidInputError("name the leaf by index or by leaf_hash")
+            if index >= size:
+                raise InvalidInputError(
+                    f"leaf {index} is not in the tree of size {size}", reason="LEAF_OUT_OF_RANGE"
+                )
+            hashes = StoredTree(connection).inclusion_proof(index, size)
+        return audit_pb2.InclusionProof(index=index, tree_size=size, hashes=hashes)
+
+    def GetConsistencyProof(
+        self, request: audit_pb2.GetConsistencyProofRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.ConsistencyProof:
+        """The proof that the tree of ``from_size`` is a prefix of that of ``to_size`` (0: latest)."""
+        with self._db.read() as connection:
+            to_size = _tree_size(request.to_size, _latest(connection))
+            if not 1 <= request.from_size <= to_size:
+                raise InvalidInputError(
+                    f"from_size must be between 1 and {to_size}, got {request.from_size}",
+                    reason="TREE_SIZE_OUT_OF_RANGE",
+                )
+            hashes = StoredTree(connection).consistency_proof(request.from_size, to_size)
+        return audit_pb2.ConsistencyProof(
+            from_size=request.from_size, to_size=to_size, hashes=hashes
+        )
+
+    def GetLeaves(
+        self, request: audit_pb2.GetLeavesRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.GetLeavesResponse:
+        """Leaves ``[start, end)`` under the latest checkpoint, at most one page of them."""
+        with self._db.read() as connection:
+            latest = _latest(connection)
+            end = min(request.end or latest.size, latest.size, request.start + MAX_LEAVES_PER_PAGE)
+            stored = read_leaves(connection, request.start, end)
+        leaves = []
+        for leaf in stored:
+            message = audit_pb2.Leaf(index=leaf.index, data=leaf.data, entry_type=leaf.entry_type)
+            message.logged_at.FromDatetime(leaf.logged_at)
+            leaves.append(message)
+        return audit_pb2.GetLeavesResponse(leaves=leaves)
+
+    def GetEntryBodies(
+        self, request: audit_pb2.GetEntryBodiesRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.GetEntryBodiesResponse:
+        """Bodies and salts of the asked entries the caller is entitled to; see the module doc."""
+        if len(request.indices) > MAX_BODIES_PER_REQUEST:
+            raise InvalidInputError(
+                f"at most {MAX_BODIES_PER_REQUEST} indices per request, got {len(request.indices)}"
+            )
+        with self._db.read() as connection:
+            found = entitled_bodies(connection, current_caller(), request.indices)
+        bodies = []
+        for index in request.indices:
+            stored = found.get(index)
+            if stored is None or stored.body is None:
+                bodies.append(audit_pb2.EntryBody(index=index, present=False))
+            else:
+                bodies.append(
+                    audit_pb2.EntryBody(
+                        index=index, body=stored.body, present=True, salt=stored.salt
+                    )
+                )
+        return audit_pb2.GetEntryBodiesResponse(bodies=bodies)
+
+    def SubmitCosignature(
+        self, request: audit_pb2.SubmitCosignatureRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.SubmitCosignatureResponse:
+        """Verify the caller's cosignature with its certified witness key, and keep it."""
+        caller = current_caller()
+        now = self._clock()
+        with self._db.write() as connection:
+            keys = _current_agency_keys(connection, caller, now=now)
+            add_cosignature(
+                connection,
+                cosigner=caller,
+                checkpoint_text=request.checkpoint,
+                signature_line=request.cosignature,
+                verifier=witness_verifier(keys),
+                now=now,
+            )
+        return audit_pb2.SubmitCosignatureResponse()
+
+
+def _current_agency_keys(connection: Connection, agency_id: str, *, now: datetime) -> AgencyKeys:
+    """The agency's latest key statement, verified again against its registered CA."""
+    for row in registry.list_agencies(connection):
+        if row.agency_id == agency_id and row.keys:
+            ca = x509.load_der_x509_certificate(row.ca_certificate_der)
+            return AgencyKeys.verify(registry.envelope_of(row.keys[-1]), ca, now=now)
+    raise NotFoundError(f"agency {agency_id!r} has no key statement", reason="NO_WITNESS_KEY")
+
+
+PUBLISH_PROOF_TIMEOUT_SECONDS = 5.0
+"""How long a publish waits for a checkpoint covering its leaf before answering without a proof."""
+
+
+def receipt_proof(
+    db: Database, checkpointer: Checkpointer, index: int
+) -> tuple[audit_pb2.InclusionProof, str] | None:
+    """The inclusion proof of leaf ``index`` and the signed checkpoint it leads to, for a receipt.
+
+    Wakes the checkpointer and waits for a checkpoint that covers the leaf (concurrent publishes
+    share one); ``None`` if none does within :data:`PUBLISH_PROOF_TIMEOUT_SECONDS`.
+    """
+    if not checkpointer.wait_for(index + 1, timeout=PUBLISH_PROOF_TIMEOUT_SECONDS):
+        return None
+    with db.read() as connection:
+        checkpoint = latest_checkpoint(connection)
+        if checkpoint is None or checkpoint.size <= index:
+            return None
+        hashes = StoredTree(connection).inclusion_proof(index, checkpoint.size)
+    proof = audit_pb2.InclusionProof(index=index, tree_size=checkpoint.size, hashes=hashes)
+    return proof, checkpoint.note
+
+
+def heartbeat_log_state(connection: Connection, agency_id: str, sequence: int) -> tuple[int, str]:
+    """For a heartbeat: the log index of the agency's feed event ``sequence`` (0 for none) and
+    the latest checkpoint note (empty before the first), read in the caller's transaction."""
+    index = feed_event_index(connection, agency_id, sequence) if sequence else None
+    checkpoint = latest_checkpoint(connection)
+    return (index or 0), ("" if checkpoint is None else checkpoint.note)
