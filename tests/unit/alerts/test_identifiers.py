@@ -290,10 +290,12 @@ def test_very_long_input_is_rejected_by_the_length_cap(validator: Validator) -> 
         validator("1" * 10_000_000)
 
 
-@pytest.mark.parametrize("validator", ALL_VALIDATORS, ids=lambda v: v.__name__)
+# Internationalised e-mail addresses may legitimately be non-ASCII, so e-mail is not in this list;
+# a bare full-width string is still no address.
+@pytest.mark.parametrize(
+    "validator", [v for v in ALL_VALIDATORS if v is not ids.validate_email], ids=lambda v: v.__name__
+)
 def test_full_width_lookalikes_are_rejected(validator: Validator) -> None:
-    if validator is ids.validate_email:
-        pytest.skip("internationalised e-mail addresses may be non-ASCII")
     with pytest.raises(ids.IdentifierError):
         validator("４１")
 
