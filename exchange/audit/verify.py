@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from google.protobuf.message import Message
+
 from exchange.audit import leaves
 from exchange.audit.errors import LogInconsistentError
 from exchange.audit.leaves import LeafContents, references_commitment
@@ -302,16 +304,41 @@ class _InMemoryTree:
         return hash_from_aligned_subtrees(pieces)
 
 
-_SIGNED_PAYLOAD_TYPES = {
-    leaves.ALERT_PUBLISHED: PAYLOAD_TYPES["alert_manifest"],
-    leaves.AGENCY_KEYS: PAYLOAD_TYPES["agency_keys"],
-    leaves.RELEASE_REQUEST: PAYLOAD_TYPES["release_request"],
-    leaves.RELEASE_DECISION: PAYLOAD_TYPES["release_decision"],
-    leaves.REVOCATION: PAYLOAD_TYPES["revocation"],
-    leaves.RETRACTION: PAYLOAD_TYPES["retraction"],
-    leaves.RECEIPT: PAYLOAD_TYPES["receipt"],
-    leaves.PURGE_ACK: PAYLOAD_TYPES["purge_ack"],
-    leaves.FEEDBACK: PAYLOAD_TYPES["feedback"],
+@dataclass(frozen=True)
+class _StatementKind:
+    """How a signed entry type is checked: its payload type and message, and who must sign it."""
+
+    payload_type: str
+    message: type[Message]
+    signer_field: str | None
+
+
+_SIGNED_ENTRIES = {
+    leaves.ALERT_PUBLISHED: _StatementKind(
+        PAYLOAD_TYPES["alert_manifest"], statements_pb2.AlertManifest, "originator"
+    ),
+    leaves.AGENCY_KEYS: _StatementKind(
+        PAYLOAD_TYPES["agency_keys"], statements_pb2.AgencyKeys, "agency_id"
+    ),
+    leaves.RELEASE_REQUEST: _StatementKind(
+        PAYLOAD_TYPES["release_request"], statements_pb2.ReleaseRequest, "requester"
+    ),
+    leaves.RELEASE_DECISION: _StatementKind(
+        PAYLOAD_TYPES["release_decision"], statements_pb2.ReleaseDecision, "originator"
+    ),
+    leaves.REVOCATION: _StatementKind(
+        PAYLOAD_TYPES["revocation"], statements_pb2.Revocation, "originator"
+    ),
+    leaves.RETRACTION: _StatementKind(
+        PAYLOAD_TYPES["retraction"], statements_pb2.Retraction, "originator"
+    ),
+    leaves.RECEIPT: _StatementKind(PAYLOAD_TYPES["receipt"], statements_pb2.Receipt, "recipient"),
+    leaves.PURGE_ACK: _StatementKind(
+        PAYLOAD_TYPES["purge_ack"], statements_pb2.PurgeAck, "recipient"
+    ),
+    leaves.FEEDBACK: _StatementKind(
+        PAYLOAD_TYPES["feedback"], statements_pb2.Feedback, "recipient"
+    ),
 }
 
 
@@ -537,23 +564,25 @@ def _references(
         if reader is None:
             return None
         return [reader, str(event.sequence), event.originator, event.alert_id]
-    payload_type = _SIGNED_PAYLOAD_TYPES.get(entry_type)
-    if payload_type is None:
+    kind = _SIGNED_ENTRIES.get(entry_type)
+    if kind is None:
         return None
     envelope = envelope_from_proto(
         parse_canonical(statements_pb2.Envelope, body, what=f"statement {index}")
     )
-    signer = _verify_signature(envelope, payload_type, signing_keys)
+    signer = _verify_signature(envelope, kind.payload_type, signing_keys)
     tally.signatures += 1
-    if entry_type != leaves.ALERT_PUBLISHED:
-        return None
-    manifest = parse_canonical(statements_pb2.AlertManifest, envelope.payload, what="manifest")
-    if manifest.originator != signer:
+    message = parse_canonical(kind.message, envelope.payload, what=f"{entry_type} {index}")
+    named = getattr(message, kind.signer_field) if kind.signer_field else signer
+    if named != signer:
         raise VerificationError(
-            f"manifest names originator {manifest.originator!r} but is signed by {signer!r}",
+            f"the {entry_type} statement names {named!r} but is signed by {signer!r}",
             reason="SIGNER_MISMATCH",
         )
-    return [manifest.originator, manifest.alert_id, str(manifest.version)]
+    alert_fields = ("originator", "alert_id", "version")
+    if not all(name in message.DESCRIPTOR.fields_by_name for name in alert_fields):
+        return None  # a statement that does not name its alert (a decision names the request)
+    return [str(getattr(message, name)) for name in alert_fields]
 
 
 def _verify_signature(

@@ -39,8 +39,11 @@ from exchange.errors import SignatureError
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.sealing import summary_item
 from exchange.store.schema import checkpoints, log_entries, log_subtrees, log_tree_head
-from exchange.v1 import alerts_pb2, audit_pb2, audit_pb2_grpc, payloads_pb2
+from exchange.v1 import alerts_pb2, audit_pb2, audit_pb2_grpc, payloads_pb2, statements_pb2
 from tests.integration.agency import TestAgency, note_item
+from tests.integration.release_steps import deny, send_request, signed_request
+
+ON_REQUEST = statements_pb2.ReleasePolicy.ON_REQUEST
 
 
 class AuditingAgency:
@@ -461,3 +464,23 @@ def test_a_fork_is_caught_by_comparing_checkpoints(
     assert fork.value.new_root == seen_by_a.root_hash
     with pytest.raises(LogInconsistentError):
         a.follow()  # and agency-a, following the hub, refuses the rewritten log
+
+
+def test_release_statements_verify_under_their_signers_keys(
+    hub: object, parties: dict[str, AuditingAgency]
+) -> None:
+    a, b = parties["agency-a"], parties["agency-b"]
+    items = [
+        note_item("bank", "IBAN DE89 3704 0044 0532 0130 00", ["agency-b"], release=ON_REQUEST)
+    ]
+    summary = payloads_pb2.Summary(kind=payloads_pb2.Summary.SHIPMENT, title="Bank records")
+    sealed = a.agency.seal([summary_item(summary, items), *items])
+    a.agency.alerts.Publish(sealed.request, timeout=10)
+    request = signed_request(b.agency, sealed.manifest, "bank")
+    send_request(b.agency, request)
+    deny(a.agency, request)
+    note = hub.checkpoint_now().note  # type: ignore[attr-defined]
+    for reader in (a, b):
+        report = reader.verify_whole_log([note])
+        assert report.ok, report.failures
+        assert report.signatures_verified == 3  # the manifest, the request, the decision
