@@ -484,3 +484,31 @@ def test_release_statements_verify_under_their_signers_keys(
         report = reader.verify_whole_log([note])
         assert report.ok, report.failures
         assert report.signatures_verified == 3  # the manifest, the request, the decision
+
+
+def test_a_fresh_hub_signs_the_empty_log_and_bounds_every_request(
+    hub: object, parties: dict[str, AuditingAgency]
+) -> None:
+    a = parties["agency-a"]
+    empty = a.follow()
+    assert (empty.size, empty.root_hash) == (0, merkle.EMPTY_ROOT)
+    a.publish()
+    hub.checkpoint_now()  # type: ignore[attr-defined]
+    size = a.follow().size  # from the empty tree, no proof is needed
+    page = a.audit.GetLeaves(audit_pb2.GetLeavesRequest(start=0, end=size + 100), timeout=10)
+    assert [leaf.index for leaf in page.leaves] == list(range(size))  # only under the checkpoint
+    for bad in (
+        lambda: a.audit.GetConsistencyProof(
+            audit_pb2.GetConsistencyProofRequest(from_size=0, to_size=size), timeout=10
+        ),
+        lambda: a.audit.GetConsistencyProof(
+            audit_pb2.GetConsistencyProofRequest(from_size=size + 1), timeout=10
+        ),
+        lambda: a.audit.GetEntryBodies(
+            audit_pb2.GetEntryBodiesRequest(indices=list(range(1001))), timeout=10
+        ),
+        lambda: a.audit.GetInclusionProof(audit_pb2.GetInclusionProofRequest(), timeout=10),
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            bad()
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
