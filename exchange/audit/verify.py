@@ -63,6 +63,7 @@ __all__ = [
     "LogFailure",
     "VerificationReport",
     "check_consistency",
+    "require_cosignatures",
     "verify_log",
     "witness_verifier",
 ]
@@ -114,6 +115,32 @@ def check_consistency(known: Checkpoint, new: Checkpoint, proof: Sequence[bytes]
         )
     except ProofError as e:
         raise inconsistent(e.message) from e
+
+
+def require_cosignatures(
+    signed: SignedCheckpoint, required: Iterable[str], *, now: int, max_age_seconds: int
+) -> None:
+    """Check that each agency in ``required`` cosigned ``signed`` within ``max_age_seconds``.
+
+    For a client set to act only on checkpoints its named partners have witnessed: open the note
+    with their witness keys (:func:`witness_verifier`) as cosigners first, so only cosignatures
+    that verified count. ``now`` is Unix seconds. Raises :class:`~exchange.errors.VerificationError`
+    naming the first agency whose cosignature is missing or stale.
+    """
+    cosigned = signed.cosignatures
+    for agency in required:
+        timestamp = cosigned.get(agency)
+        if timestamp is None:
+            raise VerificationError(
+                f"checkpoint of size {signed.checkpoint.size} has no cosignature by {agency}",
+                reason="COSIGNATURE_MISSING",
+            )
+        if now - timestamp > max_age_seconds:
+            raise VerificationError(
+                f"{agency} last cosigned checkpoint of size {signed.checkpoint.size} "
+                f"{now - timestamp} s ago, more than {max_age_seconds} s",
+                reason="COSIGNATURE_STALE",
+            )
 
 
 class CheckpointVerifier:

@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from sqlalchemy import event, insert, update
@@ -101,7 +101,7 @@ def test_stored_proofs_equal_the_merkle_core_on_random_trees(db: Database, seed:
     with db.read() as connection:
         tree = StoredTree(connection)
         assert tree.size == len(leaves)
-        for size in range(0, len(leaves) + 1):
+        for size in range(len(leaves) + 1):
             assert tree.root(size) == merkle.root(hashes[:size])
         for _ in range(60):
             size = rng.randint(1, len(leaves)) if leaves else 0
@@ -193,7 +193,7 @@ class QueryCounter:
         self.statements = 0
         self._db = db
 
-    def __enter__(self) -> QueryCounter:
+    def __enter__(self) -> Self:
         event.listen(self._db.engine, "before_cursor_execute", self._count)
         return self
 

@@ -16,8 +16,22 @@ import pytest
 from exchange.audit import merkle
 from exchange.audit.errors import FeedGapError, LogInconsistentError
 from exchange.audit.leaves import FEED_EVENT, LeafContents, make_leaf
-from exchange.audit.verify import CheckpointVerifier, check_consistency, verify_log
-from exchange.crypto.notes import Checkpoint, NoteSigner, NoteVerifier, sign_note
+from exchange.audit.verify import (
+    CheckpointVerifier,
+    check_consistency,
+    require_cosignatures,
+    verify_log,
+)
+from exchange.crypto.notes import (
+    Checkpoint,
+    CosignatureSigner,
+    NoteSigner,
+    NoteVerifier,
+    append_signatures,
+    cosign,
+    open_checkpoint,
+    sign_note,
+)
 from exchange.errors import CommitmentError, MalformedError, SignatureError, VerificationError
 from exchange.statements.codec import encode
 from exchange.v1 import alerts_pb2
@@ -249,3 +263,18 @@ def test_a_verifier_key_of_another_type_is_refused() -> None:
         NoteVerifier.from_string(
             "exchange.test/log+00000000+BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
         )
+
+
+def test_required_cosignatures_must_be_present_and_fresh() -> None:
+    witness = CosignatureSigner("agency-b", bytes(range(2, 34)))
+    note = signed(leaf_data(4))
+    body = note.split("\n\n")[0] + "\n"
+    cosigned = append_signatures(note, [cosign(body, witness, 1_000)])
+    opened = open_checkpoint(cosigned, LOG_KEY, cosigners=[witness.verifier()])
+    require_cosignatures(opened, ["agency-b"], now=1_100, max_age_seconds=300)
+    with pytest.raises(VerificationError, match="agency-b") as stale:
+        require_cosignatures(opened, ["agency-b"], now=2_000, max_age_seconds=300)
+    assert stale.value.reason == "COSIGNATURE_STALE"
+    with pytest.raises(VerificationError, match="agency-c") as missing:
+        require_cosignatures(opened, ["agency-b", "agency-c"], now=1_100, max_age_seconds=300)
+    assert missing.value.reason == "COSIGNATURE_MISSING"
