@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The quick-start demo: a hub on SQLite, three agencies, one alert that only agency-b may read.
+"""The quick-start demo: a hub on SQLite, three agencies, one alert that only agency-b may read,
+with items held until agency-a releases them, a denied request and a revocation.
 
 Runs the real command-line tools in subprocesses, exactly as an operator would, and prints a
 transcript.  Everything lives in a throw-away directory that is deleted at the end (pass
@@ -47,6 +48,18 @@ DRAFT = {
             "policy": {"audience": ["agency-b"], "release": "IMMEDIATE", "tlp": "AMBER+STRICT"},
             "note": {"text": "Consignee shares a phone number with a 2025 seizure.",
                      "language": "en"},
+        },
+        {
+            "id": "bank-records",
+            "policy": {"audience": ["agency-b"], "release": "ON_REQUEST", "tlp": "RED",
+                       "handling": ["H1", "H2"]},
+            "note": {"text": "Consignee paid USD 48,000 from IBAN GB82 WEST 1234 5698 7654 32.",
+                     "language": "en"},
+        },
+        {
+            "id": "source-note",
+            "policy": {"audience": ["agency-b"], "release": "ON_REQUEST", "tlp": "RED"},
+            "note": {"text": "Informant inside the freight forwarder.", "language": "en"},
         },
     ],
 }
@@ -135,7 +148,9 @@ def main() -> int:
         shown = json.loads(t.run("exchange", "--profile", profile["agency-b"], "show", alert_id,
                                  "--json", show=False).stdout)
         statuses = {item["id"]: item["status"] for item in shown["items"]}
-        if statuses != {"shipment": "VISIBLE", "analyst-note": "VISIBLE"}:
+        expected = {"shipment": "VISIBLE", "analyst-note": "VISIBLE",
+                    "bank-records": "WITHHELD", "source-note": "WITHHELD"}
+        if statuses != expected:
             raise SystemExit(f"demo failed: agency-b saw {statuses}")
 
         t.heading("agency-c sees nothing: no inbox entry, and the alert does not exist for it")
@@ -145,12 +160,67 @@ def main() -> int:
         if inbox_c:
             raise SystemExit("demo failed: agency-c has alerts")
         t.run("exchange", "--profile", profile["agency-c"], "show", alert_id, expect=1)
+        t.run("exchange", "--profile", profile["agency-c"], "request", alert_id, "bank-records",
+              "--reason", "curious", expect=1)
+
+        t.heading("agency-b asks for the held bank records; agency-a approves")
+        made = json.loads(t.run("exchange", "--profile", profile["agency-b"], "request", alert_id,
+                                "bank-records", "--reason", "asset freeze hearing on Monday",
+                                "--json", show=False).stdout)
+        print(f"  request {made['request_id']} sent to {made['originator']}")
+        t.run("exchange", "--profile", profile["agency-a"], "requests")
+        t.run("exchange", "--profile", profile["agency-a"], "approve", made["request_id"])
+
+        t.heading("agency-b now reads the bank records: agency-a wrapped the key for it")
+        released = json.loads(t.run("exchange", "--profile", profile["agency-b"], "show",
+                                    alert_id, "--json", show=False).stdout)
+        bank = next(item for item in released["items"] if item["id"] == "bank-records")
+        if bank["status"] != "VISIBLE":
+            raise SystemExit(f"demo failed: bank-records is {bank['status']} after approval")
+        print(f"  bank-records: {bank['status']}: {bank['payload']['note']['text']}")
+
+        t.heading("agency-b asks for the informant note; agency-a denies, with a reason")
+        asked = json.loads(t.run("exchange", "--profile", profile["agency-b"], "request", alert_id,
+                                 "source-note", "--reason", "to corroborate", "--json",
+                                 show=False).stdout)
+        t.run("exchange", "--profile", profile["agency-a"], "deny", asked["request_id"],
+              "--reason", "source protection")
+        after = json.loads(t.run("exchange", "--profile", profile["agency-b"], "show", alert_id,
+                                 "--json", show=False).stdout)
+        note = next(item for item in after["items"] if item["id"] == "source-note")
+        if note["status"] != "WITHHELD" or "source protection" not in note.get("detail", ""):
+            raise SystemExit(f"demo failed: source-note is {note}")
+        print(f"  source-note: {note['status']} ({note['detail']})")
+
+        t.heading("agency-a revokes the analyst note; agency-b's client purges and acknowledges")
+        t.run("exchange", "--profile", profile["agency-a"], "revoke", alert_id, "analyst-note",
+              "--from", "agency-b", "--reason", "assessment withdrawn")
+        revoked = json.loads(t.run("exchange", "--profile", profile["agency-b"], "show", alert_id,
+                                   "--json", show=False).stdout)
+        analyst = next(item for item in revoked["items"] if item["id"] == "analyst-note")
+        print(f"  agency-b sees analyst-note as {analyst['status']}")
+        if analyst["status"] != "REVOKED":
+            raise SystemExit("demo failed: the revoked item is still shown")
+        records = json.loads(t.run("exchange", "--profile", profile["agency-a"], "receipts",
+                                   alert_id, "--json", show=False).stdout)
+        t.run("exchange", "--profile", profile["agency-a"], "receipts", alert_id)
+        if not any(r["kind"] == "PURGE_ACK" and r["agency"] == "agency-b" for r in records):
+            raise SystemExit("demo failed: no purge acknowledgement from agency-b")
+
+        t.heading("agency-c still sees nothing of the alert")
+        inbox_c = json.loads(t.run("exchange", "--profile", profile["agency-c"], "inbox",
+                                   "--json", show=False).stdout)
+        print(f"  agency-c inbox: {len(inbox_c)} alerts")
+        if inbox_c:
+            raise SystemExit("demo failed: agency-c has alerts")
 
         t.heading("Stop the hub")
         hub.terminate()
         hub.wait(timeout=30)
         hub = None
-        print("\ndemo complete: the alert reached agency-b only, signed and end-to-end encrypted.")
+        print("\ndemo complete: the alert reached agency-b only, signed and end-to-end encrypted;"
+              "\nheld items moved only when agency-a released them, and the revocation was"
+              " acknowledged.")
         return 0
     finally:
         if hub is not None:

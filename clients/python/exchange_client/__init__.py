@@ -9,6 +9,10 @@ API.  A typical session::
         receipt = client.publish(Draft.from_file("alert.yaml"))
         for entry in client.inbox():
             alert = client.open(entry.alert_id, originator=entry.originator)
+        request = client.request_release(alert.alert_id, "bank-records", reason="hearing on Monday")
+
+The originator answers with ``client.approve(request.request_id)`` or ``client.deny(...)``;
+``revoke``, ``retract``, ``feedback`` and ``receipts`` complete the release controls.
 
 Every failure is an :class:`ExchangeError`; verification failures (tampering) are
 :class:`VerificationError`, never a silent ``False``.
@@ -42,11 +46,14 @@ from exchange_client._internal.client import Client
 from exchange_client._internal.errors import FeedGapError, LogInconsistentError
 from exchange_client._internal.models import (
     AgencyInfo,
+    DeliveryRecord,
     FeedEvent,
     InboxEntry,
     OpenedAlert,
     OpenedItem,
     Receipt,
+    ReleaseRequest,
+    StatementResult,
 )
 from exchange_client._internal.profile import Profile
 
@@ -58,6 +65,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DecryptionError",
+    "DeliveryRecord",
     "Draft",
     "DraftError",
     "ExchangeError",
@@ -76,7 +84,9 @@ __all__ = [
     "OpenedItem",
     "Profile",
     "Receipt",
+    "ReleaseRequest",
     "SignatureError",
+    "StatementResult",
     "TooLargeError",
     "UnavailableError",
     "UnknownKeyError",

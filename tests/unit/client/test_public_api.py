@@ -18,6 +18,9 @@ EXPECTED = {
     "InboxEntry",
     "FeedEvent",
     "AgencyInfo",
+    "ReleaseRequest",
+    "StatementResult",
+    "DeliveryRecord",
     "FeedGapError",
     "LogInconsistentError",
 }

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import grpc
 
@@ -25,6 +25,7 @@ from exchange.alerts.validate import validate_payload
 from exchange.alerts.watchlist import Watchlist
 from exchange.crypto.keys import EncryptionKey, VerifyKey
 from exchange.errors import (
+    ConflictError,
     ExchangeError,
     InvalidInputError,
     MalformedError,
@@ -33,11 +34,21 @@ from exchange.errors import (
     UnknownKeyError,
     VerificationError,
 )
+from exchange.statements import release
 from exchange.statements.agency_keys import AgencyKeys
-from exchange.statements.alert import AlertManifest
-from exchange.statements.codec import encode, envelope_from_proto, parse_canonical, sha256
+from exchange.statements.alert import AlertManifest, ItemHeader, KeyGrant
+from exchange.statements.codec import (
+    encode,
+    envelope_from_proto,
+    envelope_to_proto,
+    parse_canonical,
+    sha256,
+)
 from exchange.statements.sealing import (
     INVALID,
+    REVOKED,
+    VISIBLE,
+    WITHHELD,
     OpenedVersion,
     PlainItem,
     open_version,
@@ -53,22 +64,27 @@ from exchange.v1 import (
     directory_pb2,
     directory_pb2_grpc,
     payloads_pb2,
+    release_pb2,
+    release_pb2_grpc,
     statements_pb2,
 )
 from exchange_client._internal.feed import FeedSubscription, check_heartbeat, check_sequence
 from exchange_client._internal.models import (
     AgencyInfo,
+    DeliveryRecord,
     FeedEvent,
     InboxEntry,
     ItemPolicy,
     OpenedAlert,
     OpenedItem,
     Receipt,
+    ReleaseRequest,
+    StatementResult,
     grading_label,
     timestamp_or_none,
 )
 from exchange_client._internal.profile import Profile
-from exchange_client._internal.state import ClientState, OutboxEntry
+from exchange_client._internal.state import ClientState, OutboxEntry, SentStatements
 from exchange_client._internal.status import hub_errors
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -81,6 +97,11 @@ FIRST_RETRY_DELAY = 0.5
 """Seconds before the first resend; doubled after each further failure."""
 
 _PUBLISH_METHOD = "/exchange.v1.AlertService/Publish"
+
+FEEDBACK_OUTCOMES = ("SEIZED", "NOTHING_FOUND", "INVESTIGATING", "FALSE_POSITIVE")
+"""The outcomes a recipient can report with :meth:`Client.feedback`."""
+
+_Statement = TypeVar("_Statement", bound=release.SignedStatement)  # type: ignore[type-arg]
 
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -160,6 +181,8 @@ class Client:
         self._channel = grpc.secure_channel(self.target, credentials, options=_CHANNEL_OPTIONS)
         self._directory_stub = directory_pb2_grpc.DirectoryServiceStub(self._channel)
         self._alerts_stub = alerts_pb2_grpc.AlertServiceStub(self._channel)
+        self._release_stub = release_pb2_grpc.ReleaseServiceStub(self._channel)
+        self._sent = SentStatements(profile.state_dir)
         # Publish sends bytes exactly as sealed and saved: no re-serialization between retries.
         self._publish_bytes = self._channel.unary_unary(
             _PUBLISH_METHOD,
@@ -549,7 +572,22 @@ class Client:
                 f"{manifest.alert_id} version {manifest.version}",
                 reason="ALERT_MISMATCH",
             )
-        return _opened_alert(opened, self._watchlist)
+        self._after_open(opened)
+        return _opened_alert(opened, self._watchlist, self._withheld_details(opened))
+
+    def _withheld_details(self, opened: OpenedVersion) -> dict[str, str]:
+        """What became of our requests for the items still withheld from us."""
+        if opened.manifest.originator == self.profile.agency_id or not any(
+            item.status == WITHHELD for item in opened.items
+        ):
+            return {}
+        details = {}
+        for item_id, request in self._request_outcomes(opened.manifest).items():
+            if request.status == "DENIED":
+                details[item_id] = f"request denied by {request.originator}: {request.decision_reason}"
+            elif request.status == "PENDING":
+                details[item_id] = f"requested; waiting for {request.originator}"
+        return details
 
     # --- the feed -------------------------------------------------------------------------------
 
@@ -618,14 +656,537 @@ class Client:
             sleep=self._sleep,
         )
 
+    # --- release controls -------------------------------------------------------------------
 
-def _opened_item(item: SealedOpenedItem, path: str, watchlist: Watchlist) -> OpenedItem:
+    def _own_view(self, alert_id: str, version: int | None = None) -> alerts_pb2.AlertView:
+        request = alerts_pb2.GetAlertRequest(
+            alert_id=_check_alert_id(alert_id),
+            originator=self.profile.agency_id,
+            version=version or 0,
+        )
+        try:
+            with hub_errors(self.target):
+                view: alerts_pb2.AlertView = self._alerts_stub.GetAlert(
+                    request, timeout=self._timeout
+                )
+        except NotFoundError as e:
+            raise NotFoundError(
+                f"no alert {alert_id} published by {self.profile.agency_id}", reason=e.reason
+            ) from e
+        return view
+
+    def _verified_manifest(
+        self,
+        view: alerts_pb2.AlertView,
+        *,
+        alert_id: str,
+        originator: str | None = None,
+        version: int | None = None,
+    ) -> AlertManifest:
+        claimed = parse_canonical(
+            statements_pb2.AlertManifest, bytes(view.manifest.payload), what="alert manifest"
+        )
+        manifest = AlertManifest.verify(
+            envelope_from_proto(view.manifest), self._verify_keys_of(claimed.originator)
+        )
+        if (
+            manifest.alert_id != alert_id
+            or (originator is not None and manifest.originator != originator)
+            or (version is not None and manifest.version != version)
+        ):
+            raise VerificationError(
+                f"asked the hub for alert {alert_id}, it answered with {manifest.originator}/"
+                f"{manifest.alert_id} version {manifest.version}",
+                reason="ALERT_MISMATCH",
+            )
+        return manifest
+
+    def _manifest_for(
+        self, alert_id: str, *, originator: str | None = None, version: int | None = None
+    ) -> AlertManifest:
+        """The verified manifest of an alert version this agency may see (latest by default)."""
+        request = alerts_pb2.GetAlertRequest(
+            alert_id=_check_alert_id(alert_id), originator=originator or "", version=version or 0
+        )
+        with hub_errors(self.target):
+            view = self._alerts_stub.GetAlert(request, timeout=self._timeout)
+        return self._verified_manifest(
+            view, alert_id=alert_id, originator=originator, version=version
+        )
+
+    def request_release(
+        self,
+        alert_id: str,
+        item_id: str,
+        *,
+        reason: str,
+        for_agency: str | None = None,
+        originator: str | None = None,
+        version: int | None = None,
+    ) -> ReleaseRequest:
+        """Ask the originator to release a withheld item to this agency, or onward to ``for_agency``.
+
+        The signed request names the manifest hash of the version (the latest we may see by
+        default).  An item outside this agency's audience is :class:`NotFoundError`, as is one
+        that does not exist.
+        """
+        manifest = self._manifest_for(alert_id, originator=originator, version=version)
+        statement = release.ReleaseRequest.build(
+            requester=self.profile.agency_id,
+            manifest=manifest,
+            item_id=item_id,
+            reason=reason,
+            release_to=for_agency or "",
+            created_at=self._clock(),
+            key=self.profile.signing_key,
+        )
+        with hub_errors(self.target):
+            response = self._release_stub.RequestRelease(
+                release_pb2.RequestReleaseRequest(request=envelope_to_proto(statement.envelope)),
+                timeout=self._timeout,
+            )
+        if response.request_id != statement.request_id:
+            raise VerificationError(
+                "the hub acknowledged another request than the one sent", reason="RECEIPT_MISMATCH"
+            )
+        return _release_request(statement, None, log_index=response.log_index)
+
+    def release_requests(
+        self, *, mine: bool = False, include_decided: bool = False
+    ) -> list[ReleaseRequest]:
+        """Requests made of this agency's alerts (pending ones by default), or with ``mine`` the
+        requests this agency made.  Every request and decision is verified against its signer."""
+        with hub_errors(self.target):
+            response = self._release_stub.ListRequests(
+                release_pb2.ListRequestsRequest(mine=mine, include_decided=include_decided),
+                timeout=self._timeout,
+            )
+        return [self._verified_request(view)[1] for view in response.requests]
+
+    def _verified_request(
+        self, view: release_pb2.ReleaseRequestView
+    ) -> tuple[release.ReleaseRequest, ReleaseRequest]:
+        envelope = envelope_from_proto(view.request)
+        requester = release.ReleaseRequest.peek_signer(envelope)
+        statement = release.ReleaseRequest.verify(envelope, self._verify_keys_of(requester))
+        decision: release.ReleaseDecision | None = None
+        if view.HasField("decision"):
+            decision = release.ReleaseDecision.verify(
+                envelope_from_proto(view.decision),
+                self._verify_keys_of(statement.message.originator),
+            )
+            if decision.request_id != statement.request_id or (
+                decision.message.originator != statement.message.originator
+            ):
+                raise VerificationError(
+                    f"the decision served with request {statement.request_id} is about another",
+                    reason="DECISION_MISMATCH",
+                )
+        if statement.request_id != view.request_id:
+            raise VerificationError(
+                f"request {view.request_id} is served with another request's bytes",
+                reason="REQUEST_MISMATCH",
+            )
+        return statement, _release_request(statement, decision)
+
+    def _pending_request(self, request_id: str) -> release.ReleaseRequest:
+        with hub_errors(self.target):
+            response = self._release_stub.ListRequests(
+                release_pb2.ListRequestsRequest(include_decided=True), timeout=self._timeout
+            )
+        for view in response.requests:
+            if view.request_id == request_id:
+                statement, listed = self._verified_request(view)
+                if listed.status != "PENDING":
+                    raise ConflictError(
+                        f"request {request_id} was already {listed.status.lower()}",
+                        reason="ALREADY_DECIDED",
+                    )
+                return statement
+        raise NotFoundError(f"no release request {request_id} made of {self.profile.agency_id}")
+
+    def approve(self, request_id: str) -> StatementResult:
+        """Release the requested item: recover its key from our own grant, wrap it for the
+        request's target (checked against that agency's CA), sign the decision and send both."""
+        request = self._pending_request(request_id)
+        message = request.message
+        view = self._own_view(message.alert_id, message.version)
+        manifest = self._verified_manifest(
+            view, alert_id=message.alert_id, originator=self.profile.agency_id
+        )
+        if manifest.hash != bytes(message.manifest_hash):
+            raise VerificationError(
+                f"request {request_id} names another manifest than the hub's version "
+                f"{message.version}",
+                reason="MANIFEST_MISMATCH",
+            )
+        item_key = self._own_item_key(manifest, view, message.item_id)
+        target_key = self._recipient_keys([request.target])[request.target]
+        grant = KeyGrant.make(
+            manifest,
+            item_id=message.item_id,
+            item_key=item_key,
+            recipient=request.target,
+            recipient_key=target_key,
+        )
+        decision = release.ReleaseDecision.approve(
+            request, grant, created_at=self._clock(), key=self.profile.signing_key
+        )
+        return self._send_decision(request, decision, grant)
+
+    def deny(self, request_id: str, *, reason: str) -> StatementResult:
+        """Refuse a request, with a reason the requester will see."""
+        request = self._pending_request(request_id)
+        decision = release.ReleaseDecision.deny(
+            request, reason=reason, created_at=self._clock(), key=self.profile.signing_key
+        )
+        return self._send_decision(request, decision, None)
+
+    def _own_item_key(
+        self, manifest: AlertManifest, view: alerts_pb2.AlertView, item_id: str
+    ) -> bytes:
+        for item_view in view.items:
+            header = ItemHeader.parse(bytes(item_view.header))
+            if header.item_id != item_id:
+                continue
+            if not manifest.commits_to(header):
+                raise VerificationError(
+                    f"item {item_id!r} is not committed to by the manifest",
+                    reason="COMMITMENT_MISMATCH",
+                )
+            if not item_view.HasField("grant"):
+                raise ExchangeError(
+                    f"the hub holds no key of ours for item {item_id!r} (expired or purged)",
+                    reason="ITEM_EXPIRED",
+                )
+            return KeyGrant(item_view.grant).open(
+                manifest, header, recipient=self.profile.agency_id, key=self.profile.decryption_key
+            )
+        raise NotFoundError(f"alert {manifest.alert_id} has no item {item_id!r}")
+
+    def _send_decision(
+        self,
+        request: release.ReleaseRequest,
+        decision: release.ReleaseDecision,
+        grant: KeyGrant | None,
+    ) -> StatementResult:
+        call = release_pb2.DecideReleaseRequest(decision=envelope_to_proto(decision.envelope))
+        if grant is not None:
+            call.grant.CopyFrom(grant.message)
+        with hub_errors(self.target):
+            response = self._release_stub.DecideRelease(call, timeout=self._timeout)
+        message = request.message
+        return StatementResult(
+            kind="DECISION",
+            originator=message.originator,
+            alert_id=message.alert_id,
+            version=message.version,
+            item_id=message.item_id,
+            request_id=request.request_id,
+            agency=request.target,
+            outcome="APPROVED" if decision.approved else "DENIED",
+            log_index=response.log_index,
+        )
+
+    def revoke(
+        self, alert_id: str, item_id: str, *, from_agency: str | None = None, reason: str = ""
+    ) -> StatementResult:
+        """Stop delivering an item of our latest version to one agency (default: everyone).
+
+        The hub deletes the grants and tells the holders, whose clients purge the item and
+        acknowledge (see :meth:`receipts`).
+        """
+        manifest = self._verified_manifest(
+            self._own_view(alert_id), alert_id=alert_id, originator=self.profile.agency_id
+        )
+        revocation = release.Revocation.build(
+            manifest,
+            item_id=item_id,
+            agency=from_agency or "",
+            reason=reason,
+            created_at=self._clock(),
+            key=self.profile.signing_key,
+        )
+        with hub_errors(self.target):
+            response = self._release_stub.Revoke(
+                release_pb2.RevokeRequest(revocation=envelope_to_proto(revocation.envelope)),
+                timeout=self._timeout,
+            )
+        return StatementResult(
+            kind="REVOCATION",
+            originator=manifest.originator,
+            alert_id=manifest.alert_id,
+            version=manifest.version,
+            item_id=item_id,
+            agency=from_agency or "",
+            grants_deleted=response.grants_deleted,
+            log_index=response.log_index,
+        )
+
+    def retract(self, alert_id: str, *, reason: str) -> StatementResult:
+        """Withdraw one of our alerts (every version), with a reason every recipient sees."""
+        manifest = self._verified_manifest(
+            self._own_view(alert_id), alert_id=alert_id, originator=self.profile.agency_id
+        )
+        retraction = release.Retraction.build(
+            manifest, reason=reason, created_at=self._clock(), key=self.profile.signing_key
+        )
+        with hub_errors(self.target):
+            response = self._release_stub.Retract(
+                release_pb2.RetractRequest(retraction=envelope_to_proto(retraction.envelope)),
+                timeout=self._timeout,
+            )
+        return StatementResult(
+            kind="RETRACTION",
+            originator=manifest.originator,
+            alert_id=manifest.alert_id,
+            version=manifest.version,
+            log_index=response.log_index,
+        )
+
+    def feedback(
+        self, alert_id: str, outcome: str, *, note: str = "", originator: str | None = None
+    ) -> StatementResult:
+        """Tell the originator what came of an alert (``SEIZED``, ``NOTHING_FOUND``,
+        ``INVESTIGATING``, ``FALSE_POSITIVE``), encrypted to it and signed."""
+        try:
+            value = release.FeedbackOutcome.Value(outcome.upper())
+        except ValueError as e:
+            raise InvalidInputError(
+                f"unknown outcome {outcome!r}: one of {', '.join(FEEDBACK_OUTCOMES)}",
+                reason="INVALID_OUTCOME",
+            ) from e
+        if value == release.FeedbackOutcome.OUTCOME_UNSPECIFIED:
+            raise InvalidInputError(f"outcome is one of {', '.join(FEEDBACK_OUTCOMES)}")
+        manifest = self._manifest_for(alert_id, originator=originator)
+        originator_key = self._recipient_keys([manifest.originator])[manifest.originator]
+        statement = release.Feedback.seal(
+            manifest,
+            recipient=self.profile.agency_id,
+            outcome=value,
+            note=note,
+            originator_key=originator_key,
+            created_at=self._clock(),
+            key=self.profile.signing_key,
+        )
+        with hub_errors(self.target):
+            response = self._release_stub.SubmitFeedback(
+                release_pb2.SubmitFeedbackRequest(feedback=envelope_to_proto(statement.envelope)),
+                timeout=self._timeout,
+            )
+        return StatementResult(
+            kind="FEEDBACK",
+            originator=manifest.originator,
+            alert_id=manifest.alert_id,
+            version=manifest.version,
+            outcome=outcome.upper(),
+            log_index=response.log_index,
+        )
+
+    def acknowledge_purge(
+        self, alert_id: str, item_id: str, *, originator: str, version: int
+    ) -> StatementResult:
+        """Sign that a revoked item is purged here and send it (once per item).
+
+        The client keeps no plaintext or item keys between calls, so there is nothing on disk to
+        delete; the acknowledgement records that, signed, for the originator.
+        """
+        manifest = self._manifest_for(alert_id, originator=originator, version=version)
+        ack = release.PurgeAck.build(
+            manifest,
+            recipient=self.profile.agency_id,
+            item_id=item_id,
+            created_at=self._clock(),
+            key=self.profile.signing_key,
+        )
+        with hub_errors(self.target):
+            response = self._release_stub.AcknowledgePurge(
+                release_pb2.AcknowledgePurgeRequest(purge_ack=envelope_to_proto(ack.envelope)),
+                timeout=self._timeout,
+            )
+        self._sent.record_purge_ack(originator, alert_id, version, item_id)
+        return StatementResult(
+            kind="PURGE_ACK",
+            originator=originator,
+            alert_id=alert_id,
+            version=version,
+            item_id=item_id,
+            log_index=response.log_index,
+        )
+
+    def receipts(self, alert_id: str) -> list[DeliveryRecord]:
+        """Receipts, purge acknowledgements and feedback on one of our alerts, each verified
+        against its signer's keys and (feedback) decrypted; item ids resolved from our copy."""
+        with hub_errors(self.target):
+            response = self._release_stub.ListReceipts(
+                release_pb2.ListReceiptsRequest(alert_id=_check_alert_id(alert_id)),
+                timeout=self._timeout,
+            )
+        versions: dict[int, tuple[AlertManifest, dict[bytes, str]]] = {}
+
+        def version_of(version: int, manifest_hash: bytes) -> tuple[AlertManifest, dict[bytes, str]]:
+            if version not in versions:
+                view = self._own_view(alert_id, version)
+                manifest = self._verified_manifest(
+                    view, alert_id=alert_id, originator=self.profile.agency_id, version=version
+                )
+                names = {}
+                for item_view in view.items:
+                    header = ItemHeader.parse(bytes(item_view.header))
+                    names[header.hash] = header.item_id
+                versions[version] = (manifest, names)
+            manifest, names = versions[version]
+            if manifest.hash != manifest_hash:
+                raise VerificationError(
+                    f"a statement names version {version} with another manifest hash",
+                    reason="MANIFEST_MISMATCH",
+                )
+            return manifest, names
+
+        records: list[DeliveryRecord] = []
+        for envelope in response.receipts:
+            receipt = self._verified_about_own(release.Receipt, envelope, alert_id)
+            _, names = version_of(receipt.message.version, bytes(receipt.message.manifest_hash))
+            records.append(
+                DeliveryRecord(
+                    kind="RECEIPT",
+                    agency=receipt.signer,
+                    alert_id=alert_id,
+                    version=receipt.message.version,
+                    created_at=timestamp_or_none(receipt.message, "created_at"),
+                    opened=tuple(names.get(h, h.hex()) for h in receipt.message.opened_header_hashes),
+                    withheld=tuple(
+                        names.get(h, h.hex()) for h in receipt.message.withheld_header_hashes
+                    ),
+                )
+            )
+        for envelope in response.purge_acks:
+            ack = self._verified_about_own(release.PurgeAck, envelope, alert_id)
+            records.append(
+                DeliveryRecord(
+                    kind="PURGE_ACK",
+                    agency=ack.signer,
+                    alert_id=alert_id,
+                    version=ack.message.version,
+                    created_at=timestamp_or_none(ack.message, "created_at"),
+                    item_id=ack.message.item_id,
+                )
+            )
+        for envelope in response.feedback:
+            statement = self._verified_about_own(release.Feedback, envelope, alert_id)
+            manifest, _ = version_of(
+                statement.message.version, bytes(statement.message.manifest_hash)
+            )
+            body = statement.open(manifest, self.profile.decryption_key)
+            records.append(
+                DeliveryRecord(
+                    kind="FEEDBACK",
+                    agency=statement.signer,
+                    alert_id=alert_id,
+                    version=statement.message.version,
+                    created_at=timestamp_or_none(statement.message, "created_at"),
+                    outcome=release.FeedbackOutcome.Name(body.outcome),
+                    note=body.note,
+                )
+            )
+        return records
+
+    def _verified_about_own(
+        self, kind: type[_Statement], envelope: statements_pb2.Envelope, alert_id: str
+    ) -> _Statement:
+        unverified = envelope_from_proto(envelope)
+        statement = kind.verify(unverified, self._verify_keys_of(kind.peek_signer(unverified)))
+        about = (statement.message.originator, statement.message.alert_id)
+        if about != (self.profile.agency_id, alert_id):
+            raise VerificationError(
+                f"the hub listed a statement about {about[0]}/{about[1]} for alert {alert_id}",
+                reason="STATEMENT_MISMATCH",
+            )
+        return statement
+
+    def _after_open(self, opened: OpenedVersion) -> None:
+        """Send a receipt when a version first opens (or more of it opens), and acknowledge
+        the purge of every revoked item once."""
+        manifest = opened.manifest
+        if manifest.originator == self.profile.agency_id:
+            return
+        key = (manifest.originator, manifest.alert_id, manifest.version)
+        for item in opened.items:
+            if item.status == REVOKED and not self._sent.purge_acknowledged(*key, item.item_id):
+                self.acknowledge_purge(
+                    manifest.alert_id,
+                    item.item_id,
+                    originator=manifest.originator,
+                    version=manifest.version,
+                )
+        opened_hashes = {i.header_hash for i in opened.items if i.status in (VISIBLE, INVALID)}
+        withheld = [i.header_hash for i in opened.items if i.status == WITHHELD]
+        previous = self._sent.receipt_opened(*key)
+        if previous is not None and opened_hashes <= previous:
+            return
+        receipt = release.Receipt.build(
+            manifest,
+            recipient=self.profile.agency_id,
+            opened=sorted(opened_hashes),
+            withheld=withheld,
+            created_at=self._clock(),
+            key=self.profile.signing_key,
+        )
+        with hub_errors(self.target):
+            self._release_stub.SubmitReceipt(
+                release_pb2.SubmitReceiptRequest(receipt=envelope_to_proto(receipt.envelope)),
+                timeout=self._timeout,
+            )
+        self._sent.record_receipt(*key, opened_hashes)
+
+    def _request_outcomes(self, manifest: AlertManifest) -> dict[str, ReleaseRequest]:
+        """Our latest request per item of this version, for ``show`` to say pending or denied."""
+        latest: dict[str, ReleaseRequest] = {}
+        for request in self.release_requests(mine=True, include_decided=True):
+            if (request.originator, request.alert_id, request.version) == (
+                manifest.originator,
+                manifest.alert_id,
+                manifest.version,
+            ) and request.target == self.profile.agency_id:
+                latest[request.item_id] = request
+        return latest
+
+
+def _release_request(
+    statement: release.ReleaseRequest,
+    decision: release.ReleaseDecision | None,
+    *,
+    log_index: int = 0,
+) -> ReleaseRequest:
+    message = statement.message
+    status = "PENDING"
+    if decision is not None:
+        status = "APPROVED" if decision.approved else "DENIED"
+    return ReleaseRequest(
+        request_id=statement.request_id,
+        originator=message.originator,
+        alert_id=message.alert_id,
+        version=message.version,
+        item_id=message.item_id,
+        requester=message.requester,
+        reason=message.reason,
+        release_to=message.release_to,
+        created_at=timestamp_or_none(message, "created_at"),
+        status=status,
+        decision_reason=decision.message.reason if decision is not None else "",
+        log_index=log_index,
+    )
+
+
+def _opened_item(
+    item: SealedOpenedItem, path: str, watchlist: Watchlist, detail: str = ""
+) -> OpenedItem:
     """The domain item, its decrypted payload validated again and matched against the watchlist.
 
     ``path`` is the item's place in the draft (``items[2]``), the summary not counted, so that
     a recipient's messages name fields as the originator's validation did.
     """
-    status, detail = item.status, item.detail
+    status, detail = item.status, item.detail or detail
     flags: tuple[str, ...] = ()
     if item.payload is not None:
         problems = _payload_problems(item.payload, path)
@@ -643,7 +1204,9 @@ def _opened_item(item: SealedOpenedItem, path: str, watchlist: Watchlist) -> Ope
     )
 
 
-def _opened_alert(opened: OpenedVersion, watchlist: Watchlist) -> OpenedAlert:
+def _opened_alert(
+    opened: OpenedVersion, watchlist: Watchlist, details: Mapping[str, str] | None = None
+) -> OpenedAlert:
     manifest = opened.manifest
     summary = opened.summary
     summary_detail = ""
@@ -668,7 +1231,7 @@ def _opened_alert(opened: OpenedVersion, watchlist: Watchlist) -> OpenedAlert:
         published_at=opened.published_at,
         created_at=timestamp_or_none(manifest.message, "created_at"),
         items=tuple(
-            _opened_item(item, f"items[{index}]", watchlist)
+            _opened_item(item, f"items[{index}]", watchlist, (details or {}).get(item.item_id, ""))
             for index, item in enumerate(opened.items)
         ),
         versions=opened.versions,

@@ -366,3 +366,118 @@ class AgencyInfo:
             "verified": self.verified,
             "problem": self.problem,
         }
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    """A request to release a withheld item, as the originator or the requester sees it.
+
+    ``status`` is ``PENDING``, ``APPROVED`` or ``DENIED``; ``decision_reason`` is the
+    originator's reason for a denial.  ``release_to`` names the third agency of an onward
+    request (empty: the requester itself).
+    """
+
+    request_id: str
+    originator: str
+    alert_id: str
+    version: int
+    item_id: str
+    requester: str
+    reason: str
+    release_to: str = ""
+    created_at: datetime | None = None
+    status: str = "PENDING"
+    decision_reason: str = ""
+    log_index: int = 0
+
+    @property
+    def target(self) -> str:
+        """The agency the item would be released to."""
+        return self.release_to or self.requester
+
+    def to_json(self) -> JsonObject:
+        """One object of ``requests --json``."""
+        return {
+            "request_id": self.request_id,
+            "alert_id": self.alert_id,
+            "item_id": self.item_id,
+            "requester": self.requester,
+            "reason": self.reason,
+            "originator": self.originator,
+            "version": self.version,
+            "release_to": self.release_to,
+            "created_at": rfc3339(self.created_at),
+            "status": self.status,
+            "decision_reason": self.decision_reason,
+        }
+
+
+@dataclass(frozen=True)
+class StatementResult:
+    """The hub's acknowledgement of a signed statement this agency sent.
+
+    ``kind`` is ``DECISION``, ``REVOCATION``, ``RETRACTION``, ``FEEDBACK``, ``RECEIPT`` or
+    ``PURGE_ACK``; ``outcome`` is the decision (``APPROVED``/``DENIED``) or the feedback outcome.
+    """
+
+    kind: str
+    originator: str
+    alert_id: str
+    version: int
+    log_index: int
+    item_id: str = ""
+    request_id: str = ""
+    agency: str = ""
+    outcome: str = ""
+    grants_deleted: int = 0
+
+    def to_json(self) -> JsonObject:
+        """The acknowledgement for scripts."""
+        return {
+            "kind": self.kind,
+            "originator": self.originator,
+            "alert_id": self.alert_id,
+            "version": self.version,
+            "item_id": self.item_id,
+            "request_id": self.request_id,
+            "agency": self.agency,
+            "outcome": self.outcome,
+            "grants_deleted": self.grants_deleted,
+            "log_index": self.log_index,
+        }
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """What a recipient signed about one of this agency's alerts, verified and decrypted.
+
+    ``kind`` is ``RECEIPT`` (``opened`` and ``withheld`` name item ids; a withheld item is the
+    recipient's complaint that it saw the header only), ``PURGE_ACK`` (``item_id`` was deleted
+    after a revocation) or ``FEEDBACK`` (``outcome`` and ``note``, decrypted here).
+    """
+
+    kind: str
+    agency: str
+    alert_id: str
+    version: int
+    created_at: datetime | None
+    opened: tuple[str, ...] = ()
+    withheld: tuple[str, ...] = ()
+    item_id: str = ""
+    outcome: str = ""
+    note: str = ""
+
+    def to_json(self) -> JsonObject:
+        """One object of ``receipts --json``."""
+        return {
+            "kind": self.kind,
+            "agency": self.agency,
+            "alert_id": self.alert_id,
+            "version": self.version,
+            "created_at": rfc3339(self.created_at),
+            "opened": list(self.opened),
+            "withheld": list(self.withheld),
+            "item_id": self.item_id,
+            "outcome": self.outcome,
+            "note": self.note,
+        }

@@ -6,6 +6,7 @@
 - ``published/<alert id>.v<version>.json``: the manifest hash the hub acknowledged for each
   version this agency published; a new version names its predecessor's hash.
 - ``cursor.json``: the sequence of the last feed event processed, guarded by ``cursor.lock``.
+- ``receipts/`` and ``purged/``: the receipts and purge acknowledgements already sent.
 
 Every file is written whole to a temporary name and renamed into place, so a crash leaves the old
 content or the new, never half of one.
@@ -13,9 +14,11 @@ content or the new, never half of one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +27,7 @@ from typing import Self
 
 from filelock import FileLock, Timeout
 
+from exchange.crypto.encoding import lp
 from exchange.errors import ConfigurationError, ExchangeError
 
 PRIVATE_FILE_MODE = 0o600
@@ -253,3 +257,48 @@ class CursorLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _statement_key(*parts: str | int) -> str:
+    """A file name for (originator, alert id, version[, item id]): item ids may hold any text."""
+    return hashlib.sha256(lp(*parts)).hexdigest()[:40]
+
+
+class SentStatements:
+    """Receipts and purge acknowledgements this agency has sent, so that each is sent once.
+
+    ``receipts/<key>.json`` holds the header hashes a receipt named as opened (a later receipt
+    is sent when more items open); ``purged/<key>`` marks a revoked item as acknowledged.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.directory = Path(state_dir)
+
+    def receipt_opened(self, originator: str, alert_id: str, version: int) -> set[bytes] | None:
+        """The header hashes the last receipt for this version named as opened, if one was sent."""
+        path = self.directory / "receipts" / f"{_statement_key(originator, alert_id, version)}.json"
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            return {bytes.fromhex(h) for h in record["opened"]}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigurationError(f"{path}: unreadable receipt record; delete it") from e
+
+    def record_receipt(
+        self, originator: str, alert_id: str, version: int, opened: Iterable[bytes]
+    ) -> None:
+        path = (
+            _directory(self.directory / "receipts")
+            / f"{_statement_key(originator, alert_id, version)}.json"
+        )
+        data = json.dumps({"opened": sorted(h.hex() for h in opened)}).encode() + b"\n"
+        write_atomically(path, data)
+
+    def purge_acknowledged(self, originator: str, alert_id: str, version: int, item_id: str) -> bool:
+        key = _statement_key(originator, alert_id, version, item_id)
+        return (self.directory / "purged" / key).exists()
+
+    def record_purge_ack(self, originator: str, alert_id: str, version: int, item_id: str) -> None:
+        key = _statement_key(originator, alert_id, version, item_id)
+        write_atomically(_directory(self.directory / "purged") / key, b"")

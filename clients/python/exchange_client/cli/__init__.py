@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -31,6 +32,7 @@ from exchange.errors import (
 )
 from exchange.profile import parse_host_port
 from exchange_client._internal.client import Client
+from exchange_client._internal.models import StatementResult
 from exchange_client._internal.profile import Profile
 from exchange_client.cli import _render
 from exchange_client.cli.offline import register as register_offline_commands
@@ -304,6 +306,14 @@ def watch(
                         _print_json(event.to_json())
                     else:
                         _render.print_event(console, event)
+                    if event.kind == "ITEM_REVOKED":
+                        # The client keeps no plaintext or keys: acknowledging is all to do.
+                        client.acknowledge_purge(
+                            event.alert_id,
+                            event.item_id,
+                            originator=event.originator,
+                            version=event.version,
+                        )
                     if not event.is_heartbeat:
                         printed += 1
                     if limit is not None and printed >= limit:
@@ -326,6 +336,177 @@ def agencies(ctx: typer.Context, json_output: JsonOption = False) -> None:
         _print_json([agency.to_json() for agency in found])
     else:
         _render.print_agencies(_stdout(), found)
+
+
+ReasonOption = Annotated[
+    str, typer.Option("--reason", metavar="TEXT", help="Why: recorded, signed, shown to the other side.")
+]
+
+
+@app.command()
+def request(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(metavar="ALERT_ID", help="The alert.")],
+    item_id: Annotated[str, typer.Argument(metavar="ITEM_ID", help="The withheld item.")],
+    reason: ReasonOption,
+    for_agency: Annotated[
+        str | None,
+        typer.Option(
+            "--for",
+            metavar="AGENCY",
+            help="Ask for the item to go onward to this agency instead of to us.",
+        ),
+    ] = None,
+    originator: Annotated[
+        str | None,
+        typer.Option("--originator", metavar="AGENCY_ID", help="The alert's originator."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Ask the originator to release a withheld item (to us, or onward with --for).
+
+    Sends a signed request naming the alert version's manifest; the originator sees it with
+    `exchange requests` and answers with `exchange approve` or `exchange deny`.
+    """
+    with _client(ctx) as client, _reported_errors():
+        made = client.request_release(
+            alert_id, item_id, reason=reason, for_agency=for_agency, originator=originator
+        )
+    if json_output:
+        _print_json(made.to_json())
+    else:
+        _render.print_request_made(_stdout(), made)
+
+
+@app.command()
+def requests(
+    ctx: typer.Context,
+    mine: Annotated[
+        bool, typer.Option("--mine", help="The requests this agency made, not those made of it.")
+    ] = False,
+    include_decided: Annotated[
+        bool, typer.Option("--all", help="Include requests already approved or denied.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """List the release requests made of this agency's alerts (pending ones by default)."""
+    with _client(ctx) as client, _reported_errors():
+        found = client.release_requests(mine=mine, include_decided=include_decided or mine)
+    if json_output:
+        _print_json([item.to_json() for item in found])
+    else:
+        _render.print_requests(_stdout(), found)
+
+
+@app.command()
+def approve(
+    ctx: typer.Context,
+    request_id: Annotated[str, typer.Argument(metavar="REQUEST_ID", help="The request.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Release the requested item: wrap its key for the requester (or the agency it named)."""
+    with _client(ctx) as client, _reported_errors():
+        result = client.approve(request_id)
+    _print_result(result, json_output, f"approved: {result.item_id} released to {result.agency}")
+
+
+@app.command()
+def deny(
+    ctx: typer.Context,
+    request_id: Annotated[str, typer.Argument(metavar="REQUEST_ID", help="The request.")],
+    reason: ReasonOption,
+    json_output: JsonOption = False,
+) -> None:
+    """Refuse a release request; the requester sees the reason."""
+    with _client(ctx) as client, _reported_errors():
+        result = client.deny(request_id, reason=reason)
+    _print_result(result, json_output, f"denied: request {result.request_id}")
+
+
+@app.command()
+def revoke(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(metavar="ALERT_ID", help="One of our alerts.")],
+    item_id: Annotated[str, typer.Argument(metavar="ITEM_ID", help="The item to revoke.")],
+    from_agency: Annotated[
+        str | None,
+        typer.Option("--from", metavar="AGENCY", help="Revoke from this agency only."),
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why.")] = "",
+    json_output: JsonOption = False,
+) -> None:
+    """Stop delivering an item; holders are asked to purge it and acknowledge.
+
+    `exchange receipts ALERT_ID` lists the acknowledgements.
+    """
+    with _client(ctx) as client, _reported_errors():
+        result = client.revoke(alert_id, item_id, from_agency=from_agency, reason=reason)
+    whom = result.agency or "every recipient"
+    _print_result(
+        result,
+        json_output,
+        f"revoked: {result.item_id} from {whom} ({result.grants_deleted} grants deleted)",
+    )
+
+
+@app.command()
+def retract(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(metavar="ALERT_ID", help="One of our alerts.")],
+    reason: ReasonOption,
+    json_output: JsonOption = False,
+) -> None:
+    """Withdraw one of our alerts (every version); recipients see it as retracted."""
+    with _client(ctx) as client, _reported_errors():
+        result = client.retract(alert_id, reason=reason)
+    _print_result(result, json_output, f"retracted: alert {result.alert_id}")
+
+
+class Outcome(str, Enum):
+    SEIZED = "SEIZED"
+    NOTHING_FOUND = "NOTHING_FOUND"
+    INVESTIGATING = "INVESTIGATING"
+    FALSE_POSITIVE = "FALSE_POSITIVE"
+
+
+@app.command()
+def feedback(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(metavar="ALERT_ID", help="The alert received.")],
+    outcome: Annotated[Outcome, typer.Option("--outcome", help="What came of it.")],
+    note: Annotated[str, typer.Option("--note", metavar="TEXT", help="Free text.")] = "",
+    originator: Annotated[
+        str | None,
+        typer.Option("--originator", metavar="AGENCY_ID", help="The alert's originator."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Report the outcome to the originator, encrypted to it and signed."""
+    with _client(ctx) as client, _reported_errors():
+        result = client.feedback(alert_id, outcome.value, note=note, originator=originator)
+    _print_result(result, json_output, f"feedback sent: {result.outcome} to {result.originator}")
+
+
+@app.command()
+def receipts(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(metavar="ALERT_ID", help="One of our alerts.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Who received what, what was withheld from whom, purge acknowledgements and feedback."""
+    with _client(ctx) as client, _reported_errors():
+        records = client.receipts(alert_id)
+    if json_output:
+        _print_json([record.to_json() for record in records])
+    else:
+        _render.print_delivery_records(_stdout(), records)
+
+
+def _print_result(result: StatementResult, json_output: bool, line: str) -> None:
+    if json_output:
+        _print_json(result.to_json())
+    else:
+        _render.print_statement_result(_stdout(), result, line)
 
 
 register_offline_commands(app)

@@ -16,12 +16,15 @@ from rich.text import Text
 
 from exchange_client._internal.models import (
     AgencyInfo,
+    DeliveryRecord,
     FeedEvent,
     InboxEntry,
     ItemPolicy,
     OpenedAlert,
     OpenedItem,
     Receipt,
+    ReleaseRequest,
+    StatementResult,
     payload_to_json,
     rfc3339,
 )
@@ -212,3 +215,64 @@ def print_event(console: Console, event: FeedEvent) -> None:
         parts.append(f"request {event.request_id}")
     parts.append(f"at {rfc3339(event.created_at)}")
     _plain(console, " ".join(parts))
+
+
+def print_request_made(console: Console, request: ReleaseRequest) -> None:
+    """What ``request`` prints."""
+    _plain(console, f"requested: item {request.item_id} of alert {request.alert_id}", style="bold")
+    _plain(console, f"  request id {request.request_id}")
+    _plain(console, f"  from {request.originator}, for {request.target}")
+
+
+def print_requests(console: Console, requests: Sequence[ReleaseRequest]) -> None:
+    """What ``requests`` prints: one row per request."""
+    if not requests:
+        _plain(console, "no release requests")
+        return
+    table = Table()
+    table.add_column("request", no_wrap=True)
+    table.add_column("alert", no_wrap=True, min_width=36)
+    table.add_column("item")
+    table.add_column("requester", no_wrap=True)
+    table.add_column("for", no_wrap=True)
+    table.add_column("reason")
+    table.add_column("status", no_wrap=True)
+    for request in requests:
+        status = Text(request.status)
+        if request.decision_reason:
+            status.append(f": {request.decision_reason}")
+        table.add_row(
+            Text(request.request_id),
+            Text(request.alert_id),
+            Text(request.item_id),
+            Text(request.requester),
+            Text(request.target),
+            Text(request.reason),
+            status,
+        )
+    console.print(table)
+
+
+def print_statement_result(console: Console, result: StatementResult, line: str) -> None:
+    """What ``approve``, ``deny``, ``revoke``, ``retract`` and ``feedback`` print."""
+    _plain(console, line, style="bold")
+    _plain(console, f"  alert {result.alert_id} version {result.version}, log index {result.log_index}")
+
+
+def print_delivery_records(console: Console, records: Sequence[DeliveryRecord]) -> None:
+    """What ``receipts`` prints: receipts, purge acknowledgements and feedback."""
+    if not records:
+        _plain(console, "no receipts, acknowledgements or feedback yet")
+        return
+    for record in records:
+        when = rfc3339(record.created_at)
+        if record.kind == "RECEIPT":
+            opened = ", ".join(record.opened) or "nothing"
+            _plain(console, f"receipt from {record.agency} (v{record.version}, {when}): opened {opened}")
+            if record.withheld:
+                _plain(console, f"  withheld from it: {', '.join(record.withheld)}", style="yellow")
+        elif record.kind == "PURGE_ACK":
+            _plain(console, f"purge acknowledged by {record.agency}: {record.item_id} (v{record.version}, {when})")
+        else:
+            note = f": {record.note}" if record.note else ""
+            _plain(console, f"feedback from {record.agency} (v{record.version}, {when}): {record.outcome}{note}")
