@@ -1046,7 +1046,7 @@ def render_markdown(outcome: Outcome) -> str:
             f"{_ms(outcome.median('delivery_p50'))} / {_ms(outcome.median('delivery_p99'))}",
         ),
         (
-            "of which the `publish()` call (seal, outbox, send, receipt), p50",
+            "of which the publishing call (sealing to the hub's answer), p50",
             _ms(outcome.median("publish_call_p50")),
         ),
         (
