@@ -41,6 +41,7 @@ MANIFEST_HASH_BYTES = 32
 NONCE_BYTES = 16
 MAX_REASON_CHARS = 2000
 MAX_NOTE_CHARS = 8000
+MAX_FEEDBACK_CIPHERTEXT_BYTES = 64 * 1024
 
 FEEDBACK_ITEM_PREFIX = "_feedback/"
 """Feedback is sealed like an item whose id is this prefix and the sender's agency id."""
@@ -491,6 +492,11 @@ class Feedback(SignedStatement[statements_pb2.Feedback]):
         _check_reference(what, message)
         _require(bool(message.recipient), what, "names no recipient")
         _require(bool(message.ciphertext), what, "carries no ciphertext")
+        _require(
+            len(message.ciphertext) <= MAX_FEEDBACK_CIPHERTEXT_BYTES,
+            what,
+            f"its ciphertext is over {MAX_FEEDBACK_CIPHERTEXT_BYTES} bytes",
+        )
         _require(len(message.key_commitment) == 32, what, "needs a 32-byte key commitment")
         _require(
             message.grant.item_id == FEEDBACK_ITEM_PREFIX + message.recipient

@@ -364,16 +364,22 @@ def record_decision(
         now,
     )
     outcome = APPROVED if decision.approved else DENIED
-    connection.execute(
+    decided = connection.execute(
         update(release_requests)
-        .where(release_requests.c.request_id == row.request_id)
+        .where(
+            release_requests.c.request_id == row.request_id,
+            release_requests.c.decision.is_(None),
+        )
         .values(
             decision=_envelope_bytes(decision),
             outcome=outcome,
             decided_at=now,
             decision_log_index=log_index,
         )
-    )
+    ).rowcount
+    if decided != 1:
+        # Another replica decided it between our read and this write; ours is rolled back.
+        raise ConflictError(f"request {decision.request_id} was decided meanwhile")
     events = [
         _event(
             connection,
