@@ -976,13 +976,19 @@ def code_description() -> str:
 
 
 def command_line() -> str:
-    """The command as typed from the repository root."""
+    """The command as typed from the repository root, with ``PYTHONPATH`` if it was set.
+
+    ``PYTHONPATH`` decides which ``exchange`` is measured (see README.md), so it is part of
+    the command.
+    """
     executable = Path(sys.executable)
     try:
         shown = str(executable.relative_to(Path.cwd()))
     except ValueError:
         shown = str(executable)
-    return shlex.join([shown, *sys.argv])
+    python_path = os.environ.get("PYTHONPATH")
+    prefix = f"PYTHONPATH={shlex.quote(python_path)} " if python_path else ""
+    return prefix + shlex.join([shown, *sys.argv])
 
 
 def _ms(seconds: float) -> str:
