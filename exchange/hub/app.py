@@ -159,6 +159,7 @@ class Hub:
             limits=PublishLimits(max_request_bytes=self.config.max_message_bytes),
             heartbeat_interval=self.config.heartbeat_interval_seconds,
             checkpointer=self.checkpointer,
+            sweep_on_read=self.release_sweeper.sweep_on_read,
         )
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="hub"),

@@ -6,7 +6,8 @@ someone else's behalf — then hands it to one function of :mod:`exchange.store.
 stores it with its log leaf and feed events in one transaction.
 
 :class:`ReleaseSweeper` tells holders of embargoed grants when the embargo lapses and purges items
-past their expiry.  It runs in a background thread at an interval; tests call
+past their expiry.  It runs in a background thread at an interval; reads (``GetAlert``,
+``ListAlerts``, ``ListEvents``) sweep first when the clock has moved on, and tests call
 :meth:`ReleaseSweeper.sweep_now` after moving the frozen clock, so nothing waits on a sleep.  The
 hub never serves a grant before its time or an item after its expiry whatever the sweeper has
 done: those rules are applied on every read.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import grpc
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_SECONDS = 5.0
 """How often the background sweeper looks for lapsed embargoes and expired items."""
+
+READ_SWEEP_SPACING = timedelta(seconds=1)
+"""A read sweeps first when the hub's clock has moved on by this much since the last sweep."""
 
 S = TypeVar("S", bound=SignedStatement)  # type: ignore[type-arg]
 
@@ -214,11 +218,19 @@ class ReleaseSweeper:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_sweep: datetime | None = None
+
+    def sweep_on_read(self) -> None:
+        """Sweep before a read unless a sweep ran less than :data:`READ_SWEEP_SPACING` ago."""
+        last = self._last_sweep
+        if last is None or self._clock() - last >= READ_SWEEP_SPACING:
+            self.sweep_now()
 
     def sweep_now(self) -> tuple[int, int]:
         """Run one sweep at the clock's time; returns (embargo notices sent, items purged)."""
         now = self._clock()
         with self._lock:
+            self._last_sweep = now
             with self._db.read() as connection:
                 if not release_store.sweep_due(connection, now=now):
                     return 0, 0

@@ -40,6 +40,13 @@ class HubContext:
     limits: PublishLimits
     heartbeat_interval: float
     checkpointer: Checkpointer | None = None
+    # Runs before reads that embargo notices or expiry purges may concern (release controls).
+    sweep_on_read: Callable[[], object] | None = None
+
+    def before_read(self) -> None:
+        """Let due embargo notices and expiry purges happen before a read sees the feed."""
+        if self.sweep_on_read is not None:
+            self.sweep_on_read()
 
 
 class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
@@ -124,6 +131,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         self, request: alerts_pb2.ListAlertsRequest, context: grpc.ServicerContext
     ) -> alerts_pb2.ListAlertsResponse:
         limit = min(request.limit or 100, 1000)
+        self._hub.before_read()
         with self._hub.db.read() as connection:
             summaries = alert_store.list_alerts(
                 connection,
@@ -139,6 +147,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
     ) -> alerts_pb2.AlertView:
         if not request.alert_id:
             raise InvalidInputError("alert_id is required")
+        self._hub.before_read()
         with self._hub.db.read() as connection:
             return alert_store.alert_view(
                 connection,
@@ -154,6 +163,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
     ) -> alerts_pb2.ListEventsResponse:
         caller = current_caller()
         limit = min(request.limit or 100, MAX_EVENTS_PER_PAGE)
+        self._hub.before_read()
         with self._hub.db.read() as connection:
             events = feed.events_after(connection, caller, request.after, limit)
             latest = feed.latest_sequence(connection, caller)

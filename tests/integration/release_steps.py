@@ -17,6 +17,17 @@ from exchange.statements.release import (
 )
 from exchange.v1 import alerts_pb2, release_pb2
 from tests.integration.agency import TestAgency
+from tests.integration.test_exchange import row_counts
+
+
+def settled_row_counts(hub: object) -> dict[str, int]:
+    """Row counts once the log's tree and checkpoint have caught up with every committed leaf.
+
+    The checkpointer hashes and signs in the background; settling it first means a difference
+    between two counts can only come from the call made between them.
+    """
+    hub.checkpoint_now()  # type: ignore[attr-defined]
+    return row_counts(hub)
 
 
 def now() -> datetime:

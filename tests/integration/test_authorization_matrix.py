@@ -40,8 +40,13 @@ from exchange.v1 import (
 )
 from tests.conftest import FrozenClock
 from tests.integration.agency import TestAgency, channel_for, note_item
-from tests.integration.release_steps import grant_for, now, own_item_key, signed_request
-from tests.integration.test_exchange import row_counts
+from tests.integration.release_steps import (
+    grant_for,
+    now,
+    own_item_key,
+    settled_row_counts,
+    signed_request,
+)
 
 Policy = statements_pb2.ReleasePolicy
 
@@ -287,12 +292,12 @@ def test_authorization_matrix(
     mismatches = []
     for (actor, action), cell in cells.items():
         want = expected(actor, action, mode)
-        before = row_counts(hub)
+        before = settled_row_counts(hub)
         try:
             got = ACTIONS[action](by_actor[actor], cell, parties)
         except grpc.RpcError as refused:
             got = refused.code().name
-            after = row_counts(hub)
+            after = settled_row_counts(hub)
             if after != before:
                 changed = {t: (before[t], after[t]) for t in before if before[t] != after[t]}
                 mismatches.append(f"{actor} / {action}: refused but changed {changed}")

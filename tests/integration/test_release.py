@@ -31,7 +31,7 @@ from exchange.statements.sealing import (
     PlainItem,
     summary_item,
 )
-from exchange.store.schema import items
+from exchange.store.schema import grants, items
 from exchange.v1 import alerts_pb2, payloads_pb2, release_pb2, statements_pb2
 from tests.conftest import FrozenClock
 from tests.integration.agency import TestAgency, note_item
@@ -41,6 +41,7 @@ from tests.integration.release_steps import (
     now,
     revoke,
     send_request,
+    settled_row_counts,
     signed_request,
     view_of,
 )
@@ -165,7 +166,7 @@ def test_items_outside_the_audience_and_missing_items_are_both_not_found(
 ) -> None:
     a, b, c = agencies["agency-a"], agencies["agency-b"], agencies["agency-c"]
     manifest = held_alert(a)
-    before = row_counts(hub)
+    before = settled_row_counts(hub)
     messages = []
     for agency, item_id in ((c, "bank"), (b, "no-such-item"), (c, "no-such-item")):
         with pytest.raises(grpc.RpcError) as refused:
@@ -173,7 +174,7 @@ def test_items_outside_the_audience_and_missing_items_are_both_not_found(
         assert refused.value.code() == grpc.StatusCode.NOT_FOUND
         messages.append(refused.value.details().replace(item_id, "ITEM"))
     assert len(set(messages)) == 1
-    assert row_counts(hub) == before
+    assert settled_row_counts(hub) == before
 
 
 def test_embargo_is_held_until_its_time_then_released_with_a_feed_event(
@@ -190,10 +191,24 @@ def test_embargo_is_held_until_its_time_then_released_with_a_feed_event(
     assert hub.release_sweeper.sweep_now() == (0, 0)  # type: ignore[attr-defined]
 
     clock.advance(hours=2)
-    assert statuses(b, manifest.alert_id, at=clock.now) == {"raid": VISIBLE}  # served on read
     assert hub.release_sweeper.sweep_now() == (1, 0)  # type: ignore[attr-defined]
     assert hub.release_sweeper.sweep_now() == (0, 0)  # type: ignore[attr-defined]
     assert kinds(b) == ["ALERT_PUBLISHED", "ITEM_RELEASED"]
+    assert statuses(b, manifest.alert_id, at=clock.now) == {"raid": VISIBLE}
+
+
+def test_a_read_after_the_embargo_lapses_releases_and_notifies_without_the_background_sweep(
+    hub: object, clock: FrozenClock, agencies: dict[str, TestAgency]
+) -> None:
+    a, b = agencies["agency-a"], agencies["agency-b"]
+    embargoed = note_item("raid", "raid at dawn", ["agency-b"], release=Policy.EMBARGO)
+    embargoed.policy.embargo_until.FromDatetime(clock.now + timedelta(minutes=30))
+    manifest = publish(a, [embargoed])
+    assert kinds(b) == ["ALERT_PUBLISHED"]
+    clock.advance(minutes=30)
+    assert kinds(b) == ["ALERT_PUBLISHED", "ITEM_RELEASED"]  # the read swept first
+    assert statuses(b, manifest.alert_id, at=clock.now) == {"raid": VISIBLE}
+    assert hub.release_sweeper.sweep_now() == (0, 0)  # type: ignore[attr-defined]
 
 
 def test_recipient_client_refuses_an_embargoed_key_early_even_if_delivered(
@@ -267,7 +282,6 @@ def test_expiry_purges_ciphertext_and_grants_but_keeps_headers_and_log(
     manifest = publish(a, [short])
     assert statuses(b, manifest.alert_id, at=clock.now) == {"tip": VISIBLE}
     clock.advance(days=1)
-    assert statuses(b, manifest.alert_id, at=clock.now) == {"tip": EXPIRED}  # on read
     log_before = row_counts(hub)["log_entries"]
     assert hub.release_sweeper.sweep_now() == (0, 1)  # type: ignore[attr-defined]
     with hub.db.read() as connection:  # type: ignore[attr-defined]
@@ -279,6 +293,22 @@ def test_expiry_purges_ciphertext_and_grants_but_keeps_headers_and_log(
     assert statuses(b, manifest.alert_id, at=clock.now) == {"tip": EXPIRED}
     request = signed_request(b, manifest, "tip")
     assert code_of(lambda: send_request(b, request)) == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_read_after_expiry_purges_without_the_background_sweep(
+    hub: object, clock: FrozenClock, agencies: dict[str, TestAgency]
+) -> None:
+    a, b = agencies["agency-a"], agencies["agency-b"]
+    short = note_item("tip", "vessel name", ["agency-b"])
+    short.policy.expires_at.FromDatetime(clock.now + timedelta(hours=1))
+    manifest = publish(a, [short])
+    clock.advance(hours=1)
+    assert statuses(b, manifest.alert_id, at=clock.now) == {"tip": EXPIRED}
+    with hub.db.read() as connection:  # type: ignore[attr-defined]
+        stored = connection.execute(select(items.c.ciphertext).where(items.c.item_id == "tip"))
+        assert stored.scalar_one() is None
+        remaining = connection.execute(select(grants.c.id).where(grants.c.item_id == "tip")).all()
+    assert remaining == []
 
 
 def test_retraction_by_the_originator_reaches_every_recipient(
@@ -383,9 +413,9 @@ def test_no_grant_is_accepted_for_a_revoked_agency(
     with hub.db.write() as connection:  # type: ignore[attr-defined]
         registry.revoke_agency(connection, "agency-c", now=now())
     hub.directory.refresh()  # type: ignore[attr-defined]
-    before = row_counts(hub)
+    before = settled_row_counts(hub)
     assert code_of(lambda: approve(a, manifest, request)) == grpc.StatusCode.PERMISSION_DENIED
-    assert row_counts(hub) == before
+    assert settled_row_counts(hub) == before
 
 
 def test_a_grant_that_is_not_the_one_the_decision_names_is_refused(
@@ -402,7 +432,7 @@ def test_a_grant_that_is_not_the_one_the_decision_names_is_refused(
     named = grant_for(a, manifest, "bank", "agency-b", key)
     other = grant_for(a, manifest, "bank", "agency-b", key)  # a fresh HPKE wrap: other bytes
     decision = ReleaseDecision.approve(request, named, created_at=now(), key=a.profile.signing_key)
-    before = row_counts(hub)
+    before = settled_row_counts(hub)
     assert code_of(
         lambda: a.release.DecideRelease(
             release_pb2.DecideReleaseRequest(
@@ -411,4 +441,4 @@ def test_a_grant_that_is_not_the_one_the_decision_names_is_refused(
             timeout=10,
         )
     ) == grpc.StatusCode.INVALID_ARGUMENT
-    assert row_counts(hub) == before
+    assert settled_row_counts(hub) == before
