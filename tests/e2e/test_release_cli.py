@@ -117,3 +117,39 @@ def test_a_revoked_agency_is_refused(exchange: Exchange) -> None:  # noqa: F811
                                      str(exchange.data / "hub.toml"), "--database",
                                      exchange.database_url, "--json").stdout)
     assert {a["agency_id"]: a["revoked"] for a in listed}["agency-c"] is True
+
+
+def test_watch_acknowledges_a_revocation_as_it_arrives(
+    exchange: Exchange, tmp_path: Path  # noqa: F811
+) -> None:
+    draft = write_draft(tmp_path / "draft.json", GOOD_DRAFT)
+    alert_id = exchange.json("publish", str(draft), agency="agency-a")["alert_id"]  # type: ignore[index]
+    exchange.run("revoke", alert_id, "shipment", agency="agency-a")
+    watched = exchange.run("watch", "--after", "1", "--count", "1", "--json", agency="agency-b")
+    event = json.loads(watched.stdout.splitlines()[0])
+    assert (event["kind"], event["item_id"]) == ("ITEM_REVOKED", "shipment")
+    records = exchange.json("receipts", alert_id, agency="agency-a")
+    assert [(r["kind"], r["agency"], r["item_id"]) for r in records] == [  # type: ignore[union-attr]
+        ("PURGE_ACK", "agency-b", "shipment")
+    ]
+
+
+def test_embargoed_and_expired_items_as_drafted_in_rfc_3339(
+    exchange: Exchange, tmp_path: Path  # noqa: F811
+) -> None:
+    draft = copy.deepcopy(GOOD_DRAFT)
+    shipment, note = draft["items"]  # type: ignore[misc]
+    shipment["policy"] = {"audience": ["agency-b"], "release": "EMBARGO", "tlp": "AMBER",
+                          "embargo_until": "2099-01-01T00:00:00Z"}
+    note["policy"] = {"audience": ["agency-b"], "release": "IMMEDIATE", "tlp": "RED",
+                      "expires_at": "2020-06-30T12:00:00+02:00"}
+    path = write_draft(tmp_path / "draft.json", draft)
+    alert_id = exchange.json("publish", str(path), agency="agency-a")["alert_id"]  # type: ignore[index]
+    shown = items_of(exchange.json("show", alert_id, agency="agency-b"))
+    assert shown["shipment"]["status"] == "EMBARGOED"
+    assert shown["shipment"]["policy"]["embargo_until"] == "2099-01-01T00:00:00Z"  # type: ignore[index]
+    assert shown["source-note"]["status"] == "EXPIRED"
+    assert shown["source-note"]["policy"]["expires_at"] == "2020-06-30T10:00:00Z"  # type: ignore[index]
+    assert "payload" not in shown["shipment"] and "payload" not in shown["source-note"]
+    text = exchange.run("show", alert_id, agency="agency-b").stdout
+    assert "EMBARGOED" in text and "EXPIRED" in text
