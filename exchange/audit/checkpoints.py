@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, insert, select, update
 
-from exchange.audit.tree import StoredTree, hashed_size
+from exchange.audit.tree import StoredTree, TreeGrowth, hashed_size
 from exchange.crypto.notes import (
     Checkpoint,
     CosignatureVerifier,
@@ -97,18 +97,29 @@ def checkpoint_at(connection: Connection, size: int) -> StoredCheckpoint | None:
 
 
 def sign_checkpoint(
-    connection: Connection, signer: NoteSigner, *, origin: str, now: datetime
+    connection: Connection,
+    signer: NoteSigner,
+    *,
+    origin: str,
+    now: datetime,
+    growth: TreeGrowth | None = None,
 ) -> StoredCheckpoint:
     """Sign the tree as hashed so far, unless its latest checkpoint already covers that size.
 
-    Runs in the caller's write transaction and locks the tree head, so two replicas never sign
-    the same size twice; returns the latest checkpoint either way.
+    Runs in the caller's write transaction under the tree head's lock, so two replicas never sign
+    the same size twice; returns the latest checkpoint either way. ``growth``, the result of
+    :func:`~exchange.audit.tree.hash_new_leaves` earlier in the same transaction, spares every
+    read when it grew the tree: no checkpoint can exist at a size hashed only now, and its root
+    is known.
     """
-    size = hashed_size(connection, for_update=True)
-    latest = latest_checkpoint(connection)
-    if latest is not None and latest.size >= size:
-        return latest
-    root_hash = StoredTree(connection).root(size)
+    if growth is not None and growth.grew and growth.root_hash is not None:
+        size, root_hash = growth.new_size, growth.root_hash
+    else:
+        size = hashed_size(connection, for_update=True)
+        latest = latest_checkpoint(connection)
+        if latest is not None and latest.size >= size:
+            return latest
+        root_hash = StoredTree(connection, size=size).root(size)
     note = sign_note(Checkpoint(origin, size, root_hash).to_text(), [signer])
     connection.execute(
         insert(checkpoints).values(size=size, root_hash=root_hash, note=note, created_at=now)

@@ -15,6 +15,7 @@ consistency proof costs one query of O(log n) rows at any size of the log.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "StoredTree",
     "TreeBuilder",
+    "TreeGrowth",
     "hash_new_leaves",
     "hashed_size",
     "subtrees_added",
@@ -71,11 +73,15 @@ class StoredTree:
     can be served; a larger one is a :class:`~exchange.errors.NotFoundError`.
     """
 
-    def __init__(self, connection: Connection) -> None:
-        """Serve subtree hashes from ``connection``'s current transaction."""
+    def __init__(self, connection: Connection, *, size: int | None = None) -> None:
+        """Serve subtree hashes from ``connection``'s current transaction.
+
+        ``size``, when the caller knows the tree has been hashed at least that far (a signed
+        checkpoint's size), spares the read of the hashed size.
+        """
         self._connection = connection
         self._hashes: dict[Node, bytes] = {}
-        self._size: int | None = None
+        self._size = size
 
     @property
     def size(self) -> int:
@@ -195,21 +201,34 @@ class TreeBuilder:
     def extend(self) -> int:
         """Hash every committed leaf not hashed yet; return the new hashed size."""
         while True:
-            before, after = self.extend_batch()
-            if after == before:
-                return after
+            growth = self.extend_batch()
+            if not growth.grew:
+                return growth.new_size
 
-    def extend_batch(self) -> tuple[int, int]:
-        """Hash at most one batch of new leaves in its own transaction; sizes before and after."""
+    def extend_batch(self) -> TreeGrowth:
+        """Hash at most one batch of new leaves in its own transaction."""
         with self._db.write() as connection:
             return hash_new_leaves(connection, batch_size=self._batch_size)
 
 
-def hash_new_leaves(
-    connection: Connection, *, batch_size: int = DEFAULT_BATCH_SIZE
-) -> tuple[int, int]:
+@dataclass(frozen=True)
+class TreeGrowth:
+    """What one :func:`hash_new_leaves` did: the hashed size before and after, and the new root."""
+
+    old_size: int
+    new_size: int
+    root_hash: bytes | None
+    """The root at ``new_size`` when the tree grew (computed from hashes already in hand)."""
+
+    @property
+    def grew(self) -> bool:
+        """Whether any leaf was hashed."""
+        return self.new_size > self.old_size
+
+
+def hash_new_leaves(connection: Connection, *, batch_size: int = DEFAULT_BATCH_SIZE) -> TreeGrowth:
     """Hash up to ``batch_size`` committed leaves past the hashed size, in the caller's write
-    transaction (never an append's); return the hashed size before and after.
+    transaction (never an append's).
 
     Locks the tree head first, so concurrent builders take turns.
     """
@@ -226,8 +245,8 @@ def hash_new_leaves(
             break
         new_leaf_hashes.append(leaf_hash(bytes(row.leaf)))
     if not new_leaf_hashes:
-        return old_size, old_size
-    frontier = StoredTree(connection).frontier(old_size)
+        return TreeGrowth(old_size, old_size, None)
+    frontier = StoredTree(connection, size=old_size).frontier(old_size)
     added = subtrees_added(old_size, frontier, new_leaf_hashes)
     connection.execute(
         insert(log_subtrees),
@@ -237,4 +256,7 @@ def hash_new_leaves(
     connection.execute(
         update(log_tree_head).where(log_tree_head.c.id == 1).values(hashed_size=new_size)
     )
-    return old_size, new_size
+    # The new tree's aligned subtrees are new, or (a common prefix) the old tree's.
+    known = {**frontier, **added}
+    pieces = [known[_node(s, e)] for s, e in aligned_subtrees(0, new_size)]
+    return TreeGrowth(old_size, new_size, hash_from_aligned_subtrees(pieces))

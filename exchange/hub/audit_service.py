@@ -1,10 +1,10 @@
 """The hub's side of the audit log: the checkpointer thread and the AuditService servicer.
 
 The :class:`Checkpointer` hashes committed leaves into the stored tree and signs a checkpoint
-after each batch of appends. A publish wakes it (and waits for it, to put a proof in the receipt);
-every other append — release statements, sweeper events, other replicas' appends — is noticed by
-a cheap poll of the log's size, at most :data:`POLL_SECONDS` apart, and it runs at least once per
-checkpoint interval whatever happens. An idle log keeps its latest checkpoint (signing the same
+after each batch of appends. A publish asks it for a checkpoint covering its leaf, to put a proof
+in the receipt (concurrent publishes share one); every other append — release statements, sweeper
+events, other replicas' appends — is noticed by its thread's cheap poll of the log's size, at most
+:data:`POLL_SECONDS` apart, and the thread signs at least once per checkpoint interval. An idle log keeps its latest checkpoint (signing the same
 size again would give the same note). Tests call :meth:`Checkpointer.checkpoint_now` to need no
 sleeps.
 
@@ -78,9 +78,7 @@ class Checkpointer:
         self._clock = clock
         self._batch_size = batch_size
         self._lock = threading.Lock()
-        self._signed = threading.Condition()
-        self._latest_size = -1
-        self._wakeup = threading.Event()
+        self._latest: StoredCheckpoint | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -91,28 +89,35 @@ class Checkpointer:
         they cover have committed.
         """
         with self._lock:
-            while True:
-                with self._db.write() as connection:
-                    before, after = hash_new_leaves(connection, batch_size=self._batch_size)
-                    if after - before < self._batch_size:
-                        checkpoint = sign_checkpoint(
-                            connection, self._signer, origin=self._origin, now=self._clock()
-                        )
-                        break
-        with self._signed:
-            self._latest_size = max(self._latest_size, checkpoint.size)
-            self._signed.notify_all()
+            return self._extend_and_sign()
+
+    def checkpoint_covering(self, size: int) -> StoredCheckpoint:
+        """A checkpoint of at least ``size`` leaves: the latest one if it does, else a new one.
+
+        Callers that arrive together queue on one lock and the first one's checkpoint covers
+        every append committed before it, so concurrent publishes share a checkpoint (a group
+        commit) and none waits for a thread to wake.
+        """
+        with self._lock:
+            if self._latest is not None and self._latest.size >= size:
+                return self._latest
+            return self._extend_and_sign()
+
+    def _extend_and_sign(self) -> StoredCheckpoint:
+        while True:
+            with self._db.write() as connection:
+                growth = hash_new_leaves(connection, batch_size=self._batch_size)
+                if growth.new_size - growth.old_size < self._batch_size:
+                    checkpoint = sign_checkpoint(
+                        connection,
+                        self._signer,
+                        origin=self._origin,
+                        now=self._clock(),
+                        growth=growth,
+                    )
+                    break
+        self._latest = checkpoint
         return checkpoint
-
-    def wake(self) -> None:
-        """Ask the background thread for a checkpoint now (new entries were committed)."""
-        self._wakeup.set()
-
-    def wait_for(self, size: int, timeout: float) -> bool:
-        """Wake the thread and wait until a checkpoint covers ``size`` leaves; whether one does."""
-        self.wake()
-        with self._signed:
-            return self._signed.wait_for(lambda: self._latest_size >= size, timeout=timeout)
 
     def start(self) -> None:
         """Start the background thread (idempotent)."""
@@ -125,34 +130,28 @@ class Checkpointer:
     def stop(self) -> None:
         """Stop the background thread and wait for it; a checkpoint in progress completes."""
         self._stopping.set()
-        self._wakeup.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
 
     def _run(self) -> None:
         last_run = time.monotonic()
-        while not self._stopping.is_set():
-            woken = self._wakeup.wait(timeout=min(self._interval, POLL_SECONDS))
-            self._wakeup.clear()
-            if self._stopping.is_set():
-                return
+        while not self._stopping.wait(timeout=min(self._interval, POLL_SECONDS)):
             try:
-                due = time.monotonic() - last_run >= self._interval
-                if woken or due or self._log_has_grown():
+                if time.monotonic() - last_run >= self._interval or self._log_has_grown():
                     last_run = time.monotonic()
                     self.checkpoint_now()
             except (ExchangeError, SQLAlchemyError):
-                log.exception("checkpoint failed; retrying at the next wake-up")
+                log.exception("checkpoint failed; retrying at the next poll")
 
     def _log_has_grown(self) -> bool:
-        """Whether entries were appended past the latest checkpoint this process knows of."""
+        """Whether entries were appended past the latest checkpoint this process signed or saw."""
         with self._db.read() as connection:
             size = connection.execute(
                 select(log_head.c.size).where(log_head.c.id == 1)
             ).scalar_one()
-        with self._signed:
-            return int(size) > self._latest_size
+        latest = self._latest
+        return latest is None or int(size) > latest.size
 
 
 def checkpoint_view(checkpoint: StoredCheckpoint) -> audit_pb2.CheckpointView:
@@ -300,25 +299,24 @@ def _current_agency_keys(connection: Connection, agency_id: str, *, now: datetim
     raise NotFoundError(f"agency {agency_id!r} has no key statement", reason="NO_WITNESS_KEY")
 
 
-PUBLISH_PROOF_TIMEOUT_SECONDS = 5.0
-"""How long a publish waits for a checkpoint covering its leaf before answering without a proof."""
-
-
 def receipt_proof(
     db: Database, checkpointer: Checkpointer, index: int
 ) -> tuple[audit_pb2.InclusionProof, str] | None:
     """The inclusion proof of leaf ``index`` and the signed checkpoint it leads to, for a receipt.
 
-    Wakes the checkpointer and waits for a checkpoint that covers the leaf (concurrent publishes
-    share one); ``None`` if none does within :data:`PUBLISH_PROOF_TIMEOUT_SECONDS`.
+    Called after the append committed; ``None`` (the receipt goes without a proof, which
+    ``GetInclusionProof`` serves later) if checkpointing fails, since the publish itself stands.
     """
-    if not checkpointer.wait_for(index + 1, timeout=PUBLISH_PROOF_TIMEOUT_SECONDS):
-        return None
-    with db.read() as connection:
-        checkpoint = latest_checkpoint(connection)
-        if checkpoint is None or checkpoint.size <= index:
+    try:
+        checkpoint = checkpointer.checkpoint_covering(index + 1)
+        if checkpoint.size <= index:
             return None
-        hashes = StoredTree(connection).inclusion_proof(index, checkpoint.size)
+        with db.read() as connection:
+            tree = StoredTree(connection, size=checkpoint.size)
+            hashes = tree.inclusion_proof(index, checkpoint.size)
+    except (ExchangeError, SQLAlchemyError):
+        log.exception("no checkpoint for the receipt of leaf %d", index)
+        return None
     proof = audit_pb2.InclusionProof(index=index, tree_size=checkpoint.size, hashes=hashes)
     return proof, checkpoint.note
 
