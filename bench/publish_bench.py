@@ -1,7 +1,8 @@
 """Publish throughput and publish→delivery latency, measured against a raw gRPC echo.
 
 Everything runs on loopback with mutual TLS, in separate processes as in a deployment: the hub
-(``exchange-hub serve`` on SQLite, from an ``exchange-hub init`` directory made for the run), an
+(``exchange-hub serve`` from an ``exchange-hub init`` directory made for the run, on a temporary
+SQLite file unless ``--database`` names another), an
 echo server built like the hub's server with the hub's certificate (``bench/_echo.py``), one
 subscriber process holding agency-b's ``Subscribe`` stream through the client library, and N
 client processes, each with its own mutual-TLS channels as agency-a.  Sealing is CPU work, so
@@ -14,7 +15,8 @@ state:
    publish request;
 2. publish throughput: N clients publish through ``exchange_client.Client.publish`` in a closed
    loop (draft → seal → sign → outbox → send → receipt), alerts of ``--items`` notes of
-   ``--item-bytes`` each, to agency-b;
+   ``--item-bytes`` each, to agency-b; ``--client core`` seals with the core's functions and
+   sends one Publish call instead, to show what the library adds;
 3. echo latency: one client, closed loop;
 4. publish latency: one publisher, closed loop; each alert's latency runs from just before
    ``publish()`` is called (so sealing counts) to the moment agency-b's subscriber is handed
