@@ -4,9 +4,9 @@ The :class:`Checkpointer` hashes committed leaves into the stored tree and signs
 after each batch of appends. A publish asks it for a checkpoint covering its leaf, to put a proof
 in the receipt (concurrent publishes share one); every other append — release statements, sweeper
 events, other replicas' appends — is noticed by its thread's cheap poll of the log's size, at most
-:data:`POLL_SECONDS` apart, and the thread signs at least once per checkpoint interval. An idle log keeps its latest checkpoint (signing the same
-size again would give the same note). Tests call :meth:`Checkpointer.checkpoint_now` to need no
-sleeps.
+:data:`POLL_SECONDS` apart, and the thread signs at least once per checkpoint interval. An idle
+log keeps its latest checkpoint (signing the same size again would give the same note). Tests call
+:meth:`Checkpointer.checkpoint_now` to need no sleeps.
 
 :class:`AuditServicer` serves checkpoints, proofs, leaves and (to entitled agencies) bodies, and
 stores agencies' cosignatures. Body requests answer ``present = false`` for an entry the caller is
