@@ -9,6 +9,7 @@ deferred so that readers never queue behind writers.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -65,6 +66,9 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite's busy handler sleeps and polls; writers of this process queue on a lock
+        # instead, and the busy timeout is left for writers in other processes.
+        self._sqlite_writer = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -77,15 +81,27 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
-        with self.engine.begin() as connection:
+        if self._sqlite_writer is None:
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        with self._sqlite_writer, self.engine.begin() as connection:
             yield connection
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only transaction that never blocks writers."""
-        with self.engine.connect().execution_options(**{_READ_ONLY: True}) as connection:
-            with connection.begin():
-                yield connection
+        """A read-only transaction on one snapshot that never blocks writers.
+
+        Every statement in it sees the same committed state: SQLite's deferred transaction under
+        WAL keeps the snapshot of its first read, and on PostgreSQL the transaction runs at
+        REPEATABLE READ (READ COMMITTED would take a new snapshot per statement, so a feed page
+        and the feed head read after it could disagree).
+        """
+        options: dict[str, Any] = {_READ_ONLY: True}
+        if self.is_postgresql:
+            options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with self.engine.connect().execution_options(**options) as connection, connection.begin():
+            yield connection
 
     def migrate(self) -> None:
         """Bring the schema to the latest Alembic revision shipped in the package."""
