@@ -24,7 +24,7 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 from exchange.audit import leaves
-from exchange.audit.errors import LogInconsistentError
+from exchange.audit.errors import FeedGapError, LogInconsistentError
 from exchange.audit.leaves import LeafContents, references_commitment
 from exchange.audit.merkle import (
     EMPTY_ROOT,
@@ -63,6 +63,7 @@ __all__ = [
     "LogFailure",
     "VerificationReport",
     "check_consistency",
+    "check_feed_sequence",
     "require_cosignatures",
     "verify_log",
     "witness_verifier",
@@ -291,6 +292,8 @@ class VerificationReport:
     bodies_verified: int
     signatures_verified: int
     references_verified: int
+    feed_sequence: int = 0
+    """The reader's feed events found in the log are numbered 1 to this without a gap."""
     failures: tuple[LogFailure, ...] = field(default=())
 
     @property
@@ -375,6 +378,8 @@ class _Tally:
     bodies: int = 0
     signatures: int = 0
     references: int = 0
+    feed_events: dict[int, int] = field(default_factory=dict)
+    """The reader's feed sequence numbers seen in bodies, to the index of their leaf."""
 
 
 def verify_log(
@@ -433,6 +438,7 @@ def verify_log(
         leaf = contents[index] if 0 <= index < size else None
         if leaf is not None:
             _check_body(index, leaf, body, signing_keys or {}, reader, tally)
+    feed_sequence = _check_feed(tally, reader)
     tally.failures.sort(key=lambda f: -1 if f.index is None else f.index)
     return VerificationReport(
         size=size,
@@ -441,8 +447,39 @@ def verify_log(
         bodies_verified=tally.bodies,
         signatures_verified=tally.signatures,
         references_verified=tally.references,
+        feed_sequence=feed_sequence,
         failures=tuple(tally.failures),
     )
+
+
+def _check_feed(tally: _Tally, reader: str | None) -> int:
+    """The reader's last feed sequence in the log; a failure if its sequences skip a number."""
+    expected = 1
+    for sequence in sorted(tally.feed_events):
+        if sequence != expected:
+            tally.failures.append(
+                LogFailure(
+                    "FEED_GAP",
+                    f"{reader}'s feed event {expected} is not in the log, "
+                    f"though event {sequence} is",
+                    index=tally.feed_events[sequence],
+                )
+            )
+            break
+        expected += 1
+    return expected - 1
+
+
+def check_feed_sequence(received: int, latest: int) -> None:
+    """Raise :class:`~exchange.audit.errors.FeedGapError` if ``latest`` (a heartbeat's latest
+    sequence, or :attr:`VerificationReport.feed_sequence` from the log) is past ``received``,
+    the last feed event this agency was delivered: the hub withheld one."""
+    if latest > received:
+        raise FeedGapError(
+            f"feed event {received + 1} is missing: the hub states or logged event {latest} "
+            f"but delivered events only up to {received}",
+            missing_sequence=received + 1,
+        )
 
 
 def _open_checkpoints(
@@ -590,6 +627,7 @@ def _references(
         event = parse_canonical(alerts_pb2.FeedEvent, body, what=f"feed event {index}")
         if reader is None:
             return None
+        tally.feed_events.setdefault(event.sequence, index)
         return [reader, str(event.sequence), event.originator, event.alert_id]
     kind = _SIGNED_ENTRIES.get(entry_type)
     if kind is None:

@@ -16,12 +16,13 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from exchange.audit import merkle
-from exchange.audit.errors import LogInconsistentError
+from exchange.audit.errors import FeedGapError, LogInconsistentError
 from exchange.audit.leaves import LeafContents, make_leaf
 from exchange.audit.verify import (
     CheckpointVerifier,
     VerificationReport,
     check_consistency,
+    check_feed_sequence,
     verify_log,
     witness_verifier,
 )
@@ -38,7 +39,14 @@ from exchange.crypto.notes import (
 from exchange.errors import SignatureError
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.sealing import summary_item
-from exchange.store.schema import checkpoints, log_entries, log_subtrees, log_tree_head
+from exchange.store.schema import (
+    checkpoints,
+    feed_events,
+    feed_heads,
+    log_entries,
+    log_subtrees,
+    log_tree_head,
+)
 from exchange.v1 import alerts_pb2, audit_pb2, audit_pb2_grpc, payloads_pb2, statements_pb2
 from tests.integration.agency import TestAgency, note_item
 from tests.integration.release_steps import deny, send_request, signed_request
@@ -512,3 +520,27 @@ def test_a_fresh_hub_signs_the_empty_log_and_bounds_every_request(
         with pytest.raises(grpc.RpcError) as refused:
             bad()
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_an_event_withheld_from_agency_b_shows_in_the_log(
+    hub: object, parties: dict[str, AuditingAgency]
+) -> None:
+    """The hub drops agency-b's second event from its feed and lies in the heartbeat too; the
+    log still holds the event's leaf, and agency-b's replay of the log finds it."""
+    a, b = parties["agency-a"], parties["agency-b"]
+    notes = published_log(hub, a, 3)
+    tamper(
+        hub,
+        delete(feed_events).where(
+            feed_events.c.agency_id == "agency-b", feed_events.c.sequence > 1
+        ),
+        update(feed_heads).where(feed_heads.c.agency_id == "agency-b").values(last_sequence=1),
+    )
+    delivered = b.agency.alerts.ListEvents(alerts_pb2.ListEventsRequest(), timeout=10)
+    assert [e.sequence for e in delivered.events] == [1] and delivered.latest_sequence == 1
+    check_feed_sequence(1, delivered.latest_sequence)  # the hub's own word is consistent
+    report = b.verify_whole_log(notes)
+    assert report.ok and report.feed_sequence == 3
+    with pytest.raises(FeedGapError) as withheld:
+        check_feed_sequence(1, report.feed_sequence)
+    assert withheld.value.missing_sequence == 2

@@ -19,6 +19,7 @@ from exchange.audit.leaves import FEED_EVENT, LeafContents, make_leaf
 from exchange.audit.verify import (
     CheckpointVerifier,
     check_consistency,
+    check_feed_sequence,
     require_cosignatures,
     verify_log,
 )
@@ -278,3 +279,37 @@ def test_required_cosignatures_must_be_present_and_fresh() -> None:
     with pytest.raises(VerificationError, match="agency-c") as missing:
         require_cosignatures(opened, ["agency-b", "agency-c"], now=1_100, max_age_seconds=300)
     assert missing.value.reason == "COSIGNATURE_MISSING"
+
+
+def test_a_gap_in_the_readers_feed_events_in_the_log_is_named() -> None:
+    data = leaf_data(4)
+
+    @dataclass(frozen=True)
+    class Body:
+        body: bytes
+        salt: bytes
+
+    everything = {i: Body(event_body(i), b"s" * 16) for i in range(4)}
+    report = verify_log(
+        [Leaf(i, d) for i, d in enumerate(data)],
+        [signed(data)],
+        log_verifier=LOG_KEY,
+        bodies=everything,
+        reader="agency-b",
+    )
+    assert report.ok and report.feed_sequence == 4
+    without_second = {i: b for i, b in everything.items() if i != 1}
+    report = verify_log(
+        [Leaf(i, d) for i, d in enumerate(data)],
+        [signed(data)],
+        log_verifier=LOG_KEY,
+        bodies=without_second,
+        reader="agency-b",
+    )
+    assert report.feed_sequence == 1
+    assert report.first_failure is not None
+    assert (report.first_failure.reason, report.first_failure.index) == ("FEED_GAP", 2)
+    check_feed_sequence(4, 4)
+    with pytest.raises(FeedGapError) as gap:
+        check_feed_sequence(2, 4)
+    assert gap.value.missing_sequence == 3
