@@ -32,7 +32,12 @@ from exchange.crypto.items import (
     seal_item,
 )
 from exchange.crypto.keys import DecryptionKey, EncryptionKey, SigningKey, VerifyKey
-from exchange.errors import MalformedError
+from exchange.errors import (
+    FieldViolation,
+    InvalidInputError,
+    MalformedError,
+    NotPermittedError,
+)
 from exchange.statements.alert import AlertManifest, KeyGrant
 from exchange.statements.codec import PAYLOAD_TYPES, encode, parse_canonical, sha256
 from exchange.v1 import statements_pb2
@@ -275,6 +280,48 @@ class ReleaseDecision(SignedStatement[statements_pb2.ReleaseDecision]):
     @property
     def approved(self) -> bool:
         return self.message.outcome == Outcome.APPROVED
+
+    def check_grant(
+        self,
+        grant: statements_pb2.Grant | None,
+        *,
+        item_id: str,
+        target: str,
+        target_key_id: str | None,
+    ) -> None:
+        """Raise unless ``grant`` is the one this approval names, for the request's item and target.
+
+        ``target_key_id`` is the target's current encryption key id, ``None`` when the target is
+        revoked or unknown: no grant is accepted for it (:class:`NotPermittedError`).  Anything
+        else that does not fit is :class:`InvalidInputError` with the fields that do not.
+        """
+        if grant is None or not grant.wrapped_key:
+            raise InvalidInputError(
+                "an approval carries the grant it names",
+                violations=[FieldViolation("grant", "required with an approval")],
+            )
+        if target_key_id is None:
+            raise NotPermittedError(
+                f"agency {target!r} is revoked or unknown: no grant is accepted for it",
+                reason="RECIPIENT_REVOKED",
+            )
+        problems = []
+        if grant.item_id != item_id:
+            problems.append(FieldViolation("grant.item_id", f"the request is for item {item_id!r}"))
+        if grant.recipient != target:
+            problems.append(FieldViolation("grant.recipient", f"the request is for {target!r}"))
+        if grant.recipient_key_id != target_key_id:
+            problems.append(
+                FieldViolation("grant.recipient_key_id", f"not {target}'s current encryption key")
+            )
+        if grant_hash(grant) != bytes(self.message.grant_hash):
+            problems.append(FieldViolation("grant", "is not the grant the signed decision names"))
+        if problems:
+            raise InvalidInputError(
+                "the grant does not fit the approved request",
+                violations=problems,
+                reason="GRANT_MISMATCH",
+            )
 
 
 class Revocation(SignedStatement[statements_pb2.Revocation]):

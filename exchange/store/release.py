@@ -37,7 +37,6 @@ from exchange.statements.release import (
     Retraction,
     Revocation,
     SignedStatement,
-    grant_hash,
 )
 from exchange.store.feed import NewEvent, append_event
 from exchange.store.release_tables import (
@@ -349,7 +348,12 @@ def record_decision(
     if item is None or _item_unavailable(item, now):
         raise _expired(row.item_id)
     if decision.approved:
-        _check_grant(decision, grant, row.item_id, row.target, encryption_key_ids)
+        decision.check_grant(
+            grant,
+            item_id=row.item_id,
+            target=row.target,
+            target_key_id=encryption_key_ids.get(row.target),
+        )
     elif grant is not None:
         raise InvalidInputError(
             "a denial carries no grant",
@@ -407,41 +411,6 @@ def record_decision(
             )
         )
     return StoredStatement(log_index=log_index, events=tuple(events))
-
-
-def _check_grant(
-    decision: ReleaseDecision,
-    grant: statements_pb2.Grant | None,
-    item_id: str,
-    target: str,
-    encryption_key_ids: dict[str, str],
-) -> None:
-    if grant is None or not grant.wrapped_key:
-        raise InvalidInputError(
-            "an approval carries the grant it names",
-            violations=[FieldViolation("grant", "required with an approval")],
-        )
-    if target not in encryption_key_ids:
-        raise NotPermittedError(
-            f"agency {target!r} is revoked or unknown: no grant is accepted for it",
-            reason="RECIPIENT_REVOKED",
-        )
-    problems = []
-    if grant.item_id != item_id:
-        problems.append(FieldViolation("grant.item_id", f"the request is for item {item_id!r}"))
-    if grant.recipient != target:
-        problems.append(FieldViolation("grant.recipient", f"the request is for {target!r}"))
-    if grant.recipient_key_id != encryption_key_ids[target]:
-        problems.append(
-            FieldViolation("grant.recipient_key_id", f"not {target}'s current encryption key")
-        )
-    if grant_hash(grant) != bytes(decision.message.grant_hash):
-        problems.append(FieldViolation("grant", "is not the grant the signed decision names"))
-    if problems:
-        raise InvalidInputError(
-            "the grant does not fit the approved request", violations=problems,
-            reason="GRANT_MISMATCH",
-        )
 
 
 def _release(

@@ -200,3 +200,34 @@ def test_feedback_opens_for_the_originator_only_and_detects_tampering() -> None:
     altered.key_commitment = sha256(b"other key")
     with pytest.raises(KeyCommitmentError):
         Feedback(feedback.envelope, altered).open(m, A_DECRYPTION)
+
+
+def test_an_approval_accepts_only_the_grant_it_names_for_the_requests_item_and_target() -> None:
+    from exchange.errors import InvalidInputError, NotPermittedError
+
+    req = request()
+    grant = grant_for_b()
+    approval = ReleaseDecision.approve(req, grant, created_at=NOW, key=A_SIGNING)
+    key_id = grant.message.recipient_key_id
+    approval.check_grant(grant.message, item_id="bank-records", target="agency-b", target_key_id=key_id)
+    with pytest.raises(NotPermittedError) as revoked:
+        approval.check_grant(grant.message, item_id="bank-records", target="agency-b", target_key_id=None)
+    assert revoked.value.reason == "RECIPIENT_REVOKED"
+    cases = {
+        "grant.item_id": {"item_id": "other", "target": "agency-b", "target_key_id": key_id},
+        "grant.recipient": {"item_id": "bank-records", "target": "agency-c", "target_key_id": key_id},
+        "grant.recipient_key_id": {
+            "item_id": "bank-records", "target": "agency-b", "target_key_id": "0" * 64
+        },
+    }
+    for field, arguments in cases.items():
+        with pytest.raises(InvalidInputError) as refused:
+            approval.check_grant(grant.message, **arguments)  # type: ignore[arg-type]
+        assert field in {v.field for v in refused.value.violations}
+    other = grant_for_b().message  # fits the request, but is not the grant the approval names
+    with pytest.raises(InvalidInputError) as swapped:
+        approval.check_grant(other, item_id="bank-records", target="agency-b",
+                             target_key_id=other.recipient_key_id)
+    assert [v.field for v in swapped.value.violations] == ["grant"]
+    with pytest.raises(InvalidInputError):
+        approval.check_grant(None, item_id="bank-records", target="agency-b", target_key_id=key_id)
