@@ -93,41 +93,48 @@ def publish_alert(connection: Connection, checked: CheckedPublish, *, now: datet
         )
         .returning(alerts.c.id)
     ).scalar_one()
-    for position, item in enumerate(checked.items):
-        connection.execute(
-            insert(items).values(
-                alert_pk=alert_pk,
-                item_id=item.header.item_id,
-                position=position,
-                header=item.header.raw,
-                ciphertext=item.ciphertext,
-                release=item.release_name,
-                embargo_until=item.embargo_until,
-                expires_at=item.expires_at,
-                summary=item.header.message.summary,
-            )
-        )
-        if item.audience:
-            connection.execute(
-                insert(item_audience),
-                [
-                    {"alert_pk": alert_pk, "item_id": item.header.item_id, "agency_id": agency}
-                    for agency in item.audience
-                ],
-            )
-        available_at = item.embargo_until or now
-        for grant in item.grants:
-            connection.execute(
-                insert(grants).values(
-                    alert_pk=alert_pk,
-                    item_id=grant.item_id,
-                    recipient=grant.recipient,
-                    recipient_key_id=grant.recipient_key_id,
-                    grant=encode(grant),
-                    available_at=now if grant.recipient == manifest.originator else available_at,
-                    created_at=now,
-                )
-            )
+    # One executemany per table: the statement is compiled once, whatever the item count.
+    connection.execute(
+        insert(items),
+        [
+            {
+                "alert_pk": alert_pk,
+                "item_id": item.header.item_id,
+                "position": position,
+                "header": item.header.raw,
+                "ciphertext": item.ciphertext,
+                "release": item.release_name,
+                "embargo_until": item.embargo_until,
+                "expires_at": item.expires_at,
+                "summary": item.header.message.summary,
+            }
+            for position, item in enumerate(checked.items)
+        ],
+    )
+    audience_rows = [
+        {"alert_pk": alert_pk, "item_id": item.header.item_id, "agency_id": agency}
+        for item in checked.items
+        for agency in item.audience
+    ]
+    if audience_rows:
+        connection.execute(insert(item_audience), audience_rows)
+    grant_rows = [
+        {
+            "alert_pk": alert_pk,
+            "item_id": grant.item_id,
+            "recipient": grant.recipient,
+            "recipient_key_id": grant.recipient_key_id,
+            "grant": encode(grant),
+            "available_at": now
+            if grant.recipient == manifest.originator
+            else (item.embargo_until or now),
+            "created_at": now,
+        }
+        for item in checked.items
+        for grant in item.grants
+    ]
+    if grant_rows:
+        connection.execute(insert(grants), grant_rows)
     events = tuple(
         append_event(
             connection,
