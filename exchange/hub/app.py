@@ -29,6 +29,7 @@ from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.publish import PublishLimits
 from exchange.store import registry
 from exchange.store.db import Database
+from exchange.store.group_commit import GroupCommit
 from exchange.v1 import (
     alerts_pb2,
     alerts_pb2_grpc,
@@ -160,6 +161,7 @@ class Hub:
             heartbeat_interval=self.config.heartbeat_interval_seconds,
             checkpointer=self.checkpointer,
             sweep_on_read=self.release_sweeper.sweep_on_read,
+            group_commit=GroupCommit(self.db),
         )
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="hub"),

@@ -18,6 +18,7 @@ from exchange.statements.publish import PublishLimits, check_publish
 from exchange.store import alerts as alert_store
 from exchange.store import feed, registry
 from exchange.store.db import Database
+from exchange.store.group_commit import GroupCommit
 from exchange.v1 import (
     alerts_pb2,
     alerts_pb2_grpc,
@@ -40,6 +41,8 @@ class HubContext:
     limits: PublishLimits
     heartbeat_interval: float
     checkpointer: Checkpointer | None = None
+    # Publishes share transactions (one durable commit per batch); None: each commits alone.
+    group_commit: GroupCommit | None = None
     # Runs before reads that embargo notices or expiry purges may concern (release controls).
     sweep_on_read: Callable[[], object] | None = None
 
@@ -107,8 +110,13 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
             limits=self._hub.limits,
         )
         now = self._hub.clock()
-        with self._hub.db.write() as connection:
-            outcome = alert_store.publish_alert(connection, checked, now=now)
+        if self._hub.group_commit is not None:
+            outcome = self._hub.group_commit.run(
+                lambda connection: alert_store.publish_alert(connection, checked, now=now)
+            )
+        else:
+            with self._hub.db.write() as connection:
+                outcome = alert_store.publish_alert(connection, checked, now=now)
         if outcome.feed_events:
             self._hub.notifier.notify()
         response = alerts_pb2.PublishResponse(
