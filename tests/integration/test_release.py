@@ -442,3 +442,58 @@ def test_a_grant_that_is_not_the_one_the_decision_names_is_refused(
         )
     ) == grpc.StatusCode.INVALID_ARGUMENT
     assert settled_row_counts(hub) == before
+
+
+def test_bad_statements_are_refused_with_a_reason_and_change_nothing(
+    hub: object, agencies: dict[str, TestAgency]
+) -> None:
+    from exchange.crypto.dsse import sign_envelope
+    from exchange.statements.codec import PAYLOAD_TYPES
+    from tests.integration.test_bad_input import error_reason
+
+    a, b = agencies["agency-a"], agencies["agency-b"]
+    manifest = held_alert(a)
+    request = signed_request(b, manifest, "bank")
+    good = envelope_to_proto(request.envelope)
+
+    def with_payload(payload: bytes, kind: str = "release_request") -> statements_pb2.Envelope:
+        return envelope_to_proto(sign_envelope(PAYLOAD_TYPES[kind], payload, b.profile.signing_key))
+
+    flipped = statements_pb2.Envelope()
+    flipped.CopyFrom(good)
+    flipped.signatures[0].sig = bytes([flipped.signatures[0].sig[0] ^ 1]) + flipped.signatures[0].sig[1:]
+    cases = {
+        "no envelope": (release_pb2.RequestReleaseRequest(), "INVALID_ARGUMENT"),
+        "bad signature": (release_pb2.RequestReleaseRequest(request=flipped), "SIGNATURE_INVALID"),
+        "signed as a receipt": (
+            release_pb2.RequestReleaseRequest(
+                request=with_payload(request.envelope.payload, "receipt")
+            ),
+            "PAYLOAD_TYPE_MISMATCH",
+        ),
+        "unknown field": (
+            release_pb2.RequestReleaseRequest(
+                request=with_payload(request.envelope.payload + b"\xa0\x06\x01")
+            ),
+            "NON_CANONICAL",
+        ),
+        "not protobuf": (
+            release_pb2.RequestReleaseRequest(request=with_payload(b"\xff\xff\xff")),
+            "MALFORMED",
+        ),
+        "signed by another agency's key": (
+            release_pb2.RequestReleaseRequest(
+                request=envelope_to_proto(
+                    ReleaseRequest.sign(request.message, a.profile.signing_key).envelope
+                )
+            ),
+            "UNKNOWN_SIGNING_KEY",
+        ),
+    }
+    before = settled_row_counts(hub)
+    for name, (call, reason) in cases.items():
+        with pytest.raises(grpc.RpcError) as refused:
+            b.release.RequestRelease(call, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert error_reason(refused.value) == reason, name
+    assert settled_row_counts(hub) == before

@@ -16,7 +16,10 @@ from exchange import errors
 from exchange_client import FeedGapError, LogInconsistentError
 from exchange_client.cli import app, exit_code_for
 
-COMMANDS = ["publish", "resend", "inbox", "show", "watch", "agencies"]
+COMMANDS = [
+    "publish", "resend", "inbox", "show", "watch", "agencies",
+    "request", "requests", "approve", "deny", "revoke", "retract", "feedback", "receipts",
+]
 
 
 @pytest.fixture
@@ -71,6 +74,26 @@ def test_every_command_has_help(runner: CliRunner, command: str) -> None:
     assert result.exit_code == 0
     assert "Usage" in result.output
     assert "--help" in result.output
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["request", "0b0e3c1e-8f5d-4d5e-9a57-3f0d0f6f2a10", "bank"],  # no --reason
+        ["deny", "ab" * 32],  # no --reason
+        ["retract", "0b0e3c1e-8f5d-4d5e-9a57-3f0d0f6f2a10"],  # no --reason
+        ["feedback", "0b0e3c1e-8f5d-4d5e-9a57-3f0d0f6f2a10"],  # no --outcome
+        ["feedback", "0b0e3c1e-8f5d-4d5e-9a57-3f0d0f6f2a10", "--outcome", "ARRESTED"],
+        ["approve"],
+        ["revoke", "0b0e3c1e-8f5d-4d5e-9a57-3f0d0f6f2a10"],  # no item
+    ],
+    ids=["request", "deny", "retract", "feedback", "outcome", "approve", "revoke"],
+)
+def test_release_commands_refuse_missing_or_bad_arguments_before_any_call(
+    runner: CliRunner, profile_dir: Path, dead_hub: str, arguments: list[str]
+) -> None:
+    result = runner.invoke(app, ["--profile", str(profile_dir), "--hub", dead_hub, *arguments])
+    assert result.exit_code == 2, result.output
 
 
 def test_no_profile_is_a_usage_error_saying_what_to_do(
