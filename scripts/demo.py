@@ -83,7 +83,7 @@ class Transcript:
         shown = " ".join(a if " " not in a else repr(a) for a in args)
         print(f"$ {shown}", flush=True)
         result = subprocess.run(
-            [str(BIN / args[0]), *args[1:]], capture_output=True, text=True,
+            [str(BIN / args[0]), *args[1:]], check=False, capture_output=True, text=True,
             env={**os.environ, "COLUMNS": "110", "NO_COLOR": "1"},
         )
         if show:

@@ -74,7 +74,7 @@ class GroupCommit:
                             results.append((unit, unit.work(connection)))
                     except ExchangeError as error:
                         unit.error = error
-        except BaseException as error:  # the commit failed: nothing in the batch is durable
+        except BaseException as error:  # noqa: BLE001 - re-raised below; no unit may hang
             for unit in batch:
                 if unit.error is None:
                     unit.error = error

@@ -61,7 +61,7 @@ class Exchange:
             command = [str(BIN / args[0]), *args[1:]]
         else:
             command = [str(BIN / "exchange"), "--profile", str(self.data / "agencies" / agency), *args]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120,
+        result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120,
                                 env={**os.environ, "COLUMNS": "200"})
         if expect is not None:
             assert result.returncode == expect, (
@@ -180,7 +180,7 @@ def test_tampering_behind_the_hubs_back_is_exit_3(exchange: Exchange, tmp_path: 
 
 def test_usage_errors_and_missing_profile(exchange: Exchange) -> None:
     assert exchange.run("exchange", "frobnicate", expect=2).returncode == 2
-    env_free = subprocess.run([str(BIN / "exchange"), "inbox"], capture_output=True, text=True,
+    env_free = subprocess.run([str(BIN / "exchange"), "inbox"], check=False, capture_output=True, text=True,
                               env={k: v for k, v in os.environ.items() if k != "EXCHANGE_PROFILE"})
     assert env_free.returncode == 2  # a missing profile is a usage error
     assert "--profile" in env_free.stderr
