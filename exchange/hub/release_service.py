@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -56,7 +56,7 @@ SWEEP_INTERVAL_SECONDS = 5.0
 READ_SWEEP_SPACING = timedelta(seconds=1)
 """A read sweeps first when the hub's clock has moved on by this much since the last sweep."""
 
-S = TypeVar("S", bound=SignedStatement)  # type: ignore[type-arg]
+S = TypeVar("S", bound="SignedStatement[Any]")
 
 
 class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
@@ -184,7 +184,12 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             Feedback, request.feedback, "feedback", request.HasField("feedback")
         )
         with self._hub.db.write() as connection:
-            outcome = release_store.record_feedback(connection, statement, now=self._hub.clock())
+            outcome = release_store.record_feedback(
+                connection,
+                statement,
+                encryption_key_ids=self._hub.directory.encryption_key_ids(),
+                now=self._hub.clock(),
+            )
         self._notify(outcome)
         return release_pb2.SubmitFeedbackResponse(log_index=outcome.log_index)
 

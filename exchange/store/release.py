@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Row, and_, delete, exists, insert, select, update
 
@@ -65,7 +66,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _envelope_bytes(statement: SignedStatement) -> bytes:  # type: ignore[type-arg]
+def _envelope_bytes(statement: SignedStatement[Any]) -> bytes:
     return encode(envelope_to_proto(statement.envelope))
 
 
@@ -84,7 +85,7 @@ class StoredStatement:
 
 def _alert_version(
     connection: Connection, originator: str, alert_id: str, version: int, manifest_hash: bytes
-) -> Row | None:  # type: ignore[type-arg]
+) -> Row[Any] | None:
     """The stored alert version a statement names, only if its manifest hash matches too."""
     return connection.execute(
         select(alerts).where(
@@ -96,7 +97,7 @@ def _alert_version(
     ).first()
 
 
-def _item(connection: Connection, alert_pk: int, item_id: str) -> Row | None:  # type: ignore[type-arg]
+def _item(connection: Connection, alert_pk: int, item_id: str) -> Row[Any] | None:
     return connection.execute(
         select(items).where(items.c.alert_pk == alert_pk, items.c.item_id == item_id)
     ).first()
@@ -123,11 +124,11 @@ def _alert_audience(connection: Connection, alert_pks: Iterable[int]) -> list[st
     )
 
 
-def _sees_alert(connection: Connection, alert: Row, agency: str) -> bool:  # type: ignore[type-arg]
+def _sees_alert(connection: Connection, alert: Row[Any], agency: str) -> bool:
     return alert.originator == agency or agency in _alert_audience(connection, [alert.id])
 
 
-def _item_unavailable(item: Row, now: datetime) -> bool:  # type: ignore[type-arg]
+def _item_unavailable(item: Row[Any], now: datetime) -> bool:
     """Past its expiry, or already purged."""
     return item.ciphertext is None or (
         item.expires_at is not None and _aware(item.expires_at) <= now
@@ -154,8 +155,8 @@ def _expired(item_id: str) -> ExchangeError:
 def _log(
     connection: Connection,
     entry_type: str,
-    statement: SignedStatement,  # type: ignore[type-arg]
-    alert: Row,  # type: ignore[type-arg]
+    statement: SignedStatement[Any],
+    alert: Row[Any],
     entitled: Iterable[str],
     now: datetime,
 ) -> int:
@@ -173,7 +174,7 @@ def _event(
     connection: Connection,
     agency: str,
     kind: int,
-    alert: Row,  # type: ignore[type-arg]
+    alert: Row[Any],
     now: datetime,
     *,
     item_id: str = "",
@@ -632,9 +633,17 @@ def record_receipt(connection: Connection, receipt: Receipt, *, now: datetime) -
 
 
 def record_feedback(
-    connection: Connection, statement: Feedback, *, now: datetime
+    connection: Connection,
+    statement: Feedback,
+    *,
+    encryption_key_ids: dict[str, str],
+    now: datetime,
 ) -> StoredStatement:
-    """Store a recipient's encrypted feedback on an alert version it may see; tell the originator."""
+    """Store a recipient's encrypted feedback on an alert version it may see; tell the originator.
+
+    Its key must be wrapped for the originator's current encryption key, or the originator could
+    not read it.
+    """
     message = statement.message
     alert = _alert_version(
         connection, message.originator, message.alert_id, message.version, message.manifest_hash
@@ -643,6 +652,12 @@ def record_feedback(
         connection, alert, message.recipient
     ):
         raise _not_found_alert(message.alert_id, message.version)
+    if message.grant.recipient_key_id != encryption_key_ids.get(alert.originator):
+        raise InvalidInputError(
+            "the feedback's key is not wrapped for the originator's current encryption key",
+            violations=[FieldViolation("grant.recipient_key_id", "not the originator's current key")],
+            reason="GRANT_MISMATCH",
+        )
     envelope = _envelope_bytes(statement)
     existing = connection.execute(
         select(feedback.c.log_index).where(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 
@@ -101,7 +101,7 @@ _PUBLISH_METHOD = "/exchange.v1.AlertService/Publish"
 FEEDBACK_OUTCOMES = ("SEIZED", "NOTHING_FOUND", "INVESTIGATING", "FALSE_POSITIVE")
 """The outcomes a recipient can report with :meth:`Client.feedback`."""
 
-_Statement = TypeVar("_Statement", bound=release.SignedStatement)  # type: ignore[type-arg]
+_Statement = TypeVar("_Statement", bound="release.SignedStatement[Any]")
 
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
