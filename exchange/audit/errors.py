@@ -15,7 +15,8 @@ class LogInconsistentError(VerificationError):
     """Two checkpoints of the log that cannot both be true: a rewritten history or a fork.
 
     ``known_size``/``known_root`` describe the checkpoint already trusted, ``new_size``/
-    ``new_root`` the one that does not extend (or equal) it.
+    ``new_root`` the one that does not extend (or equal) it; the verifiers in
+    :mod:`exchange.audit.verify` always set them, other callers may leave them ``None``.
     """
 
     reason = "LOG_INCONSISTENT"
@@ -24,10 +25,10 @@ class LogInconsistentError(VerificationError):
         self,
         message: str,
         *,
-        known_size: int,
-        known_root: bytes,
-        new_size: int,
-        new_root: bytes,
+        known_size: int | None = None,
+        known_root: bytes | None = None,
+        new_size: int | None = None,
+        new_root: bytes | None = None,
         reason: str | None = None,
     ) -> None:
         super().__init__(message, reason=reason)
