@@ -321,9 +321,22 @@ def receipt_proof(
     return proof, checkpoint.note
 
 
-def heartbeat_log_state(connection: Connection, agency_id: str, sequence: int) -> tuple[int, str]:
-    """For a heartbeat: the log index of the agency's feed event ``sequence`` (0 for none) and
-    the latest checkpoint note (empty before the first), read in the caller's transaction."""
-    index = feed_event_index(connection, agency_id, sequence) if sequence else None
-    checkpoint = latest_checkpoint(connection)
+def heartbeat_log_state(
+    db: Database, checkpointer: Checkpointer | None, agency_id: str, sequence: int
+) -> tuple[int, str]:
+    """For a heartbeat: the log index of the agency's feed event ``sequence`` (0 for none) and a
+    checkpoint note that covers it, so the heartbeat proves the latest sequence under a
+    checkpoint. When the latest checkpoint does not cover it yet, one is signed first (shared
+    with any publish doing the same); if that fails the latest note goes as it is."""
+    with db.read() as connection:
+        index = feed_event_index(connection, agency_id, sequence) if sequence else None
+        checkpoint = latest_checkpoint(connection)
+    uncovered = index is not None and (checkpoint is None or checkpoint.size <= index)
+    if uncovered and checkpointer is not None and index is not None:
+        try:
+            checkpointer.checkpoint_covering(index + 1)
+            with db.read() as connection:
+                checkpoint = latest_checkpoint(connection)
+        except (ExchangeError, SQLAlchemyError):
+            log.exception("no checkpoint covering leaf %d for a heartbeat", index)
     return (index or 0), ("" if checkpoint is None else checkpoint.note)

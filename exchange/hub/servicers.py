@@ -192,13 +192,15 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
             with self._hub.db.read() as connection:
                 events = feed.events_after(connection, caller, cursor, MAX_EVENTS_PER_PAGE)
                 latest = feed.latest_sequence(connection, caller)
-                latest_log_index, checkpoint = heartbeat_log_state(connection, caller, latest)
             for event in events:
                 yield alerts_pb2.SubscribeResponse(event=event)
                 cursor = event.sequence
             if len(events) == MAX_EVENTS_PER_PAGE:
                 continue
             if events or time.monotonic() - last_heartbeat >= self._hub.heartbeat_interval:
+                latest_log_index, checkpoint = heartbeat_log_state(
+                    self._hub.db, self._hub.checkpointer, caller, latest
+                )
                 heartbeat = alerts_pb2.Heartbeat(
                     latest_sequence=latest, latest_log_index=latest_log_index, checkpoint=checkpoint
                 )

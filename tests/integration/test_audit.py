@@ -544,3 +544,29 @@ def test_an_event_withheld_from_agency_b_shows_in_the_log(
     with pytest.raises(FeedGapError) as withheld:
         check_feed_sequence(1, report.feed_sequence)
     assert withheld.value.missing_sequence == 2
+
+
+def test_a_heartbeat_after_an_event_no_publish_checkpointed_comes_with_a_covering_checkpoint(
+    parties: dict[str, AuditingAgency],
+) -> None:
+    a, b = parties["agency-a"], parties["agency-b"]
+    items = [
+        note_item("bank", "IBAN DE89 3704 0044 0532 0130 00", ["agency-b"], release=ON_REQUEST)
+    ]
+    summary = payloads_pb2.Summary(kind=payloads_pb2.Summary.SHIPMENT, title="Bank records")
+    sealed = a.agency.seal([summary_item(summary, items), *items])
+    a.agency.alerts.Publish(sealed.request, timeout=10)
+    # The request's leaf and agency-a's feed event are appended without any checkpoint.
+    send_request(b.agency, signed_request(b.agency, sealed.manifest, "bank"))
+    stream = a.agency.alerts.Subscribe(alerts_pb2.SubscribeRequest(after=0), timeout=10)
+    events = []
+    for message in stream:
+        if message.HasField("event"):
+            events.append(message.event)
+        else:
+            heartbeat = message.heartbeat
+            break
+    stream.cancel()
+    assert events and heartbeat.latest_log_index == events[-1].log_index
+    checkpoint = a.verifier.accept(heartbeat.checkpoint).checkpoint
+    assert checkpoint.size > heartbeat.latest_log_index
