@@ -246,7 +246,10 @@ class EntryBody(_message.Message):
     index: _builtins.int
     body: _builtins.bytes
     present: _builtins.bool
-    """False where the body was purged (the leaf stays)."""
+    """False where the body was purged (the leaf stays), where the caller is not entitled to it (it
+    is entitled to entries about its own alerts and what it received), and for an index past the
+    log: the three look alike, so the answer reveals nothing about entries the caller may not see.
+    """
     salt: _builtins.bytes
     """The salt of the leaf's references commitment, so that the entitled reader can check them."""
     def __init__(
