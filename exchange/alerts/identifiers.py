@@ -383,6 +383,11 @@ def validate_iban(value: str) -> None:
 _BIC_RE = re.compile(r"[A-Z]{4}([A-Z]{2})[A-Z0-9]{2}(?:[A-Z0-9]{3})?")
 
 
+# SWIFT assigns BICs (and IBANs) for Kosovo under the user-assigned code XK, which ISO 3166-1
+# (and so pycountry) does not list; python-stdnum accepts it too.
+_BIC_EXTRA_COUNTRIES = frozenset({"XK"})
+
+
 def validate_bic(value: str) -> None:
     """BIC (ISO 9362): 4-letter bank code, country, 2-character location, optional 3-character
     branch; 8 or 11 characters, upper case (``DEUTDEFF``, ``BKCHCNBJ300``)."""
@@ -395,8 +400,9 @@ def validate_bic(value: str) -> None:
             "expected a BIC: 4 letters (bank), 2 letters (country), 2 letters or digits "
             "(location) and optionally 3 (branch), upper case"
         )
-    if pycountry.countries.get(alpha_2=match.group(1)) is None:
-        _fail(f"{match.group(1)} is not an ISO 3166-1 alpha-2 country code")
+    country = match.group(1)
+    if country not in _BIC_EXTRA_COUNTRIES and pycountry.countries.get(alpha_2=country) is None:
+        _fail(f"{country} is not an ISO 3166-1 alpha-2 country code")
     _stdnum_backstop(_stdnum_bic.validate, value, "BIC")
 
 

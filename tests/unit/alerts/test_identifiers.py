@@ -419,3 +419,10 @@ def test_identifier_error_is_a_value_error_and_a_project_error() -> None:
         ids.validate_cas_rn("x")
     with pytest.raises(InvalidInputError):
         ids.validate_cas_rn("x")
+
+
+def test_kosovo_bic_is_accepted_as_swift_and_stdnum_do() -> None:
+    """XK is user-assigned in ISO 3166-1 but is the country code of Kosovo's BICs and IBANs."""
+    ids.validate_bic("AAAAXK00")
+    with pytest.raises(ids.IdentifierError, match="country code"):
+        ids.validate_bic("AAAAXQ00")
