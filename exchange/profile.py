@@ -53,6 +53,9 @@ AGENCY_KEYS_PAYLOAD_TYPE = "application/vnd.exchange.agency-keys.v1+protobuf"
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIRECTORY_MODE = 0o700
 
+DEFAULT_MAX_COSIGNATURE_AGE_SECONDS = 3600
+"""``[audit] max_cosignature_age_seconds`` when unset: required cosignatures an hour old at most."""
+
 
 # --- addresses ---------------------------------------------------------------------------------
 
@@ -147,6 +150,10 @@ class ProfileConfig:
     partners: Mapping[str, Path]
     checkpoint_verifier_key: str
     log_origin: str
+    require_cosigners: tuple[str, ...] = ()
+    """Agencies whose fresh cosignature a checkpoint needs before the client acts on it."""
+    max_cosignature_age_seconds: int = DEFAULT_MAX_COSIGNATURE_AGE_SECONDS
+    """How old a required cosignature may be."""
 
     @classmethod
     def from_file(cls, path: Path) -> ProfileConfig:
@@ -187,7 +194,18 @@ class ProfileConfig:
         audit = top.table("audit", required=True)
         checkpoint_verifier_key = audit.string("checkpoint_verifier_key")
         log_origin = audit.string("log_origin")
-        audit.refuse_unknown({"checkpoint_verifier_key", "log_origin"})
+        require_cosigners = audit.agency_ids("require_cosigners")
+        max_cosignature_age_seconds = audit.positive_integer(
+            "max_cosignature_age_seconds", DEFAULT_MAX_COSIGNATURE_AGE_SECONDS
+        )
+        audit.refuse_unknown(
+            {
+                "checkpoint_verifier_key",
+                "log_origin",
+                "require_cosigners",
+                "max_cosignature_age_seconds",
+            }
+        )
         try:
             verifier = NoteVerifier.from_string(checkpoint_verifier_key)
         except ExchangeError as e:
@@ -209,6 +227,8 @@ class ProfileConfig:
             partners=MappingProxyType(dict(sorted(partners.items()))),
             checkpoint_verifier_key=checkpoint_verifier_key,
             log_origin=log_origin,
+            require_cosigners=require_cosigners,
+            max_cosignature_age_seconds=max_cosignature_age_seconds,
         )
 
     def to_toml(self) -> str:
@@ -228,6 +248,10 @@ class ProfileConfig:
                 "log_origin": self.log_origin,
             },
         }
+        if self.require_cosigners:
+            document["audit"]["require_cosigners"] = list(self.require_cosigners)
+        if self.max_cosignature_age_seconds != DEFAULT_MAX_COSIGNATURE_AGE_SECONDS:
+            document["audit"]["max_cosignature_age_seconds"] = self.max_cosignature_age_seconds
         return tomli_w.dumps(document)
 
     def _relative(self, path: Path) -> str:
@@ -407,6 +431,23 @@ class _Table:
             raise ConfigurationError(f"{self._where(key)} is missing; add it")
         if not isinstance(value, str) or not value:
             raise ConfigurationError(f"{self._where(key)} must be a non-empty string")
+        return value
+
+    def agency_ids(self, key: str) -> tuple[str, ...]:
+        value = self._values.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigurationError(f"{self._where(key)} must be a list of agency ids")
+        for agency_id in value:
+            try:
+                pki.check_agency_id(agency_id)
+            except ExchangeError as e:
+                raise ConfigurationError(f"{self._where(key)}: {e.message}") from e
+        return tuple(value)
+
+    def positive_integer(self, key: str, default: int) -> int:
+        value = self._values.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigurationError(f"{self._where(key)} must be a whole number above 0")
         return value
 
     def path(self, key: str, *, default: Path | None = None) -> Path:

@@ -11,7 +11,7 @@ from types import MappingProxyType
 from cryptography import x509
 
 from exchange.crypto.keys import DecryptionKey, SigningKey
-from exchange.profile import ProfileData, load_profile
+from exchange.profile import DEFAULT_MAX_COSIGNATURE_AGE_SECONDS, ProfileData, load_profile
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,9 @@ class Profile:
     maps every agency id this agency trusts (its own included) to that agency's CA certificate,
     exchanged out of band: partners' keys are checked against these, never against the copies the
     hub serves.  ``state_dir`` holds what the client keeps between runs (feed cursor, outbox,
-    published manifest hashes).
+    published manifest hashes, the last verified checkpoint).  ``require_cosigners`` names
+    the agencies whose cosignature, at most ``max_cosignature_age_seconds`` old, a checkpoint
+    must carry before the client acts on a statement it proves (``[audit]`` in profile.toml).
     """
 
     agency_id: str
@@ -37,6 +39,8 @@ class Profile:
     witness_key: SigningKey | None = None
     checkpoint_verifier_key: str = ""
     directory: Path | None = None
+    require_cosigners: tuple[str, ...] = ()
+    max_cosignature_age_seconds: int = DEFAULT_MAX_COSIGNATURE_AGE_SECONDS
 
     @classmethod
     def load(cls, directory: str | Path, *, now: datetime | None = None) -> Profile:
@@ -63,4 +67,6 @@ class Profile:
             witness_key=data.witness_key,
             checkpoint_verifier_key=data.checkpoint_verifier_key,
             directory=data.config.directory,
+            require_cosigners=data.config.require_cosigners,
+            max_cosignature_age_seconds=data.config.max_cosignature_age_seconds,
         )
