@@ -1,24 +1,11 @@
-"""Errors only the client can detect, added to the one tree of :mod:`exchange.errors`."""
+"""The audit errors the client raises, re-exported from :mod:`exchange.audit.errors`.
+
+There is one class of each, so that ``except exchange_client.FeedGapError`` also catches what the
+pure verifiers of :mod:`exchange.audit.verify` raise.
+"""
 
 from __future__ import annotations
 
-from exchange.errors import VerificationError
+from exchange.audit.errors import FeedGapError, LogInconsistentError
 
-
-class FeedGapError(VerificationError):
-    """The feed skipped a sequence number: the hub withheld (or lost) an event meant for us.
-
-    ``missing_sequence`` is the first sequence number that never arrived.
-    """
-
-    reason = "FEED_GAP"
-
-    def __init__(self, message: str, *, missing_sequence: int, reason: str | None = None) -> None:
-        super().__init__(message, reason=reason)
-        self.missing_sequence = missing_sequence
-
-
-class LogInconsistentError(VerificationError):
-    """The hub showed a log checkpoint that is not consistent with one this client verified."""
-
-    reason = "LOG_INCONSISTENT"
+__all__ = ["FeedGapError", "LogInconsistentError"]
