@@ -68,6 +68,7 @@ from exchange.v1 import (
     release_pb2_grpc,
     statements_pb2,
 )
+from exchange_client._internal.audit import Auditor, logged_envelope, logged_manifest
 from exchange_client._internal.feed import FeedSubscription, check_heartbeat, check_sequence
 from exchange_client._internal.models import (
     AgencyInfo,
@@ -191,6 +192,25 @@ class Client:
         )
         self._partners: dict[str, _PartnerKeys] | None = None
         self._watchlist = Watchlist.shipped()
+        # The audit log: checkpoints, inclusion proofs, cosignatures (see _internal/audit.py).
+        self.auditor = Auditor(
+            self._channel,
+            agency_id=profile.agency_id,
+            state_dir=profile.state_dir,
+            checkpoint_verifier_key=profile.checkpoint_verifier_key,
+            witness_key=profile.witness_key,
+            target=self.target,
+            timeout=timeout,
+            clock=self._clock,
+            partner_keys=lambda: {
+                p.agency_id: p.latest for p in self._load_partners().values() if p.latest
+            },
+            signing_keys=lambda: {
+                p.agency_id: list(p.verify_keys.values()) for p in self._load_partners().values()
+            },
+            require_cosigners=profile.require_cosigners,
+            max_cosignature_age_seconds=profile.max_cosignature_age_seconds,
+        )
 
     # --- lifetime ---------------------------------------------------------------------------------
 
@@ -469,6 +489,13 @@ class Client:
             accepted_at=receipt.accepted_at,
         )
         self._state.remove_outbox(entry)
+        # The audit log: the published manifest must be in the verified log.
+        self.auditor.prove_statement(
+            logged_manifest(request),
+            receipt.log_index,
+            proof=response.inclusion_proof if response.HasField("inclusion_proof") else None,
+            note=response.checkpoint,
+        )
         return receipt
 
     def _send_publish(self, entry: OutboxEntry, request: bytes) -> alerts_pb2.PublishResponse:
@@ -572,6 +599,8 @@ class Client:
                 f"{manifest.alert_id} version {manifest.version}",
                 reason="ALERT_MISMATCH",
             )
+        # The audit log: act on no manifest that the verified log does not hold.
+        self.auditor.prove_statement(logged_envelope(view.manifest), view.log_index, acting=True)
         self._after_open(opened)
         return _opened_alert(opened, self._watchlist, self._withheld_details(opened))
 
@@ -645,7 +674,10 @@ class Client:
             raise
 
         def open_stream(after_sequence: int) -> grpc.CallIterator[alerts_pb2.SubscribeResponse]:
-            return self._alerts_stub.Subscribe(alerts_pb2.SubscribeRequest(after=after_sequence))
+            # The audit log: heartbeats' checkpoints and the events are verified as they pass.
+            return self.auditor.audited_stream(
+                self._alerts_stub.Subscribe(alerts_pb2.SubscribeRequest(after=after_sequence))
+            )
 
         return FeedSubscription(
             open_stream=open_stream,
