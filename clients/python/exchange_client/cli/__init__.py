@@ -35,6 +35,7 @@ from exchange_client._internal.client import Client
 from exchange_client._internal.models import StatementResult
 from exchange_client._internal.profile import Profile
 from exchange_client.cli import _render
+from exchange_client.cli.audit import register as register_audit_commands
 from exchange_client.cli.offline import register as register_offline_commands
 
 EXIT_OK = 0
@@ -510,6 +511,7 @@ def _print_result(result: StatementResult, json_output: bool, line: str) -> None
 
 
 register_offline_commands(app)
+register_audit_commands(app)
 
 
 def main() -> None:
