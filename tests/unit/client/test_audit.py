@@ -64,6 +64,16 @@ class ScriptedLog(audit_pb2_grpc.AuditServiceServicer, alerts_pb2_grpc.AlertServ
             self.bodies.append(body)
             self.leaves.append(leaf)
 
+    def append_event(self, event: alerts_pb2.FeedEvent) -> alerts_pb2.FeedEvent:
+        """Log a feed event as the hub does (without its log index); return it as delivered."""
+        body = event.SerializeToString(deterministic=True)
+        self.bodies.append(body)
+        self.leaves.append(leaves.make_leaf(leaves.FEED_EVENT, NOW, body, b"s" * 16, []))
+        delivered = alerts_pb2.FeedEvent()
+        delivered.CopyFrom(event)
+        delivered.log_index = len(self.leaves) - 1
+        return delivered
+
     def hashes(self) -> list[bytes]:
         return [merkle.leaf_hash(leaf) for leaf in self.leaves]
 
@@ -371,3 +381,90 @@ def test_verify_names_the_first_changed_leaf(
     report = auditor.verify()
     assert report.first_failure is not None
     assert (report.first_failure.reason, report.first_failure.index) == ("ROOT_MISMATCH", 13)
+
+
+# --- the feed stream --------------------------------------------------------------------------------
+
+
+class ScriptedCall:
+    """One ``Subscribe`` call's answers, with ``cancel`` as a gRPC call has it."""
+
+    def __init__(self, responses: list[alerts_pb2.SubscribeResponse]) -> None:
+        self.responses = responses
+        self.cancelled = False
+
+    def __iter__(self) -> Iterator[alerts_pb2.SubscribeResponse]:
+        return iter(self.responses)
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
+
+
+def feed_event(sequence: int, alert_id: str = "0b0e3c1e-8f5d-4d5e-9a57-3f0d0f6f2a10") -> Any:
+    return alerts_pb2.FeedEvent(
+        sequence=sequence,
+        kind=alerts_pb2.FeedEvent.ALERT_PUBLISHED,
+        originator="agency-a",
+        alert_id=alert_id,
+        version=1,
+    )
+
+
+def test_the_stream_verifies_heartbeat_checkpoints_and_proves_events_they_cover(
+    log: ScriptedLog, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    auditor = make_auditor(channel, tmp_path, agency="agency-b")
+    auditor.follow()
+    delivered = log.append_event(feed_event(1))
+    note = log.sign()
+    call = ScriptedCall(
+        [
+            alerts_pb2.SubscribeResponse(event=delivered),
+            alerts_pb2.SubscribeResponse(heartbeat=alerts_pb2.Heartbeat(checkpoint=note)),
+        ]
+    )
+    stream = auditor.audited_stream(call)  # type: ignore[arg-type]
+    assert [response.WhichOneof("message") for response in stream] == ["event", "heartbeat"]
+    trusted = auditor.trusted
+    assert trusted is not None and trusted.checkpoint.size == 6
+    stream.cancel()
+    assert call.cancelled
+
+
+def test_an_event_that_differs_from_its_logged_leaf_is_refused(
+    log: ScriptedLog, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    auditor = make_auditor(channel, tmp_path, agency="agency-b")
+    delivered = log.append_event(feed_event(1))
+    delivered.alert_id = "7a1c2b9e-0000-4000-8000-000000000000"  # not what was logged
+    note = log.sign()
+    stream = auditor.audited_stream(
+        ScriptedCall(  # type: ignore[arg-type]
+            [
+                alerts_pb2.SubscribeResponse(event=delivered),
+                alerts_pb2.SubscribeResponse(heartbeat=alerts_pb2.Heartbeat(checkpoint=note)),
+            ]
+        )
+    )
+    next(stream)
+    with pytest.raises(VerificationError) as refused:
+        next(stream)
+    assert refused.value.reason == "BODY_MISMATCH" and "log entry 5" in refused.value.message
+
+
+def test_a_heartbeat_checkpoint_of_a_rewritten_log_is_refused(
+    log: ScriptedLog, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    auditor = make_auditor(channel, tmp_path, agency="agency-b")
+    auditor.follow()
+    log.leaves[0] = entry(9)[1]
+    log.append(1)
+    note = log.sign()
+    stream = auditor.audited_stream(
+        ScriptedCall(  # type: ignore[arg-type]
+            [alerts_pb2.SubscribeResponse(heartbeat=alerts_pb2.Heartbeat(checkpoint=note))]
+        )
+    )
+    with pytest.raises(LogInconsistentError):
+        next(stream)

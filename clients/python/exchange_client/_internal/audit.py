@@ -689,17 +689,22 @@ class Auditor:
     def verify(self, *, progress: Progress | None = None) -> VerificationReport:
         """Replay the whole log under the latest verified checkpoint; see :func:`verify_log`.
 
+        The leaves must hash to the root of the checkpoint this client trusted before and to
+        that of the latest one.
+
         Besides leaves, roots and the statements this agency may see, the feed the hub delivered
         is read back: an event of ours in the log that the feed skips is a ``FEED_GAP`` failure.
         """
+        previous = self._checkpoints().trusted_note
         signed = self.follow()
         note = self._checkpoints().trusted_note
         assert note is not None
+        notes = [note] if previous in (None, note) else [previous, note]
         log = self._fetch(signed.checkpoint.size, progress)
         signing_keys = {agency: list(keys) for agency, keys in self._signing_keys().items()}
         report = verify_log(
             log.leaves,
-            [note],
+            notes,
             log_verifier=self.log_key,
             bodies=log.bodies,
             signing_keys=signing_keys,
