@@ -205,6 +205,20 @@ def test_a_grown_log_is_followed_with_a_consistency_proof(
     assert len(log.cosignature_lines) == 1  # the new checkpoint, cosigned once
 
 
+def test_a_process_that_is_behind_never_moves_the_stored_checkpoint_back(
+    log: ScriptedLog, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    behind = make_auditor(channel, tmp_path)
+    behind.follow()
+    known = log.served_note()
+    log.append(3)
+    log.sign()
+    make_auditor(channel, tmp_path).follow()  # another process of the same profile
+    behind.accept(known)  # the checkpoint it already trusted, again (a heartbeat, say)
+    stored = CheckpointStore(tmp_path).load()
+    assert stored is not None and size_of(stored) == 8
+
+
 @pytest.mark.parametrize(
     "rewrite",
     ["a changed leaf", "a truncated log", "the same size with another root"],

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import cast
 
 import grpc
+from filelock import FileLock, Timeout
 from google.protobuf.message import Message
 
 from exchange.audit import leaves
@@ -95,6 +96,9 @@ BODIES_PER_REQUEST = 1000
 
 EVENTS_PER_PAGE = 1000
 """Feed events per ``ListEvents`` call when ``verify`` reads back what the hub delivered."""
+
+STORE_LOCK_SECONDS = 10.0
+"""How long saving the checkpoint waits for another process of the same profile."""
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(phase, done, total)`` while the log is fetched (``leaves``, ``bodies``)."""
@@ -175,7 +179,12 @@ class CheckpointStore:
         return note
 
     def save(self, signed: SignedCheckpoint, note: str) -> None:
-        """Replace the stored checkpoint, atomically."""
+        """Replace the stored checkpoint atomically, unless it already holds a larger one.
+
+        Two processes of one profile may verify different checkpoints; the file keeps the larger
+        (each was proven consistent with what the profile trusted), so a process that is behind
+        never moves the profile's trust back.
+        """
         checkpoint = signed.checkpoint
         record = {
             "origin": checkpoint.origin,
@@ -185,9 +194,21 @@ class CheckpointStore:
         }
         try:
             self.path.parent.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigurationError(f"{self.path.parent}: cannot create it: {e}") from e
-        write_atomically(self.path, json.dumps(record, indent=2).encode() + b"\n")
+            with FileLock(self.path.with_name("checkpoint.lock"), timeout=STORE_LOCK_SECONDS):
+                if self._stored_size() > checkpoint.size:
+                    return
+                write_atomically(self.path, json.dumps(record, indent=2).encode() + b"\n")
+        except (OSError, Timeout) as e:
+            raise ConfigurationError(f"{self.path}: cannot store the checkpoint: {e}") from e
+
+    def _stored_size(self) -> int:
+        try:
+            size = json.loads(self.path.read_text(encoding="utf-8"))["size"]
+        except FileNotFoundError:
+            return -1
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigurationError(f"{self.path}: not a checkpoint record") from e
+        return int(size)
 
 
 # --- results ----------------------------------------------------------------------------------------
