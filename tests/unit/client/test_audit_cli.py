@@ -14,6 +14,8 @@ import pytest
 import tomli_w
 from typer.testing import CliRunner
 
+import exchange_client
+from exchange.audit import errors as audit_errors
 from exchange.errors import ConfigurationError
 from exchange.profile import ProfileConfig
 from exchange_client import Profile
@@ -124,3 +126,8 @@ def test_bad_cosigner_settings_are_refused(profile_dir: Path, settings: dict[str
     with pytest.raises(ConfigurationError) as refused:
         Profile.load(profile_dir)
     assert "[audit]" in refused.value.message
+
+
+def test_the_client_raises_the_audit_errors_themselves() -> None:
+    assert exchange_client.LogInconsistentError is audit_errors.LogInconsistentError
+    assert exchange_client.FeedGapError is audit_errors.FeedGapError
