@@ -62,6 +62,7 @@ from exchange.errors import (
     UnknownKeyError,
     VerificationError,
 )
+from exchange.profile import DEFAULT_MAX_COSIGNATURE_AGE_SECONDS
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.codec import (
     PAYLOAD_TYPES,
@@ -367,7 +368,7 @@ class Auditor:
         partner_keys: Callable[[], Mapping[str, AgencyKeys]],
         signing_keys: Callable[[], Mapping[str, Sequence[VerifyKey]]],
         require_cosigners: Sequence[str] = (),
-        max_cosignature_age_seconds: int = 3600,
+        max_cosignature_age_seconds: int = DEFAULT_MAX_COSIGNATURE_AGE_SECONDS,
     ) -> None:
         self._stub = audit_pb2_grpc.AuditServiceStub(channel)
         self._alerts_stub = alerts_pb2_grpc.AlertServiceStub(channel)
@@ -383,8 +384,8 @@ class Auditor:
         self._require_cosigners = tuple(require_cosigners)
         self._max_cosignature_age = max_cosignature_age_seconds
         self._verifier: CheckpointVerifier | None = None
+        # Checkpoint text to the cosignature line this process made for it, to show it at once.
         self._own_cosignatures: dict[str, str] = {}
-        """Checkpoint text to the cosignature line this process made for it."""
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -404,7 +405,7 @@ class Auditor:
             stored = self._store.load()
             try:
                 self._verifier = CheckpointVerifier(self.log_key, trusted_note=stored)
-            except VerificationError as e:
+            except (VerificationError, InvalidInputError) as e:
                 raise ConfigurationError(
                     f"{self._store.path}: the stored checkpoint does not verify under the "
                     f"profile's checkpoint key: {e.message}"
