@@ -39,6 +39,8 @@ from tests.e2e.test_cli import GOOD_DRAFT, free_port
 BIN = Path(sys.executable).parent
 AGENCIES = ("agency-a", "agency-b", "agency-c")
 VERIFICATION_FAILED = 3
+HEARTBEAT_SECONDS = 0.5
+"""Heartbeats come often, so that ``watch`` sees a checkpoint soon."""
 
 
 def draft_for(audience: list[str]) -> dict[str, Any]:
@@ -121,6 +123,10 @@ def exchange(tmp_path: Path, database_url: str) -> Iterator[AuditedExchange]:
         capture_output=True,
         timeout=120,
     )
+    hub_toml = data / "hub.toml"
+    hub_config = tomllib.loads(hub_toml.read_text())
+    hub_config["feed"]["heartbeat_interval_seconds"] = HEARTBEAT_SECONDS
+    hub_toml.write_text(tomli_w.dumps(hub_config))
     hub = subprocess.Popen(
         [
             str(BIN / "exchange-hub"),
@@ -156,6 +162,25 @@ def failed_verification(exchange: AuditedExchange, agency: str = "agency-b") -> 
     assert report["ok"] is False
     first: dict[str, Any] = report["first_failure"]
     return first
+
+
+def forge_latest_checkpoint(exchange: AuditedExchange) -> None:
+    """Replace the hub's latest checkpoint with one whose signature is another key's."""
+    with exchange.engine.connect() as connection:
+        size, note = connection.execute(
+            select(checkpoints.c.size, checkpoints.c.note)
+            .order_by(checkpoints.c.size.desc())
+            .limit(1)
+        ).one()
+    body = note[: note.index("\n\n") + 1]
+    genuine = NoteSignature.from_line(note[note.index("\n\n") + 2 :].split("\n")[0])
+    rogue = NoteSigner(genuine.name, SigningKey.generate().native)
+    # The genuine key name and id with another key's signature: only the signature tells.
+    forged_signature = NoteSignature.from_line(rogue.signature_line(body)).signature
+    forged = body + "\n" + NoteSignature(genuine.name, genuine.key_id, forged_signature).to_line()
+    exchange.tamper(
+        update(checkpoints).where(checkpoints.c.size == size).values(note=forged + "\n")
+    )
 
 
 # --- the honest log ----------------------------------------------------------------------------------
@@ -264,26 +289,28 @@ def test_a_truncated_log_is_named(exchange: AuditedExchange) -> None:
 
 def test_a_checkpoint_with_a_forged_signature_is_refused(exchange: AuditedExchange) -> None:
     published_alerts(exchange, 2)
-    with exchange.engine.connect() as connection:
-        size, note = connection.execute(
-            select(checkpoints.c.size, checkpoints.c.note)
-            .order_by(checkpoints.c.size.desc())
-            .limit(1)
-        ).one()
-    body = note[: note.index("\n\n") + 1]
-    genuine = NoteSignature.from_line(note[note.index("\n\n") + 2 :].split("\n")[0])
-    rogue = NoteSigner(genuine.name, SigningKey.generate().native)
-    # The genuine key name and id with another key's signature: only the signature tells.
-    forged_signature = NoteSignature.from_line(rogue.signature_line(body)).signature
-    forged = body + "\n" + NoteSignature(genuine.name, genuine.key_id, forged_signature).to_line()
-    exchange.tamper(
-        update(checkpoints).where(checkpoints.c.size == size).values(note=forged + "\n")
-    )
+    forge_latest_checkpoint(exchange)
     for command in (("audit", "checkpoint"), ("audit", "verify")):
         refused = exchange.json(*command, agency="agency-b", expect=VERIFICATION_FAILED)
         assert refused["reason"] == "SIGNATURE_INVALID"
     printed = exchange.run("audit", "checkpoint", agency="agency-c", expect=VERIFICATION_FAILED)
     assert "SIGNATURE_INVALID" in printed.stderr
+
+
+def test_a_forged_checkpoint_in_a_heartbeat_stops_watch(exchange: AuditedExchange) -> None:
+    published_alerts(exchange, 1)
+    exchange.run("watch", "--count", "1", agency="agency-b")  # the one event, processed
+    forge_latest_checkpoint(exchange)
+    watched = exchange.run(
+        "watch",
+        "--json",
+        "--heartbeats",
+        "--count",
+        "1",
+        agency="agency-b",
+        expect=VERIFICATION_FAILED,
+    )
+    assert "SIGNATURE_INVALID" in watched.stderr
 
 
 def test_an_event_withheld_from_agency_b_stops_watch(exchange: AuditedExchange) -> None:
