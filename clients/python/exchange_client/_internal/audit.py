@@ -810,16 +810,22 @@ class Auditor:
             salt = bytes(log.bodies[index].salt)
             message = entry.message
             about = message is not None and getattr(message, "alert_id", None) == alert_id
+            logged_version = 0
             if not about and leaf_contents.entry_type != leaves.FEED_EVENT:
-                about = any(
-                    references_commitment(salt, [originator, alert_id, version])
-                    == leaf_contents.references_commitment
-                    for originator, version in versions
-                )
+                for originator, version in versions:
+                    if (
+                        references_commitment(salt, [originator, alert_id, version])
+                        == leaf_contents.references_commitment
+                    ):
+                        about, logged_version = True, int(version)
+                        break
             if about:
-                entries.append(
-                    _history_entry(index, leaf_contents, entry, signing_keys, self._agency_id)
+                history_entry = _history_entry(
+                    index, leaf_contents, entry, signing_keys, self._agency_id
                 )
+                if not history_entry.version:
+                    history_entry = replace(history_entry, version=logged_version)
+                entries.append(history_entry)
         return sorted(entries, key=lambda e: e.index)
 
     def compare(self, partner_note: str) -> Comparison:
@@ -914,6 +920,10 @@ def _parse_entry(entry_type: str, body: bytes) -> _ParsedEntry:
         return _ParsedEntry(
             entry_type, message=parse_canonical(alerts_pb2.FeedEvent, body, what="feed event")
         )
+    if entry_type == leaves.GRANT_DELIVERED:
+        return _ParsedEntry(
+            entry_type, message=parse_canonical(statements_pb2.Grant, body, what="grant")
+        )
     message_type = _STATEMENT_MESSAGES.get(entry_type)
     if message_type is None:
         return _ParsedEntry(entry_type)
@@ -981,6 +991,16 @@ def _history_entry(
             version=version,
             agency=reader,
             detail=detail,
+        )
+    if isinstance(message, statements_pb2.Grant):
+        return HistoryEntry(
+            index=index,
+            logged_at=contents.logged_at,
+            entry_type=contents.entry_type,
+            kind=kind,
+            signed_by="",
+            agency=message.recipient,
+            detail=f"key of item {message.item_id} delivered to {message.recipient}",
         )
     return HistoryEntry(
         index=index,
