@@ -156,15 +156,22 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         if not request.alert_id:
             raise InvalidInputError("alert_id is required")
         self._hub.before_read()
+        now = self._hub.clock()
+        undelivered: list[int] = []
         with self._hub.db.read() as connection:
-            return alert_store.alert_view(
+            view = alert_store.alert_view(
                 connection,
                 current_caller(),
                 alert_id=request.alert_id,
                 originator=request.originator,
                 version=request.version,
-                now=self._hub.clock(),
+                now=now,
+                undelivered=undelivered,
             )
+        if undelivered:
+            with self._hub.db.write() as connection:
+                alert_store.record_deliveries(connection, undelivered, now=now)
+        return view
 
     def ListEvents(
         self, request: alerts_pb2.ListEventsRequest, context: grpc.ServicerContext

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, Connection, and_, func, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, func, insert, or_, select, update
 
 from exchange.audit import leaves
 from exchange.audit.log import append_entry
@@ -275,8 +275,12 @@ def alert_view(
     originator: str = "",
     version: int = 0,
     now: datetime,
+    undelivered: list[int] | None = None,
 ) -> alerts_pb2.AlertView:
     """One alert version as ``caller`` may see it.
+
+    Grants handed to a recipient for the first time are added to ``undelivered`` (their row
+    ids), for :func:`record_deliveries` to log after the read.
 
     The caller gets the manifest, the headers of the items addressed to it (all items, for the
     originator), and the ciphertext with a grant only where a grant for it is available.  An
@@ -343,5 +347,33 @@ def alert_view(
             item_view.state = alerts_pb2.ItemView.GRANTED
             item_view.ciphertext = bytes(row.ciphertext)
             item_view.grant.ParseFromString(bytes(grant_row.grant))
+            if undelivered is not None and grant_row.delivered_at is None and not own:
+                undelivered.append(int(grant_row.id))
         view.items.append(item_view)
     return view
+
+
+def record_deliveries(connection: Connection, grant_ids: list[int], *, now: datetime) -> int:
+    """Mark grants delivered and log each first delivery (the hub's assertion; the recipient's
+    signed receipt is the proof).  Grants another call recorded first are skipped."""
+    rows = connection.execute(
+        update(grants)
+        .where(grants.c.id.in_(grant_ids), grants.c.delivered_at.is_(None))
+        .values(delivered_at=now)
+        .returning(grants.c.alert_pk, grants.c.recipient, grants.c.grant)
+    ).all()
+    for row in rows:
+        alert = connection.execute(
+            select(alerts.c.originator, alerts.c.alert_id, alerts.c.version).where(
+                alerts.c.id == row.alert_pk
+            )
+        ).one()
+        append_entry(
+            connection,
+            entry_type=leaves.GRANT_DELIVERED,
+            body=bytes(row.grant),
+            references=[alert.originator, alert.alert_id, str(alert.version)],
+            entitled=[alert.originator, row.recipient],
+            now=now,
+        )
+    return len(rows)

@@ -111,6 +111,8 @@ grants = Table(
     # The hub hands the grant out only from this time (embargo).
     Column("available_at", Timestamp, nullable=False),
     Column("created_at", Timestamp, nullable=False),
+    # When the hub first handed the grant to its recipient (a log entry records it).
+    Column("delivered_at", Timestamp, nullable=True),
     UniqueConstraint("alert_pk", "item_id", "recipient", name="uq_grants_item_recipient"),
 )
 

@@ -165,3 +165,30 @@ def test_health_service_answers(hub: object, agencies: dict[str, TestAgency]) ->
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
+
+
+def test_first_delivery_of_each_grant_is_logged_once(
+    hub: object, agencies: dict[str, TestAgency]
+) -> None:
+    a, b = agencies["agency-a"], agencies["agency-b"]
+    sealed = shipment_alert(a)
+    a.alerts.Publish(sealed.request, timeout=10)
+
+    def delivery_entries() -> list[bytes]:
+        with hub.db.read() as connection:  # type: ignore[attr-defined]
+            return [
+                bytes(r[0])
+                for r in connection.execute(
+                    text("SELECT body FROM log_entries WHERE entry_type = 'grant_delivered'")
+                )
+            ]
+
+    a.open(sealed.manifest.alert_id, "agency-a")  # the originator's own grants are no delivery
+    assert delivery_entries() == []
+    b.open(sealed.manifest.alert_id, "agency-a")
+    b.open(sealed.manifest.alert_id, "agency-a")
+    delivered = delivery_entries()
+    granted_to_b = sorted(
+        g.SerializeToString(deterministic=True) for g in sealed.request.grants if g.recipient == "agency-b"
+    )
+    assert sorted(delivered) == granted_to_b  # the summary and the released note, once each
