@@ -386,6 +386,7 @@ class Auditor:
         self._verifier: CheckpointVerifier | None = None
         # Checkpoint text to the cosignature line this process made for it, to show it at once.
         self._own_cosignatures: dict[str, str] = {}
+        self._awaiting_proof: list[alerts_pb2.FeedEvent] = []
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -678,6 +679,25 @@ class Auditor:
         """
         return cast("grpc.CallIterator[alerts_pb2.SubscribeResponse]", AuditedStream(call, self))
 
+    def await_proof(self, event: alerts_pb2.FeedEvent) -> None:
+        """Keep a delivered feed event until a verified checkpoint covers it (kept here, not in
+        the stream, so that a reconnection does not forget it)."""
+        self._awaiting_proof.append(event)
+
+    def prove_awaiting(self, size: int) -> None:
+        """Prove every kept event below ``size`` in the log (its logged body is the event
+        without its log index); keep the others."""
+        waiting = []
+        for event in self._awaiting_proof:
+            if event.log_index >= size:
+                waiting.append(event)
+                continue
+            logged = alerts_pb2.FeedEvent()
+            logged.CopyFrom(event)
+            logged.ClearField("log_index")
+            self.prove_statement(encode(logged), event.log_index)
+        self._awaiting_proof = waiting
+
     # --- the whole log --------------------------------------------------------------------------------
 
     def _fetch(self, size: int, progress: Progress | None) -> _FetchedLog:
@@ -872,7 +892,6 @@ class AuditedStream(Iterator[alerts_pb2.SubscribeResponse]):
         self._call = call
         self._responses = iter(call)
         self._auditor = auditor
-        self._pending: list[alerts_pb2.FeedEvent] = []
 
     def __iter__(self) -> AuditedStream:
         return self
@@ -881,23 +900,11 @@ class AuditedStream(Iterator[alerts_pb2.SubscribeResponse]):
         response = next(self._responses)
         kind = response.WhichOneof("message")
         if kind == "event":
-            self._pending.append(response.event)
+            self._auditor.await_proof(response.event)
         elif kind == "heartbeat" and response.heartbeat.checkpoint:
             signed = self._auditor.accept(response.heartbeat.checkpoint)
-            self._prove_pending(signed.checkpoint.size)
+            self._auditor.prove_awaiting(signed.checkpoint.size)
         return response
-
-    def _prove_pending(self, size: int) -> None:
-        waiting = []
-        for event in self._pending:
-            if event.log_index >= size:
-                waiting.append(event)
-                continue
-            logged = alerts_pb2.FeedEvent()
-            logged.CopyFrom(event)
-            logged.ClearField("log_index")
-            self._auditor.prove_statement(encode(logged), event.log_index)
-        self._pending = waiting
 
     def cancel(self) -> None:
         """Cancel the underlying call."""
