@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -99,6 +100,10 @@ EVENTS_PER_PAGE = 1000
 """Feed events per ``ListEvents`` call when ``verify`` reads back what the hub delivered."""
 
 STORE_LOCK_SECONDS = 10.0
+
+COSIGN_SPACING_SECONDS = 2.0
+"""Shortest time between two cosignatures while following a feed stream (other calls cosign at
+once)."""
 """How long saving the checkpoint waits for another process of the same profile."""
 
 Progress = Callable[[str, int, int], None]
@@ -387,6 +392,11 @@ class Auditor:
         # Checkpoint text to the cosignature line this process made for it, to show it at once.
         self._own_cosignatures: dict[str, str] = {}
         self._awaiting_proof: list[alerts_pb2.FeedEvent] = []
+        # The newest verified checkpoint not yet cosigned, and when this process last cosigned:
+        # a feed stream cosigns at most every COSIGN_SPACING_SECONDS, so a busy feed is not
+        # slowed by one cosignature round trip per event.
+        self._uncosigned: Checkpoint | None = None
+        self._last_cosigned: float | None = None
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -424,10 +434,13 @@ class Auditor:
             view = self._stub.GetCheckpoint(audit_pb2.GetCheckpointRequest(), timeout=self._timeout)
         return self.accept(view.note)
 
-    def accept(self, note: str) -> SignedCheckpoint:
+    def accept(self, note: str, *, cosign_spacing: float = 0.0) -> SignedCheckpoint:
         """Verify ``note`` (signed by the hub's key, consistent with the trusted checkpoint).
 
-        A larger checkpoint becomes the trusted one, is saved and cosigned. Raises
+        A larger checkpoint becomes the trusted one, is saved and cosigned — at once, or, with
+        ``cosign_spacing`` (a feed stream), no sooner than that many seconds after this
+        process's last cosignature: the newest verified checkpoint then goes out with a later
+        heartbeat. Raises
         :class:`~exchange.errors.SignatureError` for a bad signature and
         :class:`~exchange.audit.errors.LogInconsistentError` for a history that does not extend
         the trusted one.
@@ -442,8 +455,20 @@ class Auditor:
         if verifier.trusted_note == note and verifier.trusted is not None:
             self._store.save(verifier.trusted, note)
             if before is None or accepted.checkpoint.size > before.checkpoint.size:
-                self._cosign(accepted.checkpoint)
+                self._uncosigned = accepted.checkpoint
+        self._cosign_when_due(cosign_spacing)
         return accepted
+
+    def _cosign_when_due(self, spacing: float) -> None:
+        """Cosign the newest verified checkpoint unless one went out less than ``spacing`` ago."""
+        if self._uncosigned is None:
+            return
+        now = time.monotonic()
+        if self._last_cosigned is not None and now - self._last_cosigned < spacing:
+            return
+        checkpoint, self._uncosigned = self._uncosigned, None
+        self._last_cosigned = now
+        self._cosign(checkpoint)
 
     def _proof_to_trusted(self, trusted: Checkpoint, new: Checkpoint) -> list[bytes]:
         """The consistency proof between the trusted checkpoint and a new one.
@@ -902,7 +927,9 @@ class AuditedStream(Iterator[alerts_pb2.SubscribeResponse]):
         if kind == "event":
             self._auditor.await_proof(response.event)
         elif kind == "heartbeat" and response.heartbeat.checkpoint:
-            signed = self._auditor.accept(response.heartbeat.checkpoint)
+            signed = self._auditor.accept(
+                response.heartbeat.checkpoint, cosign_spacing=COSIGN_SPACING_SECONDS
+            )
             self._auditor.prove_awaiting(signed.checkpoint.size)
         return response
 
