@@ -477,3 +477,22 @@ def test_a_heartbeat_checkpoint_of_a_rewritten_log_is_refused(
     )
     with pytest.raises(LogInconsistentError):
         next(stream)
+
+
+def test_a_feed_stream_cosigns_at_most_once_per_spacing_and_other_calls_at_once(
+    log: ScriptedLog, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    auditor = make_auditor(channel, tmp_path)
+    auditor.accept(log.note, cosign_spacing=60)
+    assert len(log.cosignature_lines) == 1  # the first verified checkpoint goes out at once
+    log.append(2)
+    second = log.sign()
+    auditor.accept(second, cosign_spacing=60)
+    assert log.cosignature_lines == []  # verified and saved, its cosignature held back
+    assert size_of(CheckpointStore(tmp_path).load() or "") == size_of(second)
+    log.append(1)
+    third = log.sign()
+    auditor.accept(third)
+    [line] = log.cosignature_lines
+    witness = CosignatureVerifier("agency-a", WITNESS_KEYS["agency-a"].public_key.raw)
+    verify_cosignature(checkpoint_text(third), line, witness)  # the newest, not the held one
