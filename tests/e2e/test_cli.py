@@ -192,3 +192,27 @@ def test_hub_agency_list(exchange: Exchange) -> None:
                                      exchange.database_url, "--json").stdout)
     assert [a["agency_id"] for a in listed] == list(AGENCIES)
     assert all(not a["revoked"] for a in listed)
+
+
+def test_a_verified_watchlist_update_flags_from_then_on_offline_too(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    shipment = json.loads(json.dumps(GOOD_DRAFT))
+    shipment["items"] = [shipment["items"][0]]
+    shipment["items"][0]["shipment"]["chemicals"] = [
+        {"name": "pharmaceutical intermediate", "cas_rn": "3612-20-2"}
+    ]
+    draft = write_draft(tmp_path / "benzyl.json", shipment)
+
+    def flagged_cas() -> dict[str, str]:
+        flags = exchange.json("watchlist", "match", str(draft), agency="agency-c")
+        return {f["cas_rn"]: f["list_source"] for f in flags}  # type: ignore[union-attr, index]
+
+    assert "3612-20-2" not in flagged_cas()  # not on the shipped list
+    update = exchange.json(
+        "publish", str(ROOT / "examples" / "watchlist-update.yaml"), agency="agency-b"
+    )
+    exchange.run("show", update["alert_id"], agency="agency-c")  # type: ignore[index]
+    assert "agency-b" in flagged_cas()["3612-20-2"]
+    listed = exchange.json("watchlist", "show", agency="agency-c")
+    assert "3612-20-2" in json.dumps(listed)

@@ -22,7 +22,7 @@ import grpc
 from exchange import pki
 from exchange.alerts.draft import Draft
 from exchange.alerts.validate import validate_payload
-from exchange.alerts.watchlist import Watchlist
+from exchange.alerts.watchlist import Watchlist, WatchlistUpdate
 from exchange.crypto.keys import EncryptionKey, VerifyKey
 from exchange.errors import (
     ConflictError,
@@ -87,6 +87,7 @@ from exchange_client._internal.models import (
 from exchange_client._internal.profile import Profile
 from exchange_client._internal.state import ClientState, OutboxEntry, SentStatements
 from exchange_client._internal.status import hub_errors
+from exchange_client._internal.watchlist_updates import WatchlistUpdates
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """gRPC transport limit each way; above the hub's own limits, so the hub answers with details."""
@@ -191,7 +192,9 @@ class Client:
             response_deserializer=alerts_pb2.PublishResponse.FromString,
         )
         self._partners: dict[str, _PartnerKeys] | None = None
-        self._watchlist = Watchlist.shipped()
+        # The shipped watchlist merged with the WATCHLIST alerts this agency has verified.
+        self._watchlist_updates = WatchlistUpdates(profile.state_dir)
+        self._watchlist = self._watchlist_updates.merged()
         # The audit log: checkpoints, inclusion proofs, cosignatures (see _internal/audit.py).
         self.auditor = Auditor(
             self._channel,
@@ -602,7 +605,31 @@ class Client:
         # The audit log: act on no manifest that the verified log does not hold.
         self.auditor.prove_statement(logged_envelope(view.manifest), view.log_index, acting=True)
         self._after_open(opened)
+        self._record_watchlist_update(opened)
         return _opened_alert(opened, self._watchlist, self._withheld_details(opened))
+
+    def _record_watchlist_update(self, opened: OpenedVersion) -> None:
+        """Keep the visible entries of a verified WATCHLIST alert, and use them from now on."""
+        if opened.summary is None or opened.summary.kind != payloads_pb2.Summary.WATCHLIST:
+            return
+        entries = tuple(
+            item.payload.watchlist_entry
+            for item in opened.items
+            if item.status == VISIBLE
+            and item.payload is not None
+            and item.payload.WhichOneof("body") == "watchlist_entry"
+        )
+        manifest = opened.manifest
+        published = opened.published_at or self._clock()
+        self._watchlist_updates.record(
+            WatchlistUpdate(
+                agency_id=manifest.originator,
+                sequence=int(published.timestamp() * 1_000_000),
+                entries=entries,
+                reference=f"{manifest.originator}/{manifest.alert_id} version {manifest.version}",
+            )
+        )
+        self._watchlist = self._watchlist_updates.merged()
 
     def _withheld_details(self, opened: OpenedVersion) -> dict[str, str]:
         """What became of our requests for the items still withheld from us."""

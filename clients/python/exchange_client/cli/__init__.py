@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 
 from exchange.alerts.draft import Draft
+from exchange.alerts.watchlist import Watchlist
 from exchange.errors import (
     ConfigurationError,
     ExchangeError,
@@ -30,10 +31,11 @@ from exchange.errors import (
     NotPermittedError,
     VerificationError,
 )
-from exchange.profile import parse_host_port
+from exchange.profile import ProfileConfig, parse_host_port
 from exchange_client._internal.client import Client
 from exchange_client._internal.models import StatementResult
 from exchange_client._internal.profile import Profile
+from exchange_client._internal.watchlist_updates import WatchlistUpdates
 from exchange_client.cli import _render
 from exchange_client.cli.audit import register as register_audit_commands
 from exchange_client.cli.offline import register as register_offline_commands
@@ -510,7 +512,20 @@ def _print_result(result: StatementResult, json_output: bool, line: str) -> None
         _render.print_statement_result(_stdout(), result, line)
 
 
-register_offline_commands(app)
+def _profile_watchlist(ctx: typer.Context) -> Watchlist:
+    """The shipped watchlist, merged with the updates the profile (if any) has verified.
+
+    Read from the profile's state only: the offline commands never call the hub.
+    """
+    options: _GlobalOptions | None = ctx.obj
+    if options is None or options.profile is None:
+        return Watchlist.shipped()
+    with _reported_errors():
+        config = ProfileConfig.from_file(options.profile)
+        return WatchlistUpdates(config.paths.state).merged()
+
+
+register_offline_commands(app, watchlist_provider=_profile_watchlist)
 register_audit_commands(app)
 
 
