@@ -182,7 +182,14 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         with self._hub.db.read() as connection:
             events = feed.events_after(connection, caller, request.after, limit)
             latest = feed.latest_sequence(connection, caller)
-        return alerts_pb2.ListEventsResponse(events=events, latest_sequence=latest)
+        checkpoint = ""
+        if events:
+            _, checkpoint = heartbeat_log_state(
+                self._hub.db, self._hub.checkpointer, caller, events[-1].sequence
+            )
+        return alerts_pb2.ListEventsResponse(
+            events=events, latest_sequence=latest, checkpoint=checkpoint
+        )
 
     def Subscribe(
         self, request: alerts_pb2.SubscribeRequest, context: grpc.ServicerContext

@@ -500,7 +500,12 @@ class ListEventsResponse(_message.Message):
 
     EVENTS_FIELD_NUMBER: _builtins.int
     LATEST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
     latest_sequence: _builtins.int
+    checkpoint: _builtins.str
+    """A signed checkpoint (C2SP note) covering every event returned, so the caller can prove
+    each one in the log.
+    """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeedEvent]: ...
     def __init__(
@@ -508,10 +513,11 @@ class ListEventsResponse(_message.Message):
         *,
         events: _abc.Iterable[Global___FeedEvent] | None = ...,
         latest_sequence: _builtins.int = ...,
+        checkpoint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "latest_sequence", b"latest_sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "events", b"events", "latest_sequence", b"latest_sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -669,6 +669,18 @@ class Client:
             events.append(FeedEvent.from_proto(event))
         if not events:
             check_heartbeat(received, response.latest_sequence)
+            return events
+        # The audit log: every polled event is proven under the checkpoint that came with it.
+        if not response.checkpoint:
+            raise VerificationError(
+                "the hub returned feed events without a checkpoint to prove them in the log",
+                reason="NOT_YET_CHECKPOINTED",
+            )
+        signed = self.auditor.accept(response.checkpoint)
+        for event in response.events:
+            if event.sequence > start:
+                self.auditor.await_proof(event)
+        self.auditor.prove_awaiting(signed.checkpoint.size)
         return events
 
     def commit_cursor(self, sequence: int) -> None:
