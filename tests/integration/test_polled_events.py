@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from exchange.errors import VerificationError
-from exchange.store.schema import feed_events
+from exchange.store.release_tables import release_requests
+from exchange.store.schema import alerts, feed_events
 from exchange_client import Client, Draft, Profile
 
 DRAFT = {
@@ -70,3 +71,27 @@ def test_polled_events_are_proven_and_a_rewritten_one_is_refused(
             )
         with pytest.raises(VerificationError):
             b.events(after=0)
+
+
+def test_a_release_request_is_made_only_about_a_manifest_proven_in_the_log(
+    isolated_exchange: Path, own_hub: object
+) -> None:
+    held = {
+        **DRAFT,
+        "items": [
+            {
+                "id": "held",
+                "policy": {"audience": ["agency-b"], "release": "ON_REQUEST", "tlp": "AMBER"},
+                "note": {"text": "y", "language": "en"},
+            }
+        ],
+    }
+    with client_for(isolated_exchange, "agency-a", own_hub) as a:
+        receipt = a.publish(Draft.from_dict(held))
+    with own_hub.db.write() as connection:  # type: ignore[attr-defined]
+        # The hub points at another leaf than the one that logged this manifest.
+        connection.execute(update(alerts).values(log_index=alerts.c.log_index + 1))
+    with client_for(isolated_exchange, "agency-b", own_hub) as b, pytest.raises(VerificationError):
+        b.request_release(receipt.alert_id, "held", reason="needed")
+    with own_hub.db.read() as connection:  # type: ignore[attr-defined]
+        assert connection.execute(select(func.count()).select_from(release_requests)).scalar_one() == 0

@@ -770,6 +770,8 @@ class Client:
                 f"{manifest.alert_id} version {manifest.version}",
                 reason="ALERT_MISMATCH",
             )
+        # The audit log: act on no manifest that the verified log does not hold.
+        self.auditor.prove_statement(logged_envelope(view.manifest), view.log_index, acting=True)
         return manifest
 
     def _manifest_for(
