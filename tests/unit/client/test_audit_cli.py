@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import tomllib
-from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 import tomli_w
 from typer.testing import CliRunner
@@ -22,29 +18,6 @@ from exchange_client import Profile
 from exchange_client.cli import app
 
 AUDIT_COMMANDS = ["checkpoint", "compare", "verify", "history"]
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture
-def profile_dir(exchange_dir: Path, tmp_path: Path) -> Path:
-    """A private copy of agency-a's profile."""
-    copy = tmp_path / "agency-a"
-    shutil.copytree(exchange_dir / "agencies" / "agency-a", copy)
-    return copy
-
-
-@pytest.fixture(scope="module")
-def dead_hub() -> Iterator[str]:
-    """An address on which nothing listens any more."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    server.stop(grace=0).wait()
-    yield f"127.0.0.1:{port}"
 
 
 def set_audit(profile_dir: Path, **settings: Any) -> None:
