@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, exists, insert, select, update
+from sqlalchemy import Connection, Row, Table, and_, delete, exists, insert, select, update
 
 from exchange.audit import leaves
 from exchange.audit.log import append_entry
@@ -546,36 +546,55 @@ def record_purge_ack(connection: Connection, ack: PurgeAck, *, now: datetime) ->
             f"item {message.item_id!r} is not revoked from {message.recipient}",
             reason="NOT_REVOKED",
         )
-    envelope = _envelope_bytes(ack)
+    return _store_recipient_statement(
+        connection,
+        ack,
+        table=purge_acks,
+        entry_type=leaves.PURGE_ACK,
+        event_kind=Kind.PURGE_ACKNOWLEDGED,
+        alert=alert,
+        recipient=message.recipient,
+        now=now,
+        item_id=message.item_id,
+    )
+
+
+def _store_recipient_statement(
+    connection: Connection,
+    statement: SignedStatement[Any],
+    *,
+    table: Table,
+    entry_type: str,
+    event_kind: int,
+    alert: Row[Any],
+    recipient: str,
+    now: datetime,
+    item_id: str = "",
+) -> StoredStatement:
+    """Log and store a recipient's statement about ``alert`` and tell the originator, once.
+
+    The same signed bytes sent again (a retry) return the first log index and change nothing;
+    the envelope names the recipient and item, so equal bytes mean the same statement.
+    """
+    envelope = _envelope_bytes(statement)
     existing = connection.execute(
-        select(purge_acks.c.log_index).where(
-            purge_acks.c.alert_pk == alert.id,
-            purge_acks.c.item_id == message.item_id,
-            purge_acks.c.recipient == message.recipient,
-            purge_acks.c.envelope == envelope,
-        )
+        select(table.c.log_index).where(table.c.alert_pk == alert.id, table.c.envelope == envelope)
     ).scalar_one_or_none()
     if existing is not None:
         return StoredStatement(log_index=int(existing))
-    log_index = _log(connection, leaves.PURGE_ACK, ack, alert, [message.recipient], now)
-    connection.execute(
-        insert(purge_acks).values(
-            alert_pk=alert.id,
-            item_id=message.item_id,
-            recipient=message.recipient,
-            envelope=envelope,
-            created_at=now,
-            log_index=log_index,
-        )
-    )
+    log_index = _log(connection, entry_type, statement, alert, [recipient], now)
+    row: dict[str, object] = {
+        "alert_pk": alert.id,
+        "recipient": recipient,
+        "envelope": envelope,
+        "created_at": now,
+        "log_index": log_index,
+    }
+    if item_id:
+        row["item_id"] = item_id
+    connection.execute(insert(table).values(**row))
     event = _event(
-        connection,
-        alert.originator,
-        Kind.PURGE_ACKNOWLEDGED,
-        alert,
-        now,
-        item_id=message.item_id,
-        actor=message.recipient,
+        connection, alert.originator, event_kind, alert, now, item_id=item_id, actor=recipient
     )
     return StoredStatement(log_index=log_index, events=(event,))
 
@@ -608,28 +627,16 @@ def record_receipt(connection: Connection, receipt: Receipt, *, now: datetime) -
             "the receipt names an item header that is not in this alert version",
             violations=[FieldViolation("header_hashes", "not an item of the version")],
         )
-    envelope = _envelope_bytes(receipt)
-    existing = connection.execute(
-        select(receipts.c.log_index).where(
-            receipts.c.alert_pk == alert.id, receipts.c.envelope == envelope
-        )
-    ).scalar_one_or_none()
-    if existing is not None:
-        return StoredStatement(log_index=int(existing))
-    log_index = _log(connection, leaves.RECEIPT, receipt, alert, [message.recipient], now)
-    connection.execute(
-        insert(receipts).values(
-            alert_pk=alert.id,
-            recipient=message.recipient,
-            envelope=envelope,
-            created_at=now,
-            log_index=log_index,
-        )
+    return _store_recipient_statement(
+        connection,
+        receipt,
+        table=receipts,
+        entry_type=leaves.RECEIPT,
+        event_kind=Kind.RECEIPT_RECEIVED,
+        alert=alert,
+        recipient=message.recipient,
+        now=now,
     )
-    event = _event(
-        connection, alert.originator, Kind.RECEIPT_RECEIVED, alert, now, actor=message.recipient
-    )
-    return StoredStatement(log_index=log_index, events=(event,))
 
 
 def record_feedback(
@@ -658,28 +665,16 @@ def record_feedback(
             violations=[FieldViolation("grant.recipient_key_id", "not the originator's current key")],
             reason="GRANT_MISMATCH",
         )
-    envelope = _envelope_bytes(statement)
-    existing = connection.execute(
-        select(feedback.c.log_index).where(
-            feedback.c.alert_pk == alert.id, feedback.c.envelope == envelope
-        )
-    ).scalar_one_or_none()
-    if existing is not None:
-        return StoredStatement(log_index=int(existing))
-    log_index = _log(connection, leaves.FEEDBACK, statement, alert, [message.recipient], now)
-    connection.execute(
-        insert(feedback).values(
-            alert_pk=alert.id,
-            recipient=message.recipient,
-            envelope=envelope,
-            created_at=now,
-            log_index=log_index,
-        )
+    return _store_recipient_statement(
+        connection,
+        statement,
+        table=feedback,
+        entry_type=leaves.FEEDBACK,
+        event_kind=Kind.FEEDBACK_RECEIVED,
+        alert=alert,
+        recipient=message.recipient,
+        now=now,
     )
-    event = _event(
-        connection, alert.originator, Kind.FEEDBACK_RECEIVED, alert, now, actor=message.recipient
-    )
-    return StoredStatement(log_index=log_index, events=(event,))
 
 
 def list_receipts(
