@@ -369,9 +369,9 @@ def test_receipts_and_encrypted_feedback_reach_the_originator(
         created_at=now(),
         key=b.profile.signing_key,
     )
-    b.release.SubmitReceipt(
-        release_pb2.SubmitReceiptRequest(receipt=envelope_to_proto(receipt.envelope)), timeout=10
-    )
+    submit = release_pb2.SubmitReceiptRequest(receipt=envelope_to_proto(receipt.envelope))
+    first = b.release.SubmitReceipt(submit, timeout=10)
+    assert b.release.SubmitReceipt(submit, timeout=10).log_index == first.log_index  # a retry
     originator_key = b.partner_keys()["agency-a"].encryption_key
     feedback = Feedback.seal(manifest, recipient="agency-b", outcome=FeedbackOutcome.SEIZED,
                              note="1.2 t seized at Manzanillo", originator_key=originator_key,
@@ -380,6 +380,7 @@ def test_receipts_and_encrypted_feedback_reach_the_originator(
         release_pb2.SubmitFeedbackRequest(feedback=envelope_to_proto(feedback.envelope)), timeout=10
     )
     assert kinds(a)[-2:] == ["RECEIPT_RECEIVED", "FEEDBACK_RECEIVED"]
+    assert kinds(a).count("RECEIPT_RECEIVED") == 1  # the retry told the originator nothing new
     listed = a.release.ListReceipts(
         release_pb2.ListReceiptsRequest(alert_id=manifest.alert_id), timeout=10
     )
