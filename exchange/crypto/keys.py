@@ -62,17 +62,50 @@ def _check_public_length(raw: bytes, what: str) -> None:
         raise MalformedError(f"an {what} public key is {PUBLIC_KEY_LENGTH} raw bytes")
 
 
+class _PublicKey:
+    """What both public key kinds share: the raw bytes, their id and fingerprint, equality."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+
+    @property
+    def raw(self) -> bytes:
+        """The 32-byte public key."""
+        return self._raw
+
+    @property
+    def key_id(self) -> str:
+        """32 hex characters naming this key (see :func:`public_key_id`)."""
+        return public_key_id(self._raw)
+
+    @property
+    def fingerprint(self) -> str:
+        """The ``SHA256:...`` form for people to compare out of band."""
+        return fingerprint(self._raw)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._raw == self._raw
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._raw))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(key_id={self.key_id!r})"
+
+
 # --- Ed25519 -----------------------------------------------------------------------------------
 
 
-class VerifyKey:
+class VerifyKey(_PublicKey):
     """An Ed25519 public key, which verifies an agency's signatures."""
 
-    __slots__ = ("_native", "_raw")
+    __slots__ = ("_native",)
 
     def __init__(self, native: ed25519.Ed25519PublicKey) -> None:
+        super().__init__(_raw_public(native))
         self._native = native
-        self._raw = _raw_public(native)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> VerifyKey:
@@ -95,21 +128,6 @@ class VerifyKey:
         """The ``cryptography`` object, for building certificates."""
         return self._native
 
-    @property
-    def raw(self) -> bytes:
-        """The 32-byte public key."""
-        return self._raw
-
-    @property
-    def key_id(self) -> str:
-        """32 hex characters naming this key (see :func:`public_key_id`)."""
-        return public_key_id(self._raw)
-
-    @property
-    def fingerprint(self) -> str:
-        """The ``SHA256:...`` form for people to compare out of band."""
-        return fingerprint(self._raw)
-
     def verify(self, message: bytes, signature: bytes) -> None:
         """Check ``signature`` over ``message``; raise :class:`SignatureError` if it does not hold."""
         try:
@@ -119,14 +137,6 @@ class VerifyKey:
                 f"Ed25519 signature does not verify under key {self.key_id}"
             ) from e
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, VerifyKey) and other._raw == self._raw
-
-    def __hash__(self) -> int:
-        return hash((VerifyKey, self._raw))
-
-    def __repr__(self) -> str:
-        return f"VerifyKey(key_id={self.key_id!r})"
 
 
 class SigningKey:
@@ -187,14 +197,14 @@ def _reject_low_order(native: x25519.X25519PublicKey) -> None:
         raise MalformedError("X25519 public key is a low-order point") from e
 
 
-class EncryptionKey:
+class EncryptionKey(_PublicKey):
     """An X25519 public key: item keys are wrapped to it with HPKE."""
 
-    __slots__ = ("_native", "_raw")
+    __slots__ = ("_native",)
 
     def __init__(self, native: x25519.X25519PublicKey) -> None:
+        super().__init__(_raw_public(native))
         self._native = native
-        self._raw = _raw_public(native)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> EncryptionKey:
@@ -220,29 +230,6 @@ class EncryptionKey:
         """The ``cryptography`` object, for building certificates and for HPKE."""
         return self._native
 
-    @property
-    def raw(self) -> bytes:
-        """The 32-byte public key."""
-        return self._raw
-
-    @property
-    def key_id(self) -> str:
-        """32 hex characters naming this key (see :func:`public_key_id`)."""
-        return public_key_id(self._raw)
-
-    @property
-    def fingerprint(self) -> str:
-        """The ``SHA256:...`` form for people to compare out of band."""
-        return fingerprint(self._raw)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EncryptionKey) and other._raw == self._raw
-
-    def __hash__(self) -> int:
-        return hash((EncryptionKey, self._raw))
-
-    def __repr__(self) -> str:
-        return f"EncryptionKey(key_id={self.key_id!r})"
 
 
 class DecryptionKey:
