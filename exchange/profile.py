@@ -44,10 +44,11 @@ from exchange.crypto.dsse import Envelope
 from exchange.crypto.keys import DecryptionKey, SigningKey
 from exchange.crypto.notes import NoteVerifier
 from exchange.errors import ConfigurationError, ExchangeError, InvalidInputError
+from exchange.statements.codec import PAYLOAD_TYPES
 
 PROFILE_FILE_NAME = "profile.toml"
 
-AGENCY_KEYS_PAYLOAD_TYPE = "application/vnd.exchange.agency-keys.v1+protobuf"
+AGENCY_KEYS_PAYLOAD_TYPE = PAYLOAD_TYPES["agency_keys"]
 """The DSSE payload type of an ``AgencyKeys`` statement (``keys.dsse``)."""
 
 PRIVATE_FILE_MODE = 0o600

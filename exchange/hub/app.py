@@ -25,7 +25,6 @@ from exchange.hub.init import read_public_bundle
 from exchange.hub.notifier import FeedNotifier
 from exchange.hub.release_service import ReleaseServicer, ReleaseSweeper
 from exchange.hub.servicers import AlertServicer, DirectoryServicer, HubContext
-from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.publish import PublishLimits
 from exchange.store import registry
 from exchange.store.db import Database
@@ -68,7 +67,7 @@ def import_registry(
         return ImportResult((), ())
     for agency_dir in sorted(p for p in registry_dir.iterdir() if p.is_dir()):
         material = read_public_bundle(agency_dir, now=now)
-        keys = AgencyKeys.verify(material.keys_envelope, material.ca_certificate, now=now)
+        keys = material.keys
         with db.write() as connection:
             changed = registry.register_agency(
                 connection, ca_certificate=material.ca_certificate, keys=keys, now=now

@@ -22,7 +22,6 @@ from exchange.errors import ExchangeError
 from exchange.hub.app import Hub
 from exchange.hub.config import HubConfig
 from exchange.hub.init import init_exchange, read_public_bundle
-from exchange.statements.agency_keys import AgencyKeys
 from exchange.store import registry
 from exchange.store.db import Database
 
@@ -151,7 +150,7 @@ def agency_add(
         hub_config = _load_config(config, database)
         now = _now()
         material = read_public_bundle(bundle, now=now)
-        keys = AgencyKeys.verify(material.keys_envelope, material.ca_certificate, now=now)
+        keys = material.keys
         db = Database.from_url(hub_config.database_url)
         db.migrate()
         with db.write() as connection:

@@ -29,11 +29,10 @@ from pathlib import Path
 from types import MappingProxyType
 
 from cryptography import x509
-from google.protobuf.message import DecodeError
 
 from exchange import pki
-from exchange.crypto.dsse import Envelope, sign_envelope, verify_envelope
-from exchange.crypto.keys import DecryptionKey, SigningKey, VerifyKey
+from exchange.crypto.dsse import Envelope, sign_envelope
+from exchange.crypto.keys import DecryptionKey, SigningKey
 from exchange.crypto.notes import NoteVerifier
 from exchange.errors import (
     CertificateError,
@@ -51,6 +50,7 @@ from exchange.profile import (
     ProfilePaths,
     parse_host_port,
 )
+from exchange.statements.agency_keys import AgencyKeys
 from exchange.v1 import statements_pb2
 
 HUB_CONFIG_FILE_NAME = "hub.toml"
@@ -112,6 +112,8 @@ class PublicAgencyMaterial:
     witness_certificate: x509.Certificate
     keys_envelope: Envelope
     agency_keys: statements_pb2.AgencyKeys
+    keys: AgencyKeys
+    """The key statement as verified: what the hub registers."""
 
 
 # --- init --------------------------------------------------------------------------------------
@@ -360,11 +362,8 @@ def read_public_bundle(directory: Path, *, now: datetime | None = None) -> Publi
     data = _read(keys_path)
     with _naming(keys_path):
         envelope = Envelope.from_json(data)
-        verify_key = VerifyKey.from_public_key(certificates["signing"].public_key())
-        payload = verify_envelope(
-            envelope, expected_type=AGENCY_KEYS_PAYLOAD_TYPE, keys={verify_key.key_id: verify_key}
-        )
-        agency_keys = _parse_agency_keys(payload)
+        keys = AgencyKeys.verify(envelope, ca, now=moment)
+        agency_keys = keys.message
         _check_agency_keys(agency_keys, agency_id, certificates)
     return PublicAgencyMaterial(
         agency_id=agency_id,
@@ -374,28 +373,8 @@ def read_public_bundle(directory: Path, *, now: datetime | None = None) -> Publi
         witness_certificate=certificates["witness"],
         keys_envelope=envelope,
         agency_keys=agency_keys,
+        keys=keys,
     )
-
-
-def _parse_agency_keys(payload: bytes) -> statements_pb2.AgencyKeys:
-    """Parse the signed payload, refusing anything but its canonical encoding.
-
-    Python protobuf keeps unknown fields and writes them back out, so re-encoding alone would
-    accept them; they are discarded (at every depth) before the comparison, so any unknown field
-    makes the bytes differ.
-    """
-    message = statements_pb2.AgencyKeys()
-    try:
-        message.ParseFromString(payload)
-    except (DecodeError, RuntimeError, ValueError) as e:
-        raise MalformedError("key statement payload is not an AgencyKeys message") from e
-    message.DiscardUnknownFields()
-    if message.SerializeToString(deterministic=True) != payload:
-        raise MalformedError(
-            "key statement payload is not the canonical AgencyKeys encoding "
-            "(unknown or repeated fields)"
-        )
-    return message
 
 
 def _check_agency_keys(

@@ -484,13 +484,13 @@ def _remove(name: str) -> BundleEdit:
         pytest.param(
             _write("keys.dsse", lambda e: _resign(e, "agency-a", _other_encryption_certificate)),
             CertificateError,
-            "another encryption certificate",
+            "checked as a encryption key certificate",
             id="statement-names-other-cert",
         ),
         pytest.param(
             _write("keys.dsse", lambda e: _resign(e, "agency-a", _other_agency_id)),
             CertificateError,
-            "is for 'agency-b'",
+            "statement names 'agency-b'",
             id="statement-names-other-agency",
         ),
         pytest.param(
