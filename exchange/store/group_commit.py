@@ -65,8 +65,8 @@ class GroupCommit:
         return unit.result  # type: ignore[return-value]
 
     def _run_batch(self, batch: list[_Unit[object]]) -> None:
-        results: list[tuple[_Unit[object], object]] = []
         try:
+            results: list[tuple[_Unit[object], object]] = []
             with self._db.write() as connection:
                 for unit in batch:
                     try:
@@ -74,17 +74,13 @@ class GroupCommit:
                             results.append((unit, unit.work(connection)))
                     except ExchangeError as error:
                         unit.error = error
-        except BaseException as error:  # noqa: BLE001 - re-raised below; no unit may hang
+            for unit, result in results:  # only now, after the commit, are they durable
+                unit.result = result
+        except BaseException as error:  # handed to every caller of the batch
             for unit in batch:
-                if unit.error is None:
-                    unit.error = error
-            results = []
-            raise_later: BaseException | None = error
-        else:
-            raise_later = None
-        for unit, result in results:
-            unit.result = result
-        for unit in batch:
-            unit.done.set()
-        if raise_later is not None and not isinstance(raise_later, Exception):
-            raise raise_later  # KeyboardInterrupt and the like are not swallowed
+                unit.error = unit.error or error
+            if not isinstance(error, Exception):
+                raise  # KeyboardInterrupt and the like are not swallowed
+        finally:
+            for unit in batch:
+                unit.done.set()
