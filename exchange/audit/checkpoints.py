@@ -9,7 +9,7 @@ size: Ed25519 is deterministic, so signing the same size again would give the sa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -62,10 +62,6 @@ class StoredCheckpoint:
         return append_signatures(self.signed_note, self.cosignature_lines)
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _with_cosignatures(connection: Connection, row: object) -> StoredCheckpoint:
     size = int(row.size)  # type: ignore[attr-defined]
     lines = connection.execute(
@@ -77,7 +73,7 @@ def _with_cosignatures(connection: Connection, row: object) -> StoredCheckpoint:
         size=size,
         root_hash=bytes(row.root_hash),  # type: ignore[attr-defined]
         signed_note=str(row.note),  # type: ignore[attr-defined]
-        created_at=_aware(row.created_at),  # type: ignore[attr-defined]
+        created_at=row.created_at,  # type: ignore[attr-defined]
         cosignature_lines=tuple(str(line) for line in lines),
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -88,7 +88,7 @@ def read_leaves(connection: Connection, start: int, end: int) -> list[StoredLeaf
             index=int(row.idx),
             data=bytes(row.leaf),
             entry_type=row.entry_type,
-            logged_at=row.logged_at if row.logged_at.tzinfo else row.logged_at.replace(tzinfo=UTC),
+            logged_at=row.logged_at,
         )
         for row in rows
     ]

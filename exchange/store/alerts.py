@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, Connection, and_, func, insert, or_, select, update
 
@@ -16,12 +16,6 @@ from exchange.store.feed import NewEvent, append_event
 from exchange.store.release_tables import item_revocations
 from exchange.store.schema import alerts, grants, item_audience, items
 from exchange.v1 import alerts_pb2
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -64,7 +58,7 @@ def publish_alert(connection: Connection, checked: CheckedPublish, *, now: datet
             alert_id=existing.alert_id,
             version=int(existing.version),
             manifest_hash=bytes(existing.manifest_hash),
-            accepted_at=_aware(existing.published_at) or now,
+            accepted_at=existing.published_at,
             log_index=int(existing.log_index),
             notified=checked.recipients,
         )
@@ -225,7 +219,7 @@ def list_alerts(
             items_total=counts[2],
             retracted=bool(row.retracted),
         )
-        summary.published_at.FromDatetime(_aware(row.published_at) or now)
+        summary.published_at.FromDatetime(row.published_at)
         summaries.append(summary)
     return summaries
 
@@ -308,7 +302,7 @@ def alert_view(
         log_index=int(chosen.log_index),
     )
     view.manifest.ParseFromString(bytes(chosen.manifest_envelope))
-    view.published_at.FromDatetime(_aware(chosen.published_at) or now)
+    view.published_at.FromDatetime(chosen.published_at)
     item_query = select(items).where(items.c.alert_pk == chosen.id).order_by(items.c.position)
     if not own:
         item_query = item_query.where(
@@ -333,7 +327,7 @@ def alert_view(
     )
     for row in connection.execute(item_query):
         item_view = alerts_pb2.ItemView(header=bytes(row.header))
-        expires_at = _aware(row.expires_at)
+        expires_at = row.expires_at
         grant_row = caller_grants.get(row.item_id)
         if (expires_at is not None and expires_at <= now) or row.ciphertext is None:
             item_view.state = alerts_pb2.ItemView.EXPIRED
@@ -341,7 +335,7 @@ def alert_view(
             item_view.state = alerts_pb2.ItemView.REVOKED
         elif grant_row is None:
             item_view.state = alerts_pb2.ItemView.WITHHELD
-        elif (_aware(grant_row.available_at) or now) > now:
+        elif grant_row.available_at > now:
             item_view.state = alerts_pb2.ItemView.EMBARGOED
         else:
             item_view.state = alerts_pb2.ItemView.GRANTED

@@ -8,7 +8,7 @@ never skip an event committed out of order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -121,9 +121,6 @@ def events_after(
             actor=row.actor,
             log_index=int(row.log_index),
         )
-        created = row.created_at
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
-        message.created_at.FromDatetime(created)
+        message.created_at.FromDatetime(row.created_at)
         events.append(message)
     return events

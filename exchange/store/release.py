@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, Table, and_, delete, exists, insert, select, update
@@ -60,10 +60,6 @@ ITEM_PURGED_LABEL = b"exchange/item-purged/v1"
 
 APPROVED = "APPROVED"
 DENIED = "DENIED"
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _envelope_bytes(statement: SignedStatement[Any]) -> bytes:
@@ -131,7 +127,7 @@ def _sees_alert(connection: Connection, alert: Row[Any], agency: str) -> bool:
 def _item_unavailable(item: Row[Any], now: datetime) -> bool:
     """Past its expiry, or already purged."""
     return item.ciphertext is None or (
-        item.expires_at is not None and _aware(item.expires_at) <= now
+        item.expires_at is not None and item.expires_at <= now
     )
 
 
@@ -307,7 +303,7 @@ def list_requests(
         view.request.ParseFromString(bytes(row.envelope))
         if row.decision is not None:
             view.decision.ParseFromString(bytes(row.decision))
-        view.created_at.FromDatetime(_aware(row.created_at))
+        view.created_at.FromDatetime(row.created_at)
         views.append(view)
     return views
 
