@@ -96,6 +96,9 @@ PUBLISH_ATTEMPTS = 4
 """Sends of one sealed request before giving up (it stays in the outbox)."""
 
 FIRST_RETRY_DELAY = 0.5
+# Publishing encrypts to partner keys verified at most this many seconds ago; a hub refusal of
+# the audience or of a grant's key fetches them again at once (see Client.publish).
+PARTNER_KEYS_MAX_AGE = 60.0
 """Seconds before the first resend; doubled after each further failure."""
 
 _PUBLISH_METHOD = "/exchange.v1.AlertService/Publish"
@@ -192,6 +195,8 @@ class Client:
             response_deserializer=alerts_pb2.PublishResponse.FromString,
         )
         self._partners: dict[str, _PartnerKeys] | None = None
+        self._partners_fetched_at = 0.0  # time.monotonic() of the last ListAgencies
+        self._partner_fetches = 0
         # The shipped watchlist merged with the WATCHLIST alerts this agency has verified.
         self._watchlist_updates = WatchlistUpdates(profile.state_dir)
         self._watchlist = self._watchlist_updates.merged()
@@ -257,8 +262,15 @@ class Client:
             ca_fingerprint=partner.ca_fingerprint,
         )
 
-    def _load_partners(self, *, refresh: bool = False) -> dict[str, _PartnerKeys]:
-        if self._partners is None or refresh:
+    def _load_partners(
+        self, *, refresh: bool = False, max_age: float | None = None
+    ) -> dict[str, _PartnerKeys]:
+        """The hub's agencies with their key statements verified against this profile's CAs.
+
+        Fetched again when ``refresh`` is set or the copy held is older than ``max_age`` seconds.
+        """
+        stale = max_age is not None and time.monotonic() - self._partners_fetched_at > max_age
+        if self._partners is None or refresh or stale:
             with hub_errors(self.target):
                 response = self._directory_stub.ListAgencies(
                     directory_pb2.ListAgenciesRequest(), timeout=self._timeout
@@ -268,6 +280,8 @@ class Client:
                 record.agency_id: self._check_record(record, now)
                 for record in sorted(response.agencies, key=lambda r: r.agency_id)
             }
+            self._partners_fetched_at = time.monotonic()
+            self._partner_fetches += 1
         return self._partners
 
     def _check_record(self, record: directory_pb2.AgencyRecord, now: datetime) -> _PartnerKeys:
@@ -327,12 +341,18 @@ class Client:
             raise UnknownKeyError(f"cannot verify statements of {originator!r}: {why}")
         return keys
 
-    def _recipient_keys(self, recipients: Iterable[str]) -> dict[str, EncryptionKey]:
+    def _recipient_keys(
+        self, recipients: Iterable[str], *, max_age: float | None = None
+    ) -> dict[str, EncryptionKey]:
+        """The verified current encryption key of each recipient other than this agency.
+
+        Fresh from the hub unless ``max_age`` allows a copy that recent, so that a rotated or
+        revoked key shows at once; always verified against this profile's CAs.
+        """
         others = sorted(set(recipients) - {self.profile.agency_id})
         if not others:
             return {}
-        # Fresh from the hub, verified against our CAs: a rotated or revoked key shows at once.
-        partners = self._load_partners(refresh=True)
+        partners = self._load_partners(refresh=max_age is None, max_age=max_age)
         keys: dict[str, EncryptionKey] = {}
         for recipient in others:
             partner = partners.get(recipient)
@@ -365,6 +385,10 @@ class Client:
         backoff); the hub answers a resend with the first receipt.  If every attempt fails the
         request stays in the outbox for :meth:`flush_outbox`.  The manifest hash the hub
         acknowledged is recorded for a later ``supersedes``.
+
+        Items are encrypted to partner keys verified in the last ``PARTNER_KEYS_MAX_AGE``
+        seconds; if the hub refuses the audience or a grant's key (a partner revoked or re-keyed
+        since), the directory is fetched again and the alert sealed again, once.
         """
         items = [
             PlainItem(item_id=item.id, policy=item.policy, payload=item.payload)
@@ -382,7 +406,32 @@ class Client:
             alert_id = _check_alert_id(supersedes)
             version, previous_hash = self._next_version(alert_id)
         plain = [summary, *items]
-        recipient_keys = self._recipient_keys(a for item in plain for a in item.policy.audience)
+        fetches = self._partner_fetches
+        try:
+            return self._seal_and_send(
+                plain, alert_id, version, previous_hash, flags, max_age=PARTNER_KEYS_MAX_AGE
+            )
+        except InvalidInputError as e:
+            # Sealed to partner keys held from before this call: the hub's refusal of the
+            # audience or of a grant's key may only mean a partner was revoked or re-keyed
+            # since. Nothing was stored; seal again to the hub's current directory, once.
+            if e.reason != "POLICY_INVALID" or self._partner_fetches != fetches:
+                raise
+        return self._seal_and_send(plain, alert_id, version, previous_hash, flags, max_age=None)
+
+    def _seal_and_send(
+        self,
+        plain: Sequence[PlainItem],
+        alert_id: str,
+        version: int,
+        previous_hash: bytes,
+        flags: Sequence[str],
+        *,
+        max_age: float | None,
+    ) -> Receipt:
+        recipient_keys = self._recipient_keys(
+            (a for item in plain for a in item.policy.audience), max_age=max_age
+        )
         sealed = seal_alert(
             originator=self.profile.agency_id,
             alert_id=alert_id,
