@@ -183,11 +183,12 @@ def subtrees_added(
 
 
 class TreeBuilder:
-    """Hashes committed leaves into ``log_subtrees``, a batch per transaction, never in an append's.
+    """Hashes committed leaves into ``log_subtrees``, a batch per transaction.
 
     Leaves are taken in index order from the hashed size on, and only while their indexes are
     dense: entries become visible in commit order, which (under the log lock) is index order, so
-    the builder never hashes past a leaf it has not seen. Every leaf hash is recomputed from the
+    the builder never hashes past a leaf it has not seen. (The hub's group commit also hashes in
+    its own appending transaction: holding the log lock, it sees every earlier leaf committed.) Every leaf hash is recomputed from the
     stored leaf bytes. Several builders (hub replicas) serialize on the ``log_tree_head`` row.
     """
 
@@ -227,8 +228,8 @@ class TreeGrowth:
 
 
 def hash_new_leaves(connection: Connection, *, batch_size: int = DEFAULT_BATCH_SIZE) -> TreeGrowth:
-    """Hash up to ``batch_size`` committed leaves past the hashed size, in the caller's write
-    transaction (never an append's).
+    """Hash up to ``batch_size`` leaves past the hashed size in the caller's write transaction:
+    committed ones, or also the transaction's own appends once it holds the log lock.
 
     Locks the tree head first, so concurrent builders take turns.
     """

@@ -160,7 +160,7 @@ class Hub:
             heartbeat_interval=self.config.heartbeat_interval_seconds,
             checkpointer=self.checkpointer,
             sweep_on_read=self.release_sweeper.sweep_on_read,
-            group_commit=GroupCommit(self.db),
+            group_commit=GroupCommit(self.db, on_batch=self.checkpointer.sign_in),
         )
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="hub"),

@@ -1,8 +1,11 @@
 """The hub's side of the audit log: the checkpointer thread and the AuditService servicer.
 
 The :class:`Checkpointer` hashes committed leaves into the stored tree and signs a checkpoint
-after each batch of appends. A publish asks it for a checkpoint covering its leaf, to put a proof
-in the receipt (concurrent publishes share one); every other append — release statements, sweeper
+after each batch of appends. Publishes are checkpointed in their own group commit: after the
+batch's appends and before its one commit, :meth:`Checkpointer.sign_in` hashes the new leaves and
+signs, so a batch costs one durable commit and every receipt leaves with a proof at once (a
+checkpoint that fails there is left to the thread, and the publishes stand). A publish that
+finds no checkpoint covering its leaf asks for one (concurrent ones share it); every other append — release statements, sweeper
 events, other replicas' appends — is noticed by its thread's cheap poll of the log's size, at most
 :data:`POLL_SECONDS` apart, and the thread signs at least once per checkpoint interval. An idle
 log keeps its latest checkpoint (signing the same size again would give the same note). Tests call
@@ -77,7 +80,8 @@ class Checkpointer:
         self._interval = interval
         self._clock = clock
         self._batch_size = batch_size
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one signer of this process at a time, outside batches
+        self._latest_lock = threading.Lock()
         self._latest: StoredCheckpoint | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,26 +102,48 @@ class Checkpointer:
         every append committed before it, so concurrent publishes share a checkpoint (a group
         commit) and none waits for a thread to wake.
         """
+        latest = self._latest
+        if latest is not None and latest.size >= size:
+            return latest
         with self._lock:
-            if self._latest is not None and self._latest.size >= size:
-                return self._latest
+            latest = self._latest
+            if latest is not None and latest.size >= size:
+                return latest
             return self._extend_and_sign()
 
+    def sign_in(self, connection: Connection) -> Callable[[], None]:
+        """Hash every leaf appended so far, in the caller's write transaction, and sign the tree.
+
+        For a group commit: called after the batch's appends, in its transaction, so the
+        checkpoint commits with them; returns what to call once that commit succeeded.
+        """
+        while (checkpoint := self._hash_and_sign(connection)) is None:
+            pass
+        return lambda: self._adopt(checkpoint)
+
     def _extend_and_sign(self) -> StoredCheckpoint:
+        # A long backlog is hashed in batches, each its own transaction; the last one signs.
         while True:
             with self._db.write() as connection:
-                growth = hash_new_leaves(connection, batch_size=self._batch_size)
-                if growth.new_size - growth.old_size < self._batch_size:
-                    checkpoint = sign_checkpoint(
-                        connection,
-                        self._signer,
-                        origin=self._origin,
-                        now=self._clock(),
-                        growth=growth,
-                    )
-                    break
-        self._latest = checkpoint
-        return checkpoint
+                checkpoint = self._hash_and_sign(connection)
+            if checkpoint is not None:
+                self._adopt(checkpoint)
+                return checkpoint
+
+    def _hash_and_sign(self, connection: Connection) -> StoredCheckpoint | None:
+        """Hash one batch of new leaves; if that was the last of them, sign the tree."""
+        growth = hash_new_leaves(connection, batch_size=self._batch_size)
+        if growth.new_size - growth.old_size == self._batch_size:
+            return None  # more may follow
+        return sign_checkpoint(
+            connection, self._signer, origin=self._origin, now=self._clock(), growth=growth
+        )
+
+    def _adopt(self, checkpoint: StoredCheckpoint) -> None:
+        """Remember a committed checkpoint as the latest, unless a larger one is known."""
+        with self._latest_lock:
+            if self._latest is None or checkpoint.size > self._latest.size:
+                self._latest = checkpoint
 
     def start(self) -> None:
         """Start the background thread (idempotent)."""

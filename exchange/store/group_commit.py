@@ -6,23 +6,34 @@ here enqueue their work; whichever caller finds no batch running becomes the lea
 queued unit in one transaction — each inside a savepoint, so a unit that raises rolls back alone
 and gets its own error — commits once, and hands every caller its result.  Nothing is reported
 as done before the commit that makes it durable.
+
+An ``on_batch`` hook may add work of its own to each batch's transaction after the units (the hub
+signs a checkpoint of the log there, so the appends and the checkpoint share the commit).  The
+hook runs in a savepoint and its failure is logged and leaves the units' work to commit.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from exchange.errors import ExchangeError
 from exchange.store.db import Database
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 DEFAULT_MAX_BATCH = 64
+
+BatchHook = Callable[[Connection], Callable[[], None]]
+"""Runs in a batch's transaction after its units; returns what to run once the batch committed."""
 
 
 @dataclass
@@ -36,9 +47,16 @@ class _Unit(Generic[T]):
 class GroupCommit:
     """Runs units of write work in shared transactions."""
 
-    def __init__(self, db: Database, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        on_batch: BatchHook | None = None,
+    ) -> None:
         self._db = db
         self._max_batch = max_batch
+        self._on_batch = on_batch
         self._queue: list[_Unit[object]] = []
         self._queue_lock = threading.Lock()
         self._leader = threading.Lock()
@@ -74,8 +92,11 @@ class GroupCommit:
                             results.append((unit, unit.work(connection)))
                     except ExchangeError as error:
                         unit.error = error
+                committed = self._run_hook(connection) if results else None
             for unit, result in results:  # only now, after the commit, are they durable
                 unit.result = result
+            if committed is not None:
+                committed()
         except BaseException as error:  # handed to every caller of the batch
             for unit in batch:
                 unit.error = unit.error or error
@@ -84,3 +105,13 @@ class GroupCommit:
         finally:
             for unit in batch:
                 unit.done.set()
+
+    def _run_hook(self, connection: Connection) -> Callable[[], None] | None:
+        if self._on_batch is None:
+            return None
+        try:
+            with connection.begin_nested():
+                return self._on_batch(connection)
+        except (ExchangeError, SQLAlchemyError):
+            log.exception("the batch hook failed; the batch commits without its work")
+            return None

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 from exchange.audit import merkle
 from exchange.audit.checkpoints import add_cosignature, latest_checkpoint, sign_checkpoint
@@ -22,7 +22,8 @@ from exchange.crypto.notes import (
 from exchange.errors import InvalidInputError, NotFoundError, SignatureError
 from exchange.hub.audit_service import Checkpointer
 from exchange.store.db import Database
-from exchange.store.schema import agencies
+from exchange.store.group_commit import GroupCommit
+from exchange.store.schema import agencies, checkpoints, log_entries
 
 ORIGIN = "exchange.test/log"
 SIGNER = NoteSigner(ORIGIN, bytes(range(32)))
@@ -127,3 +128,51 @@ def test_a_later_cosignature_replaces_an_earlier_one_and_forgeries_are_refused(
                 verifier=WITNESS.verifier(),
                 now=NOW,
             )
+
+
+def append_unit(index: int):  # type: ignore[no-untyped-def]
+    def work(connection):  # type: ignore[no-untyped-def]
+        return append_entry(
+            connection,
+            entry_type="feed_event",
+            body=f"unit {index}".encode(),
+            references=[],
+            entitled=["agency-b"],
+            now=NOW,
+        )
+
+    return work
+
+
+def test_a_group_commit_signs_its_own_appends_before_its_one_commit(db: Database) -> None:
+    signing = checkpointer(db)
+    signing.checkpoint_now()
+    append(db, 6)  # appended elsewhere and not hashed yet: the batch's checkpoint covers them too
+    committer = GroupCommit(db, on_batch=signing.sign_in)
+    indexes = [committer.run(append_unit(i)) for i in range(3)]
+    assert indexes == [6, 7, 8]
+    latest = signing.checkpoint_covering(9)  # known already: no new signature, no new row
+    with db.read() as connection:
+        stored = latest_checkpoint(connection)
+        rows = connection.execute(select(func.count()).select_from(checkpoints)).scalar_one()
+    assert stored == latest and latest.size == 9
+    assert rows == 4  # the empty log's, then one per batch: each unit ran as its own batch
+    opened = open_checkpoint(latest.note, SIGNER.verifier(), origin=ORIGIN)
+    assert opened.checkpoint.size == 9
+
+
+def test_a_failing_batch_hook_leaves_the_units_committed(db: Database) -> None:
+    committed: list[bool] = []
+
+    def broken(connection):  # type: ignore[no-untyped-def]
+        append_entry(
+            connection, entry_type="feed_event", body=b"hook", references=[], entitled=[], now=NOW
+        )
+        committed.append(True)
+        raise InvalidInputError("no signature today")
+
+    committer = GroupCommit(db, on_batch=broken)
+    assert committer.run(append_unit(0)) == 0
+    with db.read() as connection:
+        size = connection.execute(select(func.count()).select_from(log_entries)).scalar_one()
+    assert committed == [True] and size == 1  # the unit stands; the hook's own write is undone
