@@ -94,6 +94,17 @@ def read_leaves(connection: Connection, start: int, end: int) -> list[StoredLeaf
     ]
 
 
+def leaves_at(connection: Connection, indices: Iterable[int]) -> dict[int, bytes]:
+    """The canonical bytes of the stored leaves at ``indices`` (a missing one is left out)."""
+    wanted = sorted(set(indices))
+    if not wanted:
+        return {}
+    rows = connection.execute(
+        select(log_entries.c.idx, log_entries.c.leaf).where(log_entries.c.idx.in_(wanted))
+    )
+    return {int(row.idx): bytes(row.leaf) for row in rows}
+
+
 def entitled_bodies(
     connection: Connection, agency_id: str, indices: Iterable[int]
 ) -> dict[int, StoredBody]:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import grpc
@@ -36,7 +37,13 @@ from exchange.audit.checkpoints import (
     latest_checkpoint,
     sign_checkpoint,
 )
-from exchange.audit.log import entitled_bodies, feed_event_index, index_of_leaf, read_leaves
+from exchange.audit.log import (
+    entitled_bodies,
+    feed_event_index,
+    index_of_leaf,
+    leaves_at,
+    read_leaves,
+)
 from exchange.audit.tree import DEFAULT_BATCH_SIZE, StoredTree, hash_new_leaves
 from exchange.audit.verify import witness_verifier
 from exchange.crypto.notes import NoteSigner
@@ -46,7 +53,7 @@ from exchange.statements.agency_keys import AgencyKeys
 from exchange.store import registry
 from exchange.store.db import Database
 from exchange.store.schema import log_head
-from exchange.v1 import audit_pb2, audit_pb2_grpc
+from exchange.v1 import alerts_pb2, audit_pb2, audit_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -347,13 +354,22 @@ def receipt_proof(
     return proof, checkpoint.note
 
 
+@dataclass(frozen=True)
+class HeartbeatLogState:
+    """What a heartbeat says of the log: where the agency's latest event is, under which checkpoint."""
+
+    latest_log_index: int
+    """The log index of the agency's latest feed event (0 for none)."""
+    checkpoint: StoredCheckpoint | None
+
+
 def heartbeat_log_state(
     db: Database, checkpointer: Checkpointer | None, agency_id: str, sequence: int
-) -> tuple[int, str]:
-    """For a heartbeat: the log index of the agency's feed event ``sequence`` (0 for none) and a
-    checkpoint note that covers it, so the heartbeat proves the latest sequence under a
-    checkpoint. When the latest checkpoint does not cover it yet, one is signed first (shared
-    with any publish doing the same); if that fails the latest note goes as it is."""
+) -> HeartbeatLogState:
+    """For a heartbeat: the log index of the agency's feed event ``sequence`` and a checkpoint
+    that covers it, so the heartbeat proves the latest sequence under a checkpoint. When the
+    latest checkpoint does not cover it yet, one is signed first (shared with any publish doing
+    the same); if that fails the latest checkpoint goes as it is."""
     with db.read() as connection:
         index = feed_event_index(connection, agency_id, sequence) if sequence else None
         checkpoint = latest_checkpoint(connection)
@@ -365,4 +381,37 @@ def heartbeat_log_state(
                 checkpoint = latest_checkpoint(connection)
         except (ExchangeError, SQLAlchemyError):
             log.exception("no checkpoint covering leaf %d for a heartbeat", index)
-    return (index or 0), ("" if checkpoint is None else checkpoint.note)
+    return HeartbeatLogState(index or 0, checkpoint)
+
+
+def stream_proofs(
+    db: Database, checkpoint: StoredCheckpoint, event_indices: Sequence[int], previous_size: int
+) -> tuple[list[alerts_pb2.EventProof], audit_pb2.ConsistencyProof | None]:
+    """For a heartbeat under ``checkpoint``: each event's leaf and inclusion proof, and the proof
+    that the stream's previous checkpoint (``previous_size`` entries; 0 for none) is a prefix.
+
+    Events the checkpoint does not cover are left out (the client asks for their proofs later).
+    """
+    size = checkpoint.size
+    covered = [index for index in event_indices if index < size]
+    with db.read() as connection:
+        tree = StoredTree(connection, size=size)
+        leaves = leaves_at(connection, covered)
+        proofs = [
+            alerts_pb2.EventProof(
+                inclusion=audit_pb2.InclusionProof(
+                    index=index, tree_size=size, hashes=tree.inclusion_proof(index, size)
+                ),
+                leaf=leaves[index],
+            )
+            for index in covered
+            if index in leaves
+        ]
+        consistency = None
+        if 0 < previous_size < size:
+            consistency = audit_pb2.ConsistencyProof(
+                from_size=previous_size,
+                to_size=size,
+                hashes=tree.consistency_proof(previous_size, size),
+            )
+    return proofs, consistency

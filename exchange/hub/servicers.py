@@ -10,7 +10,13 @@ from datetime import datetime
 import grpc
 
 from exchange.errors import InvalidInputError, NotFoundError
-from exchange.hub.audit_service import Checkpointer, heartbeat_log_state, receipt_proof
+from exchange.audit.checkpoints import StoredCheckpoint
+from exchange.hub.audit_service import (
+    Checkpointer,
+    heartbeat_log_state,
+    receipt_proof,
+    stream_proofs,
+)
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import current_caller
 from exchange.hub.notifier import FeedNotifier
@@ -92,6 +98,10 @@ def _agency_record(row: registry.AgencyRow) -> directory_pb2.AgencyRecord:
         keys=keys,
         revoked=row.revoked,
     )
+
+
+def _note(checkpoint: StoredCheckpoint | None) -> str:
+    return "" if checkpoint is None else checkpoint.note
 
 
 class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
@@ -182,25 +192,29 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         with self._hub.db.read() as connection:
             events = feed.events_after(connection, caller, request.after, limit)
             latest = feed.latest_sequence(connection, caller)
-        checkpoint = ""
+        checkpoint = None
         if events:
-            _, checkpoint = heartbeat_log_state(
+            checkpoint = heartbeat_log_state(
                 self._hub.db, self._hub.checkpointer, caller, events[-1].sequence
-            )
+            ).checkpoint
         return alerts_pb2.ListEventsResponse(
-            events=events, latest_sequence=latest, checkpoint=checkpoint
+            events=events, latest_sequence=latest, checkpoint=_note(checkpoint)
         )
 
     def Subscribe(
         self, request: alerts_pb2.SubscribeRequest, context: grpc.ServicerContext
     ) -> Iterator[alerts_pb2.SubscribeResponse]:
         """Catch up from ``after``, then stream live; a heartbeat follows every catch-up and
-        every quiet interval, carrying the latest sequence read with the events just sent."""
+        every quiet interval, carrying the latest sequence read with the events just sent, a
+        checkpoint covering it, the proofs of those events under it and of its consistency with
+        the stream's previous one."""
         caller = current_caller()
         notifier = self._hub.notifier
         context.add_callback(notifier.notify)
         cursor = request.after
         last_heartbeat = 0.0
+        unproven: list[int] = []  # log indices of the events sent since the last heartbeat
+        previous_size = 0  # of the checkpoint this stream last sent
         while context.is_active() and not notifier.closed:
             seen = notifier.version
             with self._hub.db.read() as connection:
@@ -209,16 +223,31 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
             for event in events:
                 yield alerts_pb2.SubscribeResponse(event=event)
                 cursor = event.sequence
+                unproven.append(event.log_index)
             if len(events) == MAX_EVENTS_PER_PAGE:
                 continue
             if events or time.monotonic() - last_heartbeat >= self._hub.heartbeat_interval:
-                latest_log_index, checkpoint = heartbeat_log_state(
-                    self._hub.db, self._hub.checkpointer, caller, latest
-                )
-                heartbeat = alerts_pb2.Heartbeat(
-                    latest_sequence=latest, latest_log_index=latest_log_index, checkpoint=checkpoint
-                )
-                heartbeat.time.FromDatetime(self._hub.clock())
+                heartbeat, previous_size = self._heartbeat(caller, latest, unproven, previous_size)
                 yield alerts_pb2.SubscribeResponse(heartbeat=heartbeat)
+                unproven = []
                 last_heartbeat = time.monotonic()
             notifier.wait(seen, timeout=self._hub.heartbeat_interval)
+
+    def _heartbeat(
+        self, caller: str, latest: int, unproven: list[int], previous_size: int
+    ) -> tuple[alerts_pb2.Heartbeat, int]:
+        """The heartbeat, and the size of the checkpoint it carries (``previous_size`` if none)."""
+        state = heartbeat_log_state(self._hub.db, self._hub.checkpointer, caller, latest)
+        heartbeat = alerts_pb2.Heartbeat(
+            latest_sequence=latest,
+            latest_log_index=state.latest_log_index,
+            checkpoint=_note(state.checkpoint),
+        )
+        heartbeat.time.FromDatetime(self._hub.clock())
+        if state.checkpoint is None:
+            return heartbeat, previous_size
+        proofs, consistency = stream_proofs(self._hub.db, state.checkpoint, unproven, previous_size)
+        heartbeat.event_proofs.extend(proofs)
+        if consistency is not None:
+            heartbeat.consistency.CopyFrom(consistency)
+        return heartbeat, state.checkpoint.size

@@ -447,6 +447,8 @@ class Heartbeat(_message.Message):
     TIME_FIELD_NUMBER: _builtins.int
     LATEST_LOG_INDEX_FIELD_NUMBER: _builtins.int
     CHECKPOINT_FIELD_NUMBER: _builtins.int
+    EVENT_PROOFS_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     latest_sequence: _builtins.int
     """The caller's latest feed sequence: a client that has processed less knows an event is
     missing.
@@ -456,6 +458,18 @@ class Heartbeat(_message.Message):
     """The latest signed checkpoint (C2SP signed note), when the log has one."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def event_proofs(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventProof]:
+        """For each event this stream sent since its previous heartbeat and `checkpoint` covers: its
+        log entry and inclusion proof under `checkpoint`, so the subscriber proves it without a call.
+        """
+
+    @_builtins.property
+    def consistency(self) -> _audit_pb2.ConsistencyProof:
+        """That the checkpoint of this stream's previous heartbeat is a prefix of `checkpoint`
+        (absent on a stream's first heartbeat, or when the log did not grow).
+        """
+
     def __init__(
         self,
         *,
@@ -463,14 +477,40 @@ class Heartbeat(_message.Message):
         time: _timestamp_pb2.Timestamp | None = ...,
         latest_log_index: _builtins.int = ...,
         checkpoint: _builtins.str = ...,
+        event_proofs: _abc.Iterable[Global___EventProof] | None = ...,
+        consistency: _audit_pb2.ConsistencyProof | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "latest_log_index", b"latest_log_index", "latest_sequence", b"latest_sequence", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "consistency", b"consistency", "event_proofs", b"event_proofs", "latest_log_index", b"latest_log_index", "latest_sequence", b"latest_sequence", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class EventProof(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCLUSION_FIELD_NUMBER: _builtins.int
+    LEAF_FIELD_NUMBER: _builtins.int
+    leaf: _builtins.bytes
+    """The event's log entry (the canonical leaf encoding, as GetLeaves serves it)."""
+    @_builtins.property
+    def inclusion(self) -> _audit_pb2.InclusionProof: ...
+    def __init__(
+        self,
+        *,
+        inclusion: _audit_pb2.InclusionProof | None = ...,
+        leaf: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["inclusion", b"inclusion"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inclusion", b"inclusion", "leaf", b"leaf"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventProof: _TypeAlias = EventProof  # noqa: Y015
 
 @_typing.final
 class ListEventsRequest(_message.Message):

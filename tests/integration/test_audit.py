@@ -7,6 +7,7 @@ that the verifiers catch each change with a named reason and the first bad index
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from exchange.crypto.notes import (
 )
 from exchange.errors import SignatureError
 from exchange.statements.agency_keys import AgencyKeys
+from exchange.statements.codec import encode
 from exchange.statements.sealing import summary_item
 from exchange.store.schema import (
     checkpoints,
@@ -272,6 +274,60 @@ def test_heartbeats_carry_the_latest_feed_leaf_and_checkpoint(
     )
     leaf = b.all_leaves(checkpoint.size)[event.log_index]
     b.verifier.verify_inclusion(leaf.data, event.log_index, proof.hashes)
+
+
+
+def heartbeats_with_events(
+    stream: Iterator[alerts_pb2.SubscribeResponse], events_wanted: int
+) -> list[tuple[list[alerts_pb2.FeedEvent], alerts_pb2.Heartbeat]]:
+    """Read the stream until ``events_wanted`` events have come; each heartbeat with the events
+    sent just before it."""
+    batches, events, seen = [], [], 0
+    for message in stream:
+        if message.HasField("event"):
+            events.append(message.event)
+            seen += 1
+        else:
+            batches.append((events, message.heartbeat))
+            events = []
+            if seen >= events_wanted:
+                break
+    return batches
+
+
+def test_heartbeats_prove_the_events_before_them_and_extend_the_previous_checkpoint(
+    parties: dict[str, AuditingAgency],
+) -> None:
+    a, b = parties["agency-a"], parties["agency-b"]
+    a.publish()
+    stream = b.agency.alerts.Subscribe(alerts_pb2.SubscribeRequest(after=0), timeout=20)
+    batches = heartbeats_with_events(stream, 1)
+    a.publish()
+    a.publish()
+    batches += heartbeats_with_events(stream, 2)
+    stream.cancel()
+    previous_size = 0
+    proven = []
+    for events, heartbeat in batches:
+        consistency = heartbeat.consistency
+        checkpoint = b.verifier.accept(heartbeat.checkpoint, list(consistency.hashes)).checkpoint
+        if previous_size:  # the proof runs from the stream's previous checkpoint to this one
+            assert (consistency.from_size, consistency.to_size) == (previous_size, checkpoint.size)
+        previous_size = checkpoint.size
+        by_index = {proof.inclusion.index: proof for proof in heartbeat.event_proofs}
+        assert set(by_index) == {event.log_index for event in events}
+        for event in events:
+            proof = by_index[event.log_index]
+            assert proof.inclusion.tree_size == checkpoint.size
+            contents = b.verifier.verify_inclusion(
+                proof.leaf, event.log_index, proof.inclusion.hashes
+            )
+            logged = alerts_pb2.FeedEvent()
+            logged.CopyFrom(event)
+            logged.ClearField("log_index")
+            assert contents.body_sha256 == hashlib.sha256(encode(logged)).digest()
+            proven.append(event.sequence)
+    assert proven == [1, 2, 3]
 
 
 # --- cosignatures ---------------------------------------------------------------------------------

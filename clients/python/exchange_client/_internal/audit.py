@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -434,8 +434,17 @@ class Auditor:
             view = self._stub.GetCheckpoint(audit_pb2.GetCheckpointRequest(), timeout=self._timeout)
         return self.accept(view.note)
 
-    def accept(self, note: str, *, cosign_spacing: float = 0.0) -> SignedCheckpoint:
+    def accept(
+        self,
+        note: str,
+        *,
+        cosign_spacing: float = 0.0,
+        consistency: audit_pb2.ConsistencyProof | None = None,
+    ) -> SignedCheckpoint:
         """Verify ``note`` (signed by the hub's key, consistent with the trusted checkpoint).
+
+        ``consistency``, a proof the hub sent along (a feed stream's heartbeat), is used when it
+        runs from the trusted checkpoint to ``note``'s; otherwise the proof is asked for.
 
         A larger checkpoint becomes the trusted one, is saved and cosigned — at once, or, with
         ``cosign_spacing`` (a feed stream), no sooner than that many seconds after this
@@ -450,7 +459,7 @@ class Auditor:
         before = verifier.trusted
         proof: list[bytes] = []
         if before is not None:
-            proof = self._proof_to_trusted(before.checkpoint, signed.checkpoint)
+            proof = self._proof_to_trusted(before.checkpoint, signed.checkpoint, consistency)
         accepted = verifier.accept(note, proof)
         if verifier.trusted_note == note and verifier.trusted is not None:
             self._store.save(verifier.trusted, note)
@@ -470,12 +479,17 @@ class Auditor:
         self._last_cosigned = now
         self._cosign(checkpoint)
 
-    def _proof_to_trusted(self, trusted: Checkpoint, new: Checkpoint) -> list[bytes]:
-        """The consistency proof between the trusted checkpoint and a new one.
+    def _proof_to_trusted(
+        self, trusted: Checkpoint, new: Checkpoint, given: audit_pb2.ConsistencyProof | None
+    ) -> list[bytes]:
+        """The consistency proof between the trusted checkpoint and a new one: ``given``, if it
+        is the proof from the one to the other, else the hub's answer when asked.
 
         A hub that signs a checkpoint smaller than one it signed before and cannot prove it a
         prefix (its latest is now smaller: the log was rolled back) has rewritten its history.
         """
+        if given is not None and (given.from_size, given.to_size) == (trusted.size, new.size):
+            return list(given.hashes)
         try:
             return self.consistency_proof(trusted.size, new.size)
         except InvalidInputError as e:
@@ -668,9 +682,18 @@ class Auditor:
         )
 
     def _check_inclusion(
-        self, checkpoint: Checkpoint, index: int, body: bytes, proof: Sequence[bytes]
+        self,
+        checkpoint: Checkpoint,
+        index: int,
+        body: bytes,
+        proof: Sequence[bytes],
+        *,
+        leaf: bytes | None = None,
     ) -> LeafContents:
-        data = self._leaf(index)
+        """Check that ``body`` is the entry at ``index`` under ``checkpoint`` (verified): the
+        leaf (``leaf`` as the hub sent it along, or fetched) must be proven by ``proof`` and
+        commit to ``body``."""
+        data = self._leaf(index) if leaf is None else leaf
         try:
             contents = LeafContents.decode(data)
             verify_inclusion(
@@ -709,18 +732,34 @@ class Auditor:
         the stream, so that a reconnection does not forget it)."""
         self._awaiting_proof.append(event)
 
-    def prove_awaiting(self, size: int) -> None:
-        """Prove every kept event below ``size`` in the log (its logged body is the event
-        without its log index); keep the others."""
+    def prove_awaiting(
+        self, checkpoint: Checkpoint, proofs: Iterable[alerts_pb2.EventProof] = ()
+    ) -> None:
+        """Prove every kept event that ``checkpoint`` (verified) covers in the log, and keep the
+        others. An event's logged body is the event without its log index; its proof is the
+        one among ``proofs`` (sent along with the checkpoint) or, failing that, asked for."""
+        given = {
+            proof.inclusion.index: proof
+            for proof in proofs
+            if proof.inclusion.tree_size == checkpoint.size
+        }
         waiting = []
         for event in self._awaiting_proof:
-            if event.log_index >= size:
+            if event.log_index >= checkpoint.size:
                 waiting.append(event)
                 continue
             logged = alerts_pb2.FeedEvent()
             logged.CopyFrom(event)
             logged.ClearField("log_index")
-            self.prove_statement(encode(logged), event.log_index)
+            body = encode(logged)
+            proof = given.get(event.log_index)
+            if proof is None:
+                self.prove_statement(body, event.log_index)
+            else:
+                hashes = list(proof.inclusion.hashes)
+                self._check_inclusion(
+                    checkpoint, event.log_index, body, hashes, leaf=bytes(proof.leaf)
+                )
         self._awaiting_proof = waiting
 
     # --- the whole log --------------------------------------------------------------------------------
@@ -927,10 +966,13 @@ class AuditedStream(Iterator[alerts_pb2.SubscribeResponse]):
         if kind == "event":
             self._auditor.await_proof(response.event)
         elif kind == "heartbeat" and response.heartbeat.checkpoint:
+            heartbeat = response.heartbeat
             signed = self._auditor.accept(
-                response.heartbeat.checkpoint, cosign_spacing=COSIGN_SPACING_SECONDS
+                heartbeat.checkpoint,
+                cosign_spacing=COSIGN_SPACING_SECONDS,
+                consistency=heartbeat.consistency if heartbeat.HasField("consistency") else None,
             )
-            self._auditor.prove_awaiting(signed.checkpoint.size)
+            self._auditor.prove_awaiting(signed.checkpoint, heartbeat.event_proofs)
         return response
 
     def cancel(self) -> None:

@@ -729,7 +729,7 @@ class Client:
         for event in response.events:
             if event.sequence > start:
                 self.auditor.await_proof(event)
-        self.auditor.prove_awaiting(signed.checkpoint.size)
+        self.auditor.prove_awaiting(signed.checkpoint)
         return events
 
     def commit_cursor(self, sequence: int) -> None:
