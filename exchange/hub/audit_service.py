@@ -332,10 +332,21 @@ def _current_agency_keys(connection: Connection, agency_id: str, *, now: datetim
     raise NotFoundError(f"agency {agency_id!r} has no key statement", reason="NO_WITNESS_KEY")
 
 
+@dataclass(frozen=True)
+class ReceiptProof:
+    """A publish receipt's proof: the leaf's inclusion under a signed checkpoint, and that
+    checkpoint's consistency with the tree size the publisher said it knows (when asked)."""
+
+    inclusion: audit_pb2.InclusionProof
+    note: str
+    consistency: audit_pb2.ConsistencyProof | None
+
+
 def receipt_proof(
-    db: Database, checkpointer: Checkpointer, index: int
-) -> tuple[audit_pb2.InclusionProof, str] | None:
-    """The inclusion proof of leaf ``index`` and the signed checkpoint it leads to, for a receipt.
+    db: Database, checkpointer: Checkpointer, index: int, *, known_size: int = 0
+) -> ReceiptProof | None:
+    """The inclusion proof of leaf ``index``, the signed checkpoint it leads to and, for a
+    ``known_size`` below that checkpoint's, the consistency proof from it, for a receipt.
 
     Called after the append committed; ``None`` (the receipt goes without a proof, which
     ``GetInclusionProof`` serves later) if checkpointing fails, since the publish itself stands.
@@ -347,11 +358,18 @@ def receipt_proof(
         with db.read() as connection:
             tree = StoredTree(connection, size=checkpoint.size)
             hashes = tree.inclusion_proof(index, checkpoint.size)
+            consistency = None
+            if 0 < known_size < checkpoint.size:
+                consistency = audit_pb2.ConsistencyProof(
+                    from_size=known_size,
+                    to_size=checkpoint.size,
+                    hashes=tree.consistency_proof(known_size, checkpoint.size),
+                )
     except (ExchangeError, SQLAlchemyError):
         log.exception("no checkpoint for the receipt of leaf %d", index)
         return None
     proof = audit_pb2.InclusionProof(index=index, tree_size=checkpoint.size, hashes=hashes)
-    return proof, checkpoint.note
+    return ReceiptProof(proof, checkpoint.note, consistency)
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,19 @@ def _agency_record(row: registry.AgencyRow) -> directory_pb2.AgencyRecord:
     )
 
 
+KNOWN_LOG_SIZE_METADATA = "exchange-known-log-size"
+"""Metadata key in which a publisher names the tree size it trusts (see ``Publish``)."""
+
+
+def _known_log_size(context: grpc.ServicerContext) -> int:
+    """The tree size the caller said it trusts, 0 if it said none (or nothing usable)."""
+    for key, value in context.invocation_metadata() or ():
+        usable = isinstance(value, str) and value.isascii() and value.isdigit()
+        if key == KNOWN_LOG_SIZE_METADATA and usable:
+            return int(value)
+    return 0
+
+
 def _note(checkpoint: StoredCheckpoint | None) -> str:
     return "" if checkpoint is None else checkpoint.note
 
@@ -139,10 +152,17 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         )
         response.accepted_at.FromDatetime(outcome.accepted_at)
         if self._hub.checkpointer is not None:
-            proven = receipt_proof(self._hub.db, self._hub.checkpointer, outcome.log_index)
+            proven = receipt_proof(
+                self._hub.db,
+                self._hub.checkpointer,
+                outcome.log_index,
+                known_size=_known_log_size(context),
+            )
             if proven is not None:
-                response.inclusion_proof.CopyFrom(proven[0])
-                response.checkpoint = proven[1]
+                response.inclusion_proof.CopyFrom(proven.inclusion)
+                response.checkpoint = proven.note
+                if proven.consistency is not None:
+                    response.consistency.CopyFrom(proven.consistency)
         return response
 
     def ListAlerts(

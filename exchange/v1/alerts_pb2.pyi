@@ -86,6 +86,7 @@ class PublishResponse(_message.Message):
     NOTIFIED_FIELD_NUMBER: _builtins.int
     INCLUSION_PROOF_FIELD_NUMBER: _builtins.int
     CHECKPOINT_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     originator: _builtins.str
     alert_id: _builtins.str
     version: _builtins.int
@@ -105,6 +106,12 @@ class PublishResponse(_message.Message):
         checkpoint covered the leaf in time (fetch one later with AuditService.GetInclusionProof).
         """
 
+    @_builtins.property
+    def consistency(self) -> _audit_pb2.ConsistencyProof:
+        """That the tree of the size the caller said it knows (metadata `exchange-known-log-size`) is
+        a prefix of `checkpoint`'s; unset when it was not asked for or could not be given.
+        """
+
     def __init__(
         self,
         *,
@@ -117,10 +124,11 @@ class PublishResponse(_message.Message):
         notified: _abc.Iterable[_builtins.str] | None = ...,
         inclusion_proof: _audit_pb2.InclusionProof | None = ...,
         checkpoint: _builtins.str = ...,
+        consistency: _audit_pb2.ConsistencyProof | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "inclusion_proof", b"inclusion_proof"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "consistency", b"consistency", "inclusion_proof", b"inclusion_proof"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "alert_id", b"alert_id", "checkpoint", b"checkpoint", "inclusion_proof", b"inclusion_proof", "log_index", b"log_index", "manifest_hash", b"manifest_hash", "notified", b"notified", "originator", b"originator", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "alert_id", b"alert_id", "checkpoint", b"checkpoint", "consistency", b"consistency", "inclusion_proof", b"inclusion_proof", "log_index", b"log_index", "manifest_hash", b"manifest_hash", "notified", b"notified", "originator", b"originator", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,7 +66,9 @@ class AlertServiceServicer:
 
     def Publish(self, request, context):
         """Publish one alert version: the signed manifest, every item's header and ciphertext, and the
-        grants made at publish, in one request.  Idempotent for identical bytes.
+        grants made at publish, in one request.  Idempotent for identical bytes.  A caller may send
+        the size of the checkpoint it trusts in the metadata key `exchange-known-log-size`; the
+        receipt then proves `checkpoint` consistent with it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -33,7 +33,9 @@ class AlertServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AlertServiceAsyncStub: ...
     Publish: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.PublishRequest, _alerts_pb2.PublishResponse]
     """Publish one alert version: the signed manifest, every item's header and ciphertext, and the
-    grants made at publish, in one request.  Idempotent for identical bytes.
+    grants made at publish, in one request.  Idempotent for identical bytes.  A caller may send
+    the size of the checkpoint it trusts in the metadata key `exchange-known-log-size`; the
+    receipt then proves `checkpoint` consistent with it.
     """
     ListAlerts: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ListAlertsRequest, _alerts_pb2.ListAlertsResponse]
     """Alert versions the caller may see (received, and with include_own its own)."""
@@ -51,7 +53,9 @@ class AlertServiceAsyncStub(AlertServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Publish: _aio.UnaryUnaryMultiCallable[_alerts_pb2.PublishRequest, _alerts_pb2.PublishResponse]  # type: ignore[assignment]
     """Publish one alert version: the signed manifest, every item's header and ciphertext, and the
-    grants made at publish, in one request.  Idempotent for identical bytes.
+    grants made at publish, in one request.  Idempotent for identical bytes.  A caller may send
+    the size of the checkpoint it trusts in the metadata key `exchange-known-log-size`; the
+    receipt then proves `checkpoint` consistent with it.
     """
     ListAlerts: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ListAlertsRequest, _alerts_pb2.ListAlertsResponse]  # type: ignore[assignment]
     """Alert versions the caller may see (received, and with include_own its own)."""
@@ -72,7 +76,9 @@ class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_alerts_pb2.PublishResponse, _abc.Awaitable[_alerts_pb2.PublishResponse]]:
         """Publish one alert version: the signed manifest, every item's header and ciphertext, and the
-        grants made at publish, in one request.  Idempotent for identical bytes.
+        grants made at publish, in one request.  Idempotent for identical bytes.  A caller may send
+        the size of the checkpoint it trusts in the metadata key `exchange-known-log-size`; the
+        receipt then proves `checkpoint` consistent with it.
         """
 
     @_abc_1.abstractmethod

@@ -176,6 +176,33 @@ def test_a_publish_receipt_carries_a_proof_under_a_signed_checkpoint(
     assert contents.entry_type == "alert_published"
 
 
+@pytest.mark.parametrize("told", ["3", "", "three", "99999"])
+def test_a_receipt_proves_its_checkpoint_from_the_size_the_publisher_trusts(
+    parties: dict[str, AuditingAgency], told: str
+) -> None:
+    a = parties["agency-a"]
+    for _ in range(3):
+        a.publish()
+    known = a.follow()
+    items = [note_item("note-1", "container MSCU1234565", ["agency-b"])]
+    summary = payloads_pb2.Summary(kind=payloads_pb2.Summary.SHIPMENT, title="precursor")
+    sealed = a.agency.seal([summary_item(summary, items), *items])
+    told = str(known.size) if told == "3" else told
+    receipt = a.agency.alerts.Publish(
+        sealed.request, timeout=10, metadata=[("exchange-known-log-size", told)]
+    )
+    if told != str(known.size):  # nothing asked, or nothing usable: no proof, nothing refused
+        assert not receipt.HasField("consistency")
+        return
+    consistency = receipt.consistency
+    assert (consistency.from_size, consistency.to_size) == (
+        known.size,
+        receipt.inclusion_proof.tree_size,
+    )
+    grown = a.verifier.accept(receipt.checkpoint, list(consistency.hashes)).checkpoint
+    assert grown.size > known.size
+
+
 def test_checkpoints_follow_each_other_with_consistency_proofs(
     hub: object, parties: dict[str, AuditingAgency]
 ) -> None:

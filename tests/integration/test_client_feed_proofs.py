@@ -1,5 +1,6 @@
-"""The client library's feed stream proves each event with the proof its heartbeat carries, and
-refuses a heartbeat whose proofs do not hold (the responses are a real hub's, then altered)."""
+"""The client library proves feed events with the proofs their heartbeat carries and a receipt's
+checkpoint with the consistency proof the hub sends along, and refuses either when it does not
+hold (the responses are a real hub's, then altered)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ import pytest
 from exchange.errors import VerificationError
 from exchange.v1 import alerts_pb2
 from exchange_client import Client, Draft, Profile
-from exchange_client._internal.audit import AuditedStream
+from exchange.statements.codec import encode
+from exchange.statements.sealing import summary_item
+from exchange.v1 import payloads_pb2
+from exchange_client._internal.audit import AuditedStream, logged_manifest
+from tests.integration.agency import TestAgency, note_item
 
 DRAFT = {
     "kind": "SHIPMENT",
@@ -106,3 +111,43 @@ def test_a_heartbeat_whose_proofs_do_not_hold_is_refused(
         for _ in stream:
             pass
     assert refused.value.reason == reason
+
+
+@pytest.mark.parametrize("altered", [False, True])
+def test_a_receipt_is_proven_with_the_consistency_proof_it_carries(
+    hub: object, exchange_dir: Path, clients: Callable[[str], Client], altered: bool
+) -> None:
+    a = clients("agency-a")
+    a.publish(Draft.from_dict(DRAFT))
+    trusted = a.auditor.trusted
+    assert trusted is not None
+    raw = TestAgency(exchange_dir, "agency-a", hub.port)  # type: ignore[attr-defined]
+    items = [note_item("note-1", "container MSCU1234565", ["agency-b"])]
+    summary = payloads_pb2.Summary(kind=payloads_pb2.Summary.SHIPMENT, title="precursor")
+    sealed = raw.seal([summary_item(summary, items), *items])
+    receipt = raw.alerts.Publish(
+        sealed.request,
+        timeout=10,
+        metadata=[("exchange-known-log-size", str(trusted.checkpoint.size))],
+    )
+    raw.close()
+    assert receipt.consistency.from_size == trusted.checkpoint.size
+    if altered:
+        receipt.consistency.hashes[:] = [bytes(32)] * len(receipt.consistency.hashes)
+
+    def prove() -> None:
+        a.auditor.prove_statement(
+            logged_manifest(encode(sealed.request)),
+            receipt.log_index,
+            proof=receipt.inclusion_proof,
+            note=receipt.checkpoint,
+            consistency=receipt.consistency,
+        )
+
+    if not altered:
+        prove()
+        assert a.auditor.trusted.checkpoint.size == receipt.inclusion_proof.tree_size  # type: ignore[union-attr]
+        return
+    with pytest.raises(VerificationError) as refused:  # not fetched again: the hub's word is used
+        prove()
+    assert refused.value.reason == "LOG_INCONSISTENT"

@@ -100,11 +100,11 @@ EVENTS_PER_PAGE = 1000
 """Feed events per ``ListEvents`` call when ``verify`` reads back what the hub delivered."""
 
 STORE_LOCK_SECONDS = 10.0
+"""How long saving the checkpoint waits for another process of the same profile."""
 
 COSIGN_SPACING_SECONDS = 2.0
-"""Shortest time between two cosignatures while following a feed stream (other calls cosign at
-once)."""
-"""How long saving the checkpoint waits for another process of the same profile."""
+"""Shortest time between two cosignatures of one process while it follows a feed stream or
+publishes (its first cosignature goes at once, and so do those of the audit commands)."""
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(phase, done, total)`` while the log is fetched (``leaves``, ``bodies``)."""
@@ -612,11 +612,13 @@ class Auditor:
         *,
         proof: audit_pb2.InclusionProof | None = None,
         note: str = "",
+        consistency: audit_pb2.ConsistencyProof | None = None,
         acting: bool = False,
     ) -> LeafContents:
         """Require an inclusion proof for ``body`` (a statement or event, as logged) at ``index``.
 
-        With a ``proof`` and the ``note`` it leads to (a publish receipt's), those are checked;
+        With a ``proof`` and the ``note`` it leads to (a publish receipt's, with the hub's
+        ``consistency`` proof from the trusted checkpoint when it sent one), those are checked;
         otherwise the proof is fetched against the trusted checkpoint, after following the hub
         to a newer one when the trusted one does not cover ``index`` yet. When the client is
         ``acting`` on a statement it received, the checkpoint must also carry the profile's
@@ -625,7 +627,9 @@ class Auditor:
         in the verified log.
         """
         if proof is not None and note:
-            signed = self.accept(note)
+            signed = self.accept(
+                note, cosign_spacing=COSIGN_SPACING_SECONDS, consistency=consistency
+            )
             if proof.tree_size != signed.checkpoint.size or proof.index != index:
                 raise VerificationError(
                     f"the hub's proof for log index {index} is for index {proof.index} in a "

@@ -93,6 +93,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """gRPC transport limit each way; above the hub's own limits, so the hub answers with details."""
 
 PUBLISH_ATTEMPTS = 4
+KNOWN_LOG_SIZE_METADATA = "exchange-known-log-size"  # see AlertService.Publish
 """Sends of one sealed request before giving up (it stays in the outbox)."""
 
 FIRST_RETRY_DELAY = 0.5
@@ -547,8 +548,16 @@ class Client:
             receipt.log_index,
             proof=response.inclusion_proof if response.HasField("inclusion_proof") else None,
             note=response.checkpoint,
+            consistency=response.consistency if response.HasField("consistency") else None,
         )
         return receipt
+
+    def _known_log_size(self) -> tuple[tuple[str, str], ...]:
+        """The trusted checkpoint's size, for the hub to prove the receipt's checkpoint from."""
+        trusted = self.auditor.trusted
+        if trusted is None:
+            return ()
+        return ((KNOWN_LOG_SIZE_METADATA, str(trusted.checkpoint.size)),)
 
     def _send_publish(self, entry: OutboxEntry, request: bytes) -> alerts_pb2.PublishResponse:
         delay = FIRST_RETRY_DELAY
@@ -556,7 +565,7 @@ class Client:
             try:
                 with hub_errors(self.target):
                     response: alerts_pb2.PublishResponse = self._publish_bytes(
-                        request, timeout=self._timeout
+                        request, timeout=self._timeout, metadata=self._known_log_size()
                     )
                 return response
             except UnavailableError as e:
