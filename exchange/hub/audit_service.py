@@ -374,62 +374,78 @@ def receipt_proof(
 
 @dataclass(frozen=True)
 class HeartbeatLogState:
-    """What a heartbeat says of the log: where the agency's latest event is, under which checkpoint."""
+    """What a heartbeat says of the log: where the agency's latest event is, under which
+    checkpoint, with the proofs of the events it follows and of the checkpoint's consistency."""
 
     latest_log_index: int
     """The log index of the agency's latest feed event (0 for none)."""
     checkpoint: StoredCheckpoint | None
+    event_proofs: tuple[alerts_pb2.EventProof, ...] = ()
+    consistency: audit_pb2.ConsistencyProof | None = None
 
 
 def heartbeat_log_state(
-    db: Database, checkpointer: Checkpointer | None, agency_id: str, sequence: int
+    db: Database,
+    checkpointer: Checkpointer | None,
+    agency_id: str,
+    sequence: int,
+    *,
+    events: Sequence[int] = (),
+    previous_size: int = 0,
 ) -> HeartbeatLogState:
     """For a heartbeat: the log index of the agency's feed event ``sequence`` and a checkpoint
-    that covers it, so the heartbeat proves the latest sequence under a checkpoint. When the
-    latest checkpoint does not cover it yet, one is signed first (shared with any publish doing
-    the same); if that fails the latest checkpoint goes as it is."""
+    that covers it, so the heartbeat proves the latest sequence under a checkpoint; under that
+    checkpoint, each of ``events`` (log indices) with its leaf and inclusion proof, and the proof
+    that the tree of ``previous_size`` (the stream's previous checkpoint; 0 for none) is a
+    prefix of it.
+
+    When the latest checkpoint does not cover the event yet, one is signed first (shared with any
+    publish doing the same); if that fails the latest checkpoint goes as it is, and events it
+    does not cover go without proofs (the client asks for them later).
+    """
     with db.read() as connection:
         index = feed_event_index(connection, agency_id, sequence) if sequence else None
         checkpoint = latest_checkpoint(connection)
-    uncovered = index is not None and (checkpoint is None or checkpoint.size <= index)
-    if uncovered and checkpointer is not None and index is not None:
+        if checkpoint is not None and (index is None or checkpoint.size > index):
+            return _with_proofs(connection, index or 0, checkpoint, events, previous_size)
+    if checkpointer is not None and index is not None:
         try:
             checkpointer.checkpoint_covering(index + 1)
-            with db.read() as connection:
-                checkpoint = latest_checkpoint(connection)
         except (ExchangeError, SQLAlchemyError):
             log.exception("no checkpoint covering leaf %d for a heartbeat", index)
-    return HeartbeatLogState(index or 0, checkpoint)
-
-
-def stream_proofs(
-    db: Database, checkpoint: StoredCheckpoint, event_indices: Sequence[int], previous_size: int
-) -> tuple[list[alerts_pb2.EventProof], audit_pb2.ConsistencyProof | None]:
-    """For a heartbeat under ``checkpoint``: each event's leaf and inclusion proof, and the proof
-    that the stream's previous checkpoint (``previous_size`` entries; 0 for none) is a prefix.
-
-    Events the checkpoint does not cover are left out (the client asks for their proofs later).
-    """
-    size = checkpoint.size
-    covered = [index for index in event_indices if index < size]
     with db.read() as connection:
-        tree = StoredTree(connection, size=size)
-        leaves = leaves_at(connection, covered)
-        proofs = [
-            alerts_pb2.EventProof(
-                inclusion=audit_pb2.InclusionProof(
-                    index=index, tree_size=size, hashes=tree.inclusion_proof(index, size)
-                ),
-                leaf=leaves[index],
-            )
-            for index in covered
-            if index in leaves
-        ]
-        consistency = None
-        if 0 < previous_size < size:
-            consistency = audit_pb2.ConsistencyProof(
-                from_size=previous_size,
-                to_size=size,
-                hashes=tree.consistency_proof(previous_size, size),
-            )
-    return proofs, consistency
+        checkpoint = latest_checkpoint(connection)
+        if checkpoint is None:
+            return HeartbeatLogState(index or 0, None)
+        return _with_proofs(connection, index or 0, checkpoint, events, previous_size)
+
+
+def _with_proofs(
+    connection: Connection,
+    latest_log_index: int,
+    checkpoint: StoredCheckpoint,
+    events: Sequence[int],
+    previous_size: int,
+) -> HeartbeatLogState:
+    size = checkpoint.size
+    covered = [index for index in events if index < size]
+    tree = StoredTree(connection, size=size)
+    leaves = leaves_at(connection, covered)
+    proofs = tuple(
+        alerts_pb2.EventProof(
+            inclusion=audit_pb2.InclusionProof(
+                index=index, tree_size=size, hashes=tree.inclusion_proof(index, size)
+            ),
+            leaf=leaves[index],
+        )
+        for index in covered
+        if index in leaves
+    )
+    consistency = None
+    if 0 < previous_size < size:
+        consistency = audit_pb2.ConsistencyProof(
+            from_size=previous_size,
+            to_size=size,
+            hashes=tree.consistency_proof(previous_size, size),
+        )
+    return HeartbeatLogState(latest_log_index, checkpoint, proofs, consistency)

@@ -15,7 +15,6 @@ from exchange.hub.audit_service import (
     Checkpointer,
     heartbeat_log_state,
     receipt_proof,
-    stream_proofs,
 )
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import current_caller
@@ -257,17 +256,23 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         self, caller: str, latest: int, unproven: list[int], previous_size: int
     ) -> tuple[alerts_pb2.Heartbeat, int]:
         """The heartbeat, and the size of the checkpoint it carries (``previous_size`` if none)."""
-        state = heartbeat_log_state(self._hub.db, self._hub.checkpointer, caller, latest)
+        state = heartbeat_log_state(
+            self._hub.db,
+            self._hub.checkpointer,
+            caller,
+            latest,
+            events=unproven,
+            previous_size=previous_size,
+        )
         heartbeat = alerts_pb2.Heartbeat(
             latest_sequence=latest,
             latest_log_index=state.latest_log_index,
             checkpoint=_note(state.checkpoint),
+            event_proofs=state.event_proofs,
         )
         heartbeat.time.FromDatetime(self._hub.clock())
+        if state.consistency is not None:
+            heartbeat.consistency.CopyFrom(state.consistency)
         if state.checkpoint is None:
             return heartbeat, previous_size
-        proofs, consistency = stream_proofs(self._hub.db, state.checkpoint, unproven, previous_size)
-        heartbeat.event_proofs.extend(proofs)
-        if consistency is not None:
-            heartbeat.consistency.CopyFrom(consistency)
         return heartbeat, state.checkpoint.size
