@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from exchange.errors import VerificationError
-from exchange.v1 import alerts_pb2
-from exchange_client import Client, Draft, Profile
 from exchange.statements.codec import encode
 from exchange.statements.sealing import summary_item
-from exchange.v1 import payloads_pb2
+from exchange.v1 import alerts_pb2, payloads_pb2
+from exchange_client import Client, Draft, Profile
 from exchange_client._internal.audit import AuditedStream, logged_manifest
 from tests.integration.agency import TestAgency, note_item
 
