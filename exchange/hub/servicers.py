@@ -9,8 +9,8 @@ from datetime import datetime
 
 import grpc
 
-from exchange.errors import InvalidInputError, NotFoundError
 from exchange.audit.checkpoints import StoredCheckpoint
+from exchange.errors import InvalidInputError, NotFoundError
 from exchange.hub.audit_service import (
     Checkpointer,
     heartbeat_log_state,
