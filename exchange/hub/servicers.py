@@ -34,6 +34,10 @@ from exchange.v1 import (
 
 MAX_EVENTS_PER_PAGE = 500
 
+HEARTBEAT_SPACING_SECONDS = 0.05
+"""Shortest time between two heartbeats of a stream that is sending events: a busy feed gets one
+heartbeat (a checkpoint and the proofs of the events before it) per spacing, not per event."""
+
 
 @dataclass(frozen=True)
 class HubContext:
@@ -223,10 +227,10 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
     def Subscribe(
         self, request: alerts_pb2.SubscribeRequest, context: grpc.ServicerContext
     ) -> Iterator[alerts_pb2.SubscribeResponse]:
-        """Catch up from ``after``, then stream live; a heartbeat follows every catch-up and
-        every quiet interval, carrying the latest sequence read with the events just sent, a
-        checkpoint covering it, the proofs of those events under it and of its consistency with
-        the stream's previous one."""
+        """Catch up from ``after``, then stream live; a heartbeat follows every catch-up (within
+        ``HEARTBEAT_SPACING_SECONDS`` of the previous one) and every quiet interval, carrying the
+        latest sequence read with the events just sent, a checkpoint covering it, the proofs of
+        those events under it and of its consistency with the stream's previous one."""
         caller = current_caller()
         notifier = self._hub.notifier
         context.add_callback(notifier.notify)
@@ -234,6 +238,8 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         last_heartbeat = 0.0
         unproven: list[int] = []  # log indices of the events sent since the last heartbeat
         previous_size = 0  # of the checkpoint this stream last sent
+        owed = False  # events went out since the last heartbeat
+        spacing = min(HEARTBEAT_SPACING_SECONDS, self._hub.heartbeat_interval)
         while context.is_active() and not notifier.closed:
             seen = notifier.version
             with self._hub.db.read() as connection:
@@ -243,14 +249,17 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
                 yield alerts_pb2.SubscribeResponse(event=event)
                 cursor = event.sequence
                 unproven.append(event.log_index)
+                owed = True
             if len(events) == MAX_EVENTS_PER_PAGE:
                 continue
-            if events or time.monotonic() - last_heartbeat >= self._hub.heartbeat_interval:
+            since = time.monotonic() - last_heartbeat
+            if (owed and since >= spacing) or since >= self._hub.heartbeat_interval:
                 heartbeat, previous_size = self._heartbeat(caller, latest, unproven, previous_size)
                 yield alerts_pb2.SubscribeResponse(heartbeat=heartbeat)
-                unproven = []
-                last_heartbeat = time.monotonic()
-            notifier.wait(seen, timeout=self._hub.heartbeat_interval)
+                unproven, owed = [], False
+                last_heartbeat, since = time.monotonic(), 0.0
+            due = (spacing if owed else self._hub.heartbeat_interval) - since
+            notifier.wait(seen, timeout=max(due, 0.0))
 
     def _heartbeat(
         self, caller: str, latest: int, unproven: list[int], previous_size: int
