@@ -340,13 +340,15 @@ class ReceiptProof:
     inclusion: audit_pb2.InclusionProof
     note: str
     consistency: audit_pb2.ConsistencyProof | None
+    leaf: bytes
+    """The proven log entry (canonical leaf bytes)."""
 
 
 def receipt_proof(
     db: Database, checkpointer: Checkpointer, index: int, *, known_size: int = 0
 ) -> ReceiptProof | None:
-    """The inclusion proof of leaf ``index``, the signed checkpoint it leads to and, for a
-    ``known_size`` below that checkpoint's, the consistency proof from it, for a receipt.
+    """The leaf at ``index`` with its inclusion proof, the signed checkpoint it leads to and, for
+    a ``known_size`` below that checkpoint's, the consistency proof from it, for a receipt.
 
     Called after the append committed; ``None`` (the receipt goes without a proof, which
     ``GetInclusionProof`` serves later) if checkpointing fails, since the publish itself stands.
@@ -358,6 +360,7 @@ def receipt_proof(
         with db.read() as connection:
             tree = StoredTree(connection, size=checkpoint.size)
             hashes = tree.inclusion_proof(index, checkpoint.size)
+            leaf = leaves_at(connection, [index]).get(index, b"")
             consistency = None
             if 0 < known_size < checkpoint.size:
                 consistency = audit_pb2.ConsistencyProof(
@@ -369,7 +372,7 @@ def receipt_proof(
         log.exception("no checkpoint for the receipt of leaf %d", index)
         return None
     proof = audit_pb2.InclusionProof(index=index, tree_size=checkpoint.size, hashes=hashes)
-    return ReceiptProof(proof, checkpoint.note, consistency)
+    return ReceiptProof(proof, checkpoint.note, consistency, leaf)
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
             if proven is not None:
                 response.inclusion_proof.CopyFrom(proven.inclusion)
                 response.checkpoint = proven.note
+                response.leaf = proven.leaf
                 if proven.consistency is not None:
                     response.consistency.CopyFrom(proven.consistency)
         return response

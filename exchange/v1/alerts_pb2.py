@@ -27,7 +27,7 @@ from exchange.v1 import statements_pb2 as exchange_dot_v1_dot_statements__pb2
 from exchange.v1 import audit_pb2 as exchange_dot_v1_dot_audit__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65xchange/v1/alerts.proto\x12\x0b\x65xchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1c\x65xchange/v1/statements.proto\x1a\x17\x65xchange/v1/audit.proto\"3\n\rPublishedItem\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\"\x88\x01\n\x0ePublishRequest\x12\'\n\x08manifest\x18\x01 \x01(\x0b\x32\x15.exchange.v1.Envelope\x12)\n\x05items\x18\x02 \x03(\x0b\x32\x1a.exchange.v1.PublishedItem\x12\"\n\x06grants\x18\x03 \x03(\x0b\x32\x12.exchange.v1.Grant\"\xb3\x02\n\x0fPublishResponse\x12\x12\n\noriginator\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x15\n\rmanifest_hash\x18\x04 \x01(\x0c\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tlog_index\x18\x06 \x01(\x04\x12\x10\n\x08notified\x18\x07 \x03(\t\x12\x34\n\x0finclusion_proof\x18\x08 \x01(\x0b\x32\x1b.exchange.v1.InclusionProof\x12\x12\n\ncheckpoint\x18\t \x01(\t\x12\x32\n\x0b\x63onsistency\x18\n \x01(\x0b\x32\x1d.exchange.v1.ConsistencyProof\"A\n\x08\x41lertRef\x12\x12\n\noriginator\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\xe4\x01\n\x0c\x41lertSummary\x12\x12\n\noriginator\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x15\n\rmanifest_hash\x18\x04 \x01(\x0c\x12\x30\n\x0cpublished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ritems_visible\x18\x06 \x01(\r\x12\x15\n\ritems_granted\x18\x07 \x01(\r\x12\x13\n\x0bitems_total\x18\x08 \x01(\r\x12\x11\n\tretracted\x18\t \x01(\x08\"7\n\x11ListAlertsRequest\x12\x13\n\x0binclude_own\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\r\"?\n\x12ListAlertsResponse\x12)\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x19.exchange.v1.AlertSummary\"H\n\x0fGetAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x12\n\noriginator\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\xe1\x01\n\x08ItemView\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12!\n\x05grant\x18\x03 \x01(\x0b\x32\x12.exchange.v1.Grant\x12*\n\x05state\x18\x04 \x01(\x0e\x32\x1b.exchange.v1.ItemView.State\"b\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07GRANTED\x10\x01\x12\x0c\n\x08WITHHELD\x10\x02\x12\r\n\tEMBARGOED\x10\x03\x12\x0b\n\x07REVOKED\x10\x04\x12\x0b\n\x07\x45XPIRED\x10\x05\"\xc4\x01\n\tAlertView\x12\'\n\x08manifest\x18\x01 \x01(\x0b\x32\x15.exchange.v1.Envelope\x12$\n\x05items\x18\x02 \x03(\x0b\x32\x15.exchange.v1.ItemView\x12\x30\n\x0cpublished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08versions\x18\x04 \x03(\x04\x12\x11\n\tretracted\x18\x05 \x01(\x08\x12\x11\n\tlog_index\x18\x06 \x01(\x04\"\xd5\x03\n\tFeedEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.exchange.v1.FeedEvent.Kind\x12\x12\n\noriginator\x18\x03 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12\x0f\n\x07item_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tlog_index\x18\x08 \x01(\x04\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\r\n\x05\x61\x63tor\x18\n \x01(\t\"\xdc\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41LERT_PUBLISHED\x10\x01\x12\x11\n\rITEM_RELEASED\x10\x02\x12\x15\n\x11RELEASE_REQUESTED\x10\x03\x12\x13\n\x0fRELEASE_DECIDED\x10\x04\x12\x10\n\x0cITEM_REVOKED\x10\x05\x12\x15\n\x11\x46\x45\x45\x44\x42\x41\x43K_RECEIVED\x10\x06\x12\x13\n\x0f\x41LERT_RETRACTED\x10\x07\x12\x14\n\x10RECEIPT_RECEIVED\x10\x08\x12\x16\n\x12PURGE_ACKNOWLEDGED\x10\t\"\xdf\x01\n\tHeartbeat\x12\x17\n\x0flatest_sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10latest_log_index\x18\x03 \x01(\x04\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\x12-\n\x0c\x65vent_proofs\x18\x05 \x03(\x0b\x32\x17.exchange.v1.EventProof\x12\x32\n\x0b\x63onsistency\x18\x06 \x01(\x0b\x32\x1d.exchange.v1.ConsistencyProof\"J\n\nEventProof\x12.\n\tinclusion\x18\x01 \x01(\x0b\x32\x1b.exchange.v1.InclusionProof\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\"1\n\x11ListEventsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"i\n\x12ListEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.exchange.v1.FeedEvent\x12\x17\n\x0flatest_sequence\x18\x02 \x01(\x04\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\"!\n\x10SubscribeRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\"t\n\x11SubscribeResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.exchange.v1.FeedEventH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.exchange.v1.HeartbeatH\x00\x42\t\n\x07message2\x82\x03\n\x0c\x41lertService\x12\x44\n\x07Publish\x12\x1b.exchange.v1.PublishRequest\x1a\x1c.exchange.v1.PublishResponse\x12M\n\nListAlerts\x12\x1e.exchange.v1.ListAlertsRequest\x1a\x1f.exchange.v1.ListAlertsResponse\x12@\n\x08GetAlert\x12\x1c.exchange.v1.GetAlertRequest\x1a\x16.exchange.v1.AlertView\x12M\n\nListEvents\x12\x1e.exchange.v1.ListEventsRequest\x1a\x1f.exchange.v1.ListEventsResponse\x12L\n\tSubscribe\x12\x1d.exchange.v1.SubscribeRequest\x1a\x1e.exchange.v1.SubscribeResponse0\x01\x42\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65xchange/v1/alerts.proto\x12\x0b\x65xchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1c\x65xchange/v1/statements.proto\x1a\x17\x65xchange/v1/audit.proto\"3\n\rPublishedItem\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\"\x88\x01\n\x0ePublishRequest\x12\'\n\x08manifest\x18\x01 \x01(\x0b\x32\x15.exchange.v1.Envelope\x12)\n\x05items\x18\x02 \x03(\x0b\x32\x1a.exchange.v1.PublishedItem\x12\"\n\x06grants\x18\x03 \x03(\x0b\x32\x12.exchange.v1.Grant\"\xc1\x02\n\x0fPublishResponse\x12\x12\n\noriginator\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x15\n\rmanifest_hash\x18\x04 \x01(\x0c\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tlog_index\x18\x06 \x01(\x04\x12\x10\n\x08notified\x18\x07 \x03(\t\x12\x34\n\x0finclusion_proof\x18\x08 \x01(\x0b\x32\x1b.exchange.v1.InclusionProof\x12\x12\n\ncheckpoint\x18\t \x01(\t\x12\x32\n\x0b\x63onsistency\x18\n \x01(\x0b\x32\x1d.exchange.v1.ConsistencyProof\x12\x0c\n\x04leaf\x18\x0b \x01(\x0c\"A\n\x08\x41lertRef\x12\x12\n\noriginator\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\xe4\x01\n\x0c\x41lertSummary\x12\x12\n\noriginator\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x15\n\rmanifest_hash\x18\x04 \x01(\x0c\x12\x30\n\x0cpublished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ritems_visible\x18\x06 \x01(\r\x12\x15\n\ritems_granted\x18\x07 \x01(\r\x12\x13\n\x0bitems_total\x18\x08 \x01(\r\x12\x11\n\tretracted\x18\t \x01(\x08\"7\n\x11ListAlertsRequest\x12\x13\n\x0binclude_own\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\r\"?\n\x12ListAlertsResponse\x12)\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x19.exchange.v1.AlertSummary\"H\n\x0fGetAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x12\n\noriginator\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\xe1\x01\n\x08ItemView\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12!\n\x05grant\x18\x03 \x01(\x0b\x32\x12.exchange.v1.Grant\x12*\n\x05state\x18\x04 \x01(\x0e\x32\x1b.exchange.v1.ItemView.State\"b\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07GRANTED\x10\x01\x12\x0c\n\x08WITHHELD\x10\x02\x12\r\n\tEMBARGOED\x10\x03\x12\x0b\n\x07REVOKED\x10\x04\x12\x0b\n\x07\x45XPIRED\x10\x05\"\xc4\x01\n\tAlertView\x12\'\n\x08manifest\x18\x01 \x01(\x0b\x32\x15.exchange.v1.Envelope\x12$\n\x05items\x18\x02 \x03(\x0b\x32\x15.exchange.v1.ItemView\x12\x30\n\x0cpublished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08versions\x18\x04 \x03(\x04\x12\x11\n\tretracted\x18\x05 \x01(\x08\x12\x11\n\tlog_index\x18\x06 \x01(\x04\"\xd5\x03\n\tFeedEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.exchange.v1.FeedEvent.Kind\x12\x12\n\noriginator\x18\x03 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12\x0f\n\x07item_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tlog_index\x18\x08 \x01(\x04\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\r\n\x05\x61\x63tor\x18\n \x01(\t\"\xdc\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41LERT_PUBLISHED\x10\x01\x12\x11\n\rITEM_RELEASED\x10\x02\x12\x15\n\x11RELEASE_REQUESTED\x10\x03\x12\x13\n\x0fRELEASE_DECIDED\x10\x04\x12\x10\n\x0cITEM_REVOKED\x10\x05\x12\x15\n\x11\x46\x45\x45\x44\x42\x41\x43K_RECEIVED\x10\x06\x12\x13\n\x0f\x41LERT_RETRACTED\x10\x07\x12\x14\n\x10RECEIPT_RECEIVED\x10\x08\x12\x16\n\x12PURGE_ACKNOWLEDGED\x10\t\"\xdf\x01\n\tHeartbeat\x12\x17\n\x0flatest_sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10latest_log_index\x18\x03 \x01(\x04\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\x12-\n\x0c\x65vent_proofs\x18\x05 \x03(\x0b\x32\x17.exchange.v1.EventProof\x12\x32\n\x0b\x63onsistency\x18\x06 \x01(\x0b\x32\x1d.exchange.v1.ConsistencyProof\"J\n\nEventProof\x12.\n\tinclusion\x18\x01 \x01(\x0b\x32\x1b.exchange.v1.InclusionProof\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\"1\n\x11ListEventsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"i\n\x12ListEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.exchange.v1.FeedEvent\x12\x17\n\x0flatest_sequence\x18\x02 \x01(\x04\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\"!\n\x10SubscribeRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\"t\n\x11SubscribeResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.exchange.v1.FeedEventH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.exchange.v1.HeartbeatH\x00\x42\t\n\x07message2\x82\x03\n\x0c\x41lertService\x12\x44\n\x07Publish\x12\x1b.exchange.v1.PublishRequest\x1a\x1c.exchange.v1.PublishResponse\x12M\n\nListAlerts\x12\x1e.exchange.v1.ListAlertsRequest\x1a\x1f.exchange.v1.ListAlertsResponse\x12@\n\x08GetAlert\x12\x1c.exchange.v1.GetAlertRequest\x1a\x16.exchange.v1.AlertView\x12M\n\nListEvents\x12\x1e.exchange.v1.ListEventsRequest\x1a\x1f.exchange.v1.ListEventsResponse\x12L\n\tSubscribe\x12\x1d.exchange.v1.SubscribeRequest\x1a\x1e.exchange.v1.SubscribeResponse0\x01\x42\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,39 +40,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUBLISHREQUEST']._serialized_start=183
   _globals['_PUBLISHREQUEST']._serialized_end=319
   _globals['_PUBLISHRESPONSE']._serialized_start=322
-  _globals['_PUBLISHRESPONSE']._serialized_end=629
-  _globals['_ALERTREF']._serialized_start=631
-  _globals['_ALERTREF']._serialized_end=696
-  _globals['_ALERTSUMMARY']._serialized_start=699
-  _globals['_ALERTSUMMARY']._serialized_end=927
-  _globals['_LISTALERTSREQUEST']._serialized_start=929
-  _globals['_LISTALERTSREQUEST']._serialized_end=984
-  _globals['_LISTALERTSRESPONSE']._serialized_start=986
-  _globals['_LISTALERTSRESPONSE']._serialized_end=1049
-  _globals['_GETALERTREQUEST']._serialized_start=1051
-  _globals['_GETALERTREQUEST']._serialized_end=1123
-  _globals['_ITEMVIEW']._serialized_start=1126
-  _globals['_ITEMVIEW']._serialized_end=1351
-  _globals['_ITEMVIEW_STATE']._serialized_start=1253
-  _globals['_ITEMVIEW_STATE']._serialized_end=1351
-  _globals['_ALERTVIEW']._serialized_start=1354
-  _globals['_ALERTVIEW']._serialized_end=1550
-  _globals['_FEEDEVENT']._serialized_start=1553
-  _globals['_FEEDEVENT']._serialized_end=2022
-  _globals['_FEEDEVENT_KIND']._serialized_start=1802
-  _globals['_FEEDEVENT_KIND']._serialized_end=2022
-  _globals['_HEARTBEAT']._serialized_start=2025
-  _globals['_HEARTBEAT']._serialized_end=2248
-  _globals['_EVENTPROOF']._serialized_start=2250
-  _globals['_EVENTPROOF']._serialized_end=2324
-  _globals['_LISTEVENTSREQUEST']._serialized_start=2326
-  _globals['_LISTEVENTSREQUEST']._serialized_end=2375
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=2377
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=2482
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=2484
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=2517
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=2519
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=2635
-  _globals['_ALERTSERVICE']._serialized_start=2638
-  _globals['_ALERTSERVICE']._serialized_end=3024
+  _globals['_PUBLISHRESPONSE']._serialized_end=643
+  _globals['_ALERTREF']._serialized_start=645
+  _globals['_ALERTREF']._serialized_end=710
+  _globals['_ALERTSUMMARY']._serialized_start=713
+  _globals['_ALERTSUMMARY']._serialized_end=941
+  _globals['_LISTALERTSREQUEST']._serialized_start=943
+  _globals['_LISTALERTSREQUEST']._serialized_end=998
+  _globals['_LISTALERTSRESPONSE']._serialized_start=1000
+  _globals['_LISTALERTSRESPONSE']._serialized_end=1063
+  _globals['_GETALERTREQUEST']._serialized_start=1065
+  _globals['_GETALERTREQUEST']._serialized_end=1137
+  _globals['_ITEMVIEW']._serialized_start=1140
+  _globals['_ITEMVIEW']._serialized_end=1365
+  _globals['_ITEMVIEW_STATE']._serialized_start=1267
+  _globals['_ITEMVIEW_STATE']._serialized_end=1365
+  _globals['_ALERTVIEW']._serialized_start=1368
+  _globals['_ALERTVIEW']._serialized_end=1564
+  _globals['_FEEDEVENT']._serialized_start=1567
+  _globals['_FEEDEVENT']._serialized_end=2036
+  _globals['_FEEDEVENT_KIND']._serialized_start=1816
+  _globals['_FEEDEVENT_KIND']._serialized_end=2036
+  _globals['_HEARTBEAT']._serialized_start=2039
+  _globals['_HEARTBEAT']._serialized_end=2262
+  _globals['_EVENTPROOF']._serialized_start=2264
+  _globals['_EVENTPROOF']._serialized_end=2338
+  _globals['_LISTEVENTSREQUEST']._serialized_start=2340
+  _globals['_LISTEVENTSREQUEST']._serialized_end=2389
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=2391
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=2496
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=2498
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=2531
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=2533
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=2649
+  _globals['_ALERTSERVICE']._serialized_start=2652
+  _globals['_ALERTSERVICE']._serialized_end=3038
 # @@protoc_insertion_point(module_scope)

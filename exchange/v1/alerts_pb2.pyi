@@ -87,6 +87,7 @@ class PublishResponse(_message.Message):
     INCLUSION_PROOF_FIELD_NUMBER: _builtins.int
     CHECKPOINT_FIELD_NUMBER: _builtins.int
     CONSISTENCY_FIELD_NUMBER: _builtins.int
+    LEAF_FIELD_NUMBER: _builtins.int
     originator: _builtins.str
     alert_id: _builtins.str
     version: _builtins.int
@@ -94,6 +95,8 @@ class PublishResponse(_message.Message):
     log_index: _builtins.int
     checkpoint: _builtins.str
     """The signed checkpoint (C2SP signed note, cosignature lines appended) the proof leads to."""
+    leaf: _builtins.bytes
+    """The alert's log entry (the canonical leaf encoding) that `inclusion_proof` proves."""
     @_builtins.property
     def accepted_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -125,10 +128,11 @@ class PublishResponse(_message.Message):
         inclusion_proof: _audit_pb2.InclusionProof | None = ...,
         checkpoint: _builtins.str = ...,
         consistency: _audit_pb2.ConsistencyProof | None = ...,
+        leaf: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "consistency", b"consistency", "inclusion_proof", b"inclusion_proof"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "alert_id", b"alert_id", "checkpoint", b"checkpoint", "consistency", b"consistency", "inclusion_proof", b"inclusion_proof", "log_index", b"log_index", "manifest_hash", b"manifest_hash", "notified", b"notified", "originator", b"originator", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "alert_id", b"alert_id", "checkpoint", b"checkpoint", "consistency", b"consistency", "inclusion_proof", b"inclusion_proof", "leaf", b"leaf", "log_index", b"log_index", "manifest_hash", b"manifest_hash", "notified", b"notified", "originator", b"originator", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

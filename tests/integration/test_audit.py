@@ -169,9 +169,10 @@ def test_a_publish_receipt_carries_a_proof_under_a_signed_checkpoint(
     assert receipt.checkpoint and receipt.inclusion_proof.tree_size > receipt.log_index
     a.verifier.accept(receipt.checkpoint)
     leaf = a.all_leaves(receipt.inclusion_proof.tree_size)[receipt.log_index]
+    assert receipt.leaf == leaf.data  # the entry comes with its proof
     body = a.bodies([receipt.log_index])[receipt.log_index].body
     contents = a.verifier.verify_statement(
-        body, leaf.data, receipt.log_index, receipt.inclusion_proof.hashes
+        body, receipt.leaf, receipt.log_index, receipt.inclusion_proof.hashes
     )
     assert contents.entry_type == "alert_published"
 

@@ -112,9 +112,16 @@ def test_a_heartbeat_whose_proofs_do_not_hold_is_refused(
     assert refused.value.reason == reason
 
 
-@pytest.mark.parametrize("altered", [False, True])
-def test_a_receipt_is_proven_with_the_consistency_proof_it_carries(
-    hub: object, exchange_dir: Path, clients: Callable[[str], Client], altered: bool
+@pytest.mark.parametrize(
+    ("alteration", "reason"),
+    [("", ""), ("consistency", "LOG_INCONSISTENT"), ("leaf", "INCLUSION_PROOF_INVALID")],
+)
+def test_a_receipt_is_proven_with_the_proofs_and_the_leaf_it_carries(
+    hub: object,
+    exchange_dir: Path,
+    clients: Callable[[str], Client],
+    alteration: str,
+    reason: str,
 ) -> None:
     a = clients("agency-a")
     a.publish(Draft.from_dict(DRAFT))
@@ -130,9 +137,11 @@ def test_a_receipt_is_proven_with_the_consistency_proof_it_carries(
         metadata=[("exchange-known-log-size", str(trusted.checkpoint.size))],
     )
     raw.close()
-    assert receipt.consistency.from_size == trusted.checkpoint.size
-    if altered:
+    assert receipt.consistency.from_size == trusted.checkpoint.size and receipt.leaf
+    if alteration == "consistency":
         receipt.consistency.hashes[:] = [bytes(32)] * len(receipt.consistency.hashes)
+    elif alteration == "leaf":
+        receipt.leaf = bytes(receipt.leaf[:-1]) + bytes([receipt.leaf[-1] ^ 1])
 
     def prove() -> None:
         a.auditor.prove_statement(
@@ -141,12 +150,13 @@ def test_a_receipt_is_proven_with_the_consistency_proof_it_carries(
             proof=receipt.inclusion_proof,
             note=receipt.checkpoint,
             consistency=receipt.consistency,
+            leaf=bytes(receipt.leaf),
         )
 
-    if not altered:
+    if not alteration:
         prove()
         assert a.auditor.trusted.checkpoint.size == receipt.inclusion_proof.tree_size  # type: ignore[union-attr]
         return
     with pytest.raises(VerificationError) as refused:  # not fetched again: the hub's word is used
         prove()
-    assert refused.value.reason == "LOG_INCONSISTENT"
+    assert refused.value.reason == reason

@@ -613,12 +613,14 @@ class Auditor:
         proof: audit_pb2.InclusionProof | None = None,
         note: str = "",
         consistency: audit_pb2.ConsistencyProof | None = None,
+        leaf: bytes = b"",
         acting: bool = False,
     ) -> LeafContents:
         """Require an inclusion proof for ``body`` (a statement or event, as logged) at ``index``.
 
         With a ``proof`` and the ``note`` it leads to (a publish receipt's, with the hub's
-        ``consistency`` proof from the trusted checkpoint when it sent one), those are checked;
+        ``consistency`` proof from the trusted checkpoint and the ``leaf`` when it sent them),
+        those are checked;
         otherwise the proof is fetched against the trusted checkpoint, after following the hub
         to a newer one when the trusted one does not cover ``index`` yet. When the client is
         ``acting`` on a statement it received, the checkpoint must also carry the profile's
@@ -641,7 +643,10 @@ class Auditor:
         else:
             signed = self._covering(index)
             hashes = self._inclusion_proof(index, signed.checkpoint.size)
-        contents = self._check_inclusion(signed.checkpoint, index, body, hashes)
+            leaf = b""  # a leaf sent along goes with its own proof only
+        contents = self._check_inclusion(
+            signed.checkpoint, index, body, hashes, leaf=leaf or None
+        )
         if acting:
             self.require_cosigned()
         return contents

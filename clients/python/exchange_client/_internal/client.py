@@ -549,6 +549,7 @@ class Client:
             proof=response.inclusion_proof if response.HasField("inclusion_proof") else None,
             note=response.checkpoint,
             consistency=response.consistency if response.HasField("consistency") else None,
+            leaf=bytes(response.leaf),
         )
         return receipt
 
