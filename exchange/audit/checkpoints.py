@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from exchange.audit.tree import StoredTree, TreeGrowth, hashed_size
 from exchange.crypto.notes import (
@@ -62,13 +62,19 @@ class StoredCheckpoint:
         return append_signatures(self.signed_note, self.cosignature_lines)
 
 
+# Built once: statements executed with parameters reuse their compiled form and cache key.
+_COSIGNATURE_LINES = (
+    select(cosignatures.c.signature_line)
+    .where(cosignatures.c.checkpoint_size == bindparam("size"))
+    .order_by(cosignatures.c.cosigner)
+)
+_LATEST = select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)
+_INSERT_CHECKPOINT = insert(checkpoints)
+
+
 def _with_cosignatures(connection: Connection, row: object) -> StoredCheckpoint:
     size = int(row.size)  # type: ignore[attr-defined]
-    lines = connection.execute(
-        select(cosignatures.c.signature_line)
-        .where(cosignatures.c.checkpoint_size == size)
-        .order_by(cosignatures.c.cosigner)
-    ).scalars()
+    lines = connection.execute(_COSIGNATURE_LINES, {"size": size}).scalars()
     return StoredCheckpoint(
         size=size,
         root_hash=bytes(row.root_hash),  # type: ignore[attr-defined]
@@ -80,9 +86,7 @@ def _with_cosignatures(connection: Connection, row: object) -> StoredCheckpoint:
 
 def latest_checkpoint(connection: Connection) -> StoredCheckpoint | None:
     """The checkpoint of the largest tree signed so far, or ``None`` before the first one."""
-    row = connection.execute(
-        select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)
-    ).first()
+    row = connection.execute(_LATEST).first()
     return None if row is None else _with_cosignatures(connection, row)
 
 
@@ -118,7 +122,7 @@ def sign_checkpoint(
         root_hash = StoredTree(connection, size=size).root(size)
     note = sign_note(Checkpoint(origin, size, root_hash).to_text(), [signer])
     connection.execute(
-        insert(checkpoints).values(size=size, root_hash=root_hash, note=note, created_at=now)
+        _INSERT_CHECKPOINT, {"size": size, "root_hash": root_hash, "note": note, "created_at": now}
     )
     return StoredCheckpoint(size=size, root_hash=root_hash, signed_note=note, created_at=now)
 

@@ -13,11 +13,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from exchange.audit.leaves import SALT_BYTES, make_leaf
 from exchange.audit.merkle import leaf_hash
 from exchange.store.schema import feed_events, log_entries, log_head
+
+# Built once: statements executed with parameters reuse their compiled form and cache key.
+_TAKE_NEXT_INDEX = (
+    update(log_head)
+    .where(log_head.c.id == 1)
+    .values(size=log_head.c.size + 1)
+    .returning(log_head.c.size)
+)
+_INSERT_ENTRY = insert(log_entries)
+_FEED_EVENT_INDEX = select(feed_events.c.log_index).where(
+    feed_events.c.agency_id == bindparam("agency"), feed_events.c.sequence == bindparam("sequence")
+)
 
 
 def append_entry(
@@ -30,26 +42,22 @@ def append_entry(
     now: datetime,
 ) -> int:
     """Append one leaf in the current transaction and return its index."""
-    size = connection.execute(
-        update(log_head)
-        .where(log_head.c.id == 1)
-        .values(size=log_head.c.size + 1)
-        .returning(log_head.c.size)
-    ).scalar_one()
+    size = connection.execute(_TAKE_NEXT_INDEX).scalar_one()
     index = int(size) - 1
     salt = os.urandom(SALT_BYTES)
     leaf = make_leaf(entry_type, now, body, salt, references)
     connection.execute(
-        insert(log_entries).values(
-            idx=index,
-            entry_type=entry_type,
-            logged_at=now,
-            leaf=leaf,
-            leaf_hash=leaf_hash(leaf),
-            body=body,
-            salt=salt,
-            entitled=" ".join(sorted(set(entitled))),
-        )
+        _INSERT_ENTRY,
+        {
+            "idx": index,
+            "entry_type": entry_type,
+            "logged_at": now,
+            "leaf": leaf,
+            "leaf_hash": leaf_hash(leaf),
+            "body": body,
+            "salt": salt,
+            "entitled": " ".join(sorted(set(entitled))),
+        },
     )
     return index
 
@@ -142,8 +150,6 @@ def index_of_leaf(connection: Connection, leaf_hash_value: bytes, *, below: int)
 def feed_event_index(connection: Connection, agency_id: str, sequence: int) -> int | None:
     """The log index of ``agency_id``'s feed event number ``sequence``, if it exists."""
     found = connection.execute(
-        select(feed_events.c.log_index).where(
-            feed_events.c.agency_id == agency_id, feed_events.c.sequence == sequence
-        )
+        _FEED_EVENT_INDEX, {"agency": agency_id, "sequence": sequence}
     ).scalar_one_or_none()
     return None if found is None else int(found)

@@ -14,10 +14,11 @@ consistency proof costs one query of O(log n) rows at any size of the log.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, insert, or_, select, update
 
 from exchange.audit.merkle import (
     EMPTY_ROOT,
@@ -57,11 +58,40 @@ def _node(start: int, end: int) -> Node:
     return level, start >> level
 
 
+# Built once: statements executed with parameters reuse their compiled form and cache key.
+_HASHED_SIZE = select(log_tree_head.c.hashed_size).where(log_tree_head.c.id == 1)
+_HASHED_SIZE_FOR_UPDATE = _HASHED_SIZE.with_for_update()
+
+
+MAX_NODES_PER_QUERY = 256
+"""Most subtree hashes one query asks for (two bound parameters each)."""
+
+
+def _slots(count: int) -> int:
+    """The statement size used for ``count`` nodes: the next power of two, at least 8."""
+    return max(8, 1 << (count - 1).bit_length())
+
+
+@functools.cache
+def _subtrees_query(slots: int) -> Select[tuple[int, int, bytes]]:
+    """The subtree hashes at ``slots`` (level, index) pairs, bound as ``level<i>``/``idx<i>``:
+    one statement per size, compiled once (a proof's nodes are padded up to its size)."""
+    return select(log_subtrees.c.level, log_subtrees.c.idx, log_subtrees.c.hash).where(
+        or_(
+            *(
+                and_(
+                    log_subtrees.c.level == bindparam(f"level{i}"),
+                    log_subtrees.c.idx == bindparam(f"idx{i}"),
+                )
+                for i in range(slots)
+            )
+        )
+    )
+
+
 def hashed_size(connection: Connection, *, for_update: bool = False) -> int:
     """How many leaves the tree builder has hashed (every proof and checkpoint stays below it)."""
-    query = select(log_tree_head.c.hashed_size).where(log_tree_head.c.id == 1)
-    if for_update:
-        query = query.with_for_update()
+    query = _HASHED_SIZE_FOR_UPDATE if for_update else _HASHED_SIZE
     return int(connection.execute(query).scalar_one())
 
 
@@ -135,18 +165,14 @@ class StoredTree:
         missing = sorted({node for node in nodes if node not in self._hashes})
         if not missing:
             return
-        rows = self._connection.execute(
-            select(log_subtrees.c.level, log_subtrees.c.idx, log_subtrees.c.hash).where(
-                or_(
-                    *(
-                        and_(log_subtrees.c.level == level, log_subtrees.c.idx == idx)
-                        for level, idx in missing
-                    )
-                )
-            )
-        )
-        for row in rows:
-            self._hashes[(int(row.level), int(row.idx))] = bytes(row.hash)
+        for start in range(0, len(missing), MAX_NODES_PER_QUERY):
+            chunk = missing[start : start + MAX_NODES_PER_QUERY]
+            slots = _slots(len(chunk))
+            padded = chunk + [chunk[-1]] * (slots - len(chunk))
+            parameters = {f"level{i}": level for i, (level, _) in enumerate(padded)}
+            parameters.update({f"idx{i}": idx for i, (_, idx) in enumerate(padded)})
+            for row in self._connection.execute(_subtrees_query(slots), parameters):
+                self._hashes[(int(row.level), int(row.idx))] = bytes(row.hash)
         absent = [node for node in missing if node not in self._hashes]
         if absent:
             raise VerificationError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Connection, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, insert, or_, select, update
 
 from exchange.audit import leaves
 from exchange.audit.log import append_entry
@@ -16,6 +16,20 @@ from exchange.store.feed import NewEvent, append_event
 from exchange.store.release_tables import item_revocations
 from exchange.store.schema import alerts, grants, item_audience, items
 from exchange.v1 import alerts_pb2
+
+# Built once: statements executed with parameters reuse their compiled form and cache key.
+_SAME_VERSION = select(alerts).where(
+    alerts.c.originator == bindparam("originator"),
+    alerts.c.alert_id == bindparam("alert_id"),
+    alerts.c.version == bindparam("version"),
+)
+_ANY_VERSION = select(alerts.c.originator).where(
+    alerts.c.originator == bindparam("originator"), alerts.c.alert_id == bindparam("alert_id")
+)
+_INSERT_ALERT = insert(alerts).returning(alerts.c.id)
+_INSERT_ITEMS = insert(items)
+_INSERT_AUDIENCE = insert(item_audience)
+_INSERT_GRANTS = insert(grants)
 
 
 @dataclass(frozen=True)
@@ -41,11 +55,12 @@ def publish_alert(connection: Connection, checked: CheckedPublish, *, now: datet
     """
     manifest = checked.manifest
     existing = connection.execute(
-        select(alerts).where(
-            alerts.c.originator == manifest.originator,
-            alerts.c.alert_id == manifest.alert_id,
-            alerts.c.version == manifest.version,
-        )
+        _SAME_VERSION,
+        {
+            "originator": manifest.originator,
+            "alert_id": manifest.alert_id,
+            "version": manifest.version,
+        },
     ).first()
     if existing is not None:
         if bytes(existing.request_digest) != checked.digest:
@@ -73,23 +88,22 @@ def publish_alert(connection: Connection, checked: CheckedPublish, *, now: datet
         now=now,
     )
     alert_pk = connection.execute(
-        insert(alerts)
-        .values(
-            originator=manifest.originator,
-            alert_id=manifest.alert_id,
-            version=manifest.version,
-            manifest_hash=manifest.hash,
-            manifest_envelope=envelope_bytes,
-            request_digest=checked.digest,
-            published_at=now,
-            log_index=log_index,
-            retracted=False,
-        )
-        .returning(alerts.c.id)
+        _INSERT_ALERT,
+        {
+            "originator": manifest.originator,
+            "alert_id": manifest.alert_id,
+            "version": manifest.version,
+            "manifest_hash": manifest.hash,
+            "manifest_envelope": envelope_bytes,
+            "request_digest": checked.digest,
+            "published_at": now,
+            "log_index": log_index,
+            "retracted": False,
+        },
     ).scalar_one()
     # One executemany per table: the statement is compiled once, whatever the item count.
     connection.execute(
-        insert(items),
+        _INSERT_ITEMS,
         [
             {
                 "alert_pk": alert_pk,
@@ -111,7 +125,7 @@ def publish_alert(connection: Connection, checked: CheckedPublish, *, now: datet
         for agency in item.audience
     ]
     if audience_rows:
-        connection.execute(insert(item_audience), audience_rows)
+        connection.execute(_INSERT_AUDIENCE, audience_rows)
     grant_rows = [
         {
             "alert_pk": alert_pk,
@@ -128,7 +142,7 @@ def publish_alert(connection: Connection, checked: CheckedPublish, *, now: datet
         for grant in item.grants
     ]
     if grant_rows:
-        connection.execute(insert(grants), grant_rows)
+        connection.execute(_INSERT_GRANTS, grant_rows)
     events = tuple(
         append_event(
             connection,
@@ -160,9 +174,7 @@ def _check_previous_version(connection: Connection, checked: CheckedPublish) -> 
     manifest = checked.manifest
     if manifest.version == 1:
         taken = connection.execute(
-            select(alerts.c.originator).where(
-                alerts.c.originator == manifest.originator, alerts.c.alert_id == manifest.alert_id
-            )
+            _ANY_VERSION, {"originator": manifest.originator, "alert_id": manifest.alert_id}
         ).first()
         if taken is not None:
             raise ConflictError(f"alert {manifest.alert_id} already exists; publish version 2")

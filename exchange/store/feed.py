@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from exchange.audit import leaves
 from exchange.audit.log import append_entry
@@ -19,6 +19,28 @@ from exchange.store.schema import feed_events, feed_heads
 from exchange.v1 import alerts_pb2
 
 Kind = alerts_pb2.FeedEvent.Kind
+
+# Built once: statements executed with parameters reuse their compiled form and cache key.
+_BUMP_SEQUENCE = (
+    update(feed_heads)
+    .where(feed_heads.c.agency_id == bindparam("agency"))
+    .values(last_sequence=feed_heads.c.last_sequence + 1)
+    .returning(feed_heads.c.last_sequence)
+)
+_INSERT_HEAD = insert(feed_heads)
+_INSERT_EVENT = insert(feed_events)
+_LATEST_SEQUENCE = select(feed_heads.c.last_sequence).where(
+    feed_heads.c.agency_id == bindparam("agency")
+)
+_EVENTS_AFTER = (
+    select(feed_events)
+    .where(
+        feed_events.c.agency_id == bindparam("agency"),
+        feed_events.c.sequence > bindparam("after"),
+    )
+    .order_by(feed_events.c.sequence)
+    .limit(bindparam("limit"))
+)
 
 
 @dataclass(frozen=True)
@@ -60,41 +82,35 @@ def append_event(connection: Connection, event: NewEvent, *, now: datetime) -> a
     )
     message.log_index = index
     connection.execute(
-        insert(feed_events).values(
-            agency_id=event.agency_id,
-            sequence=sequence,
-            kind=Kind.Name(event.kind),  # type: ignore[arg-type]
-            originator=event.originator,
-            alert_id=event.alert_id,
-            version=event.version,
-            item_id=event.item_id,
-            request_id=event.request_id,
-            actor=event.actor,
-            created_at=now,
-            log_index=index,
-        )
+        _INSERT_EVENT,
+        {
+            "agency_id": event.agency_id,
+            "sequence": sequence,
+            "kind": Kind.Name(event.kind),  # type: ignore[arg-type]
+            "originator": event.originator,
+            "alert_id": event.alert_id,
+            "version": event.version,
+            "item_id": event.item_id,
+            "request_id": event.request_id,
+            "actor": event.actor,
+            "created_at": now,
+            "log_index": index,
+        },
     )
     return message
 
 
 def _next_sequence(connection: Connection, agency_id: str) -> int:
-    bumped = connection.execute(
-        update(feed_heads)
-        .where(feed_heads.c.agency_id == agency_id)
-        .values(last_sequence=feed_heads.c.last_sequence + 1)
-        .returning(feed_heads.c.last_sequence)
-    ).scalar_one_or_none()
+    bumped = connection.execute(_BUMP_SEQUENCE, {"agency": agency_id}).scalar_one_or_none()
     if bumped is not None:
         return int(bumped)
-    connection.execute(insert(feed_heads).values(agency_id=agency_id, last_sequence=1))
+    connection.execute(_INSERT_HEAD, {"agency_id": agency_id, "last_sequence": 1})
     return 1
 
 
 def latest_sequence(connection: Connection, agency_id: str) -> int:
     """The agency's last assigned sequence (0 for an empty feed)."""
-    value = connection.execute(
-        select(feed_heads.c.last_sequence).where(feed_heads.c.agency_id == agency_id)
-    ).scalar_one_or_none()
+    value = connection.execute(_LATEST_SEQUENCE, {"agency": agency_id}).scalar_one_or_none()
     return int(value or 0)
 
 
@@ -102,12 +118,7 @@ def events_after(
     connection: Connection, agency_id: str, after: int, limit: int
 ) -> list[alerts_pb2.FeedEvent]:
     """The agency's events with sequence > ``after``, ascending, at most ``limit``."""
-    rows = connection.execute(
-        select(feed_events)
-        .where(feed_events.c.agency_id == agency_id, feed_events.c.sequence > after)
-        .order_by(feed_events.c.sequence)
-        .limit(limit)
-    )
+    rows = connection.execute(_EVENTS_AFTER, {"agency": agency_id, "after": after, "limit": limit})
     events = []
     for row in rows:
         message = alerts_pb2.FeedEvent(
