@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from exchange.audit.tree import StoredTree, TreeGrowth, hashed_size
 from exchange.crypto.notes import (
@@ -158,25 +159,25 @@ def add_cosignature(
         raise InvalidInputError(
             f"cosignature time {timestamp} is in the future", reason="COSIGNATURE_TIME_INVALID"
         )
-    existing = connection.execute(
-        select(cosignatures.c.cosigned_at).where(
-            cosignatures.c.checkpoint_size == checkpoint.size, cosignatures.c.cosigner == cosigner
+    # One statement, so that two calls storing the same agency's cosignature at once (two
+    # processes of one agency) cannot both find none and both insert: the later time wins.
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(cosignatures).values(
+        checkpoint_size=checkpoint.size,
+        cosigner=cosigner,
+        signature_line=signature_line,
+        cosigned_at=timestamp,
+        received_at=now,
+    )
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[cosignatures.c.checkpoint_size, cosignatures.c.cosigner],
+            set_={
+                "signature_line": statement.excluded.signature_line,
+                "cosigned_at": statement.excluded.cosigned_at,
+                "received_at": statement.excluded.received_at,
+            },
+            where=cosignatures.c.cosigned_at < statement.excluded.cosigned_at,
         )
-    ).scalar_one_or_none()
-    values = {"signature_line": signature_line, "cosigned_at": timestamp, "received_at": now}
-    if existing is None:
-        connection.execute(
-            insert(cosignatures).values(
-                checkpoint_size=checkpoint.size, cosigner=cosigner, **values
-            )
-        )
-    elif int(existing) < timestamp:
-        connection.execute(
-            update(cosignatures)
-            .where(
-                cosignatures.c.checkpoint_size == checkpoint.size,
-                cosignatures.c.cosigner == cosigner,
-            )
-            .values(**values)
-        )
+    )
     return timestamp

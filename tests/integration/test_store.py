@@ -53,3 +53,60 @@ def test_timestamps_read_back_as_aware_utc_and_naive_ones_are_refused(database_u
             )
     finally:
         db.dispose()
+
+
+def test_one_agencys_cosignature_stored_twice_at_once_keeps_the_later(database_url: str) -> None:
+    """Two processes of one agency cosign the same checkpoint at the same moment: on PostgreSQL
+    the second waits on the first's row and must then update it, not fail on the key."""
+    import threading
+    from datetime import UTC, datetime
+
+    from exchange.audit.checkpoints import add_cosignature, checkpoint_at, sign_checkpoint
+    from exchange.crypto.notes import CosignatureSigner, NoteSigner, cosign
+    from exchange.store.schema import agencies, cosignatures
+
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    db = Database.from_url(database_url)
+    db.migrate()
+    signer = NoteSigner("exchange.test/log", bytes(range(32)))
+    witness = CosignatureSigner("agency-b", bytes(range(3, 35)))
+    with db.write() as connection:
+        connection.execute(
+            insert(agencies).values(agency_id="agency-b", ca_certificate=b"der", added_at=now)
+        )
+        signed = sign_checkpoint(connection, signer, origin="exchange.test/log", now=now)
+    body = signed.checkpoint_text
+    stamp = int(now.timestamp())
+
+    def store(connection, moment: int) -> None:  # type: ignore[no-untyped-def]
+        add_cosignature(
+            connection,
+            cosigner="agency-b",
+            checkpoint_text=body,
+            signature_line=cosign(body, witness, moment),
+            verifier=witness.verifier(),
+            now=now,
+        )
+
+    failures: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with db.write() as connection:
+                store(connection, stamp + 5)
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            failures.append(error)
+
+    with db.write() as connection:
+        store(connection, stamp)
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(timeout=0.5)  # the second caller now waits for this transaction
+    thread.join(timeout=10)
+    assert not thread.is_alive() and failures == []
+    with db.read() as connection:
+        stored = checkpoint_at(connection, 0)
+        rows = connection.execute(select(func.count()).select_from(cosignatures)).scalar_one()
+    assert rows == 1
+    assert stored is not None and stored.cosignature_lines == (cosign(body, witness, stamp + 5),)
+    db.dispose()
