@@ -61,6 +61,14 @@ def _node(start: int, end: int) -> Node:
 # Built once: statements executed with parameters reuse their compiled form and cache key.
 _HASHED_SIZE = select(log_tree_head.c.hashed_size).where(log_tree_head.c.id == 1)
 _HASHED_SIZE_FOR_UPDATE = _HASHED_SIZE.with_for_update()
+_LEAVES_FROM = (
+    select(log_entries.c.idx, log_entries.c.leaf)
+    .where(log_entries.c.idx >= bindparam("start"))
+    .order_by(log_entries.c.idx)
+    .limit(bindparam("limit"))
+)
+_INSERT_SUBTREES = insert(log_subtrees)
+_SET_HASHED_SIZE = update(log_tree_head).where(log_tree_head.c.id == 1)
 
 
 MAX_NODES_PER_QUERY = 256
@@ -260,12 +268,7 @@ def hash_new_leaves(connection: Connection, *, batch_size: int = DEFAULT_BATCH_S
     Locks the tree head first, so concurrent builders take turns.
     """
     old_size = hashed_size(connection, for_update=True)
-    rows = connection.execute(
-        select(log_entries.c.idx, log_entries.c.leaf)
-        .where(log_entries.c.idx >= old_size)
-        .order_by(log_entries.c.idx)
-        .limit(batch_size)
-    ).all()
+    rows = connection.execute(_LEAVES_FROM, {"start": old_size, "limit": batch_size}).all()
     new_leaf_hashes: list[bytes] = []
     for row in rows:
         if int(row.idx) != old_size + len(new_leaf_hashes):
@@ -276,13 +279,11 @@ def hash_new_leaves(connection: Connection, *, batch_size: int = DEFAULT_BATCH_S
     frontier = StoredTree(connection, size=old_size).frontier(old_size)
     added = subtrees_added(old_size, frontier, new_leaf_hashes)
     connection.execute(
-        insert(log_subtrees),
+        _INSERT_SUBTREES,
         [{"level": level, "idx": idx, "hash": value} for (level, idx), value in added.items()],
     )
     new_size = old_size + len(new_leaf_hashes)
-    connection.execute(
-        update(log_tree_head).where(log_tree_head.c.id == 1).values(hashed_size=new_size)
-    )
+    connection.execute(_SET_HASHED_SIZE, {"hashed_size": new_size})
     # The new tree's aligned subtrees are new, or (a common prefix) the old tree's.
     known = {**frontier, **added}
     pieces = [known[_node(s, e)] for s, e in aligned_subtrees(0, new_size)]
