@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -85,12 +86,15 @@ class GroupCommit:
     def _run_batch(self, batch: list[_Unit[object]]) -> None:
         try:
             results: list[tuple[_Unit[object], object]] = []
+            shared = len(batch) > 1  # a unit alone needs no savepoint: its refusal rolls back all
             with self._db.write() as connection:
                 for unit in batch:
                     try:
-                        with connection.begin_nested():
+                        with connection.begin_nested() if shared else nullcontext():
                             results.append((unit, unit.work(connection)))
                     except ExchangeError as error:
+                        if not shared:
+                            raise  # handed to the unit below, after the rollback
                         unit.error = error
                 committed = self._run_hook(connection) if results else None
             for unit, result in results:  # only now, after the commit, are they durable

@@ -67,3 +67,13 @@ def test_a_database_error_fails_the_batch_and_the_next_batch_still_runs(db: Data
         committer.run(add_head("taken", fail=False))  # type: ignore[arg-type]
     assert "taken" in str(failed.value) or "UNIQUE" in str(failed.value).upper()
     assert committer.run(add_head("fresh", fail=False)) == "fresh"  # type: ignore[arg-type]
+
+
+def test_a_unit_alone_that_refuses_after_writing_leaves_nothing(db: Database) -> None:
+    committer = GroupCommit(db)
+    with pytest.raises(ConflictError, match="alone refused after writing"):
+        committer.run(add_head("alone", fail=True))  # type: ignore[arg-type]
+    with db.read() as connection:
+        count = connection.execute(select(func.count()).select_from(feed_heads)).scalar_one()
+    assert count == 0
+    assert committer.run(add_head("next", fail=False)) == "next"  # type: ignore[arg-type]
