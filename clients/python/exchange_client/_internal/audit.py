@@ -102,6 +102,10 @@ EVENTS_PER_PAGE = 1000
 STORE_LOCK_SECONDS = 10.0
 """How long saving the checkpoint waits for another process of the same profile."""
 
+STORE_LOCK_POLL_SECONDS = 0.001
+"""How often a process waiting to save the checkpoint tries the lock again (the other process
+holds it for one small write)."""
+
 COSIGN_SPACING_SECONDS = 2.0
 """Shortest time between two cosignatures of one process while it follows a feed stream or
 publishes (its first cosignature goes at once, and so do those of the audit commands)."""
@@ -200,7 +204,11 @@ class CheckpointStore:
         }
         try:
             self.path.parent.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
-            with FileLock(self.path.with_name("checkpoint.lock"), timeout=STORE_LOCK_SECONDS):
+            with FileLock(
+                self.path.with_name("checkpoint.lock"),
+                timeout=STORE_LOCK_SECONDS,
+                poll_interval=STORE_LOCK_POLL_SECONDS,
+            ):
                 if self._stored_size() > checkpoint.size:
                     return
                 write_atomically(self.path, json.dumps(record, indent=2).encode() + b"\n")
