@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from exchange.audit import merkle
 from exchange.audit.checkpoints import add_cosignature, latest_checkpoint, sign_checkpoint
@@ -43,17 +43,16 @@ def db(tmp_path: Path) -> Iterator[Database]:
     database.dispose()
 
 
+def append_one(connection: Connection, body: bytes) -> int:
+    return append_entry(
+        connection, entry_type="feed_event", body=body, references=[], entitled=["agency-b"], now=NOW
+    )
+
+
 def append(db: Database, count: int) -> None:
     with db.write() as connection:
         for i in range(count):
-            append_entry(
-                connection,
-                entry_type="feed_event",
-                body=f"event {i}".encode(),
-                references=[],
-                entitled=["agency-b"],
-                now=NOW,
-            )
+            append_one(connection, f"event {i}".encode())
 
 
 def checkpointer(db: Database) -> Checkpointer:
@@ -130,18 +129,8 @@ def test_a_later_cosignature_replaces_an_earlier_one_and_forgeries_are_refused(
             )
 
 
-def append_unit(index: int):  # type: ignore[no-untyped-def]
-    def work(connection):  # type: ignore[no-untyped-def]
-        return append_entry(
-            connection,
-            entry_type="feed_event",
-            body=f"unit {index}".encode(),
-            references=[],
-            entitled=["agency-b"],
-            now=NOW,
-        )
-
-    return work
+def append_unit(index: int) -> Callable[[Connection], int]:
+    return lambda connection: append_one(connection, f"unit {index}".encode())
 
 
 def test_a_group_commit_signs_its_own_appends_before_its_one_commit(db: Database) -> None:
