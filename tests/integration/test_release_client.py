@@ -127,3 +127,18 @@ def test_revocation_is_acknowledged_by_the_recipient_on_its_next_open(
     assert [(r.agency, r.item_id) for r in acks] == [("agency-b", "consignee")]
     with pytest.raises(NotFoundError):
         b.revoke(alert_id, "consignee")  # not its alert: there is no such alert of agency-b's
+
+
+def test_a_lost_record_of_the_latest_version_is_recovered_from_the_hub(
+    clients: Callable[[str], Client], tmp_path: Path
+) -> None:
+    a = clients("agency-a")
+    alert_id = a.publish(Draft.from_dict(DRAFT)).alert_id
+    assert a.publish(Draft.from_dict(DRAFT), supersedes=alert_id).version == 2
+    # The record of version 2 is lost (it is not flushed to disk: a crash of the machine):
+    # the profile still knows version 1, and the hub refuses a second version 2.
+    (tmp_path / "agency-a" / "published" / f"{alert_id}.v2.json").unlink()
+    third = a.publish(Draft.from_dict(DRAFT), supersedes=alert_id)
+    assert third.version == 3
+    b = clients("agency-b")
+    assert b.open(alert_id).version == 3

@@ -120,3 +120,13 @@ def test_latest_published_version_is_remembered(tmp_path: Path) -> None:
     assert latest is not None
     assert (latest.version, latest.manifest_hash, latest.log_index) == (10, b"\x0a" * 32, 30)
     assert state.latest_published("5d1c7f3e-0000-4000-8000-000000000000") is None
+
+
+def test_an_unreadable_published_record_counts_as_none(tmp_path: Path) -> None:
+    state = ClientState(tmp_path)
+    alert_id = "0b0e3c1e-8f5d-4d5e-9a57-3f0d0f6f2a10"
+    state.record_published(
+        alert_id=alert_id, version=1, manifest_hash=b"\x01" * 32, log_index=3, accepted_at=None
+    )
+    (tmp_path / "published" / f"{alert_id}.v2.json").write_bytes(b"")  # a crash mid-write
+    assert state.latest_published(alert_id) is None

@@ -385,7 +385,9 @@ class Client:
         resent with the same bytes while the hub is unreachable (a bounded number of times, with
         backoff); the hub answers a resend with the first receipt.  If every attempt fails the
         request stays in the outbox for :meth:`flush_outbox`.  The manifest hash the hub
-        acknowledged is recorded for a later ``supersedes``.
+        acknowledged is recorded for a later ``supersedes``; when that record is behind the hub
+        (lost in a crash: it is not flushed to disk), the version to supersede is taken from the
+        hub instead.
 
         Items are encrypted to partner keys verified in the last ``PARTNER_KEYS_MAX_AGE``
         seconds; if the hub refuses the audience or a grant's key (a partner revoked or re-keyed
@@ -400,13 +402,34 @@ class Client:
             for index, item in enumerate(draft.items)
             for message in _flag_messages(self._watchlist, item.payload, f"items[{index}]")
         )
-        summary = summary_item(draft.summary(), items)
+        plain = [summary_item(draft.summary(), items), *items]
         if supersedes is None:
-            alert_id, version, previous_hash = str(uuid.uuid4()), 1, b""
-        else:
-            alert_id = _check_alert_id(supersedes)
-            version, previous_hash = self._next_version(alert_id)
-        plain = [summary, *items]
+            return self._publish_version(plain, str(uuid.uuid4()), 1, b"", flags)
+        alert_id = _check_alert_id(supersedes)
+        known = self._state.latest_published(alert_id)
+        if known is not None:
+            try:
+                return self._publish_version(
+                    plain, alert_id, known.version + 1, known.manifest_hash, flags
+                )
+            except ConflictError:
+                # The hub holds that version already. If this profile recorded it meanwhile,
+                # another process of the profile superseded first: say so. Otherwise the record
+                # of a later version was lost (it is not flushed to disk): ask the hub.
+                newest = self._state.latest_published(alert_id)
+                if newest is not None and newest.version > known.version:
+                    raise
+        version, previous_hash = self._next_version_from_hub(alert_id)
+        return self._publish_version(plain, alert_id, version, previous_hash, flags)
+
+    def _publish_version(
+        self,
+        plain: Sequence[PlainItem],
+        alert_id: str,
+        version: int,
+        previous_hash: bytes,
+        flags: Sequence[str],
+    ) -> Receipt:
         fetches = self._partner_fetches
         try:
             return self._seal_and_send(
@@ -472,10 +495,9 @@ class Client:
             )
         return receipts
 
-    def _next_version(self, alert_id: str) -> tuple[int, bytes]:
-        known = self._state.latest_published(alert_id)
-        if known is not None:
-            return known.version + 1, known.manifest_hash
+    def _next_version_from_hub(self, alert_id: str) -> tuple[int, bytes]:
+        """The version after the hub's latest of this agency's ``alert_id``, and its manifest
+        hash (verified)."""
         request = alerts_pb2.GetAlertRequest(alert_id=alert_id, originator=self.profile.agency_id)
         try:
             with hub_errors(self.target):

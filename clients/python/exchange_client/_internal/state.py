@@ -36,17 +36,24 @@ PRIVATE_DIRECTORY_MODE = 0o700
 _OUTBOX_NAME = re.compile(r"^(?P<alert_id>[0-9a-f-]{36})\.v(?P<version>[0-9]+)\.pb$")
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` in one rename, after the bytes are on disk."""
+def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` in one rename, after the bytes are on disk.
+
+    Without ``durable`` nothing is flushed: readers still see the old file or the new one whole,
+    but a crash of the machine may lose the change (for records that can be had again).
+    """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
         try:
             os.write(descriptor, data)
-            os.fsync(descriptor)
+            if durable:
+                os.fsync(descriptor)
         finally:
             os.close(descriptor)
         os.replace(temporary, path)
+        if not durable:
+            return
         directory = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(directory)
@@ -139,7 +146,11 @@ class ClientState:
         log_index: int,
         accepted_at: datetime | None,
     ) -> None:
-        """Remember the manifest hash of a version the hub acknowledged."""
+        """Remember the manifest hash of a version the hub acknowledged.
+
+        Not flushed to disk: ``Client.publish`` takes the version from the hub when a record
+        was lost in a crash.
+        """
         record = {
             "alert_id": alert_id,
             "version": version,
@@ -148,10 +159,11 @@ class ClientState:
             "accepted_at": accepted_at.isoformat() if accepted_at else "",
         }
         path = _directory(self.directory / "published") / f"{alert_id}.v{version}.json"
-        write_atomically(path, json.dumps(record, indent=2).encode() + b"\n")
+        write_atomically(path, json.dumps(record, indent=2).encode() + b"\n", durable=False)
 
     def latest_published(self, alert_id: str) -> PublishedVersion | None:
-        """The highest version of ``alert_id`` this profile has published, if it remembers any."""
+        """The highest version of ``alert_id`` this profile has published, if it remembers any
+        (``None`` also when that record cannot be read)."""
         directory = self.directory / "published"
         if not directory.is_dir():
             return None
@@ -172,11 +184,10 @@ class ClientState:
                 log_index=int(record["log_index"]),
                 accepted_at=str(record["accepted_at"]),
             )
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigurationError(
-                f"{path}: unreadable record of a published version; delete it and publish "
-                "with --supersedes again (the hub's copy is then used)"
-            ) from e
+        except (OSError, ValueError, KeyError, TypeError):
+            # Records are not flushed to disk, so a crash can leave one empty: as good as none,
+            # and the caller asks the hub.
+            return None
 
     # --- feed cursor -----------------------------------------------------------------------------
 
