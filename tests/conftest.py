@@ -94,11 +94,11 @@ def hub_factory(
 
     started: list[Hub] = []
 
-    def start(**overrides: object) -> Hub:
+    def start(*, heartbeat_interval_seconds: float = 0.2, **overrides: object) -> Hub:
         config = HubConfig.from_file(exchange_dir / "hub.toml").with_overrides(
             database_url=database_url, listen="127.0.0.1:0"
         )
-        config = dataclasses.replace(config, heartbeat_interval_seconds=0.2)
+        config = dataclasses.replace(config, heartbeat_interval_seconds=heartbeat_interval_seconds)
         hub = Hub(config, clock=clock, **overrides)  # type: ignore[arg-type]
         hub.prepare()
         hub.start()

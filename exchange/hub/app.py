@@ -22,7 +22,7 @@ from exchange.hub.config import HubConfig
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import GuardInterceptor
 from exchange.hub.init import read_public_bundle
-from exchange.hub.notifier import FeedNotifier
+from exchange.hub.notifier import FeedNotifier, ReplicaListener
 from exchange.hub.release_service import ReleaseServicer, ReleaseSweeper
 from exchange.hub.servicers import AlertServicer, DirectoryServicer, HubContext
 from exchange.statements.publish import PublishLimits
@@ -90,6 +90,7 @@ class Hub:
         self.clock = clock
         self.db = Database.from_url(config.database_url)
         self.notifier = FeedNotifier()
+        self._replica_listener: ReplicaListener | None = None
         self.directory = AgencyDirectory(self.db, clock=clock)
         self.release_sweeper = ReleaseSweeper(self.db, self.notifier, clock=clock)
         self._max_workers = max_workers
@@ -199,6 +200,9 @@ class Hub:
         self._server = server
         self.port = port
         self.release_sweeper.start()
+        if self.db.is_postgresql:  # replicas on one database wake each other's streams
+            self._replica_listener = ReplicaListener(self.db.engine.url, self.notifier)
+            self._replica_listener.start()
         return port
 
     def wait(self) -> None:
@@ -211,6 +215,8 @@ class Hub:
         if self._server is not None:
             self._server.stop(grace).wait()
         self.release_sweeper.stop()
+        if self._replica_listener is not None:
+            self._replica_listener.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.db.dispose()

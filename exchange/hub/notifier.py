@@ -1,13 +1,26 @@
 """Wakes ``Subscribe`` streams when new feed events are committed.
 
-In one process a condition variable is enough.  Several replicas on PostgreSQL would relay the
-same wake-up through ``LISTEN/NOTIFY``; the stream re-reads the database either way, so a
-missed wake-up only delays an event until the next heartbeat, never loses it.
+In one process a condition variable is enough.  Hub replicas sharing a PostgreSQL database also
+hear each other: every transaction that appends feed events notifies the ``exchange_feed``
+channel at its commit (:mod:`exchange.store.feed`), and each replica's :class:`ReplicaListener`
+turns what it hears into a local wake-up.  The stream re-reads the database either way, so a
+missed wake-up (a listener reconnecting) only delays an event until the next heartbeat, never
+loses it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+
+from sqlalchemy.engine import URL
+
+from exchange.store.feed import FEED_CHANNEL
+
+log = logging.getLogger(__name__)
+
+RECONNECT_SECONDS = 1.0
+"""Pause before a listener whose connection failed connects again."""
 
 
 class FeedNotifier:
@@ -43,3 +56,44 @@ class FeedNotifier:
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+class ReplicaListener:
+    """A thread holding one PostgreSQL connection that ``LISTEN``s on the feed channel and
+    wakes ``notifier`` for every notification (other replicas' commits, and this one's)."""
+
+    def __init__(self, url: URL, notifier: FeedNotifier, *, poll_seconds: float = 1.0) -> None:
+        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._notifier = notifier
+        self._poll_seconds = poll_seconds
+        self._stopping = threading.Event()
+        self._listening = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, *, wait: float = 10.0) -> None:
+        """Start listening; returns once the channel is listened to (or after ``wait``)."""
+        self._thread = threading.Thread(target=self._run, name="replica-listener", daemon=True)
+        self._thread.start()
+        self._listening.wait(wait)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        import psycopg
+
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {FEED_CHANNEL}")
+                    self._listening.set()
+                    while not self._stopping.is_set():
+                        for _ in connection.notifies(timeout=self._poll_seconds):
+                            self._notifier.notify()
+            except psycopg.Error:
+                log.exception("listening for other replicas' feed events failed; reconnecting")
+                self._notifier.notify()  # re-read now: something may have been missed
+                self._stopping.wait(RECONNECT_SECONDS)

@@ -3,6 +3,10 @@
 A sequence number is assigned in the same transaction as the log append, after the log lock is
 taken, so sequences are dense per agency and a subscriber switching from catch-up to live can
 never skip an event committed out of order.
+
+On PostgreSQL each append also queues a notification on :data:`FEED_CHANNEL`, delivered when the
+transaction commits, so that every hub replica listening on it wakes its streams
+(:class:`exchange.hub.notifier.ReplicaListener`).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from exchange.audit import leaves
 from exchange.audit.log import append_entry
@@ -19,6 +23,9 @@ from exchange.store.schema import feed_events, feed_heads
 from exchange.v1 import alerts_pb2
 
 Kind = alerts_pb2.FeedEvent.Kind
+
+FEED_CHANNEL = "exchange_feed"
+"""The PostgreSQL notification channel on which committed feed events wake hub replicas."""
 
 # Built once: statements executed with parameters reuse their compiled form and cache key.
 _BUMP_SEQUENCE = (
@@ -29,6 +36,7 @@ _BUMP_SEQUENCE = (
 )
 _INSERT_HEAD = insert(feed_heads)
 _INSERT_EVENT = insert(feed_events)
+_WAKE_REPLICAS = select(func.pg_notify(FEED_CHANNEL, ""))
 _LATEST_SEQUENCE = select(feed_heads.c.last_sequence).where(
     feed_heads.c.agency_id == bindparam("agency")
 )
@@ -81,6 +89,8 @@ def append_event(connection: Connection, event: NewEvent, *, now: datetime) -> a
         now=now,
     )
     message.log_index = index
+    if connection.dialect.name == "postgresql":
+        connection.execute(_WAKE_REPLICAS)  # sent at commit; one per transaction reaches them
     connection.execute(
         _INSERT_EVENT,
         {

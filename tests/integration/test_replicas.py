@@ -1,0 +1,60 @@
+"""Two hub replicas on one PostgreSQL database: a publish through one wakes the streams held by
+the other at once (``LISTEN/NOTIFY``), not at the other's next heartbeat."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from exchange.statements.sealing import summary_item
+from exchange.v1 import alerts_pb2, payloads_pb2
+from tests.conftest import _postgres_database
+from tests.integration.agency import TestAgency, note_item
+
+HEARTBEAT_SECONDS = 60.0
+"""Long enough that only a wake-up from the other replica can deliver the event in the test."""
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:  # PostgreSQL only: replicas share a server, not a file
+    yield from _postgres_database()
+
+
+@pytest.mark.postgres
+def test_a_publish_through_one_replica_reaches_a_stream_held_by_the_other(
+    hub_factory: Callable[..., object], exchange_dir: Path
+) -> None:
+    first = hub_factory(heartbeat_interval_seconds=HEARTBEAT_SECONDS)
+    second = hub_factory(heartbeat_interval_seconds=HEARTBEAT_SECONDS)
+    publisher = TestAgency(exchange_dir, "agency-a", first.port)  # type: ignore[attr-defined]
+    subscriber = TestAgency(exchange_dir, "agency-b", second.port)  # type: ignore[attr-defined]
+    stream = subscriber.alerts.Subscribe(alerts_pb2.SubscribeRequest(after=0), timeout=30)
+    responses = iter(stream)
+    assert next(responses).HasField("heartbeat")  # caught up: the stream now waits
+    received: list[alerts_pb2.FeedEvent] = []
+    arrived = threading.Event()
+
+    def follow() -> None:
+        for response in responses:
+            if response.HasField("event"):
+                received.append(response.event)
+                arrived.set()
+                return
+
+    threading.Thread(target=follow, daemon=True).start()
+    items = [note_item("note-1", "container MSCU1234565", ["agency-b"])]
+    summary = payloads_pb2.Summary(kind=payloads_pb2.Summary.SHIPMENT, title="precursor")
+    sealed = publisher.seal([summary_item(summary, items), *items])
+    started = time.monotonic()
+    publisher.alerts.Publish(sealed.request, timeout=10)
+    # Without the other replica's notification the event would wait for the 60 s heartbeat.
+    assert arrived.wait(HEARTBEAT_SECONDS / 4), "the other replica's stream was not woken"
+    assert time.monotonic() - started < HEARTBEAT_SECONDS / 4
+    assert [e.alert_id for e in received] == [sealed.manifest.alert_id]
+    stream.cancel()
+    publisher.close()
+    subscriber.close()
