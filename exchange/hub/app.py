@@ -214,7 +214,7 @@ class Hub:
         self._health.enter_graceful_shutdown()
         if self._server is not None:
             self._server.stop(grace).wait()
-        self.release_sweeper.stop()
+        self.release_sweeper.stop(timeout=10)
         if self._replica_listener is not None:
             self._replica_listener.stop()
         if self.checkpointer is not None:

@@ -48,6 +48,7 @@ from exchange.audit.tree import DEFAULT_BATCH_SIZE, StoredTree, hash_new_leaves
 from exchange.audit.verify import witness_verifier
 from exchange.crypto.notes import NoteSigner
 from exchange.errors import ExchangeError, InvalidInputError, NotFoundError
+from exchange.hub.background import BackgroundThread
 from exchange.hub.guard import current_caller
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.store import registry
@@ -67,7 +68,7 @@ POLL_SECONDS = 1.0
 """Longest time between two looks at the log's size by the checkpointer thread."""
 
 
-class Checkpointer:
+class Checkpointer(BackgroundThread):
     """Extends the stored tree and signs checkpoints, on demand or in a background thread."""
 
     def __init__(
@@ -90,8 +91,7 @@ class Checkpointer:
         self._lock = threading.Lock()  # one signer of this process at a time, outside batches
         self._latest_lock = threading.Lock()
         self._latest: StoredCheckpoint | None = None
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__("checkpointer")
 
     def checkpoint_now(self) -> StoredCheckpoint:
         """Hash every committed leaf and sign the tree if it grew; return the latest checkpoint.
@@ -151,21 +151,6 @@ class Checkpointer:
         with self._latest_lock:
             if self._latest is None or checkpoint.size > self._latest.size:
                 self._latest = checkpoint
-
-    def start(self) -> None:
-        """Start the background thread (idempotent)."""
-        if self._thread is not None:
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the background thread and wait for it; a checkpoint in progress completes."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
     def _run(self) -> None:
         last_run = time.monotonic()

@@ -15,6 +15,7 @@ import threading
 
 from sqlalchemy.engine import URL
 
+from exchange.hub.background import BackgroundThread
 from exchange.store.feed import FEED_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class FeedNotifier:
         return self._closed
 
 
-class ReplicaListener:
+class ReplicaListener(BackgroundThread):
     """A thread holding one PostgreSQL connection that ``LISTEN``s on the feed channel and
     wakes ``notifier`` for every notification (other replicas' commits, and this one's)."""
 
@@ -66,21 +67,13 @@ class ReplicaListener:
         self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._notifier = notifier
         self._poll_seconds = poll_seconds
-        self._stopping = threading.Event()
         self._listening = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__("replica-listener")
 
     def start(self, *, wait: float = 10.0) -> None:
         """Start listening; returns once the channel is listened to (or after ``wait``)."""
-        self._thread = threading.Thread(target=self._run, name="replica-listener", daemon=True)
-        self._thread.start()
+        super().start()
         self._listening.wait(wait)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
     def _run(self) -> None:
         import psycopg

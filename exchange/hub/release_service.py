@@ -30,6 +30,7 @@ from exchange.errors import (
     InvalidInputError,
     NotPermittedError,
 )
+from exchange.hub.background import BackgroundThread
 from exchange.hub.guard import current_caller
 from exchange.hub.notifier import FeedNotifier
 from exchange.hub.servicers import HubContext
@@ -205,7 +206,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         return release_pb2.RetractResponse(log_index=outcome.log_index)
 
 
-class ReleaseSweeper:
+class ReleaseSweeper(BackgroundThread):
     """Sends embargo-lapse notices and purges expired items, now or in a background thread."""
 
     def __init__(
@@ -221,9 +222,8 @@ class ReleaseSweeper:
         self._clock = clock
         self._interval = interval
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_sweep: datetime | None = None
+        super().__init__("release-sweeper")
 
     def sweep_on_read(self) -> None:
         """Sweep before a read unless a sweep ran less than :data:`READ_SWEEP_SPACING` ago."""
@@ -250,19 +250,6 @@ class ReleaseSweeper:
         if events:
             self._notifier.notify()
         return len(events), purged
-
-    def start(self) -> None:
-        """Sweep every ``interval`` seconds in a daemon thread until :meth:`stop`."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="release-sweeper", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
 
     def _run(self) -> None:
         while not self._stopping.wait(self._interval):
