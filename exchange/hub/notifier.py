@@ -61,9 +61,13 @@ class FeedNotifier:
 
 class ReplicaListener(BackgroundThread):
     """A thread holding one PostgreSQL connection that ``LISTEN``s on the feed channel and
-    wakes ``notifier`` for every notification (other replicas' commits, and this one's)."""
+    wakes ``notifier`` for every notification (other replicas' commits, and this one's).
 
-    def __init__(self, url: URL, notifier: FeedNotifier, *, poll_seconds: float = 1.0) -> None:
+    It looks up from the connection every ``poll_seconds`` to see whether it is asked to stop,
+    so stopping the hub waits at most that long for it.
+    """
+
+    def __init__(self, url: URL, notifier: FeedNotifier, *, poll_seconds: float = 0.1) -> None:
         self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._notifier = notifier
         self._poll_seconds = poll_seconds
