@@ -37,32 +37,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients" / "python"))
 
+from publish_bench import PUBLISHER, SUBSCRIBER, bench_draft
+
 from exchange.alerts.draft import Draft
 from exchange.crypto.keys import DecryptionKey, SigningKey
 from exchange.statements.publish import PublishLimits, check_publish
 from exchange.statements.sealing import PlainItem, SealedAlert, seal_alert, summary_item
 from exchange_client._internal.state import write_atomically
-
-PUBLISHER, PARTNER = "agency-a", "agency-b"
-
-
-def bench_draft(items: int = 3, item_bytes: int = 1024) -> Draft:
-    """The alert ``publish_bench.py`` publishes: ``items`` note items of ``item_bytes`` each."""
-    filler = ("Consignment of 4-anilinopiperidine declared as industrial salt. " * 64)[:item_bytes]
-    return Draft.from_dict(
-        {
-            "kind": "SHIPMENT",
-            "title": "benchmark alert",
-            "items": [
-                {
-                    "id": f"note-{index}",
-                    "policy": {"audience": [PARTNER], "release": "IMMEDIATE", "tlp": "AMBER"},
-                    "note": {"text": filler, "language": "en"},
-                }
-                for index in range(items)
-            ],
-        }
-    )
 
 
 class Keys:
@@ -83,7 +64,7 @@ def seal(keys: Keys, draft: Draft) -> SealedAlert:
         items=[summary_item(draft.summary(), items), *items],
         signing_key=keys.signing,
         own_key=keys.own.public_key,
-        recipient_keys={PARTNER: keys.partner.public_key},
+        recipient_keys={SUBSCRIBER: keys.partner.public_key},
         created_at=datetime.now(UTC),
     )
 
@@ -121,10 +102,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2000, help="repetitions per step (2000)")
     args = parser.parse_args()
     keys = Keys()
-    draft = bench_draft()
+    draft = Draft.from_dict(bench_draft(items=3, item_bytes=1024))  # publish_bench's alert
     sealed = seal(keys, draft)
     signing_public = keys.signing.public_key
-    encryption_ids = {PUBLISHER: keys.own.public_key.key_id, PARTNER: keys.partner.public_key.key_id}
+    encryption_ids = {
+        PUBLISHER: keys.own.public_key.key_id,
+        SUBSCRIBER: keys.partner.public_key.key_id,
+    }
 
     def check() -> None:
         check_publish(

@@ -222,8 +222,9 @@ class TreeBuilder:
     Leaves are taken in index order from the hashed size on, and only while their indexes are
     dense: entries become visible in commit order, which (under the log lock) is index order, so
     the builder never hashes past a leaf it has not seen. (The hub's group commit also hashes in
-    its own appending transaction: holding the log lock, it sees every earlier leaf committed.) Every leaf hash is recomputed from the
-    stored leaf bytes. Several builders (hub replicas) serialize on the ``log_tree_head`` row.
+    its own appending transaction: holding the log lock, it sees every earlier leaf committed.)
+    Every leaf hash is recomputed from the stored leaf bytes. Several builders (hub replicas)
+    serialize on the ``log_tree_head`` row.
     """
 
     def __init__(self, db: Database, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:

@@ -5,11 +5,12 @@ after each batch of appends. Publishes are checkpointed in their own group commi
 batch's appends and before its one commit, :meth:`Checkpointer.sign_in` hashes the new leaves and
 signs, so a batch costs one durable commit and every receipt leaves with a proof at once (a
 checkpoint that fails there is left to the thread, and the publishes stand). A publish that
-finds no checkpoint covering its leaf asks for one (concurrent ones share it); every other append — release statements, sweeper
-events, other replicas' appends — is noticed by its thread's cheap poll of the log's size, at most
-:data:`POLL_SECONDS` apart, and the thread signs at least once per checkpoint interval. An idle
-log keeps its latest checkpoint (signing the same size again would give the same note). Tests call
-:meth:`Checkpointer.checkpoint_now` to need no sleeps.
+finds no checkpoint covering its leaf asks for one (concurrent ones share it); every other
+append — release statements, sweeper events, other replicas' appends — is noticed by its
+thread's cheap poll of the log's size, at most :data:`POLL_SECONDS` apart, and the thread
+signs at least once per checkpoint interval. An idle log keeps its latest checkpoint (signing
+the same size again would give the same note). Tests call :meth:`Checkpointer.checkpoint_now`
+to need no sleeps.
 
 :class:`AuditServicer` serves checkpoints, proofs, leaves and (to entitled agencies) bodies, and
 stores agencies' cosignatures. Body requests answer ``present = false`` for an entry the caller is
@@ -319,14 +320,12 @@ def _current_agency_keys(connection: Connection, agency_id: str, *, now: datetim
 
 @dataclass(frozen=True)
 class ReceiptProof:
-    """A publish receipt's proof: the leaf's inclusion under a signed checkpoint, and that
-    checkpoint's consistency with the tree size the publisher said it knows (when asked)."""
+    """A publish receipt's proof: the alert's leaf with its inclusion proof under a signed
+    checkpoint, and that checkpoint's consistency with the size the publisher trusts (if asked)."""
 
-    inclusion: audit_pb2.InclusionProof
+    entry: alerts_pb2.EventProof
     note: str
     consistency: audit_pb2.ConsistencyProof | None
-    leaf: bytes
-    """The proven log entry (canonical leaf bytes)."""
 
 
 def receipt_proof(
@@ -343,21 +342,38 @@ def receipt_proof(
         if checkpoint.size <= index:
             return None
         with db.read() as connection:
-            tree = StoredTree(connection, size=checkpoint.size)
-            hashes = tree.inclusion_proof(index, checkpoint.size)
-            leaf = leaves_at(connection, [index]).get(index, b"")
-            consistency = None
-            if 0 < known_size < checkpoint.size:
-                consistency = audit_pb2.ConsistencyProof(
-                    from_size=known_size,
-                    to_size=checkpoint.size,
-                    hashes=tree.consistency_proof(known_size, checkpoint.size),
-                )
+            entries, consistency = _proofs_under(connection, checkpoint.size, [index], known_size)
     except (ExchangeError, SQLAlchemyError):
         log.exception("no checkpoint for the receipt of leaf %d", index)
         return None
-    proof = audit_pb2.InclusionProof(index=index, tree_size=checkpoint.size, hashes=hashes)
-    return ReceiptProof(proof, checkpoint.note, consistency, leaf)
+    return ReceiptProof(entries[0], checkpoint.note, consistency) if entries else None
+
+
+def _proofs_under(
+    connection: Connection, size: int, indices: Sequence[int], from_size: int
+) -> tuple[tuple[alerts_pb2.EventProof, ...], audit_pb2.ConsistencyProof | None]:
+    """Under the tree of ``size`` leaves: each of ``indices`` it covers with its leaf and
+    inclusion proof, and the proof that the tree of ``from_size`` leaves is a prefix of it (when
+    ``0 < from_size < size``)."""
+    tree = StoredTree(connection, size=size)
+    covered = [index for index in indices if index < size]
+    leaves = leaves_at(connection, covered)
+    entries = tuple(
+        alerts_pb2.EventProof(
+            inclusion=audit_pb2.InclusionProof(
+                index=index, tree_size=size, hashes=tree.inclusion_proof(index, size)
+            ),
+            leaf=leaves[index],
+        )
+        for index in covered
+        if index in leaves
+    )
+    consistency = None
+    if 0 < from_size < size:
+        consistency = audit_pb2.ConsistencyProof(
+            from_size=from_size, to_size=size, hashes=tree.consistency_proof(from_size, size)
+        )
+    return entries, consistency
 
 
 @dataclass(frozen=True)
@@ -415,25 +431,5 @@ def _with_proofs(
     events: Sequence[int],
     previous_size: int,
 ) -> HeartbeatLogState:
-    size = checkpoint.size
-    covered = [index for index in events if index < size]
-    tree = StoredTree(connection, size=size)
-    leaves = leaves_at(connection, covered)
-    proofs = tuple(
-        alerts_pb2.EventProof(
-            inclusion=audit_pb2.InclusionProof(
-                index=index, tree_size=size, hashes=tree.inclusion_proof(index, size)
-            ),
-            leaf=leaves[index],
-        )
-        for index in covered
-        if index in leaves
-    )
-    consistency = None
-    if 0 < previous_size < size:
-        consistency = audit_pb2.ConsistencyProof(
-            from_size=previous_size,
-            to_size=size,
-            hashes=tree.consistency_proof(previous_size, size),
-        )
+    proofs, consistency = _proofs_under(connection, checkpoint.size, events, previous_size)
     return HeartbeatLogState(latest_log_index, checkpoint, proofs, consistency)

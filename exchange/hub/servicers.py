@@ -19,7 +19,7 @@ from exchange.hub.audit_service import (
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import current_caller
 from exchange.hub.notifier import FeedNotifier
-from exchange.statements.publish import PublishLimits, check_publish
+from exchange.statements.publish import KNOWN_LOG_SIZE_METADATA, PublishLimits, check_publish
 from exchange.store import alerts as alert_store
 from exchange.store import feed, registry
 from exchange.store.db import Database
@@ -103,10 +103,6 @@ def _agency_record(row: registry.AgencyRow) -> directory_pb2.AgencyRecord:
     )
 
 
-KNOWN_LOG_SIZE_METADATA = "exchange-known-log-size"
-"""Metadata key in which a publisher names the tree size it trusts (see ``Publish``)."""
-
-
 def _known_log_size(context: grpc.ServicerContext) -> int:
     """The tree size the caller said it trusts, 0 if it said none (or nothing usable)."""
     for key, value in context.invocation_metadata() or ():
@@ -162,9 +158,9 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
                 known_size=_known_log_size(context),
             )
             if proven is not None:
-                response.inclusion_proof.CopyFrom(proven.inclusion)
+                response.inclusion_proof.CopyFrom(proven.entry.inclusion)
+                response.leaf = proven.entry.leaf
                 response.checkpoint = proven.note
-                response.leaf = proven.leaf
                 if proven.consistency is not None:
                     response.consistency.CopyFrom(proven.consistency)
         return response

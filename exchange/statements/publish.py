@@ -26,6 +26,10 @@ from exchange.v1 import alerts_pb2, statements_pb2
 
 Policy = statements_pb2.ReleasePolicy
 
+KNOWN_LOG_SIZE_METADATA = "exchange-known-log-size"
+"""Call metadata in which a publisher names the log size it trusts; the receipt then proves its
+checkpoint consistent with that size (``AlertService.Publish``)."""
+
 
 @dataclass(frozen=True)
 class PublishLimits:

@@ -235,6 +235,10 @@ def test_required_cosigners_must_have_cosigned_before_the_client_acts(
     exchange.set_profile_audit("agency-b", require_cosigners=["agency-c"])
     refused = exchange.run("show", alert_id, agency="agency-b", expect=VERIFICATION_FAILED)
     assert "COSIGNATURE_MISSING" in refused.stderr and "agency-c" in refused.stderr
+    # That show logged the grant's delivery, in a checkpoint agency-a may not have seen yet
+    # (the hub's thread signs it within a second). agency-a's next publish is checkpointed with
+    # every leaf before it, and agency-a cosigns that checkpoint.
+    exchange.publish()
     exchange.set_profile_audit(
         "agency-b", require_cosigners=["agency-a"], max_cosignature_age_seconds=600
     )

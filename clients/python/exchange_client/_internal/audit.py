@@ -651,10 +651,7 @@ class Auditor:
         else:
             signed = self._covering(index)
             hashes = self._inclusion_proof(index, signed.checkpoint.size)
-            leaf = b""  # a leaf sent along goes with its own proof only
-        contents = self._check_inclusion(
-            signed.checkpoint, index, body, hashes, leaf=leaf or None
-        )
+        contents = self._check_inclusion(signed.checkpoint, index, body, hashes, leaf=leaf)
         if acting:
             self.require_cosigned()
         return contents
@@ -705,12 +702,12 @@ class Auditor:
         body: bytes,
         proof: Sequence[bytes],
         *,
-        leaf: bytes | None = None,
+        leaf: bytes = b"",
     ) -> LeafContents:
         """Check that ``body`` is the entry at ``index`` under ``checkpoint`` (verified): the
-        leaf (``leaf`` as the hub sent it along, or fetched) must be proven by ``proof`` and
-        commit to ``body``."""
-        data = self._leaf(index) if leaf is None else leaf
+        leaf (``leaf`` as the hub sent it along, or fetched when empty) must be proven by
+        ``proof`` and commit to ``body``."""
+        data = leaf or self._leaf(index)
         try:
             contents = LeafContents.decode(data)
             verify_inclusion(

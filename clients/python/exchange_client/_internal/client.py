@@ -44,6 +44,7 @@ from exchange.statements.codec import (
     parse_canonical,
     sha256,
 )
+from exchange.statements.publish import KNOWN_LOG_SIZE_METADATA
 from exchange.statements.sealing import (
     INVALID,
     REVOKED,
@@ -93,7 +94,6 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """gRPC transport limit each way; above the hub's own limits, so the hub answers with details."""
 
 PUBLISH_ATTEMPTS = 4
-KNOWN_LOG_SIZE_METADATA = "exchange-known-log-size"  # see AlertService.Publish
 """Sends of one sealed request before giving up (it stays in the outbox)."""
 
 FIRST_RETRY_DELAY = 0.5
@@ -197,7 +197,6 @@ class Client:
         )
         self._partners: dict[str, _PartnerKeys] | None = None
         self._partners_fetched_at = 0.0  # time.monotonic() of the last ListAgencies
-        self._partner_fetches = 0
         # The shipped watchlist merged with the WATCHLIST alerts this agency has verified.
         self._watchlist_updates = WatchlistUpdates(profile.state_dir)
         self._watchlist = self._watchlist_updates.merged()
@@ -282,7 +281,6 @@ class Client:
                 for record in sorted(response.agencies, key=lambda r: r.agency_id)
             }
             self._partners_fetched_at = time.monotonic()
-            self._partner_fetches += 1
         return self._partners
 
     def _check_record(self, record: directory_pb2.AgencyRecord, now: datetime) -> _PartnerKeys:
@@ -430,7 +428,7 @@ class Client:
         previous_hash: bytes,
         flags: Sequence[str],
     ) -> Receipt:
-        fetches = self._partner_fetches
+        fetched_at = self._partners_fetched_at
         try:
             return self._seal_and_send(
                 plain, alert_id, version, previous_hash, flags, max_age=PARTNER_KEYS_MAX_AGE
@@ -439,7 +437,7 @@ class Client:
             # Sealed to partner keys held from before this call: the hub's refusal of the
             # audience or of a grant's key may only mean a partner was revoked or re-keyed
             # since. Nothing was stored; seal again to the hub's current directory, once.
-            if e.reason != "POLICY_INVALID" or self._partner_fetches != fetches:
+            if e.reason != "POLICY_INVALID" or self._partners_fetched_at != fetched_at:
                 raise
         return self._seal_and_send(plain, alert_id, version, previous_hash, flags, max_age=None)
 
