@@ -195,14 +195,16 @@ def parse_json_document(data: bytes, *, what: str) -> JsonObject:
     return document
 
 
-def read_import_file(path: Path, *, what: str) -> JsonObject:
-    """Read and parse a file to import, refusing one over :data:`MAX_IMPORT_FILE_BYTES`."""
+def read_import_bytes(path: Path) -> bytes:
+    """The bytes of a file to import, refusing one over :data:`MAX_IMPORT_FILE_BYTES`."""
     try:
         with Path(path).open("rb") as handle:
             data = handle.read(MAX_IMPORT_FILE_BYTES + 1)
     except OSError as e:
         raise InvalidInputError(f"cannot read {path}: {e.strerror or e}") from e
-    return parse_json_document(data, what=what)
+    if len(data) > MAX_IMPORT_FILE_BYTES:
+        raise TooLargeError(f"{path} is larger than {MAX_IMPORT_FILE_BYTES} bytes")
+    return data
 
 
 def expect_mapping(value: object, where: str) -> Mapping[str, Any]:

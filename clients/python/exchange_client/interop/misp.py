@@ -347,7 +347,8 @@ def _exchange_item(obj: Mapping[str, Any], where: str) -> JsonObject:
             _set_path(item, path, text)
         else:
             _set_path(item, path, _typed_value(path, text))
-    return _without_holes(item)
+    cleaned: JsonObject = _without_holes(item)
+    return cleaned
 
 
 def _policy_from_tags(names: Iterable[str]) -> JsonObject:

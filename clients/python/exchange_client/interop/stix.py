@@ -289,14 +289,14 @@ def _definitions_for(used_extensions: Iterable[str]) -> list[Any]:
         EXCHANGE_EXTENSION_ID: (
             "exchange",
             "property-extension",
-            "the alert item an object belongs to, its place in the payload and the payload "
-            "fields its STIX properties cannot give back exactly",
+            ("the alert item an object belongs to, its place in the payload and the payload "
+            "fields its STIX properties cannot give back exactly"),
         ),
         _HANDLING_EXTENSION_ID: (
             "exchange-handling",
             "property-extension",
-            "a handling code (H0 purpose-limited, H1 no judicial use, H2 no onward sharing, "
-            "each without the originator's permission) as a marking definition",
+            ("a handling code (H0 purpose-limited, H1 no judicial use, H2 no onward sharing, "
+            "each without the originator's permission) as a marking definition"),
         ),
         **{
             extension_id: (type_name, extension_type, f"the {type_name} object type")
@@ -486,6 +486,7 @@ def _from_stix(message: str, object_type: str, properties: Mapping[str, Any]) ->
     """The payload fields one object's STIX properties give back (see :func:`_to_stix`)."""
     if message == "Shipment":
         return _picked(properties, _SHIPMENT_FIELDS)
+    fields: JsonObject
     if message in ("Chemical", "WatchlistEntry"):
         fields = _picked(properties, _CHEMICAL_FIELDS)
         if "cas_rn" not in fields:
@@ -496,7 +497,7 @@ def _from_stix(message: str, object_type: str, properties: Mapping[str, Any]) ->
     if message == "Transaction":
         return _picked(properties, _TRANSACTION_FIELDS)
     if message == "Party":
-        fields: JsonObject = {}
+        fields = {}
         if properties.get("roles"):
             fields["role"] = str(properties["roles"][0]).upper()
         kind = _PARTY_KINDS.get(str(properties.get("identity_class")))
