@@ -23,34 +23,23 @@ import requests
 from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
 from exchange.alerts.draft import Draft
-from exchange_client import Client, Profile
-from exchange_client.interop import AlertFeed, TaxiiServer, export_misp, export_stix, import_misp, import_stix
+from exchange_client import Client
+from exchange_client.interop import (
+    AlertFeed,
+    TaxiiServer,
+    export_misp,
+    export_stix,
+    import_misp,
+    import_stix,
+)
 from exchange_client.interop.taxii import API_ROOT, COLLECTION_ID
 from tests.conftest import FrozenClock
+from tests.integration.test_release_client import clients  # noqa: F401 - the fixture
 from tests.unit.interop.conftest import stix_errors
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TOKEN = "test-token-0123456789abcdef"
 USER = "opencti"
-
-
-@pytest.fixture
-def clients(
-    hub: object, exchange_dir: Path, tmp_path: Path, clock: FrozenClock
-) -> Iterator[Callable[[str], Client]]:
-    opened: list[Client] = []
-
-    def client_for(agency: str) -> Client:
-        profile = dataclasses.replace(
-            Profile.load(exchange_dir / "agencies" / agency), state_dir=tmp_path / agency
-        )
-        client = Client(profile, hub=f"127.0.0.1:{hub.port}", clock=clock)  # type: ignore[attr-defined]
-        opened.append(client)
-        return client
-
-    yield client_for
-    for client in opened:
-        client.close()
 
 
 def visible_to_b(name: str) -> Draft:
@@ -68,7 +57,7 @@ def visible_to_b(name: str) -> Draft:
     ["mislabelled-piperidone-shipment.yaml", "usdt-tron-fund-flow.json", "bank-wire-iban.yaml"],
 )
 def test_publish_open_export_import_gives_back_the_draft(
-    clients: Callable[[str], Client], clock: FrozenClock, name: str
+    clients: Callable[[str], Client], clock: FrozenClock, name: str  # noqa: F811
 ) -> None:
     a, b = clients("agency-a"), clients("agency-b")
     draft = visible_to_b(name)
@@ -82,7 +71,7 @@ def test_publish_open_export_import_gives_back_the_draft(
 
 
 def test_withheld_and_revoked_items_leave_the_next_export(
-    clients: Callable[[str], Client], clock: FrozenClock
+    clients: Callable[[str], Client], clock: FrozenClock  # noqa: F811
 ) -> None:
     a, b = clients("agency-a"), clients("agency-b")
     alert_id = a.publish(Draft.from_file(EXAMPLES / "mislabelled-piperidone-shipment.yaml")).alert_id
@@ -108,7 +97,7 @@ class Feed:
 
 
 @pytest.fixture
-def taxii(clients: Callable[[str], Client], clock: FrozenClock) -> Iterator[Callable[..., Feed]]:
+def taxii(clients: Callable[[str], Client], clock: FrozenClock) -> Iterator[Callable[..., Feed]]:  # noqa: F811
     started: list[TaxiiServer] = []
 
     def start(*, include_tlp_red: bool = False) -> Feed:
@@ -133,7 +122,7 @@ def item_ids(objects: list[dict[str, Any]]) -> set[str]:
 
 
 def test_taxii2_client_discovers_lists_and_fetches_with_basic_auth(
-    clients: Callable[[str], Client], taxii: Callable[..., Feed]
+    clients: Callable[[str], Client], taxii: Callable[..., Feed]  # noqa: F811
 ) -> None:
     a = clients("agency-a")
     alert_id = a.publish(visible_to_b("bank-wire-iban.yaml")).alert_id
@@ -156,7 +145,7 @@ def test_taxii2_client_discovers_lists_and_fetches_with_basic_auth(
 
 
 def test_pagination_and_added_after(
-    clients: Callable[[str], Client], taxii: Callable[..., Feed], clock: FrozenClock
+    clients: Callable[[str], Client], taxii: Callable[..., Feed], clock: FrozenClock  # noqa: F811
 ) -> None:
     a = clients("agency-a")
     a.publish(visible_to_b("bank-wire-iban.yaml"))
@@ -174,7 +163,7 @@ def test_pagination_and_added_after(
 
 
 def test_revoked_expired_and_red_items_leave_the_collection(
-    clients: Callable[[str], Client], taxii: Callable[..., Feed], clock: FrozenClock
+    clients: Callable[[str], Client], taxii: Callable[..., Feed], clock: FrozenClock  # noqa: F811
 ) -> None:
     a = clients("agency-a")
     alert_id = a.publish(visible_to_b("mislabelled-piperidone-shipment.yaml")).alert_id
