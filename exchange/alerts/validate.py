@@ -73,7 +73,7 @@ class Normalisation:
 
 
 class _Findings:
-    """Collects violations for one validation run; the helpers keep the checks one line each.
+    """Collects violations for one validation run; its methods keep the checks one line each.
 
     With ``printed_forms``, an identifier with a normaliser may be in a printed form: it is
     checked in its canonical form, and :attr:`normalisations` records each one that differed.

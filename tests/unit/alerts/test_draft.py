@@ -577,7 +577,7 @@ PRINTED_DRAFTS: dict[str, tuple[dict[str, Any], str, str, str]] = {
         "7BCEC9B8-650B-4E46-811F-B6DD2A694051",
         "7bcec9b8-650b-4e46-811f-b6dd2a694051",
     ),
-    "transaction agent bic with spaces": (
+    "creditor's bank bic with spaces": (
         {**_TRANSACTION, "items.0.transaction": {"creditor_agent": "BKCH CN BJ 300"}},
         "items[0].transaction.creditor_agent",
         "BKCH CN BJ 300",

@@ -31,14 +31,22 @@ def make_app(provider: object = None) -> typer.Typer:
     return app
 
 
-def bad_draft(tmp_path: Path) -> str:
-    path = tmp_path / "bad.yaml"
+def one_item_draft(tmp_path: Path, policy: str, payload: str) -> str:
+    """A YAML draft file of one item with the given policy and payload lines."""
+    path = tmp_path / "draft.yaml"
     path.write_text(
-        "kind: SHIPMENT\ntitle: t\nitems:\n  - id: s1\n    policy: {release: 7, tlp: AMBER}\n"
-        "    shipment: {chemicals: [{cas_rn: 41661-47-5}], hs_code: 2933399073}\n",
+        f"kind: SHIPMENT\ntitle: t\nitems:\n  - id: s1\n    policy: {policy}\n    {payload}\n",
         encoding="utf-8",
     )
     return str(path)
+
+
+def bad_draft(tmp_path: Path) -> str:
+    return one_item_draft(
+        tmp_path,
+        "{release: 7, tlp: AMBER}",
+        "shipment: {chemicals: [{cas_rn: 41661-47-5}], hs_code: 2933399073}",
+    )
 
 
 def test_validate_valid_draft_exits_0_and_prints_warnings() -> None:
@@ -114,13 +122,11 @@ def test_watchlist_source_is_injectable() -> None:
 
 
 def printed_draft(tmp_path: Path) -> str:
-    path = tmp_path / "printed.yaml"
-    path.write_text(
-        "kind: FUND_FLOW\ntitle: t\nitems:\n  - id: a1\n    policy: {release: IMMEDIATE, tlp: AMBER}\n"
-        "    account: {iban: GB82 WEST 1234 5698 7654 32, bic: nwbkgb2l}\n",
-        encoding="utf-8",
+    return one_item_draft(
+        tmp_path,
+        "{release: IMMEDIATE, tlp: AMBER}",
+        "account: {iban: GB82 WEST 1234 5698 7654 32, bic: nwbkgb2l}",
     )
-    return str(path)
 
 
 def test_validate_shows_each_normalisation_as_a_notice(tmp_path: Path) -> None:
@@ -162,13 +168,12 @@ def test_validate_json_of_an_invalid_draft_keeps_its_shape(tmp_path: Path) -> No
 
 
 def test_validate_reports_an_explicit_empty_value(tmp_path: Path) -> None:
-    path = tmp_path / "empty.yaml"
-    path.write_text(
-        "kind: SHIPMENT\ntitle: t\nitems:\n  - id: s1\n    policy: {release: IMMEDIATE, tlp: AMBER}\n"
-        '    shipment: {chemicals: [{name: 4-piperidone, cas_rn: ""}]}\n',
-        encoding="utf-8",
+    path = one_item_draft(
+        tmp_path,
+        "{release: IMMEDIATE, tlp: AMBER}",
+        'shipment: {chemicals: [{name: 4-piperidone, cas_rn: ""}]}',
     )
-    result = runner.invoke(make_app(), ["validate", str(path), "--json"])
+    result = runner.invoke(make_app(), ["validate", path, "--json"])
     assert result.exit_code == 1
     assert json.loads(result.output)["errors"] == [
         {"field": "items[0].shipment.chemicals[0].cas_rn", "description": "is empty"}
