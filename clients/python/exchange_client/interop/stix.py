@@ -133,6 +133,7 @@ _SHIPMENT_FIELDS = (
     "declared_description", "suspected_description", "hs_code", "packaging", "containers",
     "bill_of_lading", "air_waybill", "carrier", "voyage", "flight", "origin", "destination",
     "point_of_entry", "route", "dispatch_date", "arrival_date", "status", "quantity",
+    "vessel_imo",
 )  # fmt: skip
 _CHEMICAL_FIELDS = (
     "name", "synonyms", "cas_rn", "control", "national_schedules", "quantity",
