@@ -42,7 +42,9 @@ __all__ = [
     "PairKeys",
     "hkdf_sha256",
     "hmac_sha256",
+    "pack_tokens",
     "token_digest",
+    "unpack_tokens",
     "x25519_agreement",
 ]
 
@@ -150,3 +152,17 @@ class BlindingKey:
 
     def __repr__(self) -> str:
         return f"BlindingKey(pair={self.pair!r})"
+
+
+def pack_tokens(tokens: Iterable[bytes]) -> bytes:
+    """Tokens (or digests) as they travel: 32-byte values one after another."""
+    return b"".join(tokens)
+
+
+def unpack_tokens(packed: bytes, *, what: str = "tokens") -> list[bytes]:
+    """The 32-byte values of a packed field; anything but a whole number of them is refused."""
+    if len(packed) % TOKEN_LENGTH:
+        raise MalformedError(
+            f"{what}: {len(packed)} bytes is not a whole number of {TOKEN_LENGTH}-byte values"
+        )
+    return [packed[i : i + TOKEN_LENGTH] for i in range(0, len(packed), TOKEN_LENGTH)]
