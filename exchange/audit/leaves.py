@@ -34,6 +34,9 @@ FEEDBACK = "feedback"
 GRANT_DELIVERED = "grant_delivered"
 EMBARGO_LAPSED = "embargo_lapsed"
 ITEM_PURGED = "item_purged"
+MATCH_POLICY = "match_policy"
+MATCH_QUERY = "match_query"
+MATCH_HIT = "match_hit"
 
 SIGNED_ENTRY_TYPES = frozenset(
     {
@@ -46,6 +49,7 @@ SIGNED_ENTRY_TYPES = frozenset(
         RECEIPT,
         PURGE_ACK,
         FEEDBACK,
+        MATCH_POLICY,
     }
 )
 

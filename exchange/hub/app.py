@@ -22,6 +22,7 @@ from exchange.hub.config import HubConfig
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import GuardInterceptor
 from exchange.hub.init import read_public_bundle
+from exchange.hub.match_service import MatchServicer
 from exchange.hub.notifier import FeedNotifier, ReplicaListener
 from exchange.hub.release_service import ReleaseServicer, ReleaseSweeper
 from exchange.hub.servicers import AlertServicer, DirectoryServicer, HubContext
@@ -36,6 +37,8 @@ from exchange.v1 import (
     audit_pb2_grpc,
     directory_pb2,
     directory_pb2_grpc,
+    match_pb2,
+    match_pb2_grpc,
     release_pb2,
     release_pb2_grpc,
 )
@@ -178,12 +181,14 @@ class Hub:
         audit_pb2_grpc.add_AuditServiceServicer_to_server(
             AuditServicer(self.db, clock=self.clock), server
         )
+        match_pb2_grpc.add_MatchServiceServicer_to_server(MatchServicer(context), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         service_names = (
             directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
             alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
             release_pb2.DESCRIPTOR.services_by_name["ReleaseService"].full_name,
             audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+            match_pb2.DESCRIPTOR.services_by_name["MatchService"].full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         )
@@ -194,7 +199,7 @@ class Hub:
         except RuntimeError as e:
             raise ConfigurationError(f"cannot listen on {address}: {e}") from e
         server.start()
-        for name in service_names[:4]:
+        for name in service_names[:5]:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         self._server = server

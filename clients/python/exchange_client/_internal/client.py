@@ -71,6 +71,7 @@ from exchange.v1 import (
 )
 from exchange_client._internal.audit import Auditor, logged_envelope, logged_manifest
 from exchange_client._internal.feed import FeedSubscription, check_heartbeat, check_sequence
+from exchange_client._internal.matching import Matcher
 from exchange_client._internal.models import (
     AgencyInfo,
     DeliveryRecord,
@@ -373,6 +374,31 @@ class Client:
                 )
             keys[recipient] = partner.latest.encryption_key
         return keys
+
+    # --- matching -------------------------------------------------------------------------------
+
+    @property
+    def matching(self) -> Matcher:
+        """Private hit/no-hit matching: this agency's index, its queries, the hits on it."""
+
+        def call(method: Callable[..., Any], request: Any) -> Any:
+            with hub_errors(self.target):
+                return method(request, timeout=self._timeout)
+
+        def partner_ids() -> list[str]:
+            partners = self._load_partners(refresh=True).values()
+            own = self.profile.agency_id
+            return [p.agency_id for p in partners if p.verified and not p.revoked and p.agency_id != own]
+
+        return Matcher(
+            self._channel,
+            self.profile,
+            target=self.target,
+            call=call,
+            encryption_keys=self._recipient_keys,
+            partner_ids=partner_ids,
+            clock=self._clock,
+        )
 
     # --- publishing -----------------------------------------------------------------------------
 

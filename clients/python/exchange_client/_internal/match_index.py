@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Self
 
 from exchange.errors import ConfigurationError
 from exchange.match.blinding import PairKeys
@@ -112,7 +113,7 @@ class LocalIndex:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> LocalIndex:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -1,0 +1,359 @@
+"""Private matching in the store: token updates, queries against the budget, hits, policies.
+
+Every function runs in the caller's transaction.  A query appends its log entries first, which
+takes the one log lock (:mod:`exchange.store.log` / ``exchange.audit.log``), and only then sums
+the day's usage: queries of one pair are thereby serialized across hub replicas, so two
+concurrent queries can never both fit the last of a budget.  A refused query raises, and the
+caller's rollback leaves nothing behind, its log entries included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.expression import Executable
+
+from exchange.audit import leaves
+from exchange.audit.log import append_entry
+from exchange.errors import ConflictError, OutdatedKeysError, QuotaExceededError
+from exchange.match.blinding import pack_tokens, token_digest
+from exchange.match.budget import Budgets, QueryCount, day_of
+from exchange.match.requests import CheckedQuery, TokenChange
+from exchange.statements.codec import encode, envelope_from_proto, envelope_to_proto
+from exchange.statements.match_policy import MatchPolicyStatement
+from exchange.store.match_tables import (
+    match_hits,
+    match_indexes,
+    match_policies,
+    match_queries,
+    match_tokens,
+)
+from exchange.v1 import match_pb2, statements_pb2
+
+_BATCH = 5_000
+_LOOKUP_BATCH = 1_000
+
+_PAIR = (match_tokens.c.holder == bindparam("holder")) & (
+    match_tokens.c.querier == bindparam("querier")
+)
+_DELETE_TOKEN = delete(match_tokens).where(_PAIR, match_tokens.c.token == bindparam("t"))
+_DELETE_PAIR = delete(match_tokens).where(_PAIR)
+_COUNT_PAIR = select(func.count()).select_from(match_tokens).where(_PAIR)
+_FIND_TOKENS = select(match_tokens.c.token).where(
+    _PAIR, match_tokens.c.token.in_(bindparam("tokens", expanding=True))
+)
+_INDEX_ROW = select(match_indexes).where(
+    match_indexes.c.holder == bindparam("holder"), match_indexes.c.querier == bindparam("querier")
+)
+_USED_TODAY = select(func.coalesce(func.sum(match_queries.c.selectors), 0)).where(
+    match_queries.c.holder == bindparam("holder"),
+    match_queries.c.querier == bindparam("querier"),
+    match_queries.c.day == bindparam("day"),
+)
+_POLICY = select(match_policies.c.envelope, match_policies.c.number).where(
+    match_policies.c.holder == bindparam("holder")
+)
+
+
+def _insert_ignoring_duplicates(connection: Connection) -> Executable:
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(match_tokens).on_conflict_do_nothing()
+    return sqlite.insert(match_tokens).on_conflict_do_nothing()
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """A partner's tokens after an update, and how many the update added and removed (as asked:
+    adding a token already held, or removing one not held, changes nothing)."""
+
+    partner: str
+    added: int
+    removed: int
+    total: int
+
+
+def update_tokens(
+    connection: Connection, holder: str, changes: Sequence[TokenChange], *, now: datetime
+) -> list[TokenCounts]:
+    """Apply ``holder``'s checked token changes; all of them or (if one raises) none.
+
+    An ``add`` under key ids other than those the partner's tokens are held under is refused
+    (:class:`OutdatedKeysError`, ``MATCH_INDEX_STALE``) unless the change replaces them.
+    """
+    results = []
+    insert_tokens = _insert_ignoring_duplicates(connection)
+    for change in changes:
+        pair = {"holder": holder, "querier": change.partner}
+        row = connection.execute(_INDEX_ROW, pair).first()
+        keys = (change.holder_key_id, change.querier_key_id)
+        if change.replace:
+            connection.execute(_DELETE_PAIR, pair)
+        elif row is not None and (row.holder_key_id, row.querier_key_id) != keys and row.tokens:
+            raise OutdatedKeysError(
+                f"your tokens for {change.partner} are blinded under earlier keys; re-blind "
+                "them (`exchange match index reblind`) before adding more",
+                reason="MATCH_INDEX_STALE",
+            )
+        for start in range(0, len(change.remove), _BATCH):
+            connection.execute(
+                _DELETE_TOKEN,
+                [{**pair, "t": token} for token in change.remove[start : start + _BATCH]],
+            )
+        for start in range(0, len(change.add), _BATCH):
+            connection.execute(
+                insert_tokens,
+                [
+                    {"holder": holder, "querier": change.partner, "token": token}
+                    for token in change.add[start : start + _BATCH]
+                ],
+            )
+        total = int(connection.execute(_COUNT_PAIR, pair).scalar_one())
+        values = {
+            "holder_key_id": change.holder_key_id,
+            "querier_key_id": change.querier_key_id,
+            "tokens": total,
+            "updated_at": now,
+        }
+        if row is None:
+            connection.execute(insert(match_indexes), {**pair, **values})
+        else:
+            connection.execute(
+                update(match_indexes).where(
+                    match_indexes.c.holder == holder, match_indexes.c.querier == change.partner
+                ),
+                values,
+            )
+        results.append(TokenCounts(change.partner, len(change.add), len(change.remove), total))
+    return results
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    hits: list[bool]
+    log_index: int
+    budget_left: int
+
+
+def policy_of(connection: Connection, holder: str) -> MatchPolicyStatement | None:
+    """``holder``'s current policy as it signed it (verified when it was received)."""
+    row = connection.execute(_POLICY, {"holder": holder}).first()
+    if row is None:
+        return None
+    message = statements_pb2.Envelope()
+    message.ParseFromString(bytes(row.envelope))
+    envelope = envelope_from_proto(message)
+    return MatchPolicyStatement.parse_verified(envelope, envelope.payload)
+
+
+def budgets_of(connection: Connection, holder: str) -> Budgets:
+    """``holder``'s budgets: those of its policy, or the defaults."""
+    policy = policy_of(connection, holder)
+    return Budgets() if policy is None else policy.budgets
+
+
+def answer_query(connection: Connection, query: CheckedQuery, *, now: datetime) -> QueryOutcome:
+    """Look ``query``'s tokens up in the holder's tokens for the querier, log the query and its
+    hits, and count it against the day's budget; over the budget raises
+    :class:`QuotaExceededError` (``MATCH_BUDGET_EXHAUSTED``)."""
+    pair = {"holder": query.holder, "querier": query.querier}
+    row = connection.execute(_INDEX_ROW, pair).first()
+    if row is not None and row.tokens and (row.holder_key_id, row.querier_key_id) != (
+        query.holder_key_id,
+        query.querier_key_id,
+    ):
+        raise OutdatedKeysError(
+            f"{query.holder}'s index for you is blinded under earlier keys; it must re-blind "
+            "before it can be searched",
+            reason="MATCH_INDEX_STALE",
+        )
+    found: set[bytes] = set()
+    if row is not None and row.tokens:
+        asked = sorted(set(query.tokens))
+        for start in range(0, len(asked), _LOOKUP_BATCH):
+            batch = asked[start : start + _LOOKUP_BATCH]
+            found.update(
+                bytes(token)
+                for token in connection.execute(_FIND_TOKENS, {**pair, "tokens": batch}).scalars()
+            )
+    hits = [token in found for token in query.tokens]
+    hit_digests = [token_digest(token) for token in sorted(found)]
+    record = match_pb2.MatchQueryRecord(
+        querier=query.querier,
+        holder=query.holder,
+        selectors=len(query.tokens),
+        hits=len(found),
+        holder_key_id=query.holder_key_id,
+        querier_key_id=query.querier_key_id,
+    )
+    record.created_at.FromDatetime(now)
+    entitled = [query.querier, query.holder]
+    log_index = append_entry(
+        connection,
+        entry_type=leaves.MATCH_QUERY,
+        body=encode(record),
+        references=entitled,
+        entitled=entitled,
+        now=now,
+    )
+    # The log lock is held from here to the commit: the day's usage cannot change under us.
+    day = day_of(now).isoformat()
+    used = int(connection.execute(_USED_TODAY, {**pair, "day": day}).scalar_one())
+    budgets = budgets_of(connection, query.holder)
+    if not budgets.allows(query.querier, used, len(query.tokens)):
+        left = budgets.left(query.querier, used)
+        raise QuotaExceededError(
+            f"{query.holder}'s daily budget for your queries is "
+            f"{budgets.for_partner(query.querier)} selectors; {left} left today (UTC), this "
+            f"query has {len(query.tokens)}",
+            reason="MATCH_BUDGET_EXHAUSTED",
+        )
+    query_id = connection.execute(
+        insert(match_queries).returning(match_queries.c.id),
+        {
+            **pair,
+            "day": day,
+            "selectors": len(query.tokens),
+            "hits": len(found),
+            "created_at": now,
+            "log_index": log_index,
+        },
+    ).scalar_one()
+    if hit_digests:
+        hit_record = match_pb2.MatchHitRecord(
+            querier=query.querier,
+            holder=query.holder,
+            token_digests=pack_tokens(hit_digests),
+            query_log_index=log_index,
+        )
+        hit_record.created_at.FromDatetime(now)
+        hit_index = append_entry(
+            connection,
+            entry_type=leaves.MATCH_HIT,
+            body=encode(hit_record),
+            references=entitled,
+            entitled=entitled,
+            now=now,
+        )
+        connection.execute(
+            insert(match_hits),
+            {
+                **pair,
+                "query_id": query_id,
+                "token_digests": hit_record.token_digests,
+                "holder_key_id": query.holder_key_id,
+                "querier_key_id": query.querier_key_id,
+                "created_at": now,
+                "query_log_index": log_index,
+                "log_index": hit_index,
+            },
+        )
+    return QueryOutcome(
+        hits=hits,
+        log_index=log_index,
+        budget_left=budgets.left(query.querier, used + len(query.tokens)),
+    )
+
+
+def hits_after(
+    connection: Connection, holder: str, after: int, limit: int
+) -> list[match_pb2.MatchHit]:
+    """The hits on ``holder``'s tokens with id above ``after``, oldest first."""
+    rows = connection.execute(
+        select(match_hits)
+        .where(match_hits.c.holder == holder, match_hits.c.id > after)
+        .order_by(match_hits.c.id)
+        .limit(limit)
+    )
+    found = []
+    for row in rows:
+        hit = match_pb2.MatchHit(
+            id=int(row.id),
+            querier=row.querier,
+            token_digests=bytes(row.token_digests),
+            holder_key_id=row.holder_key_id,
+            querier_key_id=row.querier_key_id,
+            query_log_index=int(row.query_log_index),
+            log_index=int(row.log_index),
+        )
+        hit.created_at.FromDatetime(row.created_at)
+        found.append(hit)
+    return found
+
+
+def store_policy(
+    connection: Connection, policy: MatchPolicyStatement, *, now: datetime
+) -> int:
+    """Store a verified policy of its holder, replacing the current one; returns its log index.
+
+    Its number must be above the current policy's, so an old policy cannot be replayed.
+    """
+    holder = policy.message.holder
+    current = connection.execute(_POLICY, {"holder": holder}).first()
+    if current is not None and policy.message.number <= int(current.number):
+        raise ConflictError(
+            f"policy number {policy.message.number} is not above the current one "
+            f"({int(current.number)})",
+            reason="POLICY_NUMBER_USED",
+        )
+    envelope = encode(envelope_to_proto(policy.envelope))
+    log_index = append_entry(
+        connection,
+        entry_type=leaves.MATCH_POLICY,
+        body=envelope,
+        references=[holder, str(policy.message.number)],
+        entitled=[holder, *(b.partner for b in policy.message.budgets)],
+        now=now,
+    )
+    values = {
+        "number": policy.message.number,
+        "envelope": envelope,
+        "received_at": now,
+        "log_index": log_index,
+    }
+    if current is None:
+        connection.execute(insert(match_policies), {"holder": holder, **values})
+    else:
+        connection.execute(
+            update(match_policies).where(match_policies.c.holder == holder), values
+        )
+    return log_index
+
+
+def query_counts(connection: Connection, agency: str, *, since: date) -> list[QueryCount]:
+    """Every query ``agency`` made or received since the start of day ``since`` (UTC)."""
+    day = since.isoformat()
+    rows = connection.execute(
+        select(match_queries).where(
+            ((match_queries.c.querier == agency) | (match_queries.c.holder == agency))
+            & (match_queries.c.day >= day)
+        )
+    )
+    return [
+        QueryCount(row.querier, row.holder, row.created_at, int(row.selectors), int(row.hits))
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class IndexState:
+    partner: str
+    tokens: int
+    holder_key_id: str
+    querier_key_id: str
+
+
+def index_states(connection: Connection, holder: str) -> list[IndexState]:
+    """``holder``'s token sets, one per partner."""
+    rows = connection.execute(
+        select(match_indexes).where(match_indexes.c.holder == holder).order_by(
+            match_indexes.c.querier
+        )
+    )
+    return [
+        IndexState(row.querier, int(row.tokens), row.holder_key_id, row.querier_key_id)
+        for row in rows
+    ]
