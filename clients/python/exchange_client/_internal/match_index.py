@@ -92,6 +92,7 @@ class LocalIndex:
         """Open (or create, mode 0600) the index file in ``state_dir``."""
         path = Path(state_dir) / INDEX_FILE_NAME
         try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not path.exists():
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

@@ -446,7 +446,18 @@ class Matcher:
         self, *, partner: str | None = None, kind: str | None = None, limit: int | None = None
     ) -> list[IndexEntry]:
         """The index's entries (read locally; the hub is not asked)."""
-        with self._index() as index:
+        return self.local_entries(self._profile, partner=partner, kind=kind, limit=limit)
+
+    @staticmethod
+    def local_entries(
+        profile: Profile,
+        *,
+        partner: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[IndexEntry]:
+        """The entries of ``profile``'s index, without a connection to the hub."""
+        with LocalIndex.open(profile.state_dir) as index:
             return list(index.entries(partner=partner, kind=kind, limit=limit))
 
     # --- queries --------------------------------------------------------------------------------
