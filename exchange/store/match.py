@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.expression import Executable
 
 from exchange.audit import leaves
 from exchange.audit.log import append_entry
@@ -40,7 +38,6 @@ _LOOKUP_BATCH = 1_000
 _PAIR = (match_tokens.c.holder == bindparam("holder")) & (
     match_tokens.c.querier == bindparam("querier")
 )
-_DELETE_TOKEN = delete(match_tokens).where(_PAIR, match_tokens.c.token == bindparam("t"))
 _DELETE_PAIR = delete(match_tokens).where(_PAIR)
 _COUNT_PAIR = select(func.count()).select_from(match_tokens).where(_PAIR)
 _FIND_TOKENS = select(match_tokens.c.token).where(
@@ -59,10 +56,45 @@ _POLICY = select(match_policies.c.envelope, match_policies.c.number).where(
 )
 
 
-def _insert_ignoring_duplicates(connection: Connection) -> Executable:
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(match_tokens).on_conflict_do_nothing()
-    return sqlite.insert(match_tokens).on_conflict_do_nothing()
+# Token inserts and deletes go to the driver's executemany with plain tuples: SQLAlchemy's
+# per-row parameter processing cost more than the database's work (1.0 of 1.8 s for 50,000
+# tokens on SQLite).  The statements name only this module's table and columns.
+_DRIVER_SQL = {
+    "sqlite": (
+        "INSERT OR IGNORE INTO match_tokens (holder, querier, token) VALUES (?, ?, ?)",
+        "DELETE FROM match_tokens WHERE holder = ? AND querier = ? AND token = ?",
+    ),
+    "postgresql": (
+        (
+            "INSERT INTO match_tokens (holder, querier, token) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING"
+        ),
+        "DELETE FROM match_tokens WHERE holder = %s AND querier = %s AND token = %s",
+    ),
+}
+
+
+def _copy_tokens(connection: Connection, holder: str, partner: str, tokens: list[bytes]) -> None:
+    """Add tokens on PostgreSQL through COPY into a temporary table, then one INSERT that skips
+    those already held (COPY itself cannot skip duplicates): 5x psycopg's executemany."""
+    if not tokens:
+        return
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS match_tokens_in (token bytea NOT NULL) "
+            "ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy("COPY match_tokens_in (token) FROM STDIN") as copy:
+            for token in tokens:
+                copy.write_row((token,))
+        cursor.execute(
+            "INSERT INTO match_tokens (holder, querier, token) SELECT %s, %s, token "
+            "FROM match_tokens_in ON CONFLICT DO NOTHING",
+            (holder, partner),
+        )
+        cursor.execute("TRUNCATE match_tokens_in")
 
 
 @dataclass(frozen=True)
@@ -85,7 +117,7 @@ def update_tokens(
     (:class:`OutdatedKeysError`, ``MATCH_INDEX_STALE``) unless the change replaces them.
     """
     results = []
-    insert_tokens = _insert_ignoring_duplicates(connection)
+    insert_tokens, delete_token = _DRIVER_SQL[connection.dialect.name]
     for change in changes:
         pair = {"holder": holder, "querier": change.partner}
         row = connection.execute(_INDEX_ROW, pair).first()
@@ -99,18 +131,18 @@ def update_tokens(
                 reason="MATCH_INDEX_STALE",
             )
         for start in range(0, len(change.remove), _BATCH):
-            connection.execute(
-                _DELETE_TOKEN,
-                [{**pair, "t": token} for token in change.remove[start : start + _BATCH]],
+            connection.exec_driver_sql(
+                delete_token,
+                [(holder, change.partner, t) for t in change.remove[start : start + _BATCH]],
             )
-        for start in range(0, len(change.add), _BATCH):
-            connection.execute(
-                insert_tokens,
-                [
-                    {"holder": holder, "querier": change.partner, "token": token}
-                    for token in change.add[start : start + _BATCH]
-                ],
-            )
+        if connection.dialect.name == "postgresql":
+            _copy_tokens(connection, holder, change.partner, change.add)
+        else:
+            for start in range(0, len(change.add), _BATCH):
+                connection.exec_driver_sql(
+                    insert_tokens,
+                    [(holder, change.partner, t) for t in change.add[start : start + _BATCH]],
+                )
         total = int(connection.execute(_COUNT_PAIR, pair).scalar_one())
         values = {
             "holder_key_id": change.holder_key_id,

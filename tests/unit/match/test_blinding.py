@@ -18,6 +18,7 @@ from exchange.match.blinding import (
     hkdf_sha256,
     hmac_sha256,
     token_digest,
+    token_input,
     x25519_agreement,
 )
 from exchange.match.selectors import parse_selector
@@ -151,3 +152,9 @@ def test_an_unknown_role_is_refused() -> None:
     a, b, _ = _keys()
     with pytest.raises(ValueError):
         BlindingKey.derive("agency-b", b, "agency-a", a.public_key, own_role="hub")
+
+
+def test_the_fast_token_input_is_the_length_prefixed_encoding() -> None:
+    for text in ("iban:GB82WEST12345698765432", "person:张伟:1980-03-15", "bic:DEUTDEFF"):
+        selector = parse_selector(text)
+        assert token_input(selector) == lp(TOKEN_LABEL, lp(selector.kind, selector.value))

@@ -37,6 +37,7 @@ from exchange.match.blinding import PairKeys
 from exchange.match.selectors import Selector
 
 INDEX_FILE_NAME = "match-index.sqlite"
+_LOOKUP_BATCH = 500
 FORMAT_VERSION = "1"
 
 _SCHEMA = """
@@ -177,17 +178,21 @@ class LocalIndex:
             kind, _, value = text.partition(":")
             yield Selector(kind, value)
 
-    def partners_of(self, selectors: Iterable[Selector]) -> dict[Selector, set[str]]:
-        """For each selector in the index, the partners it is published for."""
-        found: dict[Selector, set[str]] = {}
-        for selector in selectors:
+    def partners_of(self, selectors: Iterable[Selector]) -> dict[str, set[str]]:
+        """For each selector in the index (by its text), the partners it is published for."""
+        texts = [str(selector) for selector in selectors]
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(texts), _LOOKUP_BATCH):
+            batch = texts[start : start + _LOOKUP_BATCH]
             rows = self._db.execute(
-                "SELECT p.partner FROM entries e LEFT JOIN entry_partners p "
-                "ON p.entry_id = e.id WHERE e.selector = ?",
-                (str(selector),),
-            ).fetchall()
-            if rows:
-                found[selector] = {row[0] for row in rows if row[0] is not None}
+                "SELECT e.selector, p.partner FROM entries e LEFT JOIN entry_partners p "
+                f"ON p.entry_id = e.id WHERE e.selector IN ({','.join('?' * len(batch))})",
+                batch,
+            )
+            for text, partner in rows:
+                partners = found.setdefault(text, set())
+                if partner is not None:
+                    partners.add(partner)
         return found
 
     def partner_counts(self) -> dict[str, int]:
@@ -224,31 +229,31 @@ class LocalIndex:
 
     # --- writing (inside a transaction) --------------------------------------------------------
 
-    def add(
-        self,
-        entries: Sequence[tuple[Selector, str]],
-        digests: dict[str, Sequence[bytes]],
-        *,
-        now: datetime,
-    ) -> None:
-        """Add ``entries`` (selector, note) and publish each for every partner in ``digests``,
-        whose value holds one token digest per entry, in order.  An entry already present keeps
-        its note unless a new one is given, and gains the partners."""
-        added_at = now.isoformat()
+    def add_entries(self, entries: Sequence[tuple[Selector, str]], *, now: datetime) -> list[int]:
+        """Add ``entries`` (selector, note), or give an entry already present a new note if one
+        is given; returns each entry's id, in order."""
+        texts = [str(selector) for selector, _ in entries]
         self._db.executemany(
             "INSERT INTO entries (selector, note, added_at) VALUES (?, ?, ?) "
             "ON CONFLICT (selector) DO UPDATE SET note = excluded.note WHERE excluded.note != ''",
-            [(str(selector), note, added_at) for selector, note in entries],
+            [(text, note, now.isoformat()) for text, (_, note) in zip(texts, entries, strict=True)],
         )
-        for partner, partner_digests in digests.items():
-            self._db.executemany(
-                "INSERT OR REPLACE INTO entry_partners (entry_id, partner, digest) "
-                "SELECT id, ?, ? FROM entries WHERE selector = ?",
-                [
-                    (partner, digest, str(selector))
-                    for (selector, _), digest in zip(entries, partner_digests, strict=True)
-                ],
+        ids: dict[str, int] = {}
+        for start in range(0, len(texts), _LOOKUP_BATCH):
+            batch = texts[start : start + _LOOKUP_BATCH]
+            rows = self._db.execute(
+                f"SELECT selector, id FROM entries WHERE selector IN ({','.join('?' * len(batch))})",
+                batch,
             )
+            ids.update(rows)
+        return [ids[text] for text in texts]
+
+    def publish(self, partner: str, digests: Iterable[tuple[int, bytes]]) -> None:
+        """Record entries (by id) as published for ``partner`` under these token digests."""
+        self._db.executemany(
+            "INSERT OR REPLACE INTO entry_partners (entry_id, partner, digest) VALUES (?, ?, ?)",
+            [(entry_id, partner, digest) for entry_id, digest in digests],
+        )
 
     def remove(self, selectors: Iterable[Selector], *, partners: Iterable[str] | None) -> None:
         """Stop publishing ``selectors`` for ``partners`` (every partner: remove the entries)."""

@@ -10,9 +10,12 @@ update, which is itself all or nothing: an error anywhere leaves both as they we
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,7 +24,7 @@ from exchange.crypto.keys import EncryptionKey
 from exchange.errors import InvalidInputError, NotFoundError
 from exchange.match.blinding import BlindingKey, pack_tokens, token_digest, unpack_tokens
 from exchange.match.budget import MAX_QUERY_SELECTORS
-from exchange.match.index_file import IndexRow
+from exchange.match.index_file import IndexRow, read_index_file
 from exchange.match.selectors import Selector
 from exchange.statements.codec import envelope_from_proto, envelope_to_proto
 from exchange.statements.match_policy import MatchPolicyStatement
@@ -38,6 +41,28 @@ UPLOAD_CHUNK_TOKENS = 20_000
 """Tokens per message of a token update stream (640 KiB, well under any message limit)."""
 
 _HITS_PAGE = 1000
+
+PARALLEL_FROM_BYTES = 1024 * 1024
+"""Index files from this size are canonicalised on every core."""
+
+
+def read_index(path: Path, *, progress: Progress | None = None) -> list[IndexRow]:
+    """:func:`~exchange.match.index_file.read_index_file`, canonicalising a large file in a
+    process pool (canonicalisation, python-stdnum's above all, is most of indexing's work)."""
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress("reading", done, total)
+
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        size = 0
+    workers = os.cpu_count() or 1
+    if size < PARALLEL_FROM_BYTES or workers < 2:
+        return read_index_file(path, progress=report)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return read_index_file(path, executor=pool, progress=report)
 
 
 @dataclass(frozen=True)
@@ -158,11 +183,12 @@ _DIRECTIONS = {match_pb2.MatchDayStats.MADE: "made", match_pb2.MatchDayStats.REC
 
 def _dedupe(rows: Sequence[IndexRow]) -> tuple[list[tuple[Selector, str]], int]:
     """One (selector, note) per selector, in first-seen order; a later non-empty note wins."""
-    notes: dict[Selector, str] = {}
+    notes: dict[tuple[str, str], tuple[Selector, str]] = {}
     for row in rows:
-        if row.selector not in notes or row.note:
-            notes[row.selector] = row.note
-    return list(notes.items()), len(rows) - len(notes)
+        key = (row.selector.kind, row.selector.value)
+        if key not in notes or row.note:
+            notes[key] = (row.selector, row.note)
+    return list(notes.values()), len(rows) - len(notes)
 
 
 def _chunks(
@@ -256,25 +282,27 @@ class Matcher:
         entries, duplicates = _dedupe(rows)
         keys = self._keys(self._partners(partners), role="holder")
         with self._index() as index, index.transaction():
+            texts = [str(selector) for selector, _ in entries]
             known = index.partners_of(selector for selector, _ in entries)
             updates: dict[str, _PartnerUpdate] = {}
-            digests: dict[str, list[bytes]] = {}
+            published: dict[str, tuple[list[int], list[bytes]]] = {}
             for partner, key in keys.items():
                 update = _PartnerUpdate(key, replace=self._stale(index, key))
-                fresh = [s for s, _ in entries if partner not in known.get(s, ())]
-                if update.replace:
-                    fresh = list(index.published_for(partner)) + fresh
-                tokens = key.tokens(fresh)
-                update.add = tokens
+                fresh = [i for i, text in enumerate(texts) if partner not in known.get(text, ())]
+                earlier = list(index.published_for(partner)) if update.replace else []
+                update.add = key.tokens(earlier + [entries[i][0] for i in fresh])
                 updates[partner] = update
+                published[partner] = (fresh, update.add[len(earlier) :])
                 if progress is not None:
                     progress("blinding", len(updates), len(keys))
-                by_selector = dict(zip(fresh, tokens, strict=True))
-                digests[partner] = [
-                    token_digest(by_selector[s]) if s in by_selector else b"" for s, _ in entries
-                ]
             totals = self._send(updates, progress)
-            self._record(index, entries, digests, known, updates)
+            ids = index.add_entries(entries, now=self._clock())
+            for partner, update in updates.items():
+                if update.replace:
+                    self._write_reblinded(index, partner, update)
+                fresh, tokens = published[partner]
+                index.publish(partner, zip((ids[i] for i in fresh), map(token_digest, tokens)))
+                index.record_blinding(update.key.pair)
         return IndexChange(
             entries=len(entries),
             duplicates=duplicates,
@@ -282,28 +310,6 @@ class Matcher:
             totals=totals,
             reblinded=tuple(p for p, u in updates.items() if u.replace),
         )
-
-    def _record(
-        self,
-        index: LocalIndex,
-        entries: Sequence[tuple[Selector, str]],
-        digests: Mapping[str, Sequence[bytes]],
-        known: Mapping[Selector, set[str]],
-        updates: Mapping[str, _PartnerUpdate],
-    ) -> None:
-        """Write an ``add``'s entries, digests and blindings into the (open) transaction."""
-        now = self._clock()
-        for partner, update in updates.items():
-            if update.replace:
-                self._write_reblinded(index, partner, update)
-            fresh = [
-                (entry, digest)
-                for entry, digest in zip(entries, digests[partner], strict=True)
-                if partner not in known.get(entry[0], ())
-            ]
-            index.add([e for e, _ in fresh], {partner: [d for _, d in fresh]}, now=now)
-            index.record_blinding(update.key.pair)
-        index.add(entries, {}, now=now)  # notes of entries already present
 
     @staticmethod
     def _stale(index: LocalIndex, key: BlindingKey) -> bool:
@@ -377,7 +383,7 @@ class Matcher:
         wanted = list(dict.fromkeys(selectors))
         with self._index() as index, index.transaction():
             known = index.partners_of(wanted)
-            missing = [str(s) for s in wanted if s not in known]
+            missing = [str(s) for s in wanted if str(s) not in known]
             if missing:
                 raise NotFoundError(
                     f"not in the index: {', '.join(missing[:10])}"
@@ -390,10 +396,11 @@ class Matcher:
             keys = self._keys(involved, role="holder") if involved else {}
             updates: dict[str, _PartnerUpdate] = {}
             for partner, key in keys.items():
-                gone = [s for s in wanted if partner in known[s]]
+                gone = [s for s in wanted if partner in known[str(s)]]
                 if self._stale(index, key):
                     # The hub's tokens are under earlier keys: replace them by the rest, re-blinded.
-                    keep = [s for s in index.published_for(partner) if s not in set(gone)]
+                    leaving = set(gone)
+                    keep = [s for s in index.published_for(partner) if s not in leaving]
                     updates[partner] = _PartnerUpdate(key, add=key.tokens(keep), replace=True)
                 else:
                     updates[partner] = _PartnerUpdate(key, remove=key.tokens(gone))

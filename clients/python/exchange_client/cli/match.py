@@ -24,10 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from exchange.errors import ExchangeError, InvalidInputError
-from exchange.match.index_file import read_index_file
 from exchange.match.selectors import KINDS, Selector, SelectorError, parse_selector
 from exchange_client._internal.client import Client
-from exchange_client._internal.matching import Matcher
+from exchange_client._internal.matching import Matcher, read_index
 from exchange_client._internal.profile import Profile
 
 __all__ = ["match_app", "register"]
@@ -208,8 +207,8 @@ def index_add(
     none is. Every bad row is named with its row and field, and then nothing is indexed, neither
     here nor on the hub. A partner whose keys changed is re-blinded on the way.
     """
-    with _reported():
-        rows = read_index_file(file)
+    with _reported(), _progress(json_output) as bar:
+        rows = read_index(file, progress=bar)
     with _matcher(ctx) as matcher, _reported(), _progress(json_output) as bar:
         change = matcher.add(rows, partners=partner, progress=bar)
     if json_output:
