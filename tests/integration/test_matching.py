@@ -185,6 +185,12 @@ def test_every_query_and_every_hit_is_a_log_entry_with_counts_and_digests_only(
     (hit,) = [match_pb2.MatchHitRecord.FromString(e["body"]) for e in bodies["match_hit"]]
     assert len(unpack_tokens(hit.token_digests)) == 1
     assert all(e["entitled"] == "agency-a agency-b" for e in bodies["match_query"])
+    # Both agencies replay the log with these entries and their bodies (the policy signed too).
+    b.matching.set_policy(default_daily_budget=10, budgets={})
+    hub.checkpoint_now()  # type: ignore[attr-defined]
+    for client in (a, b):
+        report = client.auditor.verify()
+        assert report.ok, report.failures
 
 
 def test_reblinding_after_a_partners_new_encryption_key(
