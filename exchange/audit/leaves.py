@@ -37,6 +37,7 @@ ITEM_PURGED = "item_purged"
 MATCH_POLICY = "match_policy"
 MATCH_QUERY = "match_query"
 MATCH_HIT = "match_hit"
+MATCH_INDEX_UPDATED = "match_index_updated"
 
 SIGNED_ENTRY_TYPES = frozenset(
     {

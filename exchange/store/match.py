@@ -1,9 +1,9 @@
 """Private matching in the store: token updates, queries against the budget, hits, policies.
 
-Every function runs in the caller's transaction.  A query appends its log entries first, which
-takes the one log lock (:mod:`exchange.store.log` / ``exchange.audit.log``), and only then sums
-the day's usage: queries of one pair are thereby serialized across hub replicas, so two
-concurrent queries can never both fit the last of a budget.  A refused query raises, and the
+Every function runs in the caller's transaction and appends its log entry before it reads what
+it will change, which takes the one log lock (``exchange.audit.log``): a query sums the day's
+usage only then, so two concurrent queries can never both fit the last of a budget, and two
+updates of one holder's tokens or policy cannot interleave, across hub replicas.  A refused query raises, and the
 caller's rollback leaves nothing behind, its log entries included.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 
 from exchange.audit import leaves
 from exchange.audit.log import append_entry
@@ -97,6 +97,23 @@ def _copy_tokens(connection: Connection, holder: str, partner: str, tokens: list
         cursor.execute("TRUNCATE match_tokens_in")
 
 
+def _insert_or_update(
+    connection: Connection,
+    table: Table,
+    key: dict[str, str],
+    values: dict[str, object],
+    *,
+    exists: bool,
+) -> None:
+    """Write the row of ``table`` with primary key ``key``, read earlier in this transaction
+    after the log lock was taken, so no other transaction can have written it since."""
+    if not exists:
+        connection.execute(insert(table), {**key, **values})
+        return
+    condition = [table.c[name] == value for name, value in key.items()]
+    connection.execute(update(table).where(*condition), values)
+
+
 @dataclass(frozen=True)
 class TokenCounts:
     """A partner's tokens after an update, and how many the update added and removed (as asked:
@@ -116,6 +133,31 @@ def update_tokens(
     An ``add`` under key ids other than those the partner's tokens are held under is refused
     (:class:`OutdatedKeysError`, ``MATCH_INDEX_STALE``) unless the change replaces them.
     """
+    record = match_pb2.MatchIndexRecord(
+        holder=holder,
+        changes=[
+            match_pb2.MatchIndexRecord.Change(
+                partner=change.partner,
+                added=len(change.add),
+                removed=len(change.remove),
+                replace=change.replace,
+                holder_key_id=change.holder_key_id,
+                querier_key_id=change.querier_key_id,
+            )
+            for change in changes
+        ],
+    )
+    record.created_at.FromDatetime(now)
+    # The log entry comes first: it takes the log lock, which serializes two updates of one
+    # holder (two processes of one agency) across replicas.
+    append_entry(
+        connection,
+        entry_type=leaves.MATCH_INDEX_UPDATED,
+        body=encode(record),
+        references=[holder],
+        entitled=[holder],
+        now=now,
+    )
     results = []
     insert_tokens, delete_token = _DRIVER_SQL[connection.dialect.name]
     for change in changes:
@@ -150,15 +192,7 @@ def update_tokens(
             "tokens": total,
             "updated_at": now,
         }
-        if row is None:
-            connection.execute(insert(match_indexes), {**pair, **values})
-        else:
-            connection.execute(
-                update(match_indexes).where(
-                    match_indexes.c.holder == holder, match_indexes.c.querier == change.partner
-                ),
-                values,
-            )
+        _insert_or_update(connection, match_indexes, pair, values, exists=row is not None)
         results.append(TokenCounts(change.partner, len(change.add), len(change.remove), total))
     return results
 
@@ -321,16 +355,10 @@ def store_policy(
 ) -> int:
     """Store a verified policy of its holder, replacing the current one; returns its log index.
 
-    Its number must be above the current policy's, so an old policy cannot be replayed.
+    Its number must be above the current policy's, so an old policy cannot be replayed.  The
+    log entry is appended first, under the log lock; a refusal rolls it back with the rest.
     """
     holder = policy.message.holder
-    current = connection.execute(_POLICY, {"holder": holder}).first()
-    if current is not None and policy.message.number <= int(current.number):
-        raise ConflictError(
-            f"policy number {policy.message.number} is not above the current one "
-            f"({int(current.number)})",
-            reason="POLICY_NUMBER_USED",
-        )
     envelope = encode(envelope_to_proto(policy.envelope))
     log_index = append_entry(
         connection,
@@ -340,18 +368,22 @@ def store_policy(
         entitled=[holder, *(b.partner for b in policy.message.budgets)],
         now=now,
     )
+    current = connection.execute(_POLICY, {"holder": holder}).first()
+    if current is not None and policy.message.number <= int(current.number):
+        raise ConflictError(
+            f"policy number {policy.message.number} is not above the current one "
+            f"({int(current.number)})",
+            reason="POLICY_NUMBER_USED",
+        )
     values = {
         "number": policy.message.number,
         "envelope": envelope,
         "received_at": now,
         "log_index": log_index,
     }
-    if current is None:
-        connection.execute(insert(match_policies), {"holder": holder, **values})
-    else:
-        connection.execute(
-            update(match_policies).where(match_policies.c.holder == holder), values
-        )
+    _insert_or_update(
+        connection, match_policies, {"holder": holder}, values, exists=current is not None
+    )
     return log_index
 
 

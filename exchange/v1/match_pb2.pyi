@@ -578,3 +578,64 @@ class MatchHitRecord(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MatchHitRecord: _TypeAlias = MatchHitRecord  # noqa: Y015
+
+@_typing.final
+class MatchIndexRecord(_message.Message):
+    """The body of a `match_index_updated` log entry: what one token update asked, counts only."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Change(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        PARTNER_FIELD_NUMBER: _builtins.int
+        ADDED_FIELD_NUMBER: _builtins.int
+        REMOVED_FIELD_NUMBER: _builtins.int
+        REPLACE_FIELD_NUMBER: _builtins.int
+        HOLDER_KEY_ID_FIELD_NUMBER: _builtins.int
+        QUERIER_KEY_ID_FIELD_NUMBER: _builtins.int
+        partner: _builtins.str
+        added: _builtins.int
+        removed: _builtins.int
+        replace: _builtins.bool
+        holder_key_id: _builtins.str
+        querier_key_id: _builtins.str
+        def __init__(
+            self,
+            *,
+            partner: _builtins.str = ...,
+            added: _builtins.int = ...,
+            removed: _builtins.int = ...,
+            replace: _builtins.bool = ...,
+            holder_key_id: _builtins.str = ...,
+            querier_key_id: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "holder_key_id", b"holder_key_id", "partner", b"partner", "querier_key_id", b"querier_key_id", "removed", b"removed", "replace", b"replace"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    HOLDER_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    holder: _builtins.str
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___MatchIndexRecord.Change]: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        holder: _builtins.str = ...,
+        changes: _abc.Iterable[Global___MatchIndexRecord.Change] | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "created_at", b"created_at", "holder", b"holder"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MatchIndexRecord: _TypeAlias = MatchIndexRecord  # noqa: Y015

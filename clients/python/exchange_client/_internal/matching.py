@@ -22,7 +22,13 @@ import grpc
 
 from exchange.crypto.keys import EncryptionKey
 from exchange.errors import InvalidInputError, NotFoundError
-from exchange.match.blinding import BlindingKey, pack_tokens, token_digest, unpack_tokens
+from exchange.match.blinding import (
+    TOKEN_LENGTH,
+    BlindingKey,
+    pack_tokens,
+    token_digest,
+    unpack_tokens,
+)
 from exchange.match.budget import MAX_QUERY_SELECTORS
 from exchange.match.index_file import IndexRow, read_index_file
 from exchange.match.selectors import Selector
@@ -191,13 +197,9 @@ def _dedupe(rows: Sequence[IndexRow]) -> tuple[list[tuple[Selector, str]], int]:
     return list(notes.values()), len(rows) - len(notes)
 
 
-def _chunks(
-    tokens: Sequence[bytes], progress: Callable[[int], None] | None = None
-) -> Iterator[bytes]:
+def _chunks(tokens: Sequence[bytes]) -> Iterator[bytes]:
     for start in range(0, len(tokens), UPLOAD_CHUNK_TOKENS):
         yield pack_tokens(tokens[start : start + UPLOAD_CHUNK_TOKENS])
-        if progress is not None:
-            progress(min(start + UPLOAD_CHUNK_TOKENS, len(tokens)))
 
 
 @dataclass
@@ -334,38 +336,22 @@ class Matcher:
             sent = 0
             for partner, update in updates.items():
                 pair = update.key.pair
-                first = True
-                for chunk in _chunks(update.add):
-                    yield match_pb2.TokenUpdate(
+                chunks = [("add", chunk) for chunk in _chunks(update.add)]
+                chunks += [("remove", chunk) for chunk in _chunks(update.remove)]
+                # With nothing to add or remove, one message still names the partner's key ids
+                # (or replaces its tokens by none).
+                for position, (field_name, chunk) in enumerate(chunks or [("add", b"")]):
+                    message = match_pb2.TokenUpdate(
                         partner=partner,
                         holder_key_id=pair.holder_key_id,
                         querier_key_id=pair.querier_key_id,
-                        add=chunk,
-                        replace=update.replace and first,
+                        replace=update.replace and position == 0,
                     )
-                    first = False
-                    sent += len(chunk) // 32
+                    setattr(message, field_name, chunk)
+                    yield message
+                    sent += len(chunk) // TOKEN_LENGTH
                     if progress is not None:
                         progress("uploading", sent, total)
-                for chunk in _chunks(update.remove):
-                    yield match_pb2.TokenUpdate(
-                        partner=partner,
-                        holder_key_id=pair.holder_key_id,
-                        querier_key_id=pair.querier_key_id,
-                        remove=chunk,
-                        replace=update.replace and first,
-                    )
-                    first = False
-                    sent += len(chunk) // 32
-                    if progress is not None:
-                        progress("uploading", sent, total)
-                if first:  # nothing to send but the partner's key ids (or a replace by nothing)
-                    yield match_pb2.TokenUpdate(
-                        partner=partner,
-                        holder_key_id=pair.holder_key_id,
-                        querier_key_id=pair.querier_key_id,
-                        replace=update.replace,
-                    )
 
         # A long upload gets time in proportion to its size: 10 s and a second per 20,000 tokens.
         timeout = 10.0 + total / 20_000

@@ -113,17 +113,20 @@ def _reported() -> Iterator[None]:
         _fail(e)
 
 
-@contextmanager
-def _matcher(ctx: typer.Context) -> Iterator[Matcher]:
-    options = ctx.find_root().obj
-    profile_dir: Path | None = getattr(options, "profile", None)
+def _profile(ctx: typer.Context) -> Profile:
+    profile_dir: Path | None = getattr(ctx.find_root().obj, "profile", None)
     if profile_dir is None:
         _stderr().print("no profile: pass --profile DIR or set EXCHANGE_PROFILE", style="red")
         raise typer.Exit(EXIT_USAGE)
     with _reported():
-        profile = Profile.load(profile_dir)
-        with Client(profile, hub=getattr(options, "hub", None)) as client:
-            yield client.matching
+        return Profile.load(profile_dir)
+
+
+@contextmanager
+def _matcher(ctx: typer.Context) -> Iterator[Matcher]:
+    profile = _profile(ctx)
+    with _reported(), Client(profile, hub=getattr(ctx.find_root().obj, "hub", None)) as client:
+        yield client.matching
 
 
 class _ProgressBar:
@@ -240,13 +243,8 @@ def index_list(
     json_output: JsonOption = False,
 ) -> None:
     """List the index's entries (read locally; the hub holds tokens only)."""
-    options = ctx.find_root().obj
-    profile_dir: Path | None = getattr(options, "profile", None)
-    if profile_dir is None:
-        _stderr().print("no profile: pass --profile DIR or set EXCHANGE_PROFILE", style="red")
-        raise typer.Exit(EXIT_USAGE)
+    profile = _profile(ctx)
     with _reported():
-        profile = Profile.load(profile_dir)
         entries = Matcher.local_entries(profile, partner=partner, kind=kind, limit=limit)
     if json_output:
         _print_json([entry.to_json() for entry in entries])
