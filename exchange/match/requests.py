@@ -17,7 +17,7 @@ from exchange.errors import (
     OutdatedKeysError,
     TooLargeError,
 )
-from exchange.match.blinding import unpack_tokens
+from exchange.match.blinding import TOKEN_LENGTH, unpack_tokens
 from exchange.match.budget import MAX_QUERY_SELECTORS
 from exchange.v1 import match_pb2
 
@@ -130,7 +130,7 @@ def check_token_updates(
             )
         change.add.extend(unpack_tokens(update.add, what=f"{where}.add"))
         change.remove.extend(unpack_tokens(update.remove, what=f"{where}.remove"))
-        total += (len(update.add) + len(update.remove)) // 32
+        total += (len(update.add) + len(update.remove)) // TOKEN_LENGTH
         if total > MAX_UPDATE_TOKENS:
             raise TooLargeError(f"an update may carry at most {MAX_UPDATE_TOKENS} tokens")
     if not merged:

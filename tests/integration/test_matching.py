@@ -411,3 +411,14 @@ def rotate_encryption_key(
         )
     hub.directory.refresh()  # type: ignore[attr-defined]
     return new_key
+
+
+def test_an_unknown_partner_is_named(clients: Callable[..., Client]) -> None:
+    from exchange.errors import NotFoundError
+
+    b = clients("agency-b")
+    with pytest.raises(NotFoundError, match="no verified, unrevoked partner 'agency-z'"):
+        b.matching.add(index_file(SELECTORS[0]), partners=["agency-z"])
+    with pytest.raises(NotFoundError, match="'agency-z'"):
+        results(b, "agency-z", SELECTORS[0])
+    assert b.matching.entries() == []

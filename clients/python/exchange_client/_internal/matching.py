@@ -250,6 +250,13 @@ class Matcher:
         wanted = sorted(set(partners))
         if own in wanted:
             raise InvalidInputError(f"{own} is this agency; name a partner")
+        available = set(self._partner_ids())
+        unknown = [partner for partner in wanted if partner not in available]
+        if unknown:
+            raise NotFoundError(
+                f"no verified, unrevoked partner {', '.join(map(repr, unknown))} on the hub "
+                "(`exchange agencies` lists the agencies and why any is unverified)"
+            )
         found = self._encryption_keys(wanted)
         return {
             partner: BlindingKey.derive(
