@@ -13,13 +13,15 @@ from exchange.store.schema import AgencyId, Serial, Timestamp, metadata
 
 KeyId = String(64)
 
-# The tokens a holder publishes for one querier.  The primary key is the lookup of a query.
+# The tokens a holder publishes for one querier.  The primary key is the lookup of a query; on
+# SQLite the table is that key alone (WITHOUT ROWID), one B-tree instead of two.
 match_tokens = Table(
     "match_tokens",
     metadata,
     Column("holder", AgencyId, primary_key=True),
     Column("querier", AgencyId, primary_key=True),
     Column("token", LargeBinary(32), primary_key=True),
+    sqlite_with_rowid=False,
 )
 
 # One row per (holder, querier) with tokens: the encryption key ids they are blinded under and

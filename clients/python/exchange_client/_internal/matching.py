@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -304,14 +304,20 @@ class Matcher:
                 published[partner] = (fresh, update.add[len(earlier) :])
                 if progress is not None:
                     progress("blinding", len(updates), len(keys))
-            totals = self._send(updates, progress)
-            ids = index.add_entries(entries, now=self._clock())
-            for partner, update in updates.items():
-                if update.replace:
-                    self._write_reblinded(index, partner, update)
-                fresh, tokens = published[partner]
-                index.publish(partner, zip((ids[i] for i in fresh), map(token_digest, tokens)))
-                index.record_blinding(update.key.pair)
+            # The hub's update and the local writes run side by side (both wait outside the
+            # GIL); the local transaction commits only once the hub has answered.
+            with ThreadPoolExecutor(max_workers=1) as uploader:
+                upload = uploader.submit(self._send, updates, progress)
+                ids = index.add_entries(entries, now=self._clock())
+                for partner, update in updates.items():
+                    if update.replace:
+                        self._write_reblinded(index, partner, update)
+                    fresh, tokens = published[partner]
+                    index.publish(
+                        partner, zip((ids[i] for i in fresh), map(token_digest, tokens))
+                    )
+                    index.record_blinding(update.key.pair)
+                totals = upload.result()
         return IndexChange(
             entries=len(entries),
             duplicates=duplicates,

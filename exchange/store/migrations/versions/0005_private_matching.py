@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("querier", _AGENCY, nullable=False),
         sa.Column("token", sa.LargeBinary(length=32), nullable=False),
         sa.PrimaryKeyConstraint("holder", "querier", "token", name=op.f("pk_match_tokens")),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "match_indexes",
