@@ -292,7 +292,7 @@ class Matcher:
         keys = self._keys(self._partners(partners), role="holder")
         with self._index() as index, index.transaction():
             texts = [str(selector) for selector, _ in entries]
-            known = index.partners_of(selector for selector, _ in entries)
+            known = index.partners_of(s for s, _ in entries) if index.count() else {}
             updates: dict[str, _PartnerUpdate] = {}
             published: dict[str, tuple[list[int], list[bytes]]] = {}
             for partner, key in keys.items():
