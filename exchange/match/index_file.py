@@ -13,7 +13,6 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ __all__ = [
 
 MAX_NOTE_LENGTH = 1000
 MAX_REPORTED_ERRORS = 50
+PROGRESS_ROWS = 10_000
 _FIELDS = ("kind", "value", "note")
 
 
@@ -49,15 +49,12 @@ class IndexRow:
 
 
 def read_index_file(
-    path: Path,
-    *,
-    executor: Executor | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    path: Path, *, progress: Callable[[int, int], None] | None = None
 ) -> list[IndexRow]:
     """The rows of the CSV or JSON-lines file at ``path``; raises :class:`IndexFileError`.
 
-    With ``executor`` (a process pool), rows are canonicalised in chunks in parallel;
-    ``progress(done, total)`` is called as chunks are done.
+    ``progress(rows done, rows expected)`` is called as rows are read (see
+    :func:`parse_index_text`).
     """
     try:
         data = Path(path).read_bytes()
@@ -67,46 +64,35 @@ def read_index_file(
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise IndexFileError(f"{path}: not UTF-8 (byte {e.start + 1} is not valid)") from e
-    return parse_index_text(text, source=str(path), executor=executor, progress=progress)
+    return parse_index_text(text, source=str(path), progress=progress)
 
 
 def parse_index_text(
     text: str,
     *,
     source: str = "index file",
-    executor: Executor | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[IndexRow]:
     """The rows of an index file's text: JSON lines if its first character (after blanks) is
-    ``{``, CSV otherwise.  With ``executor``, rows are canonicalised in parallel chunks."""
+    ``{``, CSV otherwise.  ``progress(rows done, rows expected)`` is called every
+    :data:`PROGRESS_ROWS` rows (rows expected: the text's line count)."""
     rows: list[IndexRow] = []
     violations: list[FieldViolation] = []
     count = 0
+    expected = text.count("\n") if progress is not None else 0
     lines = _json_lines(text) if text.lstrip().startswith("{") else _csv_rows(text, source)
-    pending: list[Future[list[IndexRow | FieldViolation]]] = []
-    chunk: list[tuple[int, dict[str, str]]] = []
     for row, fields in lines:
         count += 1
+        if progress is not None and count % PROGRESS_ROWS == 0:
+            progress(count, max(expected, count))
         if isinstance(fields, FieldViolation):
             violations.append(fields)
             continue
-        chunk.append((row, fields))
-        if len(chunk) == _CHUNK_ROWS:
-            pending.append(_canonicalise_later(chunk, executor))
-            chunk = []
-    pending.append(_canonicalise_later(chunk, executor))
-    done = 0
-    for future in pending:
-        results = future.result()
-        done += len(results)
-        if progress is not None:
-            progress(done, count)
-        for parsed in results:
-            if isinstance(parsed, FieldViolation):
-                violations.append(parsed)
-            else:
-                rows.append(parsed)
-    violations.sort(key=lambda v: int(v.field.split()[1].rstrip(":")))
+        parsed = _row(row, fields, violations)
+        if parsed is not None:
+            rows.append(parsed)
+    if progress is not None:
+        progress(count, count)
     if violations:
         shown = violations[:MAX_REPORTED_ERRORS]
         more = len(violations) - len(shown)
@@ -118,29 +104,6 @@ def parse_index_text(
     if not rows:
         raise IndexFileError(f"{source}: no rows to index")
     return rows
-
-
-_CHUNK_ROWS = 20_000
-
-
-def _canonicalise(chunk: list[tuple[int, dict[str, str]]]) -> list[IndexRow | FieldViolation]:
-    """Canonicalise a chunk of rows (in a worker process, or here)."""
-    results: list[IndexRow | FieldViolation] = []
-    for row, fields in chunk:
-        violations: list[FieldViolation] = []
-        parsed = _row(row, fields, violations)
-        results.append(parsed if parsed is not None else violations[0])
-    return results
-
-
-def _canonicalise_later(
-    chunk: list[tuple[int, dict[str, str]]], executor: Executor | None
-) -> Future[list[IndexRow | FieldViolation]]:
-    if executor is not None:
-        return executor.submit(_canonicalise, chunk)
-    done: Future[list[IndexRow | FieldViolation]] = Future()
-    done.set_result(_canonicalise(chunk))
-    return done
 
 
 def _row(row: int, fields: dict[str, str], violations: list[FieldViolation]) -> IndexRow | None:

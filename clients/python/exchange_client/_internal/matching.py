@@ -10,9 +10,8 @@ update, which is itself all or nothing: an error anywhere leaves both as they we
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,27 +47,14 @@ UPLOAD_CHUNK_TOKENS = 20_000
 
 _HITS_PAGE = 1000
 
-PARALLEL_FROM_BYTES = 1024 * 1024
-"""Index files from this size are canonicalised on every core."""
-
-
 def read_index(path: Path, *, progress: Progress | None = None) -> list[IndexRow]:
-    """:func:`~exchange.match.index_file.read_index_file`, canonicalising a large file in a
-    process pool (canonicalisation, python-stdnum's above all, is most of indexing's work)."""
+    """:func:`~exchange.match.index_file.read_index_file`, reporting ``reading`` progress."""
 
     def report(done: int, total: int) -> None:
         if progress is not None:
             progress("reading", done, total)
 
-    try:
-        size = Path(path).stat().st_size
-    except OSError:
-        size = 0
-    workers = os.cpu_count() or 1
-    if size < PARALLEL_FROM_BYTES or workers < 2:
-        return read_index_file(path, progress=report)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return read_index_file(path, executor=pool, progress=report)
+    return read_index_file(path, progress=report)
 
 
 @dataclass(frozen=True)
