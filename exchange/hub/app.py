@@ -13,7 +13,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from exchange.audit.checkpoints import StoredCheckpoint
 from exchange.crypto.keys import SigningKey
 from exchange.crypto.notes import NoteSigner
 from exchange.errors import ConfigurationError
@@ -27,6 +26,7 @@ from exchange.hub.release_service import ReleaseServicer, ReleaseSweeper
 from exchange.hub.servicers import AlertServicer, DirectoryServicer, HubContext
 from exchange.statements.publish import PublishLimits
 from exchange.store import registry
+from exchange.store.checkpoints import StoredCheckpoint
 from exchange.store.db import Database
 from exchange.store.group_commit import GroupCommit
 from exchange.v1 import (

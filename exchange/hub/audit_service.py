@@ -32,20 +32,6 @@ from cryptography import x509
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from exchange.audit.checkpoints import (
-    StoredCheckpoint,
-    add_cosignature,
-    latest_checkpoint,
-    sign_checkpoint,
-)
-from exchange.audit.log import (
-    entitled_bodies,
-    feed_event_index,
-    index_of_leaf,
-    leaves_at,
-    read_leaves,
-)
-from exchange.audit.tree import DEFAULT_BATCH_SIZE, StoredTree, hash_new_leaves
 from exchange.audit.verify import witness_verifier
 from exchange.crypto.notes import NoteSigner
 from exchange.errors import ExchangeError, InvalidInputError, NotFoundError
@@ -53,8 +39,22 @@ from exchange.hub.background import BackgroundThread
 from exchange.hub.guard import current_caller
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.store import registry
+from exchange.store.checkpoints import (
+    StoredCheckpoint,
+    add_cosignature,
+    latest_checkpoint,
+    sign_checkpoint,
+)
 from exchange.store.db import Database
+from exchange.store.log import (
+    entitled_bodies,
+    feed_event_index,
+    index_of_leaf,
+    leaves_at,
+    read_leaves,
+)
 from exchange.store.schema import log_head
+from exchange.store.tree import DEFAULT_BATCH_SIZE, StoredTree, hash_new_leaves
 from exchange.v1 import alerts_pb2, audit_pb2, audit_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ from datetime import datetime
 
 import grpc
 
-from exchange.audit.checkpoints import StoredCheckpoint
 from exchange.errors import InvalidInputError, NotFoundError
 from exchange.hub.audit_service import (
     Checkpointer,
@@ -22,6 +21,7 @@ from exchange.hub.notifier import FeedNotifier
 from exchange.statements.publish import KNOWN_LOG_SIZE_METADATA, PublishLimits, check_publish
 from exchange.store import alerts as alert_store
 from exchange.store import feed, registry
+from exchange.store.checkpoints import StoredCheckpoint
 from exchange.store.db import Database
 from exchange.store.group_commit import GroupCommit
 from exchange.v1 import (

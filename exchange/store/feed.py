@@ -17,8 +17,8 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from exchange.audit import leaves
-from exchange.audit.log import append_entry
 from exchange.statements.codec import encode
+from exchange.store.log import append_entry
 from exchange.store.schema import feed_events, feed_heads
 from exchange.v1 import alerts_pb2
 

@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import Connection, Row, Table, and_, delete, exists, insert, select, update
 
 from exchange.audit import leaves
-from exchange.audit.log import append_entry
 from exchange.crypto.encoding import lp
 from exchange.errors import (
     ConflictError,
@@ -40,6 +39,7 @@ from exchange.statements.release import (
     SignedStatement,
 )
 from exchange.store.feed import NewEvent, append_event
+from exchange.store.log import append_entry
 from exchange.store.release_tables import (
     embargo_releases,
     feedback,

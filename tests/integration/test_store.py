@@ -61,8 +61,8 @@ def test_one_agencys_cosignature_stored_twice_at_once_keeps_the_later(database_u
     import threading
     from datetime import UTC, datetime
 
-    from exchange.audit.checkpoints import add_cosignature, checkpoint_at, sign_checkpoint
     from exchange.crypto.notes import CosignatureSigner, NoteSigner, cosign
+    from exchange.store.checkpoints import add_cosignature, checkpoint_at, sign_checkpoint
     from exchange.store.schema import agencies, cosignatures
 
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

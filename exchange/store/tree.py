@@ -1,6 +1,6 @@
 """The audit log's Merkle tree in the database: stored subtree hashes, proofs, and the tree builder.
 
-Appends only write leaves (:func:`exchange.audit.log.append_entry`, inside the transaction of the
+Appends only write leaves (:func:`exchange.store.log.append_entry`, inside the transaction of the
 state change). After they commit, :class:`TreeBuilder` hashes the new leaves in batches into
 ``log_subtrees``: the hash of every *complete aligned subtree*, keyed by ``(level, idx)`` for the
 leaves ``[idx * 2**level, (idx + 1) * 2**level)``, level 0 being the leaf hashes. It records how far

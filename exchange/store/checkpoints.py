@@ -14,7 +14,6 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from exchange.audit.tree import StoredTree, TreeGrowth, hashed_size
 from exchange.crypto.notes import (
     Checkpoint,
     CosignatureVerifier,
@@ -25,6 +24,7 @@ from exchange.crypto.notes import (
 )
 from exchange.errors import InvalidInputError, NotFoundError
 from exchange.store.schema import checkpoints, cosignatures
+from exchange.store.tree import StoredTree, TreeGrowth, hashed_size
 
 __all__ = [
     "MAX_COSIGNATURE_CLOCK_SKEW_SECONDS",
@@ -109,7 +109,7 @@ def sign_checkpoint(
 
     Runs in the caller's write transaction under the tree head's lock, so two replicas never sign
     the same size twice; returns the latest checkpoint either way. ``growth``, the result of
-    :func:`~exchange.audit.tree.hash_new_leaves` earlier in the same transaction, spares every
+    :func:`~exchange.store.tree.hash_new_leaves` earlier in the same transaction, spares every
     read when it grew the tree: no checkpoint can exist at a size hashed only now, and its root
     is known.
     """
