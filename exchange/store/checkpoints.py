@@ -14,30 +14,25 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from exchange.audit.cosignatures import check_cosignature
 from exchange.crypto.notes import (
     Checkpoint,
     CosignatureVerifier,
     NoteSigner,
     append_signatures,
     sign_note,
-    verify_cosignature,
 )
 from exchange.errors import InvalidInputError, NotFoundError
 from exchange.store.schema import checkpoints, cosignatures
 from exchange.store.tree import StoredTree, TreeGrowth, hashed_size
 
 __all__ = [
-    "MAX_COSIGNATURE_CLOCK_SKEW_SECONDS",
     "StoredCheckpoint",
     "add_cosignature",
     "checkpoint_at",
     "latest_checkpoint",
     "sign_checkpoint",
 ]
-
-MAX_COSIGNATURE_CLOCK_SKEW_SECONDS = 300
-"""How far in the future (by the hub's clock) a cosignature's timestamp may be."""
-
 
 @dataclass(frozen=True)
 class StoredCheckpoint:
@@ -141,7 +136,8 @@ def add_cosignature(
 
     ``checkpoint_text`` must be the body of a stored checkpoint, byte for byte, and the line must
     verify under ``verifier`` (the cosigner's current witness key). A later cosignature by the
-    same agency replaces an earlier one. Returns the cosignature's timestamp.
+    same agency replaces an earlier one (the acceptance rule is
+    :func:`~exchange.audit.cosignatures.check_cosignature`). Returns the cosignature's timestamp.
     """
     try:
         checkpoint = Checkpoint.from_text(checkpoint_text)
@@ -153,12 +149,7 @@ def add_cosignature(
             f"this log signed no checkpoint with that text at size {checkpoint.size}",
             reason="CHECKPOINT_UNKNOWN",
         )
-    timestamp = verify_cosignature(checkpoint_text, signature_line, verifier)
-    latest_allowed = int(now.timestamp()) + MAX_COSIGNATURE_CLOCK_SKEW_SECONDS
-    if timestamp > latest_allowed:
-        raise InvalidInputError(
-            f"cosignature time {timestamp} is in the future", reason="COSIGNATURE_TIME_INVALID"
-        )
+    timestamp = check_cosignature(checkpoint_text, signature_line, verifier, now=now)
     # One statement, so that two calls storing the same agency's cosignature at once (two
     # processes of one agency) cannot both find none and both insert: the later time wins.
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
