@@ -1,38 +1,25 @@
-"""The hub's side of release controls: the ReleaseService servicer and the embargo/expiry sweeper.
+"""The hub's side of release controls: the ReleaseService servicer.
 
 Every call carries a signed statement.  The servicer verifies it under the caller's registered
 keys and checks that it names the caller as its signer — the hub never accepts a statement on
 someone else's behalf — then hands it to one function of :mod:`exchange.store.release`, which
-stores it with its log leaf and feed events in one transaction.
-
-:class:`ReleaseSweeper` tells holders of embargoed grants when the embargo lapses and purges items
-past their expiry.  It runs in a background thread at an interval; reads (``GetAlert``,
-``ListAlerts``, ``ListEvents``) sweep first when the clock has moved on, and tests call
-:meth:`ReleaseSweeper.sweep_now` after moving the frozen clock, so nothing waits on a sleep.  The
-hub never serves a grant before its time or an item after its expiry whatever the sweeper has
-done: those rules are applied on every read.
+stores it with its log leaf and feed events in one transaction.  (The embargo and expiry
+sweeper is :class:`exchange.hub.background.ReleaseSweeper`.)
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from exchange.errors import (
-    ExchangeError,
     FieldViolation,
     InvalidInputError,
     NotPermittedError,
 )
-from exchange.hub.background import BackgroundThread
 from exchange.hub.guard import current_caller
-from exchange.hub.notifier import FeedNotifier
 from exchange.hub.servicers import HubContext
 from exchange.statements.codec import envelope_from_proto
 from exchange.statements.release import (
@@ -46,16 +33,9 @@ from exchange.statements.release import (
     SignedStatement,
 )
 from exchange.store import release as release_store
-from exchange.store.db import Database
 from exchange.v1 import release_pb2, release_pb2_grpc, statements_pb2
 
 log = logging.getLogger(__name__)
-
-SWEEP_INTERVAL_SECONDS = 5.0
-"""How often the background sweeper looks for lapsed embargoes and expired items."""
-
-READ_SWEEP_SPACING = timedelta(seconds=1)
-"""A read sweeps first when the hub's clock has moved on by this much since the last sweep."""
 
 S = TypeVar("S", bound="SignedStatement[Any]")
 
@@ -204,58 +184,3 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             outcome = release_store.retract_alert(connection, retraction, now=self._hub.clock())
         self._notify(outcome)
         return release_pb2.RetractResponse(log_index=outcome.log_index)
-
-
-class ReleaseSweeper(BackgroundThread):
-    """Sends embargo-lapse notices and purges expired items, now or in a background thread."""
-
-    def __init__(
-        self,
-        db: Database,
-        notifier: FeedNotifier,
-        *,
-        clock: Callable[[], datetime],
-        interval: float = SWEEP_INTERVAL_SECONDS,
-    ) -> None:
-        self._db = db
-        self._notifier = notifier
-        self._clock = clock
-        self._interval = interval
-        self._lock = threading.Lock()
-        self._last_sweep: datetime | None = None
-        super().__init__("release-sweeper")
-
-    def sweep_on_read(self) -> None:
-        """Sweep before a read unless a sweep ran less than :data:`READ_SWEEP_SPACING` ago."""
-        last = self._last_sweep
-        if last is None or self._clock() - last >= READ_SWEEP_SPACING:
-            self.sweep_now()
-
-    def sweep_now(self) -> tuple[int, int]:
-        """Run one sweep at the clock's time; returns (embargo notices sent, items purged)."""
-        now = self._clock()
-        with self._lock:
-            self._last_sweep = now
-            with self._db.read() as connection:
-                if not release_store.sweep_due(connection, now=now):
-                    return 0, 0
-            try:
-                with self._db.write() as connection:
-                    events = release_store.release_lapsed_embargoes(connection, now=now)
-                    purged = release_store.purge_expired_items(connection, now=now)
-            except IntegrityError:
-                # Another replica swept the same rows first; the next sweep sees its result.
-                log.info("release sweep raced another replica; retrying at the next interval")
-                return 0, 0
-        if events:
-            self._notifier.notify()
-        return len(events), purged
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._interval):
-            try:
-                self.sweep_now()
-            except ExchangeError as e:
-                log.warning("release sweep failed: %s", e.message)
-            except SQLAlchemyError:  # a database outage must not end the thread for good
-                log.exception("release sweep failed")

@@ -13,6 +13,7 @@ from exchange.errors import (
     NotAuthenticatedError,
     NotFoundError,
     NotPermittedError,
+    StorageError,
     TooLargeError,
     UnavailableError,
     VerificationError,
@@ -30,6 +31,7 @@ _CODES: tuple[tuple[type[ExchangeError], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (VerificationError, grpc.StatusCode.INVALID_ARGUMENT),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (StorageError, grpc.StatusCode.INTERNAL),
 )
 
 

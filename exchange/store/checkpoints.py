@@ -32,6 +32,7 @@ __all__ = [
     "checkpoint_at",
     "latest_checkpoint",
     "sign_checkpoint",
+    "signed_checkpoint",
 ]
 
 @dataclass(frozen=True)
@@ -84,6 +85,14 @@ def latest_checkpoint(connection: Connection) -> StoredCheckpoint | None:
     """The checkpoint of the largest tree signed so far, or ``None`` before the first one."""
     row = connection.execute(_LATEST).first()
     return None if row is None else _with_cosignatures(connection, row)
+
+
+def signed_checkpoint(connection: Connection) -> StoredCheckpoint:
+    """The latest checkpoint; :class:`~exchange.errors.NotFoundError` before the first one."""
+    checkpoint = latest_checkpoint(connection)
+    if checkpoint is None:
+        raise NotFoundError("the log has no signed checkpoint yet", reason="NO_CHECKPOINT")
+    return checkpoint
 
 
 def checkpoint_at(connection: Connection, size: int) -> StoredCheckpoint | None:

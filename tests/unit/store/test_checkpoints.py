@@ -18,7 +18,7 @@ from exchange.crypto.notes import (
     open_checkpoint,
 )
 from exchange.errors import InvalidInputError, NotFoundError, SignatureError
-from exchange.hub.audit_service import Checkpointer
+from exchange.hub.background import Checkpointer
 from exchange.store.checkpoints import add_cosignature, latest_checkpoint, sign_checkpoint
 from exchange.store.db import Database
 from exchange.store.group_commit import GroupCommit
