@@ -167,15 +167,3 @@ class ConfigurationError(ExchangeError):
 
     reason = "CONFIGURATION"
 
-
-class StorageError(ExchangeError):
-    """The hub's database failed (unreachable, or a statement failed); the store maps every
-    database exception to this family, so nothing above the store handles driver errors."""
-
-    reason = "STORAGE_FAILED"
-
-
-class StorageConflictError(StorageError):
-    """A write collided with a concurrent one (a constraint another replica's commit took)."""
-
-    reason = "STORAGE_CONFLICT"

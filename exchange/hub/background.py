@@ -37,11 +37,12 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from exchange.crypto.notes import NoteSigner
-from exchange.errors import ExchangeError, StorageConflictError, StorageError
+from exchange.errors import ExchangeError
 from exchange.hub.notifier import FeedNotifier
 from exchange.store import release as release_store
 from exchange.store.checkpoints import StoredCheckpoint, sign_checkpoint
 from exchange.store.db import Database
+from exchange.store.errors import StorageConflictError, StorageError
 from exchange.store.feed import listen_for_feed_events
 from exchange.store.log import log_size
 from exchange.store.tree import DEFAULT_BATCH_SIZE, hash_new_leaves

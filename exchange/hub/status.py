@@ -13,11 +13,11 @@ from exchange.errors import (
     NotAuthenticatedError,
     NotFoundError,
     NotPermittedError,
-    StorageError,
     TooLargeError,
     UnavailableError,
     VerificationError,
 )
+from exchange.store.errors import StorageError
 
 ERROR_DOMAIN = "exchange.v1"
 

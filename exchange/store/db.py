@@ -29,7 +29,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from exchange.errors import ConfigurationError, StorageConflictError, StorageError
+from exchange.errors import ConfigurationError
+from exchange.store.errors import StorageConflictError, StorageError
 
 _READ_ONLY = "exchange_read_only"
 

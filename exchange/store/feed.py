@@ -20,8 +20,8 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.engine import URL
 
 from exchange.audit import leaves
-from exchange.errors import StorageError
 from exchange.statements.codec import encode
+from exchange.store.errors import StorageError
 from exchange.store.log import append_entry
 from exchange.store.schema import feed_events, feed_heads
 from exchange.v1 import alerts_pb2

@@ -118,7 +118,7 @@ def test_database_failures_leave_the_store_as_domain_errors(database_url: str) -
     import pytest
     from sqlalchemy import text
 
-    from exchange.errors import StorageConflictError, StorageError
+    from exchange.store.errors import StorageConflictError, StorageError
 
     db = Database.from_url(database_url)
     db.migrate()
