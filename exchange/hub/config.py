@@ -46,8 +46,8 @@ import tomli_w
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from exchange.config.profile import parse_host_port
 from exchange.errors import ConfigurationError
-from exchange.profile import parse_host_port
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DATABASE_FILE = "hub.db"

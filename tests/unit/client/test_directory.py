@@ -15,7 +15,7 @@ from types import MappingProxyType
 import pytest
 
 from exchange import pki
-from exchange.profile import ProfileData, load_profile
+from exchange.config.profile import ProfileData, load_profile
 from exchange.statements.codec import envelope_to_proto
 from exchange.v1 import directory_pb2
 from exchange_client import Client, Profile

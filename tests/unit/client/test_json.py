@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from exchange.alerts.draft import Draft
 from exchange.alerts.watchlist import Watchlist
-from exchange.profile import load_profile
+from exchange.config.profile import load_profile
 from exchange.statements.sealing import PlainItem, open_version, seal_alert, summary_item
 from exchange.v1 import alerts_pb2, payloads_pb2, statements_pb2
 from exchange_client import OpenedAlert, OpenedItem

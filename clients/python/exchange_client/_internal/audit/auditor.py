@@ -38,6 +38,7 @@ from exchange.audit.verify import (
     verify_log,
     witness_verifier,
 )
+from exchange.config.profile import DEFAULT_MAX_COSIGNATURE_AGE_SECONDS
 from exchange.crypto.keys import SigningKey, VerifyKey
 from exchange.crypto.notes import (
     Checkpoint,
@@ -57,7 +58,6 @@ from exchange.errors import (
     UnknownKeyError,
     VerificationError,
 )
-from exchange.profile import DEFAULT_MAX_COSIGNATURE_AGE_SECONDS
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.codec import (
     parse_canonical,
