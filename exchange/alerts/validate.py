@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -21,8 +21,25 @@ from exchange.alerts._message_mapping import enum_spellings, join_path
 from exchange.errors import FieldViolation
 from exchange.v1 import payloads_pb2, statements_pb2
 
-if TYPE_CHECKING:
-    from exchange.alerts.draft import Draft
+
+class DraftItemFields(Protocol):
+    """What :func:`validate_draft` reads of an item (a :class:`~exchange.alerts.draft.DraftItem`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def policy(self) -> statements_pb2.ReleasePolicy: ...
+    @property
+    def payload(self) -> payloads_pb2.ItemPayload: ...
+
+
+class DraftFields(Protocol):
+    """What :func:`validate_draft` reads of a draft (a :class:`~exchange.alerts.draft.Draft`):
+    validation needs no import of the draft module, which imports it."""
+
+    @property
+    def items(self) -> Sequence[DraftItemFields]: ...
+    def summary(self) -> payloads_pb2.Summary: ...
 
 __all__ = ["MAX_ITEMS", "validate_draft", "validate_payload", "validate_policy"]
 
@@ -494,7 +511,7 @@ def validate_policy(policy: statements_pb2.ReleasePolicy, path: str) -> list[Fie
     return findings.violations
 
 
-def validate_draft(draft: Draft) -> list[FieldViolation]:
+def validate_draft(draft: DraftFields) -> list[FieldViolation]:
     """Validate a whole draft: its summary fields, every item's id, policy and payload, and
     references between items (a transaction's ``linked_shipment`` must name a shipment item).
 
