@@ -10,9 +10,13 @@ sweeper is :class:`exchange.hub.background.ReleaseSweeper`.)
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
+from sqlalchemy import Connection
 
 from exchange.errors import (
     FieldViolation,
@@ -33,7 +37,8 @@ from exchange.statements.release import (
     SignedStatement,
 )
 from exchange.store import release as release_store
-from exchange.v1 import release_pb2, release_pb2_grpc, statements_pb2
+from exchange.store.release import StoredStatement
+from exchange.v1 import release_pb2, release_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +51,16 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     def __init__(self, hub: HubContext) -> None:
         self._hub = hub
 
-    def _verified(
-        self, kind: type[S], envelope: statements_pb2.Envelope, field: str, present: bool
-    ) -> S:
-        """The statement in ``envelope``, signed by the caller and naming the caller as signer."""
-        if not present:
+    def _verified(self, kind: type[S], request: Message, field: str) -> S:
+        """The statement in ``request.<field>``, signed by the caller and naming the caller as
+        its signer."""
+        if not request.HasField(field):
             raise InvalidInputError(
                 f"the request carries no {field}", violations=[FieldViolation(field, "required")]
             )
         caller = current_caller()
         statement = kind.verify(
-            envelope_from_proto(envelope), self._hub.directory.signing_keys(caller)
+            envelope_from_proto(getattr(request, field)), self._hub.directory.signing_keys(caller)
         )
         if statement.signer != caller:
             raise NotPermittedError(
@@ -65,24 +69,23 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             )
         return statement
 
-    def _notify(self, outcome: release_store.StoredStatement) -> None:
+    def _store(self, record: Callable[[Connection, datetime], StoredStatement]) -> StoredStatement:
+        """Run one store function in a write transaction at the hub's time; wake the feed
+        streams if it appended events."""
+        with self._hub.db.write() as connection:
+            outcome = record(connection, self._hub.clock())
         if outcome.events:
             self._hub.notifier.notify()
+        return outcome
 
     def RequestRelease(
         self, request: release_pb2.RequestReleaseRequest, context: grpc.ServicerContext
     ) -> release_pb2.RequestReleaseResponse:
-        statement = self._verified(
-            ReleaseRequest, request.request, "request", request.HasField("request")
+        statement = self._verified(ReleaseRequest, request, "request")
+        registered = self._hub.directory.encryption_key_ids().keys()
+        outcome = self._store(
+            lambda c, now: release_store.record_request(c, statement, registered=registered, now=now)
         )
-        with self._hub.db.write() as connection:
-            outcome = release_store.record_request(
-                connection,
-                statement,
-                registered=self._hub.directory.encryption_key_ids().keys(),
-                now=self._hub.clock(),
-            )
-        self._notify(outcome)
         return release_pb2.RequestReleaseResponse(
             request_id=outcome.request_id, log_index=outcome.log_index
         )
@@ -102,30 +105,21 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     def DecideRelease(
         self, request: release_pb2.DecideReleaseRequest, context: grpc.ServicerContext
     ) -> release_pb2.DecideReleaseResponse:
-        decision = self._verified(
-            ReleaseDecision, request.decision, "decision", request.HasField("decision")
-        )
+        decision = self._verified(ReleaseDecision, request, "decision")
         grant = request.grant if request.HasField("grant") else None
-        with self._hub.db.write() as connection:
-            outcome = release_store.record_decision(
-                connection,
-                decision,
-                grant,
-                encryption_key_ids=self._hub.directory.encryption_key_ids(),
-                now=self._hub.clock(),
+        key_ids = self._hub.directory.encryption_key_ids()
+        outcome = self._store(
+            lambda c, now: release_store.record_decision(
+                c, decision, grant, encryption_key_ids=key_ids, now=now
             )
-        self._notify(outcome)
+        )
         return release_pb2.DecideReleaseResponse(log_index=outcome.log_index)
 
     def Revoke(
         self, request: release_pb2.RevokeRequest, context: grpc.ServicerContext
     ) -> release_pb2.RevokeResponse:
-        revocation = self._verified(
-            Revocation, request.revocation, "revocation", request.HasField("revocation")
-        )
-        with self._hub.db.write() as connection:
-            outcome = release_store.revoke_item(connection, revocation, now=self._hub.clock())
-        self._notify(outcome)
+        revocation = self._verified(Revocation, request, "revocation")
+        outcome = self._store(lambda c, now: release_store.revoke_item(c, revocation, now=now))
         return release_pb2.RevokeResponse(
             log_index=outcome.log_index, grants_deleted=outcome.grants_deleted
         )
@@ -133,19 +127,15 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     def AcknowledgePurge(
         self, request: release_pb2.AcknowledgePurgeRequest, context: grpc.ServicerContext
     ) -> release_pb2.AcknowledgePurgeResponse:
-        ack = self._verified(PurgeAck, request.purge_ack, "purge_ack", request.HasField("purge_ack"))
-        with self._hub.db.write() as connection:
-            outcome = release_store.record_purge_ack(connection, ack, now=self._hub.clock())
-        self._notify(outcome)
+        statement = self._verified(PurgeAck, request, "purge_ack")
+        outcome = self._store(lambda c, now: release_store.record_purge_ack(c, statement, now=now))
         return release_pb2.AcknowledgePurgeResponse(log_index=outcome.log_index)
 
     def SubmitReceipt(
         self, request: release_pb2.SubmitReceiptRequest, context: grpc.ServicerContext
     ) -> release_pb2.SubmitReceiptResponse:
-        receipt = self._verified(Receipt, request.receipt, "receipt", request.HasField("receipt"))
-        with self._hub.db.write() as connection:
-            outcome = release_store.record_receipt(connection, receipt, now=self._hub.clock())
-        self._notify(outcome)
+        statement = self._verified(Receipt, request, "receipt")
+        outcome = self._store(lambda c, now: release_store.record_receipt(c, statement, now=now))
         return release_pb2.SubmitReceiptResponse(log_index=outcome.log_index)
 
     def ListReceipts(
@@ -161,26 +151,18 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     def SubmitFeedback(
         self, request: release_pb2.SubmitFeedbackRequest, context: grpc.ServicerContext
     ) -> release_pb2.SubmitFeedbackResponse:
-        statement = self._verified(
-            Feedback, request.feedback, "feedback", request.HasField("feedback")
-        )
-        with self._hub.db.write() as connection:
-            outcome = release_store.record_feedback(
-                connection,
-                statement,
-                encryption_key_ids=self._hub.directory.encryption_key_ids(),
-                now=self._hub.clock(),
+        statement = self._verified(Feedback, request, "feedback")
+        key_ids = self._hub.directory.encryption_key_ids()
+        outcome = self._store(
+            lambda c, now: release_store.record_feedback(
+                c, statement, encryption_key_ids=key_ids, now=now
             )
-        self._notify(outcome)
+        )
         return release_pb2.SubmitFeedbackResponse(log_index=outcome.log_index)
 
     def Retract(
         self, request: release_pb2.RetractRequest, context: grpc.ServicerContext
     ) -> release_pb2.RetractResponse:
-        retraction = self._verified(
-            Retraction, request.retraction, "retraction", request.HasField("retraction")
-        )
-        with self._hub.db.write() as connection:
-            outcome = release_store.retract_alert(connection, retraction, now=self._hub.clock())
-        self._notify(outcome)
+        statement = self._verified(Retraction, request, "retraction")
+        outcome = self._store(lambda c, now: release_store.retract_alert(c, statement, now=now))
         return release_pb2.RetractResponse(log_index=outcome.log_index)

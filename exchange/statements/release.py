@@ -127,14 +127,21 @@ class SignedStatement(Generic[M]):
         cls, manifest: AlertManifest, *, created_at: datetime, key: SigningKey, **fields: object
     ) -> Self:
         """Sign a statement about ``manifest``'s alert version carrying ``fields``."""
-        build: Callable[..., Any] = cls.MESSAGE
-        message = build(
+        return cls._new(
+            created_at=created_at,
+            key=key,
             originator=manifest.originator,
             alert_id=manifest.alert_id,
             version=manifest.version,
             manifest_hash=manifest.hash,
             **fields,
         )
+
+    @classmethod
+    def _new(cls, *, created_at: datetime, key: SigningKey, **fields: object) -> Self:
+        """Sign a new statement of this kind with ``fields``, made at ``created_at``."""
+        build: Callable[..., Any] = cls.MESSAGE
+        message = build(**fields)
         message.created_at.FromDatetime(created_at)
         return cls.sign(message, key)
 
@@ -279,28 +286,28 @@ class ReleaseDecision(SignedStatement[statements_pb2.ReleaseDecision]):
         key: SigningKey,
     ) -> ReleaseDecision:
         """Approve ``request`` with ``grant``, the item key wrapped for the request's target."""
-        message = statements_pb2.ReleaseDecision(
+        return cls._new(
+            created_at=created_at,
+            key=key,
             originator=request.message.originator,
             request_hash=request.hash,
             outcome=Outcome.APPROVED,
             grant_hash=grant.hash,
         )
-        message.created_at.FromDatetime(created_at)
-        return cls.sign(message, key)
 
     @classmethod
     def deny(
         cls, request: ReleaseRequest, *, reason: str, created_at: datetime, key: SigningKey
     ) -> ReleaseDecision:
         """Deny ``request``, saying why."""
-        message = statements_pb2.ReleaseDecision(
+        return cls._new(
+            created_at=created_at,
+            key=key,
             originator=request.message.originator,
             request_hash=request.hash,
             outcome=Outcome.DENIED,
             reason=reason,
         )
-        message.created_at.FromDatetime(created_at)
-        return cls.sign(message, key)
 
     @classmethod
     def _check(cls, message: statements_pb2.ReleaseDecision) -> None:

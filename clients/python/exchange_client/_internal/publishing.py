@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from exchange.alerts.draft import Draft
@@ -49,6 +50,18 @@ the audience or of a grant's key fetches them again at once (see :meth:`Publishe
 
 
 # --- the rules ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unsealed:
+    """One alert version to seal: its items (summary first), id, number, the previous
+    version's manifest hash (empty for version 1) and the watchlist's flags on the draft."""
+
+    items: Sequence[PlainItem]
+    alert_id: str
+    version: int
+    previous_hash: bytes
+    flags: Sequence[str]
 
 
 def plain_items(draft: Draft) -> list[PlainItem]:
@@ -167,14 +180,18 @@ class Publisher:
         """See :meth:`exchange_client.Client.publish`."""
         flags = draft_flags(self._watchlist(), draft)
         plain = plain_items(draft)
+
+        def version(alert_id: str, number: int, previous_hash: bytes) -> Unsealed:
+            return Unsealed(plain, alert_id, number, previous_hash, flags)
+
         if supersedes is None:
-            return self._publish_version(plain, str(uuid.uuid4()), 1, b"", flags)
+            return self._publish_version(version(str(uuid.uuid4()), 1, b""))
         alert_id = check_alert_id(supersedes)
         known = self._state.latest_published(alert_id)
         if known is not None:
             try:
                 return self._publish_version(
-                    plain, alert_id, known.version + 1, known.manifest_hash, flags
+                    version(alert_id, known.version + 1, known.manifest_hash)
                 )
             except ConflictError:
                 # The hub holds that version already. If this profile recorded it meanwhile,
@@ -183,8 +200,7 @@ class Publisher:
                 newest = self._state.latest_published(alert_id)
                 if newest is not None and newest.version > known.version:
                     raise
-        version, previous_hash = self._next_version_from_hub(alert_id)
-        return self._publish_version(plain, alert_id, version, previous_hash, flags)
+        return self._publish_version(version(alert_id, *self._next_version_from_hub(alert_id)))
 
     def flush_outbox(self) -> list[Receipt]:
         """See :meth:`exchange_client.Client.flush_outbox`."""
@@ -194,54 +210,36 @@ class Publisher:
             receipts.append(self._send(entry, request, outbox_manifest_hash(entry, request)))
         return receipts
 
-    def _publish_version(
-        self,
-        plain: Sequence[PlainItem],
-        alert_id: str,
-        version: int,
-        previous_hash: bytes,
-        flags: Sequence[str],
-    ) -> Receipt:
+    def _publish_version(self, unsealed: Unsealed) -> Receipt:
         fetched_at = self._partners.fetched_at
         try:
-            return self._seal_and_send(
-                plain, alert_id, version, previous_hash, flags, max_age=PARTNER_KEYS_MAX_AGE
-            )
+            return self._seal_and_send(unsealed, max_age=PARTNER_KEYS_MAX_AGE)
         except InvalidInputError as e:
             # Sealed to partner keys held from before this call: the hub's refusal of the
             # audience or of a grant's key may only mean a partner was revoked or re-keyed
             # since. Nothing was stored; seal again to the hub's current directory, once.
             if e.reason != "POLICY_INVALID" or self._partners.fetched_at != fetched_at:
                 raise
-        return self._seal_and_send(plain, alert_id, version, previous_hash, flags, max_age=None)
+        return self._seal_and_send(unsealed, max_age=None)
 
-    def _seal_and_send(
-        self,
-        plain: Sequence[PlainItem],
-        alert_id: str,
-        version: int,
-        previous_hash: bytes,
-        flags: Sequence[str],
-        *,
-        max_age: float | None,
-    ) -> Receipt:
+    def _seal_and_send(self, unsealed: Unsealed, *, max_age: float | None) -> Receipt:
         recipient_keys = self._partners.recipient_keys(
-            (a for item in plain for a in item.policy.audience), max_age=max_age
+            (a for item in unsealed.items for a in item.policy.audience), max_age=max_age
         )
         sealed = seal_alert(
             originator=self._profile.agency_id,
-            alert_id=alert_id,
-            version=version,
-            items=plain,
+            alert_id=unsealed.alert_id,
+            version=unsealed.version,
+            items=unsealed.items,
             signing_key=self._profile.signing_key,
             own_key=self._profile.decryption_key.public_key,
             recipient_keys=recipient_keys,
             created_at=self._clock(),
-            previous_manifest_hash=previous_hash,
+            previous_manifest_hash=unsealed.previous_hash,
         )
         request = encode(sealed.request)
-        entry = self._state.save_outbox(alert_id, version, request)
-        return self._send(entry, request, sealed.manifest.hash, flags=flags)
+        entry = self._state.save_outbox(unsealed.alert_id, unsealed.version, request)
+        return self._send(entry, request, sealed.manifest.hash, flags=unsealed.flags)
 
     def _next_version_from_hub(self, alert_id: str) -> tuple[int, bytes]:
         """The version after the hub's latest of this agency's ``alert_id``, and its manifest

@@ -234,52 +234,44 @@ class Deliveries:
                 keys_of=self._partners.verify_keys_of,
             )
 
+        def record(kind: str, statement: release.SignedStatement[Any], **fields: Any) -> None:
+            message = statement.message
+            records.append(
+                DeliveryRecord(
+                    kind=kind,
+                    agency=statement.signer,
+                    alert_id=alert_id,
+                    version=message.version,
+                    created_at=timestamp_or_none(message, "created_at"),
+                    **fields,
+                )
+            )
+
         records: list[DeliveryRecord] = []
         for envelope in response.receipts:
             receipt = verified(release.Receipt, envelope)
             _, names = version_of(receipt.message.version, bytes(receipt.message.manifest_hash))
-            records.append(
-                DeliveryRecord(
-                    kind="RECEIPT",
-                    agency=receipt.signer,
-                    alert_id=alert_id,
-                    version=receipt.message.version,
-                    created_at=timestamp_or_none(receipt.message, "created_at"),
-                    opened=tuple(
-                        names.get(h, h.hex()) for h in receipt.message.opened_header_hashes
-                    ),
-                    withheld=tuple(
-                        names.get(h, h.hex()) for h in receipt.message.withheld_header_hashes
-                    ),
-                )
+            record(
+                "RECEIPT",
+                receipt,
+                opened=tuple(names.get(h, h.hex()) for h in receipt.message.opened_header_hashes),
+                withheld=tuple(
+                    names.get(h, h.hex()) for h in receipt.message.withheld_header_hashes
+                ),
             )
         for envelope in response.purge_acks:
             ack = verified(release.PurgeAck, envelope)
-            records.append(
-                DeliveryRecord(
-                    kind="PURGE_ACK",
-                    agency=ack.signer,
-                    alert_id=alert_id,
-                    version=ack.message.version,
-                    created_at=timestamp_or_none(ack.message, "created_at"),
-                    item_id=ack.message.item_id,
-                )
-            )
+            record("PURGE_ACK", ack, item_id=ack.message.item_id)
         for envelope in response.feedback:
             statement = verified(release.Feedback, envelope)
             manifest, _ = version_of(
                 statement.message.version, bytes(statement.message.manifest_hash)
             )
             body = statement.open(manifest, self._profile.decryption_key)
-            records.append(
-                DeliveryRecord(
-                    kind="FEEDBACK",
-                    agency=statement.signer,
-                    alert_id=alert_id,
-                    version=statement.message.version,
-                    created_at=timestamp_or_none(statement.message, "created_at"),
-                    outcome=release.FeedbackOutcome.Name(body.outcome),
-                    note=body.note,
-                )
+            record(
+                "FEEDBACK",
+                statement,
+                outcome=release.FeedbackOutcome.Name(body.outcome),
+                note=body.note,
             )
         return records

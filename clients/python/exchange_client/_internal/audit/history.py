@@ -3,6 +3,7 @@ reads (its kind, its signer, what it says). The auditor fetches the leaves and b
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -99,6 +100,13 @@ def _history_entry(
 ) -> HistoryEntry:
     message = entry.message
     kind = _HISTORY_KINDS.get(contents.entry_type, contents.entry_type)
+    about = functools.partial(
+        HistoryEntry,
+        index=index,
+        logged_at=contents.logged_at,
+        entry_type=contents.entry_type,
+        kind=kind,
+    )
     version = int(getattr(message, "version", 0) or 0)
     item_id = str(getattr(message, "item_id", "") or "")
     if entry.envelope is not None:
@@ -106,11 +114,7 @@ def _history_entry(
         details = [f"item {item_id}"] if item_id else []
         if isinstance(message, statements_pb2.ReleaseDecision | statements_pb2.Retraction):
             details.append(message.reason)
-        return HistoryEntry(
-            index=index,
-            logged_at=contents.logged_at,
-            entry_type=contents.entry_type,
-            kind=kind,
+        return about(
             signed_by=signer,
             version=version,
             agency=signer,
@@ -121,31 +125,19 @@ def _history_entry(
         detail = f"{event_kind} (feed event {message.sequence} of {reader})"
         if item_id:
             detail += f", item {item_id}"
-        return HistoryEntry(
-            index=index,
-            logged_at=contents.logged_at,
-            entry_type=contents.entry_type,
-            kind=kind,
+        return about(
             signed_by="",
             version=version,
             agency=reader,
             detail=detail,
         )
     if isinstance(message, statements_pb2.Grant):
-        return HistoryEntry(
-            index=index,
-            logged_at=contents.logged_at,
-            entry_type=contents.entry_type,
-            kind=kind,
+        return about(
             signed_by="",
             agency=message.recipient,
             detail=f"key of item {message.item_id} delivered to {message.recipient}",
         )
-    return HistoryEntry(
-        index=index,
-        logged_at=contents.logged_at,
-        entry_type=contents.entry_type,
-        kind=kind,
+    return about(
         signed_by="",
     )
 
