@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from google.protobuf.message import Message
 
@@ -83,6 +83,24 @@ def _check_reference(what: str, message: _Referencing) -> None:
         "needs a 32-byte manifest hash",
     )
     _require(message.HasField("created_at"), what, "has no creation time")
+
+
+class NamesAlertVersion(Protocol):
+    """Anything naming one alert version: a manifest, or a statement message about one."""
+
+    @property
+    def originator(self) -> str: ...
+    @property
+    def alert_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+
+
+class NamesManifest(NamesAlertVersion, Protocol):
+    """A statement message that names one alert version and its manifest hash."""
+
+    @property
+    def manifest_hash(self) -> bytes: ...
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection, Row, Table, and_, delete, exists, insert, select, update
 
@@ -30,6 +30,7 @@ from exchange.errors import (
 from exchange.statements.codec import encode, envelope_to_proto, sha256
 from exchange.statements.release import (
     Feedback,
+    NamesManifest,
     PurgeAck,
     Receipt,
     ReleaseDecision,
@@ -82,20 +83,7 @@ class StoredStatement:
 _RecipientMessage = statements_pb2.Receipt | statements_pb2.Feedback
 
 
-class _NamesVersion(Protocol):
-    """A statement message that names one alert version by its manifest hash."""
-
-    @property
-    def originator(self) -> str: ...
-    @property
-    def alert_id(self) -> str: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def manifest_hash(self) -> bytes: ...
-
-
-def _alert_version(connection: Connection, message: _NamesVersion) -> Row[Any] | None:
+def _alert_version(connection: Connection, message: NamesManifest) -> Row[Any] | None:
     """The stored alert version a statement names, only if its manifest hash matches too."""
     return connection.execute(
         select(alerts).where(

@@ -27,6 +27,7 @@ from typing import Self
 
 from exchange.alerts.draft import Draft
 from exchange_client._internal.audit import Auditor
+from exchange_client._internal.context import ClientContext
 from exchange_client._internal.events import FeedReader
 from exchange_client._internal.feed import FeedSubscription
 from exchange_client._internal.manifests import Manifests
@@ -93,43 +94,28 @@ class Client:
             require_cosigners=profile.require_cosigners,
             max_cosignature_age_seconds=profile.max_cosignature_age_seconds,
         )
-        manifests = Manifests(
-            self._transport, self._partners, self.auditor, agency_id=profile.agency_id
-        )
-        self._release = ReleaseControls(
-            self._transport,
-            profile,
+        context = ClientContext(
+            transport=self._transport,
+            profile=profile,
             partners=self._partners,
-            manifests=manifests,
-            clock=self._clock,
-        )
-        self._deliveries = Deliveries(
-            self._transport,
-            profile,
-            partners=self._partners,
-            manifests=manifests,
-            sent=SentStatements(profile.state_dir),
-            clock=self._clock,
-        )
-        self._opener = Opener(
-            self._transport,
-            profile,
-            partners=self._partners,
+            manifests=Manifests(
+                self._transport, self._partners, self.auditor, agency_id=profile.agency_id
+            ),
             auditor=self.auditor,
+            clock=self._clock,
+        )
+        self._release = ReleaseControls(context)
+        self._deliveries = Deliveries(context, sent=SentStatements(profile.state_dir))
+        self._opener = Opener(
+            context,
             watchlist_updates=WatchlistUpdates(profile.state_dir),
             after_open=self._deliveries.after_open,
             own_requests=lambda: self._release.release_requests(mine=True, include_decided=True),
-            clock=self._clock,
         )
         self._publisher = Publisher(
-            self._transport,
-            profile,
+            context,
             state=self._state,
-            partners=self._partners,
-            manifests=manifests,
-            auditor=self.auditor,
             watchlist=lambda: self._opener.watchlist,
-            clock=self._clock,
             sleep=lambda seconds: self._sleep(seconds),
         )
         self._feed = FeedReader(

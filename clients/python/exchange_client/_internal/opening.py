@@ -26,7 +26,8 @@ from exchange.statements.sealing import (
     OpenedItem as SealedOpenedItem,
 )
 from exchange.v1 import alerts_pb2, payloads_pb2
-from exchange_client._internal.audit import Auditor, logged_envelope
+from exchange_client._internal.audit import logged_envelope
+from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.manifests import check_answer, claimed_originator
 from exchange_client._internal.models import (
     InboxEntry,
@@ -37,9 +38,6 @@ from exchange_client._internal.models import (
     grading_label,
     timestamp_or_none,
 )
-from exchange_client._internal.partners import PartnerDirectory
-from exchange_client._internal.profile import Profile
-from exchange_client._internal.transport import Transport
 from exchange_client._internal.watchlist_updates import WatchlistUpdates
 
 # --- the rules ----------------------------------------------------------------------------------
@@ -175,7 +173,7 @@ def withheld_details(
 # --- the I/O --------------------------------------------------------------------------------------
 
 
-class Opener:
+class Opener(Concern):
     """Lists and opens alert versions addressed to this agency.
 
     ``after_open`` runs for every opened version (receipts and purge acknowledgements);
@@ -184,24 +182,16 @@ class Opener:
 
     def __init__(
         self,
-        transport: Transport,
-        profile: Profile,
+        context: ClientContext,
         *,
-        partners: PartnerDirectory,
-        auditor: Auditor,
         watchlist_updates: WatchlistUpdates,
         after_open: Callable[[OpenedVersion], None],
         own_requests: Callable[[], list[ReleaseRequest]],
-        clock: Callable[[], datetime],
     ) -> None:
-        self._transport = transport
-        self._profile = profile
-        self._partners = partners
-        self._auditor = auditor
+        super().__init__(context)
         self._watchlist_updates = watchlist_updates
         self._after_open = after_open
         self._own_requests = own_requests
-        self._clock = clock
         self.watchlist = watchlist_updates.merged()
         """The shipped watchlist merged with the WATCHLIST alerts this agency has verified."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from exchange.alerts.draft import Draft
 from exchange.alerts.watchlist import Watchlist
@@ -29,14 +28,12 @@ from exchange.statements.codec import encode, envelope_from_proto, parse_canonic
 from exchange.statements.publish import KNOWN_LOG_SIZE_METADATA
 from exchange.statements.sealing import PlainItem, seal_alert, summary_item
 from exchange.v1 import alerts_pb2, statements_pb2
-from exchange_client._internal.audit import Auditor, logged_manifest
-from exchange_client._internal.manifests import Manifests, check_alert_id
+from exchange_client._internal.audit import logged_manifest
+from exchange_client._internal.context import ClientContext, Concern
+from exchange_client._internal.manifests import check_alert_id
 from exchange_client._internal.models import Receipt, timestamp_or_none
 from exchange_client._internal.opening import flag_messages
-from exchange_client._internal.partners import PartnerDirectory
-from exchange_client._internal.profile import Profile
 from exchange_client._internal.state import ClientState, OutboxEntry
-from exchange_client._internal.transport import Transport
 
 PUBLISH_ATTEMPTS = 4
 """Sends of one sealed request before giving up (it stays in the outbox)."""
@@ -150,30 +147,20 @@ def next_version(manifest: AlertManifest, *, alert_id: str, originator: str) -> 
 # --- the I/O --------------------------------------------------------------------------------------
 
 
-class Publisher:
+class Publisher(Concern):
     """Seals and sends this agency's alerts, keeping each sealed request until it is received."""
 
     def __init__(
         self,
-        transport: Transport,
-        profile: Profile,
+        context: ClientContext,
         *,
         state: ClientState,
-        partners: PartnerDirectory,
-        manifests: Manifests,
-        auditor: Auditor,
         watchlist: Callable[[], Watchlist],
-        clock: Callable[[], datetime],
         sleep: Callable[[float], None],
     ) -> None:
-        self._transport = transport
-        self._profile = profile
+        super().__init__(context)
         self._state = state
-        self._partners = partners
-        self._manifests = manifests
-        self._auditor = auditor
         self._watchlist = watchlist
-        self._clock = clock
         self._sleep = sleep
 
     def publish(self, draft: Draft, *, supersedes: str | None = None) -> Receipt:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
 from exchange.crypto.keys import VerifyKey
@@ -20,13 +19,11 @@ from exchange.statements.alert import AlertManifest, ItemHeader
 from exchange.statements.codec import envelope_from_proto
 from exchange.statements.sealing import INVALID, REVOKED, VISIBLE, WITHHELD, OpenedVersion
 from exchange.v1 import release_pb2, statements_pb2
-from exchange_client._internal.manifests import Manifests, check_alert_id
+from exchange_client._internal.context import ClientContext, Concern
+from exchange_client._internal.manifests import check_alert_id
 from exchange_client._internal.models import DeliveryRecord, StatementResult, timestamp_or_none
-from exchange_client._internal.partners import PartnerDirectory
-from exchange_client._internal.profile import Profile
 from exchange_client._internal.signed_calls import send_statement, statement_result
 from exchange_client._internal.state import SentStatements
-from exchange_client._internal.transport import Transport
 
 FEEDBACK_OUTCOMES = ("SEIZED", "NOTHING_FOUND", "INVESTIGATING", "FALSE_POSITIVE")
 """The outcomes a recipient can report with :meth:`Client.feedback`."""
@@ -108,25 +105,12 @@ def verified_about_own(
 # --- the I/O --------------------------------------------------------------------------------------
 
 
-class Deliveries:
+class Deliveries(Concern):
     """Receipts, purge acknowledgements and feedback, sent and listed."""
 
-    def __init__(
-        self,
-        transport: Transport,
-        profile: Profile,
-        *,
-        partners: PartnerDirectory,
-        manifests: Manifests,
-        sent: SentStatements,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._transport = transport
-        self._profile = profile
-        self._partners = partners
-        self._manifests = manifests
+    def __init__(self, context: ClientContext, *, sent: SentStatements) -> None:
+        super().__init__(context)
         self._sent = sent
-        self._clock = clock
 
     def feedback(
         self, alert_id: str, outcome: str, *, note: str = "", originator: str | None = None

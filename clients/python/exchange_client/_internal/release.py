@@ -10,7 +10,6 @@ statement sent through :func:`~exchange_client._internal.signed_calls.send_state
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
 
 from exchange.crypto.keys import DecryptionKey, VerifyKey
 from exchange.errors import ConflictError, ExchangeError, NotFoundError, VerificationError
@@ -18,12 +17,9 @@ from exchange.statements import release
 from exchange.statements.alert import AlertManifest, ItemHeader, KeyGrant
 from exchange.statements.codec import envelope_from_proto
 from exchange.v1 import alerts_pb2, release_pb2
-from exchange_client._internal.manifests import Manifests
+from exchange_client._internal.context import Concern
 from exchange_client._internal.models import ReleaseRequest, StatementResult, timestamp_or_none
-from exchange_client._internal.partners import PartnerDirectory
-from exchange_client._internal.profile import Profile
 from exchange_client._internal.signed_calls import send_statement, statement_result
-from exchange_client._internal.transport import Transport
 
 # --- the rules ----------------------------------------------------------------------------------
 
@@ -113,23 +109,9 @@ def own_item_key(
 # --- the I/O --------------------------------------------------------------------------------------
 
 
-class ReleaseControls:
+class ReleaseControls(Concern):
     """This agency's release requests and, as an originator, its decisions and revocations."""
 
-    def __init__(
-        self,
-        transport: Transport,
-        profile: Profile,
-        *,
-        partners: PartnerDirectory,
-        manifests: Manifests,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._transport = transport
-        self._profile = profile
-        self._partners = partners
-        self._manifests = manifests
-        self._clock = clock
 
     def request_release(
         self,

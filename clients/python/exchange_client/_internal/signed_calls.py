@@ -10,7 +10,7 @@ module), put in its call's request (:func:`statement_request`, pure), sent
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -20,17 +20,6 @@ from exchange.statements.codec import envelope_to_proto
 from exchange.v1 import release_pb2
 from exchange_client._internal.models import StatementResult
 from exchange_client._internal.transport import Transport
-
-
-class AlertVersion(Protocol):
-    """Anything naming one alert version: a manifest, or a statement message about one."""
-
-    @property
-    def originator(self) -> str: ...
-    @property
-    def alert_id(self) -> str: ...
-    @property
-    def version(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +63,7 @@ def send_statement(
 
 
 def statement_result(
-    kind: str, about: AlertVersion, *, log_index: int, **fields: Any
+    kind: str, about: release.NamesAlertVersion, *, log_index: int, **fields: Any
 ) -> StatementResult:
     """What a statement about the alert version ``about`` came to, as the caller sees it."""
     return StatementResult(
