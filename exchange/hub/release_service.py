@@ -25,24 +25,15 @@ from exchange.errors import (
 )
 from exchange.hub.guard import current_caller
 from exchange.hub.servicers import HubContext
+from exchange.statements import release
 from exchange.statements.codec import envelope_from_proto
-from exchange.statements.release import (
-    Feedback,
-    PurgeAck,
-    Receipt,
-    ReleaseDecision,
-    ReleaseRequest,
-    Retraction,
-    Revocation,
-    SignedStatement,
-)
 from exchange.store import release as release_store
 from exchange.store.release import StoredStatement
 from exchange.v1 import release_pb2, release_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-S = TypeVar("S", bound="SignedStatement[Any]")
+S = TypeVar("S", bound="release.SignedStatement[Any]")
 
 
 class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
@@ -81,7 +72,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     def RequestRelease(
         self, request: release_pb2.RequestReleaseRequest, context: grpc.ServicerContext
     ) -> release_pb2.RequestReleaseResponse:
-        statement = self._verified(ReleaseRequest, request, "request")
+        statement = self._verified(release.ReleaseRequest, request, "request")
         registered = self._hub.directory.encryption_key_ids().keys()
         outcome = self._store(
             lambda c, now: release_store.record_request(c, statement, registered=registered, now=now)
@@ -105,7 +96,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     def DecideRelease(
         self, request: release_pb2.DecideReleaseRequest, context: grpc.ServicerContext
     ) -> release_pb2.DecideReleaseResponse:
-        decision = self._verified(ReleaseDecision, request, "decision")
+        decision = self._verified(release.ReleaseDecision, request, "decision")
         grant = request.grant if request.HasField("grant") else None
         key_ids = self._hub.directory.encryption_key_ids()
         outcome = self._store(
@@ -118,7 +109,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     def Revoke(
         self, request: release_pb2.RevokeRequest, context: grpc.ServicerContext
     ) -> release_pb2.RevokeResponse:
-        revocation = self._verified(Revocation, request, "revocation")
+        revocation = self._verified(release.Revocation, request, "revocation")
         outcome = self._store(lambda c, now: release_store.revoke_item(c, revocation, now=now))
         return release_pb2.RevokeResponse(
             log_index=outcome.log_index, grants_deleted=outcome.grants_deleted
@@ -127,14 +118,14 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     def AcknowledgePurge(
         self, request: release_pb2.AcknowledgePurgeRequest, context: grpc.ServicerContext
     ) -> release_pb2.AcknowledgePurgeResponse:
-        statement = self._verified(PurgeAck, request, "purge_ack")
+        statement = self._verified(release.PurgeAck, request, "purge_ack")
         outcome = self._store(lambda c, now: release_store.record_purge_ack(c, statement, now=now))
         return release_pb2.AcknowledgePurgeResponse(log_index=outcome.log_index)
 
     def SubmitReceipt(
         self, request: release_pb2.SubmitReceiptRequest, context: grpc.ServicerContext
     ) -> release_pb2.SubmitReceiptResponse:
-        statement = self._verified(Receipt, request, "receipt")
+        statement = self._verified(release.Receipt, request, "receipt")
         outcome = self._store(lambda c, now: release_store.record_receipt(c, statement, now=now))
         return release_pb2.SubmitReceiptResponse(log_index=outcome.log_index)
 
@@ -151,7 +142,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     def SubmitFeedback(
         self, request: release_pb2.SubmitFeedbackRequest, context: grpc.ServicerContext
     ) -> release_pb2.SubmitFeedbackResponse:
-        statement = self._verified(Feedback, request, "feedback")
+        statement = self._verified(release.Feedback, request, "feedback")
         key_ids = self._hub.directory.encryption_key_ids()
         outcome = self._store(
             lambda c, now: release_store.record_feedback(
@@ -163,6 +154,6 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     def Retract(
         self, request: release_pb2.RetractRequest, context: grpc.ServicerContext
     ) -> release_pb2.RetractResponse:
-        statement = self._verified(Retraction, request, "retraction")
+        statement = self._verified(release.Retraction, request, "retraction")
         outcome = self._store(lambda c, now: release_store.retract_alert(c, statement, now=now))
         return release_pb2.RetractResponse(log_index=outcome.log_index)
