@@ -23,7 +23,7 @@ from exchange.v1 import payloads_pb2, statements_pb2
 
 
 class DraftItemFields(Protocol):
-    """What :func:`validate_draft` reads of an item (a :class:`~exchange.alerts.draft.DraftItem`)."""
+    """What :func:`validate_draft` reads of a :class:`~exchange.alerts.draft.DraftItem`."""
 
     @property
     def id(self) -> str: ...

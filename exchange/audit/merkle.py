@@ -88,7 +88,8 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 Node = tuple[int, int]
-"""A complete aligned subtree as ``(level, idx)``: the leaves ``[idx * 2**level, (idx + 1) * 2**level)``."""
+"""A complete aligned subtree as ``(level, idx)``: the leaves
+``[idx * 2**level, (idx + 1) * 2**level)``."""
 
 
 class SubtreeSource(Protocol):

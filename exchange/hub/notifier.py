@@ -2,7 +2,8 @@
 
 In one process a condition variable is enough.  Hub replicas sharing a PostgreSQL database also
 hear each other: every transaction that appends feed events notifies the ``exchange_feed``
-channel at its commit (:mod:`exchange.store.feed`), and each replica's :class:`~exchange.hub.background.ReplicaListener`
+channel at its commit (:mod:`exchange.store.feed`), and each replica's
+:class:`~exchange.hub.background.ReplicaListener`
 turns what it hears into a local wake-up.  The stream re-reads the database either way, so a
 missed wake-up (a listener reconnecting) only delays an event until the next heartbeat, never
 loses it.

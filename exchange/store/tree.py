@@ -6,7 +6,8 @@ state change). After they commit, :class:`TreeBuilder` hashes the new leaves in 
 leaves ``[idx * 2**level, (idx + 1) * 2**level)``, level 0 being the leaf hashes. It records how far
 it got in ``log_tree_head.hashed_size``.
 
-:class:`StoredTree` answers :mod:`exchange.audit.merkle`'s :class:`~exchange.audit.merkle.SubtreeSource`
+:class:`StoredTree` answers :mod:`exchange.audit.merkle`'s
+:class:`~exchange.audit.merkle.SubtreeSource`
 from those rows: every hash a proof needs is a complete aligned subtree (one row) or a right-edge
 subtree (at most ``log2(size)`` rows folded together), so a root, an inclusion proof or a
 consistency proof costs one query of O(log n) rows at any size of the log.

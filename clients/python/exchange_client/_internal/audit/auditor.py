@@ -88,6 +88,7 @@ EVENTS_PER_PAGE = 1000
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(phase, done, total)`` while the log is fetched (``leaves``, ``bodies``)."""
 
+
 @dataclass(frozen=True)
 class _FetchedLog:
     """The leaves under one checkpoint and the bodies this agency may see, by index."""
@@ -251,7 +252,8 @@ class Auditor:
         if smaller == 0 or smaller == larger:
             return []
         proof = self._transport.call(
-            self._transport.audit.GetConsistencyProof, audit_pb2.GetConsistencyProofRequest(from_size=smaller, to_size=larger)
+            self._transport.audit.GetConsistencyProof,
+            audit_pb2.GetConsistencyProofRequest(from_size=smaller, to_size=larger),
         )
         return list(proof.hashes)
 
@@ -262,7 +264,8 @@ class Auditor:
         signer = CosignatureSigner(self._agency_id, self._witness_key.native)
         line = cosign(text, signer, int(self._clock().timestamp()))
         self._transport.call(
-            self._transport.audit.SubmitCosignature, audit_pb2.SubmitCosignatureRequest(checkpoint=text, cosignature=line)
+            self._transport.audit.SubmitCosignature,
+            audit_pb2.SubmitCosignatureRequest(checkpoint=text, cosignature=line),
         )
         self._own_cosignatures[text] = line
 
@@ -398,7 +401,8 @@ class Auditor:
 
     def _inclusion_proof(self, index: int, size: int) -> list[bytes]:
         proof = self._transport.call(
-            self._transport.audit.GetInclusionProof, audit_pb2.GetInclusionProofRequest(index=index, tree_size=size)
+            self._transport.audit.GetInclusionProof,
+            audit_pb2.GetInclusionProofRequest(index=index, tree_size=size),
         )
         if (proof.index, proof.tree_size) != (index, size):
             raise VerificationError(
@@ -484,7 +488,8 @@ class Auditor:
         start = 0
         while start < size:
             page = self._transport.call(
-                self._transport.audit.GetLeaves, audit_pb2.GetLeavesRequest(start=start, end=min(size, start + LEAVES_PER_PAGE))
+                self._transport.audit.GetLeaves,
+                audit_pb2.GetLeavesRequest(start=start, end=min(size, start + LEAVES_PER_PAGE)),
             )
             if not page.leaves:
                 break
@@ -547,7 +552,8 @@ class Auditor:
         try:
             while True:
                 page = self._transport.call(
-                    self._transport.alerts.ListEvents, alerts_pb2.ListEventsRequest(after=received, limit=EVENTS_PER_PAGE)
+                    self._transport.alerts.ListEvents,
+                    alerts_pb2.ListEventsRequest(after=received, limit=EVENTS_PER_PAGE),
                 )
                 fresh = [event for event in page.events if event.sequence > received]
                 if not fresh:
@@ -605,5 +611,3 @@ class Auditor:
         proof = self.consistency_proof(theirs.checkpoint.size, ours.checkpoint.size)
         check_consistency(ours.checkpoint, theirs.checkpoint, proof)
         return Comparison(ours.checkpoint, theirs.checkpoint, tuple(sorted(theirs.cosignatures)))
-
-
