@@ -1,7 +1,7 @@
 """The layers of docs/DESIGN.md ("Layers"), checked on the source: no import climbs a layer.
 
 Each module's imports are read with :mod:`ast` (top-level ones and those inside functions alike)
-and followed through the project's own modules, so a forbidden package reached through a helper
+and followed through the project's own modules, so a forbidden package reached through another module
 counts as well. The check is on the files, not on a running interpreter, so it cannot be fooled
 by what another test happened to import first.
 """
@@ -154,18 +154,18 @@ def test_the_check_sees_an_import_added_to_a_core_module() -> None:
     assert "exchange.audit.probe -> sqlalchemy" in violations(LAYERS[0], probe)
 
 
-def test_the_check_follows_imports_through_helpers() -> None:
+def test_the_check_follows_imports_through_other_modules() -> None:
     """A core module reaching the hub through another first-party module is found, and so is
     what the hub module itself imports."""
     found = violations(LAYERS[0], {"exchange.crypto.probe": "from exchange.hub import status\n"})
     assert "exchange.crypto.probe -> exchange.hub" in found
     assert "exchange.crypto.probe -> exchange.hub.status -> grpc" in found
-    helper = {
-        "exchange.alerts.probe": "from exchange.alerts.probe_helper import x\n",
-        "exchange.alerts.probe_helper": "import exchange.crypto\nfrom sqlalchemy import select\n",
+    chain = {
+        "exchange.alerts.probe": "from exchange.alerts.probe_middle import x\n",
+        "exchange.alerts.probe_middle": "import exchange.crypto\nfrom sqlalchemy import select\n",
     }
-    assert "exchange.alerts.probe -> exchange.alerts.probe_helper -> sqlalchemy" in violations(
-        LAYERS[0], helper
+    assert "exchange.alerts.probe -> exchange.alerts.probe_middle -> sqlalchemy" in violations(
+        LAYERS[0], chain
     )
 
 
