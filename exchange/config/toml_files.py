@@ -40,6 +40,11 @@ class TomlTable:
     def _where(self, key: str) -> str:
         return f"{self._file}: {f'[{self._name}] ' if self._name else ''}{key}"
 
+    @property
+    def file(self) -> Path:
+        """The file the table was read from."""
+        return self._file
+
     def names(self) -> list[str]:
         """The keys of the table."""
         return list(self._values)
@@ -67,6 +72,13 @@ class TomlTable:
         if key not in self._values and default is not None:
             return default
         return Path(self.string(key))
+
+    def boolean(self, key: str) -> bool:
+        """``true`` or ``false`` (false when absent)."""
+        value = self._values.get(key, False)
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"{self._where(key)} must be true or false")
+        return value
 
     def positive_number(self, key: str, default: float) -> float:
         """A number above 0."""
