@@ -178,3 +178,4 @@ class ConfigurationError(ExchangeError):
     """A configuration file or profile is missing, unreadable or inconsistent."""
 
     reason = "CONFIGURATION"
+

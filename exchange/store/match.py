@@ -1,7 +1,7 @@
 """Private matching in the store: token updates, queries against the budget, hits, policies.
 
 Every function runs in the caller's transaction and appends its log entry before it reads what
-it will change, which takes the one log lock (``exchange.audit.log``): a query sums the day's
+it will change, which takes the one log lock (:mod:`exchange.store.log`): a query sums the day's
 usage only then, so two concurrent queries can never both fit the last of a budget, and two
 updates of one holder's tokens or policy cannot interleave, across hub replicas.  A refused query raises, and the
 caller's rollback leaves nothing behind, its log entries included.
@@ -16,13 +16,13 @@ from datetime import date, datetime
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 
 from exchange.audit import leaves
-from exchange.audit.log import append_entry
 from exchange.errors import ConflictError, OutdatedKeysError, QuotaExceededError
 from exchange.match.blinding import pack_tokens, token_digest
 from exchange.match.budget import Budgets, QueryCount, day_of
 from exchange.match.requests import CheckedQuery, TokenChange
 from exchange.statements.codec import encode, envelope_from_proto, envelope_to_proto
 from exchange.statements.match_policy import MatchPolicyStatement
+from exchange.store.log import append_entry
 from exchange.store.match_tables import (
     match_hits,
     match_indexes,

@@ -372,7 +372,7 @@ def raw_stub(hub: object, exchange_dir: Path, agency: str) -> match_pb2_grpc.Mat
 
 
 def blinding(client: Client, partner: str) -> BlindingKey:
-    keys = client._recipient_keys([partner])
+    keys = client._partners.recipient_keys([partner])
     return BlindingKey.derive(client.profile.agency_id, client.profile.decryption_key, partner,
                               keys[partner], own_role="holder")
 
@@ -383,7 +383,7 @@ def rotate_encryption_key(
     """Give ``agency`` a new encryption key at the store level (key rotation has no command
     yet): a certificate from its CA and an AgencyKeys statement number 2, registered."""
     from exchange import pki
-    from exchange.profile import load_profile
+    from exchange.config.profile import load_profile
     from exchange.statements.agency_keys import AgencyKeys
     from exchange.store import registry
 

@@ -17,9 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
-
-from exchange.crypto.keys import EncryptionKey
 from exchange.errors import InvalidInputError, NotFoundError
 from exchange.match.blinding import (
     TOKEN_LENGTH,
@@ -33,7 +30,8 @@ from exchange.match.index_file import IndexRow, read_index_file
 from exchange.match.selectors import Selector
 from exchange.statements.codec import envelope_from_proto, envelope_to_proto
 from exchange.statements.match_policy import MatchPolicyStatement
-from exchange.v1 import match_pb2, match_pb2_grpc
+from exchange.v1 import match_pb2
+from exchange_client._internal.context import Concern
 from exchange_client._internal.match_index import IndexEntry, LocalIndex
 from exchange_client._internal.models import rfc3339
 from exchange_client._internal.profile import Profile
@@ -202,32 +200,8 @@ class _PartnerUpdate:
         return len(self.add) + len(self.remove)
 
 
-class Matcher:
-    """Matching for the agency of ``profile``: its index, its queries and the hits on it.
-
-    ``call`` makes a unary call with the client's timeout and error mapping; ``encryption_keys``
-    returns partners' verified current encryption keys (fetched fresh); ``partner_ids`` lists the
-    verified, unrevoked partners on the hub.
-    """
-
-    def __init__(
-        self,
-        channel: grpc.Channel,
-        profile: Profile,
-        *,
-        target: str,
-        call: Callable[[Callable[..., Any], Any], Any],
-        encryption_keys: Callable[[Iterable[str]], dict[str, EncryptionKey]],
-        partner_ids: Callable[[], list[str]],
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._stub = match_pb2_grpc.MatchServiceStub(channel)
-        self._profile = profile
-        self._target = target
-        self._call = call
-        self._encryption_keys = encryption_keys
-        self._partner_ids = partner_ids
-        self._clock = clock
+class Matcher(Concern):
+    """Matching for this client's agency: its index, its queries and the hits on it."""
 
     # --- keys -----------------------------------------------------------------------------------
 
@@ -243,7 +217,7 @@ class Matcher:
                 f"no verified, unrevoked partner {', '.join(map(repr, unknown))} on the hub "
                 "(`exchange agencies` lists the agencies and why any is unverified)"
             )
-        found = self._encryption_keys(wanted)
+        found = self._partners.recipient_keys(wanted)
         return {
             partner: BlindingKey.derive(
                 own, self._profile.decryption_key, partner, found[partner], own_role=role
@@ -251,13 +225,25 @@ class Matcher:
             for partner in wanted
         }
 
-    def _partners(self, named: Sequence[str] | None) -> list[str]:
+    def _publish_for(self, named: Sequence[str] | None) -> list[str]:
         if named:
             return sorted(set(named))
         partners = self._partner_ids()
         if not partners:
             raise NotFoundError("no verified partner on the hub to publish tokens for")
         return partners
+
+    def _partner_ids(self) -> list[str]:
+        """The verified, unrevoked partners on the hub (fetched fresh)."""
+        own = self._profile.agency_id
+        return [
+            p.agency_id
+            for p in self._partners.load(refresh=True).values()
+            if p.verified and not p.revoked and p.agency_id != own
+        ]
+
+    def _call(self, method: Callable[..., Any], request: Any) -> Any:
+        return self._transport.call(method, request)
 
     def _index(self) -> LocalIndex:
         return LocalIndex.open(self._profile.state_dir)
@@ -275,7 +261,7 @@ class Matcher:
         partner when none is named).  A partner whose tokens are blinded under keys that are no
         longer current is re-blinded in the same update."""
         entries, duplicates = _dedupe(rows)
-        keys = self._keys(self._partners(partners), role="holder")
+        keys = self._keys(self._publish_for(partners), role="holder")
         with self._index() as index, index.transaction():
             texts = [str(selector) for selector, _ in entries]
             known = index.partners_of(s for s, _ in entries) if index.count() else {}
@@ -354,8 +340,8 @@ class Matcher:
 
         # A long upload gets time in proportion to its size: 10 s and a second per 20,000 tokens.
         timeout = 10.0 + total / 20_000
-        with hub_errors(self._target):
-            response: match_pb2.UpdateTokensResponse = self._stub.UpdateTokens(
+        with hub_errors(self._transport.target):
+            response: match_pb2.UpdateTokensResponse = self._transport.match.UpdateTokens(
                 messages(), timeout=timeout
             )
         return {count.partner: int(count.total) for count in response.partners}
@@ -466,7 +452,7 @@ class Matcher:
         for start in range(0, len(distinct), MAX_QUERY_SELECTORS):
             batch = tokens[start : start + MAX_QUERY_SELECTORS]
             response: match_pb2.MatchQueryResponse = self._call(
-                self._stub.Query,
+                self._transport.match.Query,
                 match_pb2.MatchQueryRequest(
                     holder=partner,
                     holder_key_id=key.pair.holder_key_id,
@@ -491,7 +477,7 @@ class Matcher:
             after = 0 if include_seen else index.hits_cursor()
             while True:
                 response: match_pb2.ListMatchHitsResponse = self._call(
-                    self._stub.ListHits, match_pb2.ListMatchHitsRequest(after=after, limit=_HITS_PAGE)
+                    self._transport.match.ListHits, match_pb2.ListMatchHitsRequest(after=after, limit=_HITS_PAGE)
                 )
                 for hit in response.hits:
                     digests = unpack_tokens(bytes(hit.token_digests), what="token digests")
@@ -539,14 +525,14 @@ class Matcher:
             key=self._profile.signing_key,
         )
         self._call(
-            self._stub.SetPolicy,
+            self._transport.match.SetPolicy,
             match_pb2.SetMatchPolicyRequest(policy=envelope_to_proto(policy.envelope)),
         )
         return number
 
     def _stats_response(self, days: int) -> match_pb2.GetMatchStatsResponse:
         response: match_pb2.GetMatchStatsResponse = self._call(
-            self._stub.GetStats, match_pb2.GetMatchStatsRequest(days=days)
+            self._transport.match.GetStats, match_pb2.GetMatchStatsRequest(days=days)
         )
         return response
 
