@@ -174,7 +174,7 @@ def main() -> None:
             def progress(phase: str, done: int, total: int) -> None:
                 if phase != last[1]:
                     now = time.perf_counter()
-                    phases[str(last[1]) or "directory and index lookups"] = now - float(last[0])  # type: ignore[arg-type]
+                    phases[str(last[1]) or "directory, de-duplication and index lookups"] = now - float(last[0])  # type: ignore[arg-type]
                     last[0], last[1] = now, phase
 
             change = holder.matching.add(rows, partners=[QUERIER], progress=progress)

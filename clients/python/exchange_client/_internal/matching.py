@@ -267,15 +267,15 @@ class Matcher(Concern):
             known = index.partners_of(s for s, _ in entries) if index.count() else {}
             updates: dict[str, _PartnerUpdate] = {}
             published: dict[str, tuple[list[int], list[bytes]]] = {}
-            for partner, key in keys.items():
+            for done, (partner, key) in enumerate(keys.items()):
+                if progress is not None:
+                    progress("blinding", done, len(keys))
                 update = _PartnerUpdate(key, replace=self._stale(index, key))
                 fresh = [i for i, text in enumerate(texts) if partner not in known.get(text, ())]
                 earlier = list(index.published_for(partner)) if update.replace else []
                 update.add = key.tokens(earlier + [entries[i][0] for i in fresh])
                 updates[partner] = update
                 published[partner] = (fresh, update.add[len(earlier) :])
-                if progress is not None:
-                    progress("blinding", len(updates), len(keys))
             # The hub's update and the local writes run side by side (both wait outside the
             # GIL); the local transaction commits only once the hub has answered.
             with ThreadPoolExecutor(max_workers=1) as uploader:
