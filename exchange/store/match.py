@@ -33,6 +33,7 @@ from exchange.store.match_tables import (
 from exchange.v1 import match_pb2, statements_pb2
 
 _BATCH = 5_000
+_ANALYZE_AFTER = 10_000
 _LOOKUP_BATCH = 1_000
 
 _PAIR = (match_tokens.c.holder == bindparam("holder")) & (
@@ -187,6 +188,11 @@ def update_tokens(
                     insert_tokens,
                     [(holder, change.partner, t) for t in adding[start : start + _BATCH]],
                 )
+        if connection.dialect.name == "postgresql" and len(change.add) >= _ANALYZE_AFTER:
+            # Fresh statistics: planned on stale ones (a table that looked empty), a query's
+            # lookup scanned every token of the pair instead of seeking each (163 against
+            # 31 ms for 1,000 tokens among 200,000).
+            connection.exec_driver_sql("ANALYZE match_tokens")
         total = int(connection.execute(_COUNT_PAIR, pair).scalar_one())
         values = {
             "holder_key_id": change.holder_key_id,
