@@ -48,9 +48,15 @@ from exchange.audit.log import (
 from exchange.audit.tree import DEFAULT_BATCH_SIZE, StoredTree, hash_new_leaves
 from exchange.audit.verify import witness_verifier
 from exchange.crypto.notes import NoteSigner
-from exchange.errors import ExchangeError, InvalidInputError, NotFoundError
+from exchange.errors import (
+    ConfigurationError,
+    ExchangeError,
+    InvalidInputError,
+    NotFoundError,
+)
 from exchange.hub.background import BackgroundThread
 from exchange.hub.guard import current_caller
+from exchange.hub.log_state import LogBehindError, LogStateFile
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.store import registry
 from exchange.store.db import Database
@@ -81,9 +87,15 @@ class Checkpointer(BackgroundThread):
         interval: float,
         clock: Callable[[], datetime],
         batch_size: int = DEFAULT_BATCH_SIZE,
+        log_state: LogStateFile | None = None,
     ) -> None:
-        """Sign with ``signer`` (named ``origin``) at least every ``interval`` seconds once started."""
+        """Sign with ``signer`` (named ``origin``) at least every ``interval`` seconds once started.
+
+        ``log_state`` remembers every checkpoint adopted, outside the database, and keeps the
+        checkpointer from signing a tree shorter than the latest one remembered.
+        """
         self._db = db
+        self._log_state = log_state
         self._signer = signer
         self._origin = origin
         self._interval = interval
@@ -143,6 +155,13 @@ class Checkpointer(BackgroundThread):
         growth = hash_new_leaves(connection, batch_size=self._batch_size)
         if growth.new_size - growth.old_size == self._batch_size:
             return None  # more may follow
+        head = self._log_state.head if self._log_state is not None else None
+        if head is not None and growth.new_size < head.size:
+            raise LogBehindError(
+                f"the log has {growth.new_size} entries, fewer than the checkpoint of "
+                f"{head.size} this hub signed: the database was restored under a running hub; "
+                "stop it and see docs/OPERATIONS.md, 'Backup and restore'",
+            )
         return sign_checkpoint(
             connection, self._signer, origin=self._origin, now=self._clock(), growth=growth
         )
@@ -152,6 +171,11 @@ class Checkpointer(BackgroundThread):
         with self._latest_lock:
             if self._latest is None or checkpoint.size > self._latest.size:
                 self._latest = checkpoint
+        if self._log_state is not None:
+            try:
+                self._log_state.remember(checkpoint)
+            except ConfigurationError:
+                log.exception("the latest checkpoint could not be remembered outside the database")
 
     def _run(self) -> None:
         last_run = time.monotonic()

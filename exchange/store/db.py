@@ -19,10 +19,26 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
-from exchange.errors import ConfigurationError
+from exchange.errors import ConfigurationError, UnavailableError
 
 _READ_ONLY = "exchange_read_only"
+
+CONNECT_TIMEOUT_SECONDS = 5
+"""How long a new PostgreSQL connection may take before the database counts as unreachable."""
+
+
+@contextmanager
+def _unavailable_on_disconnect() -> Iterator[None]:
+    """A database that cannot be reached (or dropped the connection, or asks to retry) is
+    :class:`UnavailableError`: the hub answers ``UNAVAILABLE`` and clients retry."""
+    try:
+        yield
+    except OperationalError as e:
+        raise UnavailableError(
+            "the hub's database is unavailable; try again shortly", reason="DATABASE_UNAVAILABLE"
+        ) from e
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -57,7 +73,13 @@ def create_database_engine(url: str) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        )
     raise ConfigurationError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
@@ -82,10 +104,10 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
         if self._sqlite_writer is None:
-            with self.engine.begin() as connection:
+            with _unavailable_on_disconnect(), self.engine.begin() as connection:
                 yield connection
             return
-        with self._sqlite_writer, self.engine.begin() as connection:
+        with self._sqlite_writer, _unavailable_on_disconnect(), self.engine.begin() as connection:
             yield connection
 
     @contextmanager
@@ -100,7 +122,11 @@ class Database:
         options: dict[str, Any] = {_READ_ONLY: True}
         if self.is_postgresql:
             options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        with self.engine.connect().execution_options(**options) as connection, connection.begin():
+        with (
+            _unavailable_on_disconnect(),
+            self.engine.connect().execution_options(**options) as connection,
+            connection.begin(),
+        ):
             yield connection
 
     def migrate(self) -> None:

@@ -86,6 +86,7 @@ from exchange_client._internal.models import (
     timestamp_or_none,
 )
 from exchange_client._internal.profile import Profile
+from exchange_client._internal.request_ids import RequestIdInterceptor
 from exchange_client._internal.state import ClientState, OutboxEntry, SentStatements
 from exchange_client._internal.status import hub_errors
 from exchange_client._internal.watchlist_updates import WatchlistUpdates
@@ -184,7 +185,10 @@ class Client:
             private_key=profile.tls_key_pem,
             certificate_chain=profile.tls_certificate_pem,
         )
-        self._channel = grpc.secure_channel(self.target, credentials, options=_CHANNEL_OPTIONS)
+        self._channel = grpc.intercept_channel(
+            grpc.secure_channel(self.target, credentials, options=_CHANNEL_OPTIONS),
+            RequestIdInterceptor(),
+        )
         self._directory_stub = directory_pb2_grpc.DirectoryServiceStub(self._channel)
         self._alerts_stub = alerts_pb2_grpc.AlertServiceStub(self._channel)
         self._release_stub = release_pb2_grpc.ReleaseServiceStub(self._channel)
