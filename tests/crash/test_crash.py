@@ -160,13 +160,15 @@ def test_two_replicas_one_log_and_a_subscriber_switched_mid_stream(
     publishers = start_publishers(exchange_dir, [first.address, second.address], 50, tmp_path)
     received: list[int] = []
     try:
-        with client_for(exchange_dir, RECIPIENT, first.address, tmp_path / "recipient") as c:
-            with c.subscribe(heartbeats=True) as feed:
-                for event in feed:
-                    if not event.is_heartbeat:
-                        received.append(event.sequence)
-                    if len(received) >= 60:
-                        break  # leaving the block saves the cursor: the switch is clean
+        with (
+            client_for(exchange_dir, RECIPIENT, first.address, tmp_path / "recipient") as c,
+            c.subscribe(heartbeats=True) as feed,
+        ):
+            for event in feed:
+                if not event.is_heartbeat:
+                    received.append(event.sequence)
+                if len(received) >= 60:
+                    break  # leaving the block saves the cursor: the switch is clean
         note_from_first = save_checkpoint(exchange_dir, first.address, tmp_path)
         publishers.wait()
         total = len(set(publishers.acknowledged()))
