@@ -104,6 +104,10 @@ class HubProcess:
                 self.process.kill()
                 self.process.wait(30)
 
+    def log_lines(self) -> list[dict[str, object]]:
+        """The hub's log (``--log-format json``): every line must be one JSON object."""
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
     def health(self) -> str:
         assert self.health_port is not None
         try:
@@ -134,6 +138,11 @@ class Publishers:
 
     def tried(self) -> int:
         return sum(1 for line in self.lines() if "tried" in line)
+
+    def kill(self) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait(30)
 
     def wait(self, timeout: float = 600) -> None:
         for process in self.processes:

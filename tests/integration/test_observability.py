@@ -250,3 +250,21 @@ def test_a_hub_whose_database_is_cut_off_is_not_serving_until_it_is_back(
         hub.stop(grace=0)
         proxy.cut()
         databases.close()
+
+
+def test_health_reads_the_port_from_the_config_and_says_when_none_is_set(
+    hub_with_ports: Hub, exchange_dir: Path, tmp_path: Path
+) -> None:
+    config = dataclasses.replace(
+        hub_with_ports.config, health_listen=f"0.0.0.0:{hub_with_ports.health_port}"
+    )
+    path = tmp_path / "hub.toml"
+    path.write_text(config.to_toml())
+    done = subprocess.run([HUB_CLI, "health", "--config", str(path)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "SERVING")  # 0.0.0.0: asks loopback
+
+    done = subprocess.run([HUB_CLI, "health", "--config", str(exchange_dir / "hub.toml")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "health_listen" in done.stderr and "Traceback" not in done.stderr
