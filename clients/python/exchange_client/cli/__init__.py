@@ -38,6 +38,7 @@ from exchange_client._internal.profile import Profile
 from exchange_client._internal.watchlist_updates import WatchlistUpdates
 from exchange_client.cli import _render
 from exchange_client.cli.audit import register as register_audit_commands
+from exchange_client.cli.offline import print_notices
 from exchange_client.cli.offline import register as register_offline_commands
 
 EXIT_OK = 0
@@ -190,11 +191,14 @@ def publish(
 ) -> None:
     """Validate, sign, encrypt and publish a draft alert.
 
-    Each item is encrypted for the agencies in its audience only. Watchlist matches are printed
-    as warnings. An interrupted publish is kept in the profile and retried by `exchange resend`.
+    Each item is encrypted for the agencies in its audience only. Identifiers written in a
+    printed form are published in their canonical form, each shown as a notice; watchlist
+    matches are printed as warnings. An interrupted publish is kept in the profile and retried
+    by `exchange resend`.
     """
     with _reported_errors():
         draft = Draft.from_file(file)
+    print_notices(_stderr(), draft.normalisations)
     with _client(ctx) as client, _reported_errors():
         receipt = client.publish(draft, supersedes=supersedes)
     if json_output:
