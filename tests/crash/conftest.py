@@ -1,4 +1,4 @@
-"""The crash tests' figures close the test session's output, so every run shows them."""
+"""The crash tests' figures close the test run's output, so every run shows them."""
 
 from __future__ import annotations
 

@@ -235,11 +235,11 @@ def exchange_cli(
 
 
 REPORTED: list[str] = []
-"""Figures of this run, printed at the end of the test session (``tests/crash/conftest.py``)."""
+"""Figures of this run, printed at the end of the test run (``tests/crash/conftest.py``)."""
 
 
 def report(line: str) -> None:
-    """Figures into the test output: now (seen with ``-s``) and in the session's summary."""
+    """Figures into the test output: now (seen with ``-s``) and in the run's closing summary."""
     print(line, flush=True)
     REPORTED.append(line)
 

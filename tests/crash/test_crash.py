@@ -103,7 +103,7 @@ def test_kill_9_during_a_thousand_publishes_loses_nothing(
         hub.start()
         publishers.wait()
 
-        scenario = (f"kill -9 ({database_url.split(':')[0]}, killed after "
+        scenario = (f"kill -9 ({database_url.split(':')[0].split('+')[0]}, killed after "
                     f"{acknowledged_at_kill} acknowledged)")
         figures = recipient_figures(exchange_dir, hub.address, publishers, tmp_path, scenario)
         assert figures.tried == 4 * PUBLISHES_PER_PROCESS
