@@ -86,7 +86,7 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def hub_factory(
-    exchange_dir: Path, database_url: str, clock: FrozenClock
+    exchange_dir: Path, database_url: str, clock: FrozenClock, tmp_path: Path
 ) -> Iterator[Callable[..., object]]:
     """Start real hubs (mTLS on a loopback port 0) on the test's database; stopped afterwards."""
     from exchange.hub.app import Hub
@@ -98,7 +98,11 @@ def hub_factory(
         config = HubConfig.from_file(exchange_dir / "hub.toml").with_overrides(
             database_url=database_url, listen="127.0.0.1:0"
         )
-        config = dataclasses.replace(config, heartbeat_interval_seconds=heartbeat_interval_seconds)
+        config = dataclasses.replace(
+            config,
+            heartbeat_interval_seconds=heartbeat_interval_seconds,
+            log_state_file=tmp_path / "log-state.json",  # not in the shared exchange directory
+        )
         hub = Hub(config, clock=clock, **overrides)  # type: ignore[arg-type]
         hub.prepare()
         hub.start()

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from exchange.crypto.keys import SigningKey
@@ -21,8 +21,12 @@ from exchange.hub.background import Checkpointer, ReleaseSweeper, ReplicaListene
 from exchange.hub.config import HubConfig
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import GuardInterceptor
+from exchange.hub.health import DatabaseProbe, serve_health_port
 from exchange.hub.init import read_public_bundle
+from exchange.hub.log_state import LogStateFile
+from exchange.hub.metrics import HubMetrics, MetricsServer
 from exchange.hub.notifier import FeedNotifier
+from exchange.hub.observer import CallObserver, ObservingInterceptor
 from exchange.hub.release_service import ReleaseServicer
 from exchange.hub.servicers import AlertServicer, DirectoryServicer, HubContext
 from exchange.statements.publish import PublishLimits
@@ -97,18 +101,35 @@ class Hub:
         self._max_workers = max_workers
         self._server: grpc.Server | None = None
         self._health = health.HealthServicer()
+        self.metrics = HubMetrics()
+        self.metrics.watch_store(self.db, clock=clock)
+        self.log_state = LogStateFile(config.log_state_path, config.database_url)
+        self._probe: DatabaseProbe | None = None
+        self._health_server: grpc.Server | None = None
+        self._metrics_server: MetricsServer | None = None
         self.port: int | None = None
+        self.health_port: int | None = None
+        self.metrics_port: int | None = None
         self.checkpointer: Checkpointer | None = None
 
     def prepare(self) -> ImportResult:
-        """Migrate the database and import the registry (so an empty database just works)."""
+        """Migrate the database, check that its log extends the latest checkpoint this hub
+        signed, and import the registry (so an empty database just works)."""
         self.db.migrate()
+        self._check_log_state()
         result = import_registry(self.db, self.config.registry_dir, now=self.clock())
         self.directory.refresh()
         return result
 
+    def _check_log_state(self) -> None:
+        """Refuse a database behind the checkpoint remembered outside it (a restored backup)."""
+        with self.db.read() as connection:
+            self.log_state.check(connection)
+        self.log_state.save()  # an unwritable state file fails here, not after a checkpoint
+
     def _start_checkpointer(self) -> Checkpointer:
         """Sign the log as it stands, then keep signing in the background (DESIGN §8)."""
+        self._check_log_state()
         try:
             key = SigningKey.from_pem(self.config.checkpoint_key.read_bytes())
         except OSError as e:
@@ -119,6 +140,7 @@ class Hub:
             origin=self.config.log_origin,
             interval=self.config.checkpoint_interval_seconds,
             clock=self.clock,
+            log_state=self.log_state,
         )
         checkpointer.checkpoint_now()
         checkpointer.start()
@@ -160,13 +182,21 @@ class Hub:
             clock=self.clock,
             limits=PublishLimits(max_request_bytes=self.config.max_message_bytes),
             heartbeat_interval=self.config.heartbeat_interval_seconds,
-            publishes=GroupCommit(self.db, on_batch=self.checkpointer.sign_in),
+            publishes=GroupCommit(
+                self.db,
+                on_batch=self.checkpointer.sign_in,
+                observe_batch=self.metrics.group_commit_batch.observe,
+            ),
             checkpointer=self.checkpointer,
             sweep_on_read=self.release_sweeper.sweep_on_read,
         )
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="hub"),
-            interceptors=[GuardInterceptor(self.directory)],
+            # Observed first, so every call is counted and logged with the status it got.
+            interceptors=[
+                ObservingInterceptor(CallObserver(self.metrics)),
+                GuardInterceptor(self.directory),
+            ],
             options=[
                 ("grpc.max_receive_message_length", TRANSPORT_MESSAGE_LIMIT),
                 ("grpc.max_send_message_length", TRANSPORT_MESSAGE_LIMIT),
@@ -195,11 +225,24 @@ class Hub:
         except RuntimeError as e:
             raise ConfigurationError(f"cannot listen on {address}: {e}") from e
         server.start()
-        for name in service_names[:4]:
-            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         self.port = port
+        self._probe = DatabaseProbe(
+            self.db,
+            self._health,
+            service_names[:4],
+            log_state=self.log_state,
+            on_change=lambda up: self.metrics.database_up.set(1 if up else 0),
+        )
+        self._probe.probe_now()
+        self._probe.start()
+        if self.config.health_listen is not None:
+            self._health_server, self.health_port = serve_health_port(
+                self._health, self.config.health_listen
+            )
+        if self.config.metrics_listen is not None:
+            self._metrics_server = self.metrics.serve(self.config.metrics_listen)
+            self.metrics_port = self._metrics_server.port
         self.release_sweeper.start()
         if self.db.is_postgresql:  # replicas on one database wake each other's streams
             self._replica_listener = ReplicaListener(self.db.engine.url, self.notifier)
@@ -210,11 +253,23 @@ class Hub:
         if self._server is not None:
             self._server.wait_for_termination()
 
+    def probe_database(self) -> bool:
+        """Probe the database now and set the health service by the answer (tests)."""
+        if self._probe is None:
+            raise ConfigurationError("the hub is not started")
+        return self._probe.probe_now()
+
     def stop(self, grace: float = 2.0) -> None:
         self.notifier.close()
+        if self._probe is not None:
+            self._probe.stop()
         self._health.enter_graceful_shutdown()
         if self._server is not None:
             self._server.stop(grace).wait()
+        if self._health_server is not None:
+            self._health_server.stop(0).wait()
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
         self.release_sweeper.stop(timeout=10)
         if self._replica_listener is not None:
             self._replica_listener.stop()

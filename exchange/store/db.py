@@ -24,15 +24,24 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from exchange.errors import ConfigurationError
-from exchange.store.errors import StorageConflictError, StorageError
+from exchange.store.errors import DatabaseUnavailableError, StorageConflictError, StorageError
 
 _READ_ONLY = "exchange_read_only"
+
+CONNECT_TIMEOUT_SECONDS = 5
+"""How long a new PostgreSQL connection may take before the database counts as unreachable."""
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -67,7 +76,13 @@ def create_database_engine(url: str) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        )
     raise ConfigurationError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
@@ -126,6 +141,26 @@ class Database:
         self.engine.dispose()
 
 
+_UNAVAILABLE = "the hub's database is unavailable; try again shortly"
+
+# SQLite's operational errors that pass: a writer holding the file, a file that cannot be opened.
+_SQLITE_OUTAGES = ("database is locked", "unable to open", "disk I/O error")
+
+
+def _is_outage(error: DBAPIError) -> bool:
+    """Whether a driver error is the database being out of reach (the client should retry), not a
+    statement the database refused."""
+    if error.connection_invalidated:
+        return True
+    if isinstance(error, InterfaceError):
+        return True  # the connection was closed under the statement
+    if not isinstance(error, OperationalError):
+        return False
+    if isinstance(error.orig, sqlite3.OperationalError):
+        return any(text in str(error.orig) for text in _SQLITE_OUTAGES)
+    return True  # PostgreSQL: the server could not be reached, went away or is shutting down
+
+
 @contextmanager
 def storage_errors() -> Iterator[None]:
     """Map the database failures raised inside the block to the store's domain errors."""
@@ -133,7 +168,11 @@ def storage_errors() -> Iterator[None]:
         yield
     except IntegrityError as e:
         raise StorageConflictError(f"the write collided with another: {e.orig}") from e
-    except (DBAPIError, DisconnectionError, PoolTimeoutError) as e:
+    except (DisconnectionError, PoolTimeoutError) as e:
+        raise DatabaseUnavailableError(_UNAVAILABLE) from e
+    except DBAPIError as e:
+        if _is_outage(e):
+            raise DatabaseUnavailableError(_UNAVAILABLE) from e
         raise StorageError(f"the database failed: {e}") from e
 
 
@@ -146,6 +185,21 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+MIGRATION_LOCK = 0x65786368  # "exch": the PostgreSQL advisory lock migrations take turns on
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the migrations up to ``revision``."""
-    command.upgrade(alembic_config(engine), revision)
+    """Run the migrations up to ``revision``.
+
+    On PostgreSQL, replicas starting together take turns on an advisory lock, so the second
+    finds the schema migrated instead of racing the first through the same DDL.
+    """
+    if engine.dialect.name != "postgresql":
+        command.upgrade(alembic_config(engine), revision)
+        return
+    with storage_errors(), engine.connect() as lock:
+        lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        try:
+            command.upgrade(alembic_config(engine), revision)
+        finally:
+            lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})

@@ -22,6 +22,7 @@ from exchange.v1 import (
     release_pb2_grpc,
 )
 from exchange_client._internal.profile import Profile
+from exchange_client._internal.request_ids import RequestIdInterceptor
 from exchange_client._internal.status import hub_errors
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -64,7 +65,10 @@ class Transport:
             private_key=profile.tls_key_pem,
             certificate_chain=profile.tls_certificate_pem,
         )
-        channel = grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+        channel = grpc.intercept_channel(
+            grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS),
+            RequestIdInterceptor(),
+        )
         return cls(channel, target=target, timeout=timeout)
 
     def call(
