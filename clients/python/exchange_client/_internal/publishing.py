@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from exchange.alerts.draft import Draft
 from exchange.alerts.watchlist import Watchlist
 from exchange.errors import (
+    ConfigurationError,
     ConflictError,
     ExchangeError,
     InvalidInputError,
     MalformedError,
+    NotAuthenticatedError,
     NotFoundError,
+    NotPermittedError,
+    TooLargeError,
     UnavailableError,
     VerificationError,
 )
@@ -147,6 +151,19 @@ def next_version(manifest: AlertManifest, *, alert_id: str, originator: str) -> 
 # --- the I/O --------------------------------------------------------------------------------------
 
 
+DEFINITE_REFUSALS: tuple[type[ExchangeError], ...] = (
+    NotAuthenticatedError,
+    NotPermittedError,
+    NotFoundError,
+    ConflictError,
+    TooLargeError,
+    InvalidInputError,
+    VerificationError,
+    ConfigurationError,
+)
+"""Answers that refuse the request itself: its outbox entry goes. Any other failure keeps it."""
+
+
 class Publisher(Concern):
     """Seals and sends this agency's alerts, keeping each sealed request until it is received."""
 
@@ -254,11 +271,19 @@ class Publisher(Concern):
         try:
             response = self._send_with_retries(entry, request)
         except UnavailableError:
-            raise
-        except ExchangeError:
-            # A definite refusal: the same bytes would be refused again.
+            raise  # the entry stays; the error names it
+        except DEFINITE_REFUSALS:
+            # The same bytes would be refused again.
             self._state.remove_outbox(entry)
             raise
+        except ExchangeError as e:
+            # The hub failed (its database, say) with the publish perhaps committed: only a
+            # resend of the same bytes can tell, so the entry stays.
+            raise ExchangeError(
+                f"{e.message}. The sealed alert is kept in {entry.path}; "
+                "`exchange resend` sends it again with the same bytes",
+                reason=e.reason,
+            ) from e
         receipt = receipt_from(
             response,
             originator=self._profile.agency_id,
@@ -273,16 +298,25 @@ class Publisher(Concern):
             log_index=receipt.log_index,
             accepted_at=receipt.accepted_at,
         )
+        # The audit log: the published manifest must be in the verified log. Until it is proven
+        # the entry stays in the outbox, so a resend (answered with the first receipt) proves it.
+        try:
+            self._auditor.prove_statement(
+                logged_manifest(request),
+                receipt.log_index,
+                proof=response.inclusion_proof if response.HasField("inclusion_proof") else None,
+                note=response.checkpoint,
+                consistency=response.consistency if response.HasField("consistency") else None,
+                leaf=bytes(response.leaf),
+            )
+        except UnavailableError as e:
+            raise UnavailableError(
+                f"the hub accepted alert {receipt.alert_id} version {receipt.version}, but its "
+                f"log entry could not be proven yet ({e.message}). The sealed alert is kept in "
+                f"{entry.path}; `exchange resend` proves it",
+                reason=e.reason,
+            ) from e
         self._state.remove_outbox(entry)
-        # The audit log: the published manifest must be in the verified log.
-        self._auditor.prove_statement(
-            logged_manifest(request),
-            receipt.log_index,
-            proof=response.inclusion_proof if response.HasField("inclusion_proof") else None,
-            note=response.checkpoint,
-            consistency=response.consistency if response.HasField("consistency") else None,
-            leaf=bytes(response.leaf),
-        )
         return receipt
 
     def _send_with_retries(self, entry: OutboxEntry, request: bytes) -> alerts_pb2.PublishResponse:
