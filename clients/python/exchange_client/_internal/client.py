@@ -1118,6 +1118,7 @@ class Client:
             outcome=value,
             note=note,
             originator_key=originator_key,
+            own_key=self.profile.decryption_key.public_key,
             created_at=self._clock(),
             key=self.profile.signing_key,
         )
