@@ -42,13 +42,18 @@ from exchange.v1 import statements_pb2
 __all__ = [
     "COUNT",
     "KINDS",
+    "METRIC_LABELS",
     "MICROSECONDS",
     "OUTCOMES",
     "AlertFacts",
     "AlertKey",
+    "CooperationReport",
     "Figure",
     "LoggedStatement",
     "cooperation_figures",
+    "format_duration",
+    "format_value",
+    "iso_week",
     "nearest_rank",
 ]
 
@@ -297,7 +302,11 @@ class _Computer:
         by_kind: dict[str, set[int]] = {kind: set() for kind in KINDS}
         by_week: dict[str, set[int]] = defaultdict(set)
         for key, entry in self._publications.items():
-            if key[2] != 1 or entry not in self._period or not self._addressed(key, giver, receiver):
+            if (
+                key[2] != 1
+                or entry not in self._period
+                or not self._addressed(key, giver, receiver)
+            ):
                 continue
             facts = self._facts(key)
             kind = facts.kind if facts is not None and facts.kind is not None else UNKNOWN_KIND
@@ -349,9 +358,7 @@ class _Computer:
                 value=len(approval.samples),
             ),
             *_durations(APPROVAL_TIME_MEDIAN, APPROVAL_TIME_P90, giver, receiver, approval),
-            _count(
-                REQUESTS_DENIED, giver, receiver, denied.indices, value=len(denied.samples)
-            ),
+            _count(REQUESTS_DENIED, giver, receiver, denied.indices, value=len(denied.samples)),
             _count(OPEN_REQUESTS_OLDER_THAN_A_WEEK, giver, receiver, stale),
         ]
 
@@ -478,3 +485,109 @@ def _durations(
         )
         for metric, percent in ((median, 50), (p90, 90))
     ]
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+METRIC_LABELS: dict[str, str] = {
+    ALERTS: "Alerts given",
+    ALERTS_PER_WEEK: "Alerts given per week",
+    ITEMS_RELEASED_ON_REQUEST: "Items released on request",
+    APPROVAL_TIME_MEDIAN: "Approval time, median",
+    APPROVAL_TIME_P90: "Approval time, 90th percentile",
+    REQUESTS_DENIED: "Requests denied",
+    OPEN_REQUESTS_OLDER_THAN_A_WEEK: "Requests open for over a week",
+    RECEIPT_TIME_MEDIAN: "Delivery to first receipt, median",
+    RECEIPT_TIME_P90: "Delivery to first receipt, 90th percentile",
+    FEEDBACK_TIME_MEDIAN: "Delivery to feedback, median",
+    FEEDBACK_TIME_P90: "Delivery to feedback, 90th percentile",
+    OUTCOMES_REPORTED: "Outcomes reported",
+    CASES_OPENED: "Joint cases opened",
+    CASES_CLOSED: "Joint cases closed",
+}
+"""What each metric is called in the text and HTML reports.  In a direction A → B, A is the
+agency that gave (published the alert, was asked for the item) and B the one that received
+(was addressed, asked, sent the receipt or the feedback)."""
+
+
+def format_duration(micros: int) -> str:
+    """A duration for people: ``0.4 s``, ``12 min 5 s``, ``3 h 20 min``, ``2 d 4 h``."""
+    seconds = micros / 1_000_000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s"
+
+
+def format_value(figure: Figure) -> str:
+    """The figure's value as the text and HTML reports print it."""
+    return format_duration(figure.value) if figure.unit == MICROSECONDS else str(figure.value)
+
+
+@dataclass(frozen=True)
+class CooperationReport:
+    """A cooperation report: who computed it, about whom, over which period, at which verified
+    checkpoint, from how many verified entries, and its figures."""
+
+    agency: str
+    partners: tuple[str, ...]
+    since: datetime | None
+    until: datetime | None
+    as_of: datetime
+    checkpoint_note: str
+    checkpoint_size: int
+    checkpoint_root_hash: bytes
+    entries_verified: int
+    """Log entries replayed and verified (the whole log up to the checkpoint)."""
+    entries_in_period: int
+    """Entries this agency may read whose log time falls in the period."""
+    figures: tuple[Figure, ...]
+
+    def to_json(self) -> dict[str, object]:
+        """For ``--format json`` (snake_case)."""
+        return {
+            "agency": self.agency,
+            "partners": list(self.partners),
+            "since": _rfc3339(self.since),
+            "until": _rfc3339(self.until),
+            "as_of": _rfc3339(self.as_of),
+            "checkpoint": {
+                "size": self.checkpoint_size,
+                "root_hash": self.checkpoint_root_hash.hex(),
+                "note": self.checkpoint_note,
+            },
+            "entries_verified": self.entries_verified,
+            "entries_in_period": self.entries_in_period,
+            "figures": [figure.to_json() for figure in self.figures],
+        }
+
+    def to_summary(self, *, created_at: datetime) -> statements_pb2.CooperationSummary:
+        """The message an agency signs for ``exchange report --sign``."""
+        message = statements_pb2.CooperationSummary(
+            agency=self.agency,
+            partners=sorted(self.partners),
+            checkpoint=self.checkpoint_note,
+            checkpoint_size=self.checkpoint_size,
+            checkpoint_root_hash=self.checkpoint_root_hash,
+            figures=[figure.to_proto() for figure in self.figures],
+        )
+        if self.since is not None:
+            message.since.FromDatetime(self.since)
+        if self.until is not None:
+            message.until.FromDatetime(self.until)
+        message.as_of.FromDatetime(self.as_of)
+        message.created_at.FromDatetime(created_at)
+        return message
+
+
+def _rfc3339(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return _aware(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
