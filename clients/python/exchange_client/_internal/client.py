@@ -23,6 +23,7 @@ from exchange import pki
 from exchange.alerts.draft import Draft
 from exchange.alerts.validate import validate_payload
 from exchange.alerts.watchlist import Watchlist, WatchlistUpdate
+from exchange.audit.cooperation import CooperationReport
 from exchange.crypto.keys import EncryptionKey, VerifyKey
 from exchange.errors import (
     ConflictError,
@@ -69,7 +70,7 @@ from exchange.v1 import (
     release_pb2_grpc,
     statements_pb2,
 )
-from exchange_client._internal.audit import Auditor, logged_envelope, logged_manifest
+from exchange_client._internal.audit import Auditor, Progress, logged_envelope, logged_manifest
 from exchange_client._internal.feed import FeedSubscription, check_heartbeat, check_sequence
 from exchange_client._internal.models import (
     AgencyInfo,
@@ -86,6 +87,7 @@ from exchange_client._internal.models import (
     timestamp_or_none,
 )
 from exchange_client._internal.profile import Profile
+from exchange_client._internal.report import CooperationReporter, sign_report
 from exchange_client._internal.state import ClientState, OutboxEntry, SentStatements
 from exchange_client._internal.status import hub_errors
 from exchange_client._internal.watchlist_updates import WatchlistUpdates
@@ -599,6 +601,48 @@ class Client:
                 self._sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
+
+    # --- the cooperation report ---------------------------------------------------------------
+
+    def cooperation_report(
+        self,
+        *,
+        partners: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> CooperationReport:
+        """Verify the whole log, then compute the cooperation figures with ``partners`` (default:
+        every partner in the profile) over ``[since, until)``; see
+        :mod:`exchange_client._internal.report`.  A log that fails verification raises
+        :class:`VerificationError` naming the first bad entry, and no figure is computed."""
+        reporter = CooperationReporter(
+            agency_id=self.profile.agency_id,
+            decryption_key=self.profile.decryption_key,
+            partner_cas=self.profile.partner_cas,
+            auditor=self.auditor,
+            fetch_alert=self._alert_view,
+            verify_keys=self._verify_keys_of,
+            clock=self._clock,
+        )
+        return reporter.report(partners=partners, since=since, until=until, progress=progress)
+
+    def sign_cooperation_report(self, report: CooperationReport) -> bytes:
+        """The signed summary of ``report``, as the bundle file partners verify offline."""
+        return sign_report(
+            report,
+            signing_key=self.profile.signing_key,
+            keys_envelope=self.profile.keys_envelope,
+            created_at=self._clock(),
+        )
+
+    def _alert_view(self, originator: str, alert_id: str, version: int) -> alerts_pb2.AlertView:
+        request = alerts_pb2.GetAlertRequest(
+            alert_id=alert_id, originator=originator, version=version
+        )
+        with hub_errors(self.target):
+            view: alerts_pb2.AlertView = self._alerts_stub.GetAlert(request, timeout=self._timeout)
+        return view
 
     # --- reading --------------------------------------------------------------------------------
 
