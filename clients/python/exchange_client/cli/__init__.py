@@ -40,6 +40,7 @@ from exchange_client.cli import _render
 from exchange_client.cli.audit import register as register_audit_commands
 from exchange_client.cli.offline import print_notices
 from exchange_client.cli.offline import register as register_offline_commands
+from exchange_client.cli.report import register as register_report_commands
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -531,6 +532,7 @@ def _profile_watchlist(ctx: typer.Context) -> Watchlist:
 
 register_offline_commands(app, watchlist_provider=_profile_watchlist)
 register_audit_commands(app)
+register_report_commands(app)
 
 
 def main() -> None:
