@@ -16,7 +16,6 @@ from exchange.audit.leaves import LeafContents, make_leaf
 from exchange.store.schema import log_entries
 from exchange.v1 import statements_pb2
 from tests.e2e.test_audit_cli import VERIFICATION_FAILED, AuditedExchange
-from tests.e2e.test_audit_cli import exchange  # noqa: F401  (the fixture)
 
 A, B = "agency-a", "agency-b"
 
