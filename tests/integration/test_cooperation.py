@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from exchange.audit.cooperation import CooperationReport, Figure
-from exchange.errors import InvalidInputError
+from exchange.errors import InvalidInputError, NotFoundError
 from exchange.profile import load_profile
 from exchange.statements.cooperation import CooperationBundle
 from exchange_client import Client, Draft, Profile
@@ -176,3 +176,49 @@ def test_an_unknown_partner_an_empty_period_and_a_quiet_period_are_clear_errors(
             partners=[B], since=start - timedelta(days=30), until=start - timedelta(days=20)
         )
     a.cooperation_report(partners=[B], since=start, until=start + timedelta(days=1))
+
+
+def test_a_joint_case_is_seen_by_its_members_only_and_a_link_releases_nothing(
+    clients: Callable[[str], Client], clock: FrozenClock, hub: object
+) -> None:
+    a, b, c = clients(A), clients(B), clients("agency-c")
+    shipment = a.publish(draft("SHIPMENT", "4-piperidone as cleaning agent", [B])).alert_id
+    for_c = a.publish(draft("GENERAL", "For agency-c only", ["agency-c"])).alert_id
+    case_id = a.cases.open_case("Manzanillo precursor ring", [B]).alert_id
+    clock.advance(hours=1)
+    b.cases.link(case_id, [shipment])
+    a.cases.link(case_id, [for_c])
+    b.cases.note(case_id, "Customs hold the container")
+    clock.advance(hours=1)
+    a.cases.close(case_id, "SEIZED", "1.2 t seized")
+
+    # The link released nothing: b still cannot open the held item.
+    assert b.open(shipment).item("source").status == "WITHHELD"
+    view = b.cases.show(case_id)
+    assert (view.title, view.members, view.status) == (
+        "Manzanillo precursor ring", (A, B), "CLOSED"
+    )
+    assert (view.state.outcome, view.state.closed_by) == ("SEIZED", A)
+    linked = {item.link.alert_id: item for item in view.linked}
+    assert linked[shipment].visible and linked[shipment].title == "4-piperidone as cleaning agent"
+    assert "source" in linked[shipment].detail
+    assert not linked[for_c].visible and linked[for_c].title is None
+    kinds = [event["event"] for event in view.timeline()]
+    assert kinds[0] == "opened" and {"linked", "note", "closed", "publication"} <= set(kinds)
+    assert [v.case_id for v in a.cases.list_cases()] == [case_id]
+    assert b.cases.list_cases()[0].status == "CLOSED"
+    with pytest.raises(InvalidInputError, match="closed by agency-a"):
+        b.cases.note(case_id, "too late")
+
+    # agency-c is no member: the case does not exist for it.
+    with pytest.raises(NotFoundError, match="no case"):
+        c.cases.show(case_id)
+    assert c.cases.list_cases() == []
+
+    hub.checkpoint_now()  # type: ignore[attr-defined]
+    ours, theirs = by_key(a.cooperation_report(partners=[B])), by_key(b.cooperation_report(partners=[A]))
+    for metric in ("joint_cases_opened", "joint_cases_closed"):
+        key = (metric, A, B, "")
+        assert ours[key].value == theirs[key].value == 1
+        assert ours[key].log_indices == theirs[key].log_indices
+    assert ours[("alerts", A, B, "SHIPMENT")].value == 1  # the case alerts are not counted as alerts

@@ -71,6 +71,7 @@ from exchange.v1 import (
     statements_pb2,
 )
 from exchange_client._internal.audit import Auditor, Progress, logged_envelope, logged_manifest
+from exchange_client._internal.cases import JointCases
 from exchange_client._internal.feed import FeedSubscription, check_heartbeat, check_sequence
 from exchange_client._internal.models import (
     AgencyInfo,
@@ -601,6 +602,32 @@ class Client:
                 self._sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
+
+    # --- joint cases ----------------------------------------------------------------------------
+
+    @property
+    def cases(self) -> JointCases:
+        """Joint cases with partner agencies (``exchange case``): each is an alert of kind
+        ``CASE``, and every link, note or closing a member's alert of kind ``CASE_ENTRY``."""
+        return JointCases(
+            agency_id=self.profile.agency_id,
+            state_dir=self.profile.state_dir,
+            list_alerts=self._alert_refs,
+            open_alert=lambda alert_id, originator, version: self.open(
+                alert_id, originator=originator or None, version=version or None
+            ),
+            publish=self.publish,
+            histories=lambda alert_ids: {a: self.auditor.history(a) for a in alert_ids},
+        )
+
+    def _alert_refs(self) -> list[tuple[str, str, int]]:
+        """Every alert version this agency may see, its own included (newest first, 1000 at
+        most: the hub's limit)."""
+        with hub_errors(self.target):
+            response = self._alerts_stub.ListAlerts(
+                alerts_pb2.ListAlertsRequest(include_own=True, limit=1000), timeout=self._timeout
+            )
+        return [(a.originator, a.alert_id, a.version) for a in response.alerts]
 
     # --- the cooperation report ---------------------------------------------------------------
 

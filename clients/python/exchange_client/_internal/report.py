@@ -182,9 +182,7 @@ class CooperationReporter:
             figures=tuple(figures),
         )
 
-    def _alert_facts(
-        self, read: Sequence[_Read], involved: set[str]
-    ) -> dict[AlertKey, AlertFacts]:
+    def _alert_facts(self, read: Sequence[_Read], involved: set[str]) -> dict[AlertKey, AlertFacts]:
         facts: dict[AlertKey, AlertFacts] = {}
         for item in read:
             message = item.entry.message

@@ -89,14 +89,11 @@ def _moment(value: str | None, option: str, *, end: bool) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError as e:
         raise typer.BadParameter(
-            f"{value!r} is neither a date (2026-11-01) nor an RFC 3339 time "
-            "(2026-11-01T08:00:00Z)",
+            f"{value!r} is neither a date (2026-11-01) nor an RFC 3339 time (2026-11-01T08:00:00Z)",
             param_hint=option,
         ) from e
     if moment.tzinfo is None:
-        raise typer.BadParameter(
-            f"{value!r} has no UTC offset: add Z or +HH:MM", param_hint=option
-        )
+        raise typer.BadParameter(f"{value!r} has no UTC offset: add Z or +HH:MM", param_hint=option)
     return moment.astimezone(UTC)
 
 
