@@ -105,3 +105,28 @@ def test_bad_input_gets_a_clear_message_and_a_tampered_log_no_report(
     tampered = exchange.run("report", "--partner", A, agency=B, expect=VERIFICATION_FAILED)
     assert f"entry {target}" in tampered.stderr and "ROOT_MISMATCH" in tampered.stderr
     assert tampered.stdout == ""
+
+
+def test_joint_case_commands_for_members_and_a_non_member(exchange: AuditedExchange) -> None:
+    receipt = cooperate(exchange)
+    opened = exchange.json(
+        "case", "open", "--title", "Manzanillo ring", "--partner", B, agency=A
+    )
+    case_id = opened["alert_id"]
+    exchange.run("case", "link", case_id, receipt["alert_id"], agency=B)
+    exchange.run("case", "note", case_id, "Customs hold the container", agency=B)
+    listed = exchange.json("case", "list", agency=B)
+    assert [(c["case_id"], c["status"], c["members"]) for c in listed] == [
+        (case_id, "OPEN", [A, B])
+    ]
+    exchange.run("case", "close", case_id, "--outcome", "SEIZED", agency=A)
+    shown = exchange.json("case", "show", case_id, agency=B)
+    assert (shown["status"], shown["outcome"], shown["closed_by"]) == ("CLOSED", "SEIZED", A)
+    assert [linked["alert_id"] for linked in shown["linked_alerts"]] == [receipt["alert_id"]]
+    assert {"opened", "linked", "note", "closed"} <= {e["event"] for e in shown["timeline"]}
+    printed = exchange.run("case", "show", case_id, agency=A).stdout
+    assert "Manzanillo ring" in printed and "CLOSED by agency-a: SEIZED" in printed
+    outsider = exchange.run("case", "show", case_id, agency="agency-c", expect=1)
+    assert "no case" in outsider.stderr
+    bad = exchange.run("case", "close", case_id, "--outcome", "MAYBE", agency=A, expect=2)
+    assert "MAYBE" in bad.stderr
