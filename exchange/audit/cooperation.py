@@ -45,12 +45,15 @@ __all__ = [
     "METRIC_LABELS",
     "MICROSECONDS",
     "OUTCOMES",
+    "PAIR_METRICS",
     "AlertFacts",
     "AlertKey",
     "CooperationReport",
     "Figure",
+    "FigureRow",
     "LoggedStatement",
     "cooperation_figures",
+    "figure_rows",
     "format_duration",
     "format_value",
     "iso_week",
@@ -591,3 +594,44 @@ def _rfc3339(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return _aware(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+PAIR_METRICS = frozenset({CASES_OPENED, CASES_CLOSED})
+"""Metrics about the pair rather than one direction (their figures name the two agencies in
+alphabetical order)."""
+
+
+@dataclass(frozen=True)
+class FigureRow:
+    """One line of a report's table: a figure each way (``None`` where there is none)."""
+
+    label: str
+    metric: str
+    outward: Figure | None
+    """From the reporting agency to the partner (or, for a pair metric, the pair's figure)."""
+    inward: Figure | None
+
+    @property
+    def pair(self) -> bool:
+        return self.metric in PAIR_METRICS
+
+
+def figure_rows(figures: Iterable[Figure], agency: str, partner: str) -> list[FigureRow]:
+    """The figures between ``agency`` and ``partner`` as table rows, in report order; the
+    weekly counts (plotted, not tabulated) are left out."""
+    rows: dict[tuple[str, str], dict[str, Figure]] = {}
+    for figure in figures:
+        if figure.metric == ALERTS_PER_WEEK or {figure.from_agency, figure.to_agency} != {
+            agency,
+            partner,
+        }:
+            continue
+        way = "out" if figure.metric in PAIR_METRICS or figure.from_agency == agency else "in"
+        rows.setdefault((figure.metric, figure.detail), {})[way] = figure
+    result = []
+    for (metric, detail), cells in rows.items():
+        label = METRIC_LABELS.get(metric, metric)
+        if detail:
+            label += f": {detail.replace('_', ' ').lower()}"
+        result.append(FigureRow(label, metric, cells.get("out"), cells.get("in")))
+    return result

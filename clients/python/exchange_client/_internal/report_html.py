@@ -28,11 +28,11 @@ from exchange.audit.cooperation import (
     ALERTS_PER_WEEK,
     APPROVAL_TIME_MEDIAN,
     FEEDBACK_TIME_MEDIAN,
-    METRIC_LABELS,
     OUTCOMES_REPORTED,
     RECEIPT_TIME_MEDIAN,
     CooperationReport,
     Figure,
+    figure_rows,
     format_value,
 )
 
@@ -140,29 +140,31 @@ def _partner_section(agency: str, partner: str, figures: Sequence[Figure]) -> st
     return (
         f"<section><h2>With {_e(partner)}</h2>"
         f'<div class="plots">{"".join(plots)}</div>'
-        f"{_table(figures)}</section>"
+        f"{_table(figures, agency, partner)}</section>"
     )
 
 
-def _table(figures: Sequence[Figure]) -> str:
-    rows = []
-    for figure in figures:
-        if figure.metric == ALERTS_PER_WEEK:
-            continue
-        label = METRIC_LABELS.get(figure.metric, figure.metric)
-        if figure.detail:
-            label += f": {figure.detail.replace('_', ' ').lower()}"
-        way = f"{figure.from_agency} → {figure.to_agency}"
-        cited = ", ".join(str(i) for i in figure.log_indices) or "—"
-        rows.append(
-            f"<tr><td>{_e(label)}</td><td>{_e(way)}</td>"
-            f'<td class="value">{_e(format_value(figure))}</td>'
-            f'<td class="indices">{_e(cited)}</td></tr>'
-        )
+def _cell(figure: Figure | None) -> str:
+    if figure is None:
+        return "<td></td><td></td>"
+    cited = ", ".join(str(i) for i in figure.log_indices) or "—"
     return (
-        "<h3>Every figure</h3><table><thead><tr><th>Figure</th>"
-        "<th>Direction</th><th>Value</th><th>Log indices</th></tr></thead><tbody>"
-        f"{''.join(rows)}</tbody></table>"
+        f'<td class="value">{_e(format_value(figure))}</td>'
+        f'<td class="indices">{_e(cited)}</td>'
+    )
+
+
+def _table(figures: Sequence[Figure], agency: str, partner: str) -> str:
+    rows = []
+    for row in figure_rows(figures, agency, partner):
+        inward = '<td colspan="2" class="indices">(both)</td>' if row.pair else _cell(row.inward)
+        rows.append(f"<tr><td>{_e(row.label)}</td>{_cell(row.outward)}{inward}</tr>")
+    return (
+        "<h3>Every figure</h3><table><thead><tr><th rowspan=\"2\">Figure</th>"
+        f'<th colspan="2">{_e(agency)} → {_e(partner)}</th>'
+        f'<th colspan="2">{_e(partner)} → {_e(agency)}</th></tr>'
+        "<tr><th>value</th><th>log indices</th><th>value</th><th>log indices</th></tr>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -230,7 +232,9 @@ def _distribution(
     ]
     longest = max((max(samples[way]) for way, _ in present), default=0)
     scale, unit = _time_scale(longest)
-    bins = [longest / scale * step / _BINS for step in range(_BINS + 1)] if longest else _BINS
+    # Shared bin edges for both directions, a little past the longest so that it falls inside.
+    top = longest / scale * 1.05
+    bins = [top * step / _BINS for step in range(_BINS + 1)] if longest else _BINS
     for way, colour in present:
         values = [value / scale for value in samples[way]]
         axes.hist(

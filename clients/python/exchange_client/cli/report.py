@@ -25,10 +25,9 @@ from rich.table import Table
 from rich.text import Text
 
 from exchange.audit.cooperation import (
-    ALERTS_PER_WEEK,
-    METRIC_LABELS,
     CooperationReport,
     Figure,
+    figure_rows,
     format_value,
 )
 from exchange.errors import ExchangeError
@@ -215,29 +214,32 @@ def _compact(indices: tuple[int, ...], limit: int = 12) -> str:
     return ", ".join(pieces) or "-"
 
 
-def _label(figure: Figure) -> str:
-    label = METRIC_LABELS.get(figure.metric, figure.metric)
-    if figure.detail:
-        label += f": {figure.detail.replace('_', ' ').lower()}"
-    return label
+def _cell(figure: Figure | None) -> Text:
+    if figure is None:
+        return Text("")
+    cell = Text(format_value(figure))
+    if figure.log_indices:
+        cell.append(f" [{_compact(figure.log_indices, limit=4)}]", style="dim")
+    return cell
 
 
-def _print_figures(console: Console, figures: list[Figure], title: str) -> None:
-    table = Table(title=Text(title), title_justify="left")
+def _print_figures(console: Console, figures: list[Figure], agency: str, partner: str) -> None:
+    """One row per figure, one column per direction; each value with the log indices cited."""
+    table = Table(title=Text(f"{agency} with {partner}"), title_justify="left")
     table.add_column("figure")
-    table.add_column("direction", no_wrap=True)
-    table.add_column("value", justify="right", no_wrap=True)
-    table.add_column("log indices")
-    for figure in figures:
-        if figure.metric == ALERTS_PER_WEEK:
-            continue
-        table.add_row(
-            _label(figure),
-            f"{figure.from_agency} → {figure.to_agency}",
-            format_value(figure),
-            _compact(figure.log_indices),
-        )
+    table.add_column(f"{agency} → {partner}")
+    table.add_column(f"{partner} → {agency}")
+    for row in figure_rows(figures, agency, partner):
+        inward = Text("(both)", style="dim") if row.pair else _cell(row.inward)
+        table.add_row(row.label, _cell(row.outward), inward)
     console.print(table)
+    console.print(
+        Text(
+            "A → B: A gave (published, was asked), B received (was addressed, asked, "
+            "answered); [log indices cited]",
+            style="dim",
+        )
+    )
 
 
 def _print_report(console: Console, report: CooperationReport) -> None:
@@ -257,7 +259,7 @@ def _print_report(console: Console, report: CooperationReport) -> None:
     )
     for partner in report.partners:
         figures = [f for f in report.figures if partner in (f.from_agency, f.to_agency)]
-        _print_figures(console, figures, f"with {partner}")
+        _print_figures(console, figures, report.agency, partner)
 
 
 @report_app.command("verify")
@@ -340,5 +342,6 @@ def _print_bundle(console: Console, bundle: CooperationBundle) -> None:
         _print_figures(
             console,
             [f for f in figures if partner in (f.from_agency, f.to_agency)],
-            f"{message.agency} with {partner}",
+            message.agency,
+            partner,
         )
