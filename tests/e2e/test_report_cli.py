@@ -9,13 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
-
-from exchange.audit import merkle
-from exchange.audit.leaves import LeafContents, make_leaf
-from exchange.store.schema import log_entries
 from exchange.v1 import statements_pb2
-from tests.e2e.test_audit_cli import VERIFICATION_FAILED, AuditedExchange
+from tests.e2e.test_audit_cli import VERIFICATION_FAILED, AuditedExchange, change_leaf
 
 A, B = "agency-a", "agency-b"
 
@@ -95,13 +90,7 @@ def test_bad_input_gets_a_clear_message_and_a_tampered_log_no_report(
     assert "--since" in bad_date.stderr
 
     target = receipt["log_index"]
-    original = LeafContents.decode(exchange.leaf(target))
-    forged = make_leaf(original.entry_type, original.logged_at, b"another body", b"s" * 16, [])
-    exchange.tamper(
-        update(log_entries)
-        .where(log_entries.c.idx == target)
-        .values(leaf=forged, leaf_hash=merkle.leaf_hash(forged))
-    )
+    change_leaf(exchange, target)
     tampered = exchange.run("report", "--partner", A, agency=B, expect=VERIFICATION_FAILED)
     assert f"entry {target}" in tampered.stderr and "ROOT_MISMATCH" in tampered.stderr
     assert tampered.stdout == ""

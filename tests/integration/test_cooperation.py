@@ -5,7 +5,7 @@ figures both can see are the same — the same values, citing the same log indic
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,9 +15,10 @@ from exchange.audit.cooperation import CooperationReport, Figure
 from exchange.errors import InvalidInputError, NotFoundError
 from exchange.profile import load_profile
 from exchange.statements.cooperation import CooperationBundle
-from exchange_client import Client, Draft, Profile
+from exchange_client import Client, Draft
 from exchange_client._internal.report import verify_summary
 from tests.conftest import FrozenClock
+from tests.integration.test_release_client import clients  # noqa: F401 - the fixture
 
 A, B = "agency-a", "agency-b"
 HOUR = 3_600_000_000
@@ -42,25 +43,6 @@ def draft(kind: str, title: str, audience: list[str]) -> Draft:
             ],
         }
     )
-
-
-@pytest.fixture
-def clients(
-    hub: object, exchange_dir: Path, tmp_path: Path, clock: FrozenClock
-) -> Iterator[Callable[[str], Client]]:
-    opened: list[Client] = []
-
-    def client_for(agency: str) -> Client:
-        profile = dataclasses.replace(
-            Profile.load(exchange_dir / "agencies" / agency), state_dir=tmp_path / agency
-        )
-        client = Client(profile, hub=f"127.0.0.1:{hub.port}", clock=clock)  # type: ignore[attr-defined]
-        opened.append(client)
-        return client
-
-    yield client_for
-    for client in opened:
-        client.close()
 
 
 def exchange_between(a: Client, b: Client, clock: FrozenClock) -> dict[str, str]:
@@ -94,7 +76,7 @@ def by_key(report: CooperationReport) -> dict[tuple[str, str, str, str], Figure]
 
 
 def test_both_sides_compute_the_same_figures_from_their_own_verified_copies(
-    clients: Callable[[str], Client], clock: FrozenClock, hub: object
+    clients: Callable[[str], Client], clock: FrozenClock, hub: object  # noqa: F811
 ) -> None:
     a, b = clients(A), clients(B)
     exchange_between(a, b, clock)
@@ -132,7 +114,7 @@ def test_both_sides_compute_the_same_figures_from_their_own_verified_copies(
 
 
 def test_the_signed_summary_verifies_for_the_partner_and_names_the_checkpoint(
-    clients: Callable[[str], Client], clock: FrozenClock, hub: object, exchange_dir: Path
+    clients: Callable[[str], Client], clock: FrozenClock, hub: object, exchange_dir: Path  # noqa: F811
 ) -> None:
     a, b = clients(A), clients(B)
     exchange_between(a, b, clock)
@@ -159,7 +141,7 @@ def test_the_signed_summary_verifies_for_the_partner_and_names_the_checkpoint(
 
 
 def test_an_unknown_partner_an_empty_period_and_a_quiet_period_are_clear_errors(
-    clients: Callable[[str], Client], clock: FrozenClock, hub: object
+    clients: Callable[[str], Client], clock: FrozenClock, hub: object  # noqa: F811
 ) -> None:
     a, b = clients(A), clients(B)
     start = clock()
@@ -179,7 +161,7 @@ def test_an_unknown_partner_an_empty_period_and_a_quiet_period_are_clear_errors(
 
 
 def test_a_joint_case_is_seen_by_its_members_only_and_a_link_releases_nothing(
-    clients: Callable[[str], Client], clock: FrozenClock, hub: object
+    clients: Callable[[str], Client], clock: FrozenClock, hub: object  # noqa: F811
 ) -> None:
     a, b, c = clients(A), clients(B), clients("agency-c")
     shipment = a.publish(draft("SHIPMENT", "4-piperidone as cleaning agent", [B])).alert_id

@@ -20,7 +20,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -41,10 +40,12 @@ from exchange_client.cli.audit import (
     JsonOption,
     _client,
     _print_json,
+    _profile_dir,
     _ProgressBar,
     _reported,
     _stderr,
     _stdout,
+    fetch_progress,
 )
 
 __all__ = ["register", "report_app"]
@@ -152,16 +153,8 @@ def report_command(
         _stderr().print("--sign writes the signed summary (JSON): leave out --format html")
         raise typer.Exit(EXIT_USAGE)
     json_output = output_format is ReportFormat.JSON
-    console = _stderr()
     with _client(ctx, json_output) as client, _reported(json_output):
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=console,
-            transient=True,
-            disable=json_output or not console.is_terminal,
-        )
+        progress = fetch_progress(quiet=json_output)
         with progress:
             report = client.cooperation_report(
                 partners=partner or (), since=start, until=end, progress=_ProgressBar(progress)
@@ -278,11 +271,7 @@ def verify_command(
     Exit 3 when anything fails to verify. To recompute the figures, run `exchange report`
     with the same partner and period, and `exchange audit compare` on the summary's checkpoint.
     """
-    options = ctx.find_root().obj
-    profile_dir: Path | None = getattr(options, "profile", None)
-    if profile_dir is None:
-        _stderr().print("no profile: pass --profile DIR or set EXCHANGE_PROFILE", style="red")
-        raise typer.Exit(EXIT_USAGE)
+    profile_dir = _profile_dir(ctx)
     with _reported(json_output):
         try:
             data = file.read_bytes()
