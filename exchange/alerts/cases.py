@@ -36,7 +36,9 @@ CASE_ITEM_ID = "item-1"
 """The id of the one item of a case alert or case entry: neutral, since the hub sees item ids."""
 
 CASE_OUTCOMES = tuple(
-    name for name in payloads_pb2.CaseEntry.Outcome.keys()  # noqa: SIM118 (an enum wrapper) if name != "OUTCOME_UNSPECIFIED"
+    name
+    for name in payloads_pb2.CaseEntry.Outcome.keys()  # noqa: SIM118 (an enum wrapper)
+    if name != "OUTCOME_UNSPECIFIED"
 )
 """How a case can be closed: ``SEIZED``, ``ARRESTS``, ``NOTHING_FOUND``, ``FALSE_POSITIVE``,
 ``NO_FURTHER_ACTION``."""

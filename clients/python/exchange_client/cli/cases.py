@@ -43,9 +43,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(case_app, name="case")
 
 
-def _print_written(receipt: Receipt, json_output: bool, line: str) -> None:
+def _print_written(receipt: Receipt, json_output: bool, line: str, *, case_id: str) -> None:
     if json_output:
-        _print_json(receipt.to_json())
+        _print_json({"case_id": case_id, **receipt.to_json()})
     else:
         _stdout().print(Text(line), Text(f"(log index {receipt.log_index})", style="dim"))
 
@@ -64,7 +64,12 @@ def open_command(
     with _client(ctx, json_output) as client, _reported(json_output):
         receipt = client.cases.open_case(title, partner)
     members = ", ".join(sorted({client.profile.agency_id, *partner}))
-    _print_written(receipt, json_output, f"case {receipt.alert_id} opened with {members}")
+    _print_written(
+        receipt,
+        json_output,
+        f"case {receipt.alert_id} opened with {members}",
+        case_id=receipt.alert_id,
+    )
 
 
 @case_app.command("link")
@@ -82,7 +87,12 @@ def link_command(
     """
     with _client(ctx, json_output) as client, _reported(json_output):
         receipt = client.cases.link(case_id, alert_ids)
-    _print_written(receipt, json_output, f"linked {len(alert_ids)} alert(s) to case {case_id}")
+    _print_written(
+        receipt,
+        json_output,
+        f"linked {len(alert_ids)} alert(s) to case {case_id}",
+        case_id=case_id,
+    )
 
 
 @case_app.command("note")
@@ -95,21 +105,24 @@ def note_command(
     """Add a note to the case."""
     with _client(ctx, json_output) as client, _reported(json_output):
         receipt = client.cases.note(case_id, text)
-    _print_written(receipt, json_output, f"note added to case {case_id}")
+    _print_written(receipt, json_output, f"note added to case {case_id}", case_id=case_id)
 
 
 @case_app.command("close")
 def close_command(
     ctx: typer.Context,
     case_id: CaseId,
-    outcome: Annotated[CaseOutcome, typer.Option("--outcome", help="What came of the case.")],
+    outcome: Annotated[
+        CaseOutcome,
+        typer.Option("--outcome", help="What came of the case."),
+    ],
     note: Annotated[str, typer.Option("--note", metavar="TEXT", help="A closing note.")] = "",
     json_output: JsonOption = False,
 ) -> None:
     """Close the case with an outcome, for every member."""
     with _client(ctx, json_output) as client, _reported(json_output):
         receipt = client.cases.close(case_id, outcome.value, note)
-    _print_written(receipt, json_output, f"case {case_id} closed: {outcome.value}")
+    _print_written(receipt, json_output, f"case {case_id} closed: {outcome.value}", case_id=case_id)
 
 
 @case_app.command("list")
