@@ -34,7 +34,6 @@ from exchange.statements.cooperation import CooperationBundle
 from exchange_client._internal.models import rfc3339
 from exchange_client._internal.profile import Profile
 from exchange_client._internal.report import verify_summary
-from exchange_client._internal.report_html import render_html
 from exchange_client.cli.audit import (
     EXIT_USAGE,
     JsonOption,
@@ -168,6 +167,10 @@ def report_command(
         else:
             _write((json.dumps(report.to_json(), ensure_ascii=False) + "\n").encode(), output)
     elif output_format is ReportFormat.HTML:
+        # Imported here: matplotlib takes a good part of a second to load, and every other
+        # command of the CLI would pay for it.
+        from exchange_client._internal.report_html import render_html
+
         _write(render_html(report).encode("utf-8"), output)
     elif output is None:
         _print_report(_stdout(), report)
