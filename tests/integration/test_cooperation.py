@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from exchange.audit.cooperation import CooperationReport, Figure
+from exchange.config.profile import load_profile
 from exchange.errors import InvalidInputError, NotFoundError
-from exchange.profile import load_profile
 from exchange.statements.cooperation import CooperationBundle
 from exchange_client import Client, Draft
 from exchange_client._internal.report import verify_summary

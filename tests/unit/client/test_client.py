@@ -12,7 +12,7 @@ import pytest
 from exchange.statements.codec import parse_canonical
 from exchange.v1 import alerts_pb2, statements_pb2
 from exchange_client import Client, Draft, Profile, UnavailableError
-from exchange_client._internal.client import FIRST_RETRY_DELAY, PUBLISH_ATTEMPTS
+from exchange_client._internal.publishing import FIRST_RETRY_DELAY, PUBLISH_ATTEMPTS
 
 OWN_EYES_ONLY = {
     "kind": "GENERAL",

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from exchange.audit.merkle import EMPTY_ROOT
+from exchange.config.profile import load_profile
 from exchange.crypto.keys import SigningKey
 from exchange.crypto.notes import Checkpoint, NoteSigner, sign_note
 from exchange.errors import MalformedError, SignatureError, UnknownKeyError, VerificationError
-from exchange.profile import load_profile
 from exchange.statements.cooperation import CooperationBundle, CooperationStatement
 from exchange.v1 import statements_pb2
 

@@ -10,7 +10,7 @@ holds ids only, never a title, note or member list.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +26,9 @@ from exchange.alerts.cases import (
 )
 from exchange.alerts.draft import Draft
 from exchange.errors import ConfigurationError, ExchangeError, InvalidInputError, NotFoundError
-from exchange.v1 import payloads_pb2
+from exchange.v1 import alerts_pb2, payloads_pb2
 from exchange_client._internal.audit import HistoryEntry
+from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.models import JsonObject, OpenedAlert, Receipt, rfc3339
 from exchange_client._internal.state import PRIVATE_DIRECTORY_MODE, write_atomically
 
@@ -190,25 +191,35 @@ class _CaseIndex:
         write_atomically(self.path, json.dumps(document, indent=1).encode() + b"\n", durable=False)
 
 
-class JointCases:
-    """The ``exchange case`` operations of one agency, over its client's alert calls."""
+class JointCases(Concern):
+    """The ``exchange case`` operations of one agency, over its client's alert calls:
+    ``open_alert(alert_id, originator, version)`` opens as ``Client.open`` does ("" and 0 for
+    any), and ``publish`` publishes a draft as ``Client.publish`` does."""
 
     def __init__(
         self,
+        context: ClientContext,
         *,
-        agency_id: str,
-        state_dir: Path,
-        list_alerts: Callable[[], Sequence[AlertRef]],
         open_alert: Callable[[str, str, int], OpenedAlert],
         publish: Callable[[Draft], Receipt],
-        histories: Callable[[Iterable[str]], Mapping[str, Sequence[HistoryEntry]]],
     ) -> None:
-        self._agency = agency_id
-        self._index = _CaseIndex(state_dir)
-        self._list_alerts = list_alerts
+        super().__init__(context)
+        self._agency = context.profile.agency_id
+        self._index = _CaseIndex(context.profile.state_dir)
         self._open = open_alert
         self._publish = publish
-        self._histories = histories
+
+    def _list_alerts(self) -> list[AlertRef]:
+        """Every alert version this agency may see, its own included (newest first, 1000 at
+        most: the hub's limit)."""
+        response = self._transport.call(
+            self._transport.alerts.ListAlerts,
+            alerts_pb2.ListAlertsRequest(include_own=True, limit=1000),
+        )
+        return [(a.originator, a.alert_id, a.version) for a in response.alerts]
+
+    def _histories(self, alert_ids: Iterable[str]) -> dict[str, list[HistoryEntry]]:
+        return {alert_id: self._auditor.history(alert_id) for alert_id in alert_ids}
 
     # --- writing --------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ gathers their inputs from entries this client verified, and from nothing else:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,7 +34,7 @@ from exchange.audit.cooperation import (
 )
 from exchange.audit.leaves import LeafContents
 from exchange.crypto.dsse import Envelope
-from exchange.crypto.keys import DecryptionKey, SigningKey, VerifyKey
+from exchange.crypto.keys import SigningKey
 from exchange.crypto.notes import NoteVerifier, open_checkpoint
 from exchange.errors import ExchangeError, InvalidInputError, VerificationError
 from exchange.statements.alert import AlertManifest
@@ -43,7 +43,8 @@ from exchange.statements.cooperation import CooperationBundle, CooperationStatem
 from exchange.statements.release import Feedback, FeedbackOutcome
 from exchange.statements.sealing import VISIBLE, open_version
 from exchange.v1 import alerts_pb2, payloads_pb2, statements_pb2
-from exchange_client._internal.audit import Auditor, Progress, VerifiedLog, logged_envelope
+from exchange_client._internal.audit import Progress, VerifiedLog, logged_envelope
+from exchange_client._internal.context import Concern
 
 __all__ = ["CooperationReporter", "sign_report", "verify_summary"]
 
@@ -55,10 +56,6 @@ _STATEMENTS: dict[str, type[Message]] = {
     leaves.FEEDBACK: statements_pb2.Feedback,
 }
 
-FetchAlert = Callable[[str, str, int], alerts_pb2.AlertView]
-"""``fetch(originator, alert_id, version)``: the hub's ``GetAlert`` answer for that version."""
-
-
 @dataclass(frozen=True)
 class _Read:
     """A verified entry with the envelope its statement came in."""
@@ -67,32 +64,13 @@ class _Read:
     envelope: statements_pb2.Envelope
 
 
-class CooperationReporter:
+class CooperationReporter(Concern):
     """Computes :class:`CooperationReport` objects for one agency; see the module docs."""
-
-    def __init__(
-        self,
-        *,
-        agency_id: str,
-        decryption_key: DecryptionKey,
-        partner_cas: Mapping[str, x509.Certificate],
-        auditor: Auditor,
-        fetch_alert: FetchAlert,
-        verify_keys: Callable[[str], Mapping[str, VerifyKey]],
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._agency = agency_id
-        self._key = decryption_key
-        self._partner_cas = partner_cas
-        self._auditor = auditor
-        self._fetch_alert = fetch_alert
-        self._verify_keys = verify_keys
-        self._clock = clock
 
     def partners(self, requested: Sequence[str] = ()) -> tuple[str, ...]:
         """The partners to report on: ``requested``, each checked against the profile's partner
         CAs (the agreement), or every partner in the profile."""
-        known = sorted(set(self._partner_cas) - {self._agency})
+        known = sorted(set(self._profile.partner_cas) - {self._profile.agency_id})
         if not requested:
             if not known:
                 raise InvalidInputError(
@@ -102,7 +80,7 @@ class CooperationReporter:
                 )
             return tuple(known)
         for partner in requested:
-            if partner == self._agency:
+            if partner == self._profile.agency_id:
                 raise InvalidInputError(
                     f"{partner} is this agency: name a partner", reason="UNKNOWN_PARTNER"
                 )
@@ -142,14 +120,15 @@ class CooperationReporter:
             raise InvalidInputError("the log is empty: nothing to report", reason="EMPTY_PERIOD")
         last = LeafContents.decode(bytes(verified.leaves[-1].data)).logged_at
         as_of = last if until is None else min(until, last)
-        involved = {self._agency, *chosen}
+        agency = self._profile.agency_id
+        involved = {agency, *chosen}
         alerts = self._alert_facts(read, involved)
         entries = [r.entry for r in read]
         figures = cooperation_figures(
             entries,
             alerts,
             self._outcomes(read),
-            agency=self._agency,
+            agency=agency,
             partners=chosen,
             since=since,
             until=until,
@@ -157,7 +136,7 @@ class CooperationReporter:
         )
         if not any(figure.log_indices for figure in figures):
             raise InvalidInputError(
-                f"nothing between {self._agency} and {', '.join(chosen)} in the log "
+                f"nothing between {agency} and {', '.join(chosen)} in the log "
                 f"{_period(since, until)}: no alert, request, receipt, feedback or joint case; "
                 "widen the period (--since, --until) or check the partner",
                 reason="EMPTY_PERIOD",
@@ -169,7 +148,7 @@ class CooperationReporter:
         )
         signed = open_checkpoint(verified.checkpoint_note, self._auditor.log_key)
         return CooperationReport(
-            agency=self._agency,
+            agency=agency,
             partners=chosen,
             since=since,
             until=until,
@@ -197,8 +176,11 @@ class CooperationReporter:
     def _open_summary(self, key: AlertKey, logged: bytes) -> AlertFacts:
         """What the alert version's summary (and case items) say, opened without a receipt."""
         originator, alert_id, version = key
+        request = alerts_pb2.GetAlertRequest(
+            alert_id=alert_id, originator=originator, version=version
+        )
         try:
-            view = self._fetch_alert(originator, alert_id, version)
+            view = self._transport.call(self._transport.alerts.GetAlert, request)
         except ExchangeError:
             return AlertFacts(kind=None)  # purged, or no longer served: the kind stays unknown
         if logged_envelope(view.manifest) != logged:
@@ -209,9 +191,9 @@ class CooperationReporter:
             )
         opened = open_version(
             view,
-            recipient=self._agency,
-            decryption_key=self._key,
-            originator_keys=self._verify_keys(originator),
+            recipient=self._profile.agency_id,
+            decryption_key=self._profile.decryption_key,
+            originator_keys=self._partners.verify_keys_of(originator),
             now=self._clock(),
         )
         if opened.summary is None:
@@ -255,10 +237,12 @@ class CooperationReporter:
                 continue
             try:
                 manifest = AlertManifest.verify(
-                    envelope_from_proto(manifest_envelope), self._verify_keys(message.originator)
+                    envelope_from_proto(manifest_envelope),
+                    self._partners.verify_keys_of(message.originator),
                 )
                 envelope = envelope_from_proto(item.envelope)
-                body = Feedback.parse_verified(envelope, envelope.payload).open(manifest, self._key)
+                feedback = Feedback.parse_verified(envelope, envelope.payload)
+                body = feedback.open(manifest, self._profile.decryption_key)
             except ExchangeError:
                 continue  # not ours to read (feedback sent before it carried a sender's grant)
             outcomes[item.entry.index] = FeedbackOutcome.Name(body.outcome)

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from exchange.alerts.draft import Draft
 from exchange.alerts.watchlist import Watchlist
+from exchange.config.profile import ProfileConfig, parse_host_port
 from exchange.errors import (
     ConfigurationError,
     ExchangeError,
@@ -31,7 +32,6 @@ from exchange.errors import (
     NotPermittedError,
     VerificationError,
 )
-from exchange.profile import ProfileConfig, parse_host_port
 from exchange_client._internal.client import Client
 from exchange_client._internal.models import StatementResult
 from exchange_client._internal.profile import Profile

@@ -28,8 +28,8 @@ from rich.text import Text
 from ruamel.yaml import YAML
 
 from exchange.alerts._draft_files import parse_yaml
+from exchange.config.profile import ProfileConfig, parse_host_port
 from exchange.errors import ConfigurationError, DraftError, ExchangeError
-from exchange.profile import ProfileConfig, parse_host_port
 from exchange_client import Client, Draft, OpenedAlert, Profile
 from exchange_client.interop import (
     AlertFeed,
