@@ -214,6 +214,8 @@ def main() -> int:
         if inbox_c:
             raise SystemExit("demo failed: agency-c has alerts")
 
+        cooperation_report(t, profile, work, alert_id)
+
         t.heading("Stop the hub")
         hub.terminate()
         hub.wait(timeout=30)
@@ -230,6 +232,27 @@ def main() -> int:
             print(f"data kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def cooperation_report(
+    t: Transcript, profile: dict[str, str], work: Path, alert_id: str
+) -> None:
+    """The demo's last act: agency-b reports an outcome, and agency-a prints the cooperation
+    report of this exchange, computed from the log it verified, and signs it for agency-b."""
+    t.heading("agency-b reports what came of the alert; agency-a reports on the cooperation")
+    t.run("exchange", "--profile", profile["agency-b"], "feedback", alert_id,
+          "--outcome", "SEIZED", "--note", "1.2 t seized at Manzanillo")
+    t.run("exchange", "--profile", profile["agency-a"], "audit", "checkpoint", show=False)
+    t.run("exchange", "--profile", profile["agency-a"], "report", "--partner", "agency-b")
+    t.run("exchange", "--profile", profile["agency-a"], "report", "--format", "html",
+          "--output", str(work / "report.html"), "--partner", "agency-b")
+    summary = work / "cooperation-summary.json"
+    t.run("exchange", "--profile", profile["agency-a"], "report", "--partner", "agency-b",
+          "--sign", "--output", str(summary))
+    verified = json.loads(t.run("exchange", "--profile", profile["agency-b"], "report", "verify",
+                                str(summary), "--json", show=False).stdout)
+    print(f"  agency-b verifies the signed summary: signed by {verified['agency']}, "
+          f"checkpoint size {verified['checkpoint']['size']}")
 
 
 if __name__ == "__main__":

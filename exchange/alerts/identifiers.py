@@ -80,6 +80,7 @@ __all__ = [
     "parse_rfc3339_timestamp",
     "validate_agency_id",
     "validate_air_waybill",
+    "validate_alert_id",
     "validate_bic",
     "validate_bill_of_lading",
     "validate_bitcoin_address",
@@ -1072,6 +1073,17 @@ def validate_agency_id(value: str) -> None:
     _check_text(value, max_length=_SHORT_CAP)
     if not _AGENCY_ID_RE.fullmatch(value):
         _fail("expected an agency id: lower-case letters, digits and -, e.g. agency-b")
+
+
+_ALERT_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def validate_alert_id(value: str) -> None:
+    """Alert id: a UUID in lower case, as the publishing client makes them
+    (``0b0e3c1e-8f5d-4d5e-9a57-3f0d0f6f2a10``)."""
+    _check_text(value, max_length=_SHORT_CAP)
+    if not _ALERT_ID_RE.fullmatch(value):
+        _fail("expected an alert id: a lower-case UUID, e.g. 0b0e3c1e-8f5d-4d5e-9a57-3f0d0f6f2a10")
 
 
 def validate_item_id(value: str) -> None:

@@ -20,13 +20,15 @@ client (an asynchronous one) can share them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
 from exchange.alerts.draft import Draft
-from exchange_client._internal.audit import Auditor
+from exchange.audit.cooperation import CooperationReport
+from exchange_client._internal.audit import Auditor, Progress
+from exchange_client._internal.cases import JointCases
 from exchange_client._internal.context import ClientContext
 from exchange_client._internal.events import FeedReader
 from exchange_client._internal.feed import FeedSubscription
@@ -47,6 +49,7 @@ from exchange_client._internal.profile import Profile
 from exchange_client._internal.publishing import Publisher
 from exchange_client._internal.receipts import Deliveries
 from exchange_client._internal.release import ReleaseControls
+from exchange_client._internal.report import CooperationReporter, sign_report
 from exchange_client._internal.state import ClientState, SentStatements
 from exchange_client._internal.transport import Transport
 from exchange_client._internal.watchlist_updates import WatchlistUpdates
@@ -117,6 +120,14 @@ class Client:
             state=self._state,
             watchlist=lambda: self._opener.watchlist,
             sleep=lambda seconds: self._sleep(seconds),
+        )
+        self._reporter = CooperationReporter(context)
+        self._cases = JointCases(
+            context,
+            open_alert=lambda alert_id, originator, version: self.open(
+                alert_id, originator=originator or None, version=version or None
+            ),
+            publish=self.publish,
         )
         self._feed = FeedReader(
             self._transport,
@@ -319,3 +330,34 @@ class Client:
         """Receipts, purge acknowledgements and feedback on one of our alerts, each verified
         against its signer's keys and (feedback) decrypted; item ids resolved from our copy."""
         return self._deliveries.receipts(alert_id)
+
+    # --- joint cases and the cooperation report ------------------------------------------------
+
+    @property
+    def cases(self) -> JointCases:
+        """Joint cases with partner agencies (``exchange case``): each is an alert of kind
+        ``CASE``, and every link, note or closing a member's alert of kind ``CASE_ENTRY``."""
+        return self._cases
+
+    def cooperation_report(
+        self,
+        *,
+        partners: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> CooperationReport:
+        """Verify the whole log, then compute the cooperation figures with ``partners`` (default:
+        every partner in the profile) over ``[since, until)``; see
+        :mod:`exchange_client._internal.report`.  A log that fails verification raises
+        :class:`VerificationError` naming the first bad entry, and no figure is computed."""
+        return self._reporter.report(partners=partners, since=since, until=until, progress=progress)
+
+    def sign_cooperation_report(self, report: CooperationReport) -> bytes:
+        """The signed summary of ``report``, as the bundle file partners verify offline."""
+        return sign_report(
+            report,
+            signing_key=self.profile.signing_key,
+            keys_envelope=self.profile.keys_envelope,
+            created_at=self._clock(),
+        )

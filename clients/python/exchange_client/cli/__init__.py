@@ -38,9 +38,11 @@ from exchange_client._internal.profile import Profile
 from exchange_client._internal.watchlist_updates import WatchlistUpdates
 from exchange_client.cli import _render
 from exchange_client.cli.audit import register as register_audit_commands
+from exchange_client.cli.cases import register as register_case_commands
 from exchange_client.cli.interop import register as register_interop_commands
 from exchange_client.cli.offline import print_notices
 from exchange_client.cli.offline import register as register_offline_commands
+from exchange_client.cli.report import register as register_report_commands
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -532,6 +534,8 @@ def _profile_watchlist(ctx: typer.Context) -> Watchlist:
 
 register_offline_commands(app, watchlist_provider=_profile_watchlist)
 register_audit_commands(app)
+register_report_commands(app)
+register_case_commands(app)
 register_interop_commands(app)
 
 

@@ -122,13 +122,19 @@ def _reported(json_output: bool) -> Iterator[None]:
         _fail(e, json_output=json_output)
 
 
-@contextmanager
-def _client(ctx: typer.Context, json_output: bool) -> Iterator[Client]:
-    options = ctx.find_root().obj
-    profile_dir: Path | None = getattr(options, "profile", None)
+def _profile_dir(ctx: typer.Context) -> Path:
+    """The global ``--profile`` (or ``EXCHANGE_PROFILE``); exit 2 when there is none."""
+    profile_dir: Path | None = getattr(ctx.find_root().obj, "profile", None)
     if profile_dir is None:
         _stderr().print("no profile: pass --profile DIR or set EXCHANGE_PROFILE", style="red")
         raise typer.Exit(EXIT_USAGE)
+    return profile_dir
+
+
+@contextmanager
+def _client(ctx: typer.Context, json_output: bool) -> Iterator[Client]:
+    options = ctx.find_root().obj
+    profile_dir = _profile_dir(ctx)
     with _reported(json_output):
         profile = Profile.load(profile_dir)
         with Client(profile, hub=getattr(options, "hub", None)) as client:
@@ -261,6 +267,19 @@ class _ProgressBar:
         self._progress.update(task, completed=done, total=total)
 
 
+def fetch_progress(*, quiet: bool) -> Progress:
+    """The progress display of a log fetch, on stderr, shown only on a terminal."""
+    console = _stderr()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=quiet or not console.is_terminal,
+    )
+
+
 @audit_app.command("verify")
 def verify_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Replay the whole log: every leaf, every root, every statement this agency may see.
@@ -269,16 +288,8 @@ def verify_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     and that the feed delivered every event of ours that is logged. Names the first entry that
     fails and exits 3.
     """
-    console = _stderr()
     with _client(ctx, json_output) as client, _reported(json_output):
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=console,
-            transient=True,
-            disable=json_output or not console.is_terminal,
-        )
+        progress = fetch_progress(quiet=json_output)
         with progress:
             report = client.auditor.verify(progress=_ProgressBar(progress))
     if json_output:

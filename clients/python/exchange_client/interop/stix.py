@@ -664,7 +664,13 @@ def _item_objects(alert: OpenedAlert, item: OpenedItem, index: int) -> _ItemObje
     markings += [HANDLING_MARKING_IDS[code] for code in item.policy.handling]
     target = _ItemObjects(alert=alert, item=item, index=index, markings=markings)
     payload = item_mapping(item)
-    kind = next(key for key in payload if key in _ROOT_MESSAGES)
+    kind = next((key for key in payload if key in _ROOT_MESSAGES), None)
+    if kind is None:
+        raise MalformedError(
+            f"item {item.id!r} of alert {alert.alert_id} is a joint case's record or entry, "
+            "which has no STIX form: export the alerts the case links instead",
+            reason="NOT_EXPORTABLE",
+        )
     _walk(target, _ROOT_MESSAGES[kind], payload[kind], kind, root=True)
     body = payload[kind]
     if kind == "shipment":
