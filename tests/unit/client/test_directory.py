@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 
@@ -20,7 +20,6 @@ from exchange.statements.codec import envelope_to_proto
 from exchange.v1 import directory_pb2
 from exchange_client import Client, Profile
 
-NOW = datetime.now(UTC)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +28,15 @@ def material(exchange_dir: Path) -> dict[str, ProfileData]:
         agency: load_profile(exchange_dir / "agencies" / agency)
         for agency in ("agency-a", "agency-b", "agency-c")
     }
+
+
+@pytest.fixture
+def now(material: dict[str, ProfileData]) -> datetime:
+    """The moment the material was made, read from its certificates: never the wall clock.
+
+    However long the run took to reach this module, the certificates are valid at it.
+    """
+    return material["agency-a"].ca_certificate.not_valid_before_utc + pki.CLOCK_SKEW_ALLOWANCE
 
 
 @pytest.fixture
@@ -52,9 +60,9 @@ def record(
 
 
 def test_a_partner_whose_keys_chain_to_its_own_ca_is_verified(
-    client: Client, material: dict[str, ProfileData]
+    client: Client, material: dict[str, ProfileData], now: datetime
 ) -> None:
-    partner = client._check_record(record(material, "agency-b"), NOW)
+    partner = client._check_record(record(material, "agency-b"), now)
     assert partner.verified
     assert partner.problem == ""
     assert partner.latest is not None
@@ -65,41 +73,41 @@ def test_a_partner_whose_keys_chain_to_its_own_ca_is_verified(
 
 
 def test_a_key_slipped_in_by_the_hub_is_not_verified_and_never_encrypted_to(
-    client: Client, material: dict[str, ProfileData]
+    client: Client, material: dict[str, ProfileData], now: datetime
 ) -> None:
     swapped = record(material, "agency-b", keys_of=("agency-c",))
-    partner = client._check_record(swapped, NOW)
+    partner = client._check_record(swapped, now)
     assert not partner.verified
     assert "does not verify" in partner.problem
     assert partner.verify_keys == {}
 
 
 def test_an_agency_without_a_ca_in_the_profile_is_not_verified(
-    client: Client, material: dict[str, ProfileData]
+    client: Client, material: dict[str, ProfileData], now: datetime
 ) -> None:
     trimmed = dict(client.profile.partner_cas)
     del trimmed["agency-b"]
     client.profile = dataclasses.replace(client.profile, partner_cas=MappingProxyType(trimmed))
-    partner = client._check_record(record(material, "agency-b"), NOW)
+    partner = client._check_record(record(material, "agency-b"), now)
     assert not partner.verified
     assert "[partners]" in partner.problem
 
 
 def test_the_hubs_copy_of_a_ca_is_ignored_but_a_difference_is_reported(
-    client: Client, material: dict[str, ProfileData]
+    client: Client, material: dict[str, ProfileData], now: datetime
 ) -> None:
     served = record(material, "agency-b")
     served.ca_certificate = pki.certificate_to_der(material["agency-c"].ca_certificate)
-    partner = client._check_record(served, NOW)
+    partner = client._check_record(served, now)
     assert partner.verified  # checked against the profile's CA, which the keys chain to
     assert "differs" in partner.problem
 
 
 def test_a_newest_statement_that_fails_leaves_no_key_to_encrypt_to(
-    client: Client, material: dict[str, ProfileData]
+    client: Client, material: dict[str, ProfileData], now: datetime
 ) -> None:
     partner = client._check_record(
-        record(material, "agency-b", keys_of=("agency-b", "agency-c")), NOW
+        record(material, "agency-b", keys_of=("agency-b", "agency-c")), now
     )
     assert not partner.verified
     assert list(partner.verify_keys) == [material["agency-b"].signing_key.public_key.key_id]
