@@ -11,8 +11,7 @@ import pytest
 
 from exchange.statements.codec import parse_canonical
 from exchange.v1 import alerts_pb2, statements_pb2
-from exchange_client import Client, Draft, Profile, UnavailableError
-from exchange_client._internal.client import FIRST_RETRY_DELAY, PUBLISH_ATTEMPTS
+from exchange_client import Client, Draft, InvalidInputError, Profile, UnavailableError
 
 OWN_EYES_ONLY = {
     "kind": "GENERAL",
@@ -42,15 +41,33 @@ def dead_hub() -> str:
     return f"127.0.0.1:{port}"
 
 
-def test_a_sealed_alert_is_kept_and_retried_with_backoff_while_the_hub_is_down(
+class FakeTime:
+    """A monotonic clock that moves only when the client sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_a_sealed_alert_is_kept_and_resent_with_backoff_for_30_seconds_while_the_hub_is_down(
     profile: Profile, dead_hub: str
 ) -> None:
-    sleeps: list[float] = []
+    time = FakeTime()
     with Client(profile, hub=dead_hub, timeout=2) as client:
-        client._sleep = sleeps.append
+        client._sleep, client._monotonic = time.sleep, time.monotonic
         with pytest.raises(UnavailableError) as raised:
             client.publish(Draft.from_dict(OWN_EYES_ONLY))
-    assert sleeps == [FIRST_RETRY_DELAY * 2**n for n in range(PUBLISH_ATTEMPTS - 1)]
+    assert time.now == pytest.approx(30)
+    assert time.sleeps[0] <= 0.5
+    assert max(time.sleeps) <= 5  # capped: the hub is tried at least every 5 s
+    assert f"Tried {len(time.sleeps) + 1} times in 30 s" in raised.value.message
     [kept] = (profile.state_dir / "outbox").iterdir()
     assert str(kept) in raised.value.message
     assert "exchange resend" in raised.value.message
@@ -60,6 +77,32 @@ def test_a_sealed_alert_is_kept_and_retried_with_backoff_while_the_hub_is_down(
     assert manifest.originator == "agency-a"
     assert len(request.items) == 2  # the encrypted summary and the note
     assert {grant.recipient for grant in request.grants} == {"agency-a"}
+
+
+@pytest.mark.parametrize("where", ["client", "call"])
+def test_retry_seconds_bounds_the_resending(profile: Profile, dead_hub: str, where: str) -> None:
+    time = FakeTime()
+    budget = {"retry_seconds": 3.0}
+    with Client(profile, hub=dead_hub, **(budget if where == "client" else {})) as client:
+        client._sleep, client._monotonic = time.sleep, time.monotonic
+        with pytest.raises(UnavailableError):
+            client.publish(Draft.from_dict(OWN_EYES_ONLY), **(budget if where == "call" else {}))
+    assert time.now == pytest.approx(3)
+
+
+def test_no_retry_seconds_means_one_attempt(profile: Profile, dead_hub: str) -> None:
+    time = FakeTime()
+    with Client(profile, hub=dead_hub) as client:
+        client._sleep, client._monotonic = time.sleep, time.monotonic
+        with pytest.raises(UnavailableError, match="Tried 1 time in 0 s"):
+            client.publish(Draft.from_dict(OWN_EYES_ONLY), retry_seconds=0)
+    assert time.sleeps == []
+
+
+def test_a_negative_retry_budget_is_refused(profile: Profile, dead_hub: str) -> None:
+    with Client(profile, hub=dead_hub) as client, pytest.raises(InvalidInputError):
+        client.publish(Draft.from_dict(OWN_EYES_ONLY), retry_seconds=-1)
+    assert not (profile.state_dir / "outbox").exists()
 
 
 def test_superseding_needs_an_alert_id(profile: Profile, dead_hub: str) -> None:

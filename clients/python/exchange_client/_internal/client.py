@@ -70,7 +70,12 @@ from exchange.v1 import (
     statements_pb2,
 )
 from exchange_client._internal.audit import Auditor, logged_envelope, logged_manifest
-from exchange_client._internal.feed import FeedSubscription, check_heartbeat, check_sequence
+from exchange_client._internal.feed import (
+    FeedSubscription,
+    Reconnecting,
+    check_heartbeat,
+    check_sequence,
+)
 from exchange_client._internal.models import (
     AgencyInfo,
     DeliveryRecord,
@@ -86,6 +91,7 @@ from exchange_client._internal.models import (
     timestamp_or_none,
 )
 from exchange_client._internal.profile import Profile
+from exchange_client._internal.retry import Backoff, RetrySchedule
 from exchange_client._internal.state import ClientState, OutboxEntry, SentStatements
 from exchange_client._internal.status import hub_errors
 from exchange_client._internal.watchlist_updates import WatchlistUpdates
@@ -93,14 +99,15 @@ from exchange_client._internal.watchlist_updates import WatchlistUpdates
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """gRPC transport limit each way; above the hub's own limits, so the hub answers with details."""
 
-PUBLISH_ATTEMPTS = 4
-"""Sends of one sealed request before giving up (it stays in the outbox)."""
+PUBLISH_RETRY_SECONDS = 30.0
+"""How long a publish keeps resending one sealed request while the hub is unreachable."""
 
-FIRST_RETRY_DELAY = 0.5
+PUBLISH_BACKOFF = Backoff(first_delay=0.5, max_delay=5.0)
+"""The waits between those resends (the request stays in the outbox if all fail)."""
+
 # Publishing encrypts to partner keys verified at most this many seconds ago; a hub refusal of
 # the audience or of a grant's key fetches them again at once (see Client.publish).
 PARTNER_KEYS_MAX_AGE = 60.0
-"""Seconds before the first resend; doubled after each further failure."""
 
 _PUBLISH_METHOD = "/exchange.v1.AlertService/Publish"
 
@@ -112,6 +119,10 @@ _Statement = TypeVar("_Statement", bound="release.SignedStatement[Any]")
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # After a hub restart the channel reconnects within a few seconds, not grpc's default of
+    # up to two minutes, so that the client's own retries find the hub back soon.
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5000),
 ]
 
 
@@ -161,7 +172,9 @@ class Client:
 
     ``hub`` (``HOST:PORT``) overrides the profile's hub address; ``clock`` returns the current
     time as an aware datetime (tests freeze it; it decides embargo and expiry on open and the
-    validity of certificates); ``timeout`` bounds each unary call in seconds.  Use it as a
+    validity of certificates); ``timeout`` bounds each unary call in seconds;
+    ``retry_seconds`` is how long :meth:`publish` and :meth:`flush_outbox` keep resending
+    while the hub is unreachable (0: one attempt), unless a call says otherwise.  Use it as a
     context manager, or call :meth:`close`, to close the channel.
     """
 
@@ -172,12 +185,17 @@ class Client:
         hub: str | None = None,
         clock: Callable[[], datetime] | None = None,
         timeout: float = 10.0,
+        retry_seconds: float = PUBLISH_RETRY_SECONDS,
     ) -> None:
+        if retry_seconds < 0:
+            raise InvalidInputError("retry_seconds must be zero or more")
         self.profile = profile
         self.target = hub or profile.hub_address
         self._clock = clock or _utc_now
         self._timeout = timeout
+        self._retry_seconds = retry_seconds
         self._sleep: Callable[[float], None] = time.sleep
+        self._monotonic: Callable[[], float] = time.monotonic
         self._state = ClientState(profile.state_dir)
         credentials = grpc.ssl_channel_credentials(
             root_certificates=profile.hub_ca_certificate_pem,
@@ -376,12 +394,19 @@ class Client:
 
     # --- publishing -----------------------------------------------------------------------------
 
-    def publish(self, draft: Draft, *, supersedes: str | None = None) -> Receipt:
+    def publish(
+        self,
+        draft: Draft,
+        *,
+        supersedes: str | None = None,
+        retry_seconds: float | None = None,
+    ) -> Receipt:
         """Seal, sign and publish ``draft``; with ``supersedes``, as the next version of that alert.
 
         The sealed request is saved in the profile's ``state/outbox/`` before it is first sent and
-        resent with the same bytes while the hub is unreachable (a bounded number of times, with
-        backoff); the hub answers a resend with the first receipt.  If every attempt fails the
+        resent with the same bytes while the hub is unreachable, for up to ``retry_seconds``
+        (default: the client's, 30 s) with capped exponential backoff; the hub answers a resend
+        with the first receipt, so a publish is never stored twice.  If every attempt fails the
         request stays in the outbox for :meth:`flush_outbox`.  The manifest hash the hub
         acknowledged is recorded for a later ``supersedes``; when that record is behind the hub
         (lost in a crash: it is not flushed to disk), the version to supersede is taken from the
@@ -401,14 +426,15 @@ class Client:
             for message in _flag_messages(self._watchlist, item.payload, f"items[{index}]")
         )
         plain = [summary_item(draft.summary(), items), *items]
+        retry = self._checked_retry_seconds(retry_seconds)
         if supersedes is None:
-            return self._publish_version(plain, str(uuid.uuid4()), 1, b"", flags)
+            return self._publish_version(plain, str(uuid.uuid4()), 1, b"", flags, retry)
         alert_id = _check_alert_id(supersedes)
         known = self._state.latest_published(alert_id)
         if known is not None:
             try:
                 return self._publish_version(
-                    plain, alert_id, known.version + 1, known.manifest_hash, flags
+                    plain, alert_id, known.version + 1, known.manifest_hash, flags, retry
                 )
             except ConflictError:
                 # The hub holds that version already. If this profile recorded it meanwhile,
@@ -418,7 +444,14 @@ class Client:
                 if newest is not None and newest.version > known.version:
                     raise
         version, previous_hash = self._next_version_from_hub(alert_id)
-        return self._publish_version(plain, alert_id, version, previous_hash, flags)
+        return self._publish_version(plain, alert_id, version, previous_hash, flags, retry)
+
+    def _checked_retry_seconds(self, retry_seconds: float | None) -> float:
+        if retry_seconds is None:
+            return self._retry_seconds
+        if retry_seconds < 0:
+            raise InvalidInputError("retry_seconds must be zero or more")
+        return retry_seconds
 
     def _publish_version(
         self,
@@ -427,11 +460,18 @@ class Client:
         version: int,
         previous_hash: bytes,
         flags: Sequence[str],
+        retry_seconds: float,
     ) -> Receipt:
         fetched_at = self._partners_fetched_at
         try:
             return self._seal_and_send(
-                plain, alert_id, version, previous_hash, flags, max_age=PARTNER_KEYS_MAX_AGE
+                plain,
+                alert_id,
+                version,
+                previous_hash,
+                flags,
+                max_age=PARTNER_KEYS_MAX_AGE,
+                retry_seconds=retry_seconds,
             )
         except InvalidInputError as e:
             # Sealed to partner keys held from before this call: the hub's refusal of the
@@ -439,7 +479,9 @@ class Client:
             # since. Nothing was stored; seal again to the hub's current directory, once.
             if e.reason != "POLICY_INVALID" or self._partners_fetched_at != fetched_at:
                 raise
-        return self._seal_and_send(plain, alert_id, version, previous_hash, flags, max_age=None)
+        return self._seal_and_send(
+            plain, alert_id, version, previous_hash, flags, max_age=None, retry_seconds=retry_seconds
+        )
 
     def _seal_and_send(
         self,
@@ -450,6 +492,7 @@ class Client:
         flags: Sequence[str],
         *,
         max_age: float | None,
+        retry_seconds: float,
     ) -> Receipt:
         recipient_keys = self._recipient_keys(
             (a for item in plain for a in item.policy.audience), max_age=max_age
@@ -467,14 +510,18 @@ class Client:
         )
         request = encode(sealed.request)
         entry = self._state.save_outbox(alert_id, version, request)
-        return self._send_outbox_entry(entry, request, sealed.manifest.hash, flags=flags)
+        return self._send_outbox_entry(
+            entry, request, sealed.manifest.hash, flags=flags, retry_seconds=retry_seconds
+        )
 
-    def flush_outbox(self) -> list[Receipt]:
+    def flush_outbox(self, *, retry_seconds: float | None = None) -> list[Receipt]:
         """Send again every sealed request an interrupted publish left in the outbox.
 
         Each is sent with its saved bytes, so the hub returns the receipt of the first delivery
-        if that one had in fact arrived.
+        if that one had in fact arrived; each is resent for up to ``retry_seconds`` (default:
+        the client's) while the hub is unreachable.
         """
+        retry = self._checked_retry_seconds(retry_seconds)
         receipts = []
         for entry in self._state.outbox():
             request = entry.read()
@@ -489,7 +536,9 @@ class Client:
             if (manifest.alert_id, manifest.version) != (entry.alert_id, entry.version):
                 raise MalformedError(f"{entry.path}: holds a different alert version")
             receipts.append(
-                self._send_outbox_entry(entry, request, sha256(bytes(message.manifest.payload)))
+                self._send_outbox_entry(
+                    entry, request, sha256(bytes(message.manifest.payload)), retry_seconds=retry
+                )
             )
         return receipts
 
@@ -522,9 +571,10 @@ class Client:
         manifest_hash: bytes,
         *,
         flags: Sequence[str] = (),
+        retry_seconds: float,
     ) -> Receipt:
         try:
-            response = self._send_publish(entry, request)
+            response = self._send_publish(entry, request, retry_seconds)
         except UnavailableError:
             raise
         except ExchangeError:
@@ -580,9 +630,13 @@ class Client:
             return ()
         return ((KNOWN_LOG_SIZE_METADATA, str(trusted.checkpoint.size)),)
 
-    def _send_publish(self, entry: OutboxEntry, request: bytes) -> alerts_pb2.PublishResponse:
-        delay = FIRST_RETRY_DELAY
-        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+    def _send_publish(
+        self, entry: OutboxEntry, request: bytes, retry_seconds: float
+    ) -> alerts_pb2.PublishResponse:
+        schedule = RetrySchedule(
+            PUBLISH_BACKOFF, give_up_after=retry_seconds, sleep=self._sleep, clock=self._monotonic
+        )
+        while True:
             try:
                 with hub_errors(self.target):
                     response: alerts_pb2.PublishResponse = self._publish_bytes(
@@ -590,15 +644,14 @@ class Client:
                     )
                 return response
             except UnavailableError as e:
-                if attempt == PUBLISH_ATTEMPTS:
+                if not schedule.wait():
+                    tries = schedule.failures
                     raise UnavailableError(
-                        f"{e.message}. The sealed alert is kept in {entry.path}; "
+                        f"{e.message}. Tried {tries} time{'s' if tries != 1 else ''} in "
+                        f"{retry_seconds:g} s; the sealed alert is kept in {entry.path}: "
                         "`exchange resend` sends it again with the same bytes",
                         reason=e.reason,
                     ) from e
-                self._sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -774,8 +827,20 @@ class Client:
         """The saved feed cursor: the sequence of the last event processed (0: none)."""
         return self._state.read_cursor()
 
-    def subscribe(self, after: int | None = None, *, heartbeats: bool = False) -> FeedSubscription:
+    def subscribe(
+        self,
+        after: int | None = None,
+        *,
+        heartbeats: bool = False,
+        give_up_after: float | None = None,
+        on_reconnect: Reconnecting | None = None,
+    ) -> FeedSubscription:
         """Stream the feed from ``after`` (default: the saved cursor): catch-up, then live.
+
+        When the stream fails (the hub restarts, the network drops) it is reopened from the last
+        event received, with capped exponential backoff and jitter, until the subscription is
+        closed; ``on_reconnect(seconds, error)`` is told of each wait.  With ``give_up_after``,
+        :class:`UnavailableError` is raised once the hub has not answered for that many seconds.
 
         The returned iterator takes the profile's cursor lock at once (a second reader on the
         same profile gets an error, not a wait) and saves the cursor for each event when the
@@ -804,6 +869,9 @@ class Client:
             after=start,
             heartbeats=heartbeats,
             sleep=self._sleep,
+            clock=self._monotonic,
+            give_up_after=give_up_after,
+            on_reconnect=on_reconnect,
         )
 
     # --- release controls -------------------------------------------------------------------
