@@ -64,13 +64,16 @@ def test_validate_json(tmp_path: Path) -> None:
     assert ok["valid"] is True and ok["errors"] == [] and ok["warnings"]
     result = runner.invoke(make_app(), ["validate", bad_draft(tmp_path), "--json"])
     assert result.exit_code == 1
-    bad = json.loads(result.output)
+    bad = json.loads(result.stdout)
     assert bad["valid"] is False
     assert {
         "field": "items[0].shipment.chemicals[0].cas_rn",
         "description": "check digit is 5, expected 6",
     } in bad["errors"]
     assert len(bad["errors"]) == 3
+    error = json.loads(result.stderr)  # and the failure itself, as for every --json command
+    assert (error["error"], error["reason"]) == ("DraftError", "DRAFT_INVALID")
+    assert len(error["violations"]) == 3
 
 
 def test_missing_file_is_a_usage_error() -> None:

@@ -21,7 +21,6 @@ from exchange.v1 import directory_pb2
 from exchange_client import Client, Profile
 
 
-
 @pytest.fixture(scope="module")
 def material(exchange_dir: Path) -> dict[str, ProfileData]:
     return {

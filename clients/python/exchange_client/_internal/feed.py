@@ -9,6 +9,7 @@ re-delivery after a reconnect harmless: delivery at least once, processing effec
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -151,9 +152,12 @@ class FeedSubscription(Iterator[FeedEvent]):
             except UnavailableError as e:
                 problem = e
             self._drop_stream()
-            announce = self._on_reconnect
-            if not self._retries.wait(None if announce is None else lambda s: announce(s, problem)):
+            if not self._retries.wait(functools.partial(self._announce, problem)):
                 raise problem
+
+    def _announce(self, problem: ExchangeError, seconds: float) -> None:
+        if self._on_reconnect is not None:
+            self._on_reconnect(seconds, problem)
 
     def _drop_stream(self) -> None:
         if self._call is not None:
