@@ -648,7 +648,7 @@ COMMON_NAME_LIMIT = 64
 """RFC 5280's upper bound on a common name, in characters."""
 
 
-def _common_name(text: str) -> x509.NameAttribute:
+def _common_name(text: str) -> x509.NameAttribute[str]:
     """``CN=text``, cut to 64 characters: the name is for people, the SAN URI is the identity,
     and a 63-character agency id with `` encryption key`` after it is longer than that."""
     return x509.NameAttribute(NameOID.COMMON_NAME, text[:COMMON_NAME_LIMIT])
