@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,17 +49,6 @@ def profile(exchange_copy: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "agency-a"
     shutil.copytree(exchange_copy / "agencies" / "agency-a", copy)
     return copy
-
-
-@pytest.fixture
-def dead_hub() -> Iterator[str]:
-    """An address where nothing listens: a port bound and released by this test."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    yield f"127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize("program", PROGRAMS)

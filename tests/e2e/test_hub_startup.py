@@ -153,13 +153,6 @@ def test_a_tls_key_of_another_certificate_is_refused(exchange: Path) -> None:
     assert_one_line_refusal(serve(exchange / "hub.toml"), "does not belong to the certificate")
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A loopback port that accepts connections and never says a word."""
@@ -198,16 +191,17 @@ def postgres_url(*, user: str = "postgres", password: str = "", port: int = 5432
 @pytest.mark.parametrize(
     ("url", "why"),
     [
-        (lambda: postgres_url(password="s3cret-pw", port=closed_port()), "connection refused"),
-        (lambda: postgres_url(user="no_such_role_here"), "authentication failed"),
-        (lambda: postgres_url(database="no_such_database_here"), "does not exist"),
+        (lambda port: postgres_url(password="s3cret-pw", port=port), "connection refused"),
+        (lambda _: postgres_url(user="no_such_role_here"), "authentication failed"),
+        (lambda _: postgres_url(database="no_such_database_here"), "does not exist"),
     ],
     ids=["refused", "authentication", "missing database"],
 )
 def test_a_database_that_cannot_be_used_is_one_line_without_its_password(
-    exchange: Path, url: Callable[[], str], why: str
+    exchange: Path, dead_hub: str, url: Callable[[int], str], why: str
 ) -> None:
-    line = assert_one_line_refusal(serve(exchange / "hub.toml", "--database", url()), why)
+    port = int(dead_hub.rpartition(":")[2])
+    line = assert_one_line_refusal(serve(exchange / "hub.toml", "--database", url(port)), why)
     assert "database postgresql+psycopg://" in line
     assert "s3cret-pw" not in line
 
@@ -229,8 +223,10 @@ def test_an_sqlite_database_in_a_missing_directory_is_named(exchange: Path) -> N
     assert not missing.parent.exists()
 
 
-def test_an_admin_command_with_json_reports_the_database_error_as_json(exchange: Path) -> None:
-    url = postgres_url(password="s3cret-pw", port=closed_port())
+def test_an_admin_command_with_json_reports_the_database_error_as_json(
+    exchange: Path, dead_hub: str
+) -> None:
+    url = postgres_url(password="s3cret-pw", port=int(dead_hub.rpartition(":")[2]))
     result = subprocess.run(
         [HUB, "agency", "list", "--config", str(exchange / "hub.toml"), "--database", url, "--json"],
         check=False, capture_output=True, text=True, timeout=60,

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from concurrent import futures
 from pathlib import Path
 
-import grpc
 import pytest
 
 from exchange.statements.codec import parse_canonical
@@ -30,15 +28,6 @@ OWN_EYES_ONLY = {
 def profile(exchange_dir: Path, tmp_path: Path) -> Profile:
     loaded = Profile.load(exchange_dir / "agencies" / "agency-a")
     return dataclasses.replace(loaded, state_dir=tmp_path / "state")
-
-
-@pytest.fixture
-def dead_hub() -> str:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    server.stop(grace=0).wait()
-    return f"127.0.0.1:{port}"
 
 
 class FakeTime:
