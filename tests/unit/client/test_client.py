@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +108,19 @@ def test_the_profile_names_the_hub_unless_overridden(profile: Profile) -> None:
         assert client.target == profile.hub_address
     with Client(profile, hub="127.0.0.1:1") as client:
         assert client.target == "127.0.0.1:1"
+
+
+def test_the_partner_keys_are_asked_for_within_the_same_budget(
+    profile: Profile, dead_hub: str
+) -> None:
+    shared: Any = copy.deepcopy(OWN_EYES_ONLY)
+    shared["items"][0]["policy"]["audience"] = ["agency-b"]
+    time = FakeTime()
+    told: list[float] = []
+    with Client(profile, hub=dead_hub, on_retry=lambda s, e: told.append(s)) as client:
+        client._sleep, client._monotonic = time.sleep, time.monotonic
+        with pytest.raises(UnavailableError):
+            client.publish(Draft.from_dict(shared), retry_seconds=10)
+    assert time.now == pytest.approx(10)  # the directory was asked again until the budget ended
+    assert told == time.sleeps
+    assert not (profile.state_dir / "outbox").exists()  # nothing was sealed without the keys

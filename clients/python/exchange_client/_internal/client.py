@@ -9,6 +9,7 @@ directory, the clock) and turns what comes back into the domain objects of
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -174,7 +175,8 @@ class Client:
     time as an aware datetime (tests freeze it; it decides embargo and expiry on open and the
     validity of certificates); ``timeout`` bounds each unary call in seconds;
     ``retry_seconds`` is how long :meth:`publish` and :meth:`flush_outbox` keep resending
-    while the hub is unreachable (0: one attempt), unless a call says otherwise.  Use it as a
+    while the hub is unreachable (0: one attempt), unless a call says otherwise, and
+    ``on_retry(seconds, error)`` is told of each wait before such a resend.  Use it as a
     context manager, or call :meth:`close`, to close the channel.
     """
 
@@ -186,6 +188,7 @@ class Client:
         clock: Callable[[], datetime] | None = None,
         timeout: float = 10.0,
         retry_seconds: float = PUBLISH_RETRY_SECONDS,
+        on_retry: Reconnecting | None = None,
     ) -> None:
         if retry_seconds < 0:
             raise InvalidInputError("retry_seconds must be zero or more")
@@ -194,6 +197,7 @@ class Client:
         self._clock = clock or _utc_now
         self._timeout = timeout
         self._retry_seconds = retry_seconds
+        self._on_retry = on_retry
         self._sleep: Callable[[float], None] = time.sleep
         self._monotonic: Callable[[], float] = time.monotonic
         self._state = ClientState(profile.state_dir)
@@ -426,7 +430,7 @@ class Client:
             for message in _flag_messages(self._watchlist, item.payload, f"items[{index}]")
         )
         plain = [summary_item(draft.summary(), items), *items]
-        retry = self._checked_retry_seconds(retry_seconds)
+        retry = self._retry_schedule(retry_seconds)
         if supersedes is None:
             return self._publish_version(plain, str(uuid.uuid4()), 1, b"", flags, retry)
         alert_id = _check_alert_id(supersedes)
@@ -446,12 +450,15 @@ class Client:
         version, previous_hash = self._next_version_from_hub(alert_id)
         return self._publish_version(plain, alert_id, version, previous_hash, flags, retry)
 
-    def _checked_retry_seconds(self, retry_seconds: float | None) -> float:
+    def _retry_schedule(self, retry_seconds: float | None) -> RetrySchedule:
+        """One publish's waits between attempts, over ``retry_seconds`` (default: the client's)."""
         if retry_seconds is None:
-            return self._retry_seconds
+            retry_seconds = self._retry_seconds
         if retry_seconds < 0:
             raise InvalidInputError("retry_seconds must be zero or more")
-        return retry_seconds
+        return RetrySchedule(
+            PUBLISH_BACKOFF, give_up_after=retry_seconds, sleep=self._sleep, clock=self._monotonic
+        )
 
     def _publish_version(
         self,
@@ -460,7 +467,7 @@ class Client:
         version: int,
         previous_hash: bytes,
         flags: Sequence[str],
-        retry_seconds: float,
+        retry: RetrySchedule,
     ) -> Receipt:
         fetched_at = self._partners_fetched_at
         try:
@@ -471,7 +478,7 @@ class Client:
                 previous_hash,
                 flags,
                 max_age=PARTNER_KEYS_MAX_AGE,
-                retry_seconds=retry_seconds,
+                retry=retry,
             )
         except InvalidInputError as e:
             # Sealed to partner keys held from before this call: the hub's refusal of the
@@ -480,7 +487,7 @@ class Client:
             if e.reason != "POLICY_INVALID" or self._partners_fetched_at != fetched_at:
                 raise
         return self._seal_and_send(
-            plain, alert_id, version, previous_hash, flags, max_age=None, retry_seconds=retry_seconds
+            plain, alert_id, version, previous_hash, flags, max_age=None, retry=retry
         )
 
     def _seal_and_send(
@@ -492,11 +499,16 @@ class Client:
         flags: Sequence[str],
         *,
         max_age: float | None,
-        retry_seconds: float,
+        retry: RetrySchedule,
     ) -> Receipt:
-        recipient_keys = self._recipient_keys(
-            (a for item in plain for a in item.policy.audience), max_age=max_age
-        )
+        audience = {a for item in plain for a in item.policy.audience}
+        while True:  # the hub may be restarting: its directory is asked within the same budget
+            try:
+                recipient_keys = self._recipient_keys(audience, max_age=max_age)
+                break
+            except UnavailableError as e:
+                if not retry.wait(functools.partial(self._announce_retry, e)):
+                    raise
         sealed = seal_alert(
             originator=self.profile.agency_id,
             alert_id=alert_id,
@@ -511,7 +523,7 @@ class Client:
         request = encode(sealed.request)
         entry = self._state.save_outbox(alert_id, version, request)
         return self._send_outbox_entry(
-            entry, request, sealed.manifest.hash, flags=flags, retry_seconds=retry_seconds
+            entry, request, sealed.manifest.hash, flags=flags, retry=retry
         )
 
     def flush_outbox(self, *, retry_seconds: float | None = None) -> list[Receipt]:
@@ -521,7 +533,7 @@ class Client:
         if that one had in fact arrived; each is resent for up to ``retry_seconds`` (default:
         the client's) while the hub is unreachable.
         """
-        retry = self._checked_retry_seconds(retry_seconds)
+        self._retry_schedule(retry_seconds)  # refuses a negative budget before anything is sent
         receipts = []
         for entry in self._state.outbox():
             request = entry.read()
@@ -537,7 +549,10 @@ class Client:
                 raise MalformedError(f"{entry.path}: holds a different alert version")
             receipts.append(
                 self._send_outbox_entry(
-                    entry, request, sha256(bytes(message.manifest.payload)), retry_seconds=retry
+                    entry,
+                    request,
+                    sha256(bytes(message.manifest.payload)),
+                    retry=self._retry_schedule(retry_seconds),
                 )
             )
         return receipts
@@ -571,10 +586,10 @@ class Client:
         manifest_hash: bytes,
         *,
         flags: Sequence[str] = (),
-        retry_seconds: float,
+        retry: RetrySchedule,
     ) -> Receipt:
         try:
-            response = self._send_publish(entry, request, retry_seconds)
+            response = self._send_publish(entry, request, retry)
         except UnavailableError:
             raise
         except ExchangeError:
@@ -631,11 +646,8 @@ class Client:
         return ((KNOWN_LOG_SIZE_METADATA, str(trusted.checkpoint.size)),)
 
     def _send_publish(
-        self, entry: OutboxEntry, request: bytes, retry_seconds: float
+        self, entry: OutboxEntry, request: bytes, schedule: RetrySchedule
     ) -> alerts_pb2.PublishResponse:
-        schedule = RetrySchedule(
-            PUBLISH_BACKOFF, give_up_after=retry_seconds, sleep=self._sleep, clock=self._monotonic
-        )
         while True:
             try:
                 with hub_errors(self.target):
@@ -644,14 +656,18 @@ class Client:
                     )
                 return response
             except UnavailableError as e:
-                if not schedule.wait():
+                if not schedule.wait(functools.partial(self._announce_retry, e)):
                     tries = schedule.failures
                     raise UnavailableError(
                         f"{e.message}. Tried {tries} time{'s' if tries != 1 else ''} in "
-                        f"{retry_seconds:g} s; the sealed alert is kept in {entry.path}: "
+                        f"{schedule.budget:g} s; the sealed alert is kept in {entry.path}: "
                         "`exchange resend` sends it again with the same bytes",
                         reason=e.reason,
                     ) from e
+
+    def _announce_retry(self, error: ExchangeError, seconds: float) -> None:
+        if self._on_retry is not None:
+            self._on_retry(seconds, error)
 
     # --- reading --------------------------------------------------------------------------------
 

@@ -60,6 +60,11 @@ class RetrySchedule:
         self._started = clock()
 
     @property
+    def budget(self) -> float | None:
+        """The seconds the schedule retries for; ``None``: until the caller stops."""
+        return self._give_up_after
+
+    @property
     def failures(self) -> int:
         """Consecutive failures since the start or the last :meth:`reset`."""
         return self._failures

@@ -227,11 +227,11 @@ def publish(
         draft = Draft.from_file(file)
     items = len(draft.items)
     with (
-        _client(ctx, retry_seconds=retry_seconds) as client,
-        _reported_errors(ctx),
         cli_conventions.progress(
             f"publishing {items} item{'s' if items != 1 else ''}", as_json=json_output
-        ),
+        ) as bar,
+        _client(ctx, retry_seconds=retry_seconds, on_retry=_retry_notice(bar, as_json=json_output)) as client,
+        _reported_errors(ctx),
     ):
         receipt = client.publish(draft, supersedes=supersedes)
     if json_output:
@@ -253,9 +253,9 @@ def resend(
     that one had arrived.
     """
     with (
-        _client(ctx, retry_seconds=retry_seconds) as client,
+        cli_conventions.progress("resending the outbox", as_json=json_output) as bar,
+        _client(ctx, retry_seconds=retry_seconds, on_retry=_retry_notice(bar, as_json=json_output)) as client,
         _reported_errors(ctx),
-        cli_conventions.progress("resending the outbox", as_json=json_output),
     ):
         receipts = client.flush_outbox()
     if json_output:
@@ -397,6 +397,19 @@ def _reconnecting_notice(
         bar.note(
             f"lost the hub at {target} ({_short_reason(error)}); reconnecting in {seconds:.1f} s"
         )
+
+    return notice
+
+
+def _retry_notice(
+    bar: cli_conventions.ProgressBar, *, as_json: bool
+) -> Callable[[float, ExchangeError], None] | None:
+    """Tell a person each wait before a resend; with --json stderr carries only the error."""
+    if as_json:
+        return None
+
+    def notice(seconds: float, error: ExchangeError) -> None:
+        bar.note(f"{_short_reason(error)}; resending in {seconds:.1f} s")
 
     return notice
 
