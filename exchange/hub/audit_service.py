@@ -51,6 +51,7 @@ from exchange.crypto.notes import NoteSigner
 from exchange.errors import ExchangeError, InvalidInputError, NotFoundError
 from exchange.hub.background import BackgroundThread
 from exchange.hub.guard import current_caller
+from exchange.limits import over_limit
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.store import registry
 from exchange.store.db import Database
@@ -273,7 +274,13 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         """Bodies and salts of the asked entries the caller is entitled to; see the module doc."""
         if len(request.indices) > MAX_BODIES_PER_REQUEST:
             raise InvalidInputError(
-                f"at most {MAX_BODIES_PER_REQUEST} indices per request, got {len(request.indices)}"
+                over_limit(
+                    len(request.indices),
+                    MAX_BODIES_PER_REQUEST,
+                    "indices",
+                    what="the request",
+                    verb="has",
+                )
             )
         with self._db.read() as connection:
             found = entitled_bodies(connection, current_caller(), request.indices)

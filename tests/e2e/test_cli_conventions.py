@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -243,3 +244,34 @@ def test_publish_to_an_unreachable_hub_gives_up_after_retry_seconds(
     refused = run("exchange", "--profile", str(profile), "publish", str(draft),
                   "--retry-seconds", "-1")
     assert refused.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d.__setitem__("title", "t" * 400),
+         "title: is 400 characters; the limit is 300 characters"),
+        (lambda d: d.__setitem__("items", d["items"] * 201),
+         "items: has 201 items; the limit is 200 items"),
+        (lambda d: d["items"][0]["note"].__setitem__("text", "x" * 70_000),
+         "items[0].note.text: is 70000 characters; the limit is 65536 characters"),
+    ],
+    ids=["title", "items", "string"],
+)
+def test_limit_messages_are_worded_one_way(
+    tmp_path: Path, change: Any, expected: str
+) -> None:
+    draft: Any = {
+        "kind": "GENERAL", "title": "t",
+        "items": [{"id": "n", "policy": {"audience": [], "release": "IMMEDIATE", "tlp": "RED"},
+                   "note": {"text": "x", "language": "en"}}],
+    }
+    change(draft)
+    path = tmp_path / "draft.json"
+    path.write_text(json.dumps(draft))
+    result = run("exchange", "validate", str(path), "--json")
+    assert result.returncode == 1
+    descriptions = [
+        f"{v['field']}: {v['description']}" for v in json.loads(result.stderr)["violations"]
+    ]
+    assert expected in descriptions
