@@ -272,8 +272,8 @@ def resend(
 def inbox(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """List the alerts addressed to this agency, with their verified titles.
 
-    The numbers are items: how many of each alert's items this agency may open now, out of
-    all its items.
+    "items readable" counts items: how many of the alert's items this agency can open now,
+    of all the alert's items (--json also gives how many are addressed to it).
     """
     with (
         _client(ctx) as client,
