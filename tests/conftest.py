@@ -45,6 +45,21 @@ class FrozenClock:
         self.now += timedelta(**delta)
 
 
+class FakeTime:
+    """A monotonic clock that moves only when the code under test sleeps; the sleeps are kept."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 @pytest.fixture(scope="session")
 def exchange_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One initialised exchange (hub + three agencies) shared by the whole run; read-only."""

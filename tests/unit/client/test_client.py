@@ -12,6 +12,7 @@ import pytest
 from exchange.statements.codec import parse_canonical
 from exchange.v1 import alerts_pb2, statements_pb2
 from exchange_client import Client, Draft, InvalidInputError, Profile, UnavailableError
+from tests.conftest import FakeTime
 
 OWN_EYES_ONLY = {
     "kind": "GENERAL",
@@ -30,21 +31,6 @@ OWN_EYES_ONLY = {
 def profile(exchange_dir: Path, tmp_path: Path) -> Profile:
     loaded = Profile.load(exchange_dir / "agencies" / "agency-a")
     return dataclasses.replace(loaded, state_dir=tmp_path / "state")
-
-
-class FakeTime:
-    """A monotonic clock that moves only when the client sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_a_sealed_alert_is_kept_and_resent_with_backoff_for_30_seconds_while_the_hub_is_down(

@@ -16,6 +16,7 @@ from exchange.v1 import alerts_pb2
 from exchange_client import FeedGapError
 from exchange_client._internal.feed import FeedSubscription
 from exchange_client._internal.state import ClientState
+from tests.conftest import FakeTime
 
 Response = alerts_pb2.SubscribeResponse
 
@@ -64,21 +65,6 @@ class ScriptedHub:
     def open_stream(self, after: int) -> ScriptedStream:
         self.requested_after.append(after)
         return self.streams[len(self.requested_after) - 1]
-
-
-class FakeTime:
-    """A monotonic clock that moves only when the subscription sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def subscribe(

@@ -5,19 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exchange_client._internal.retry import Backoff, RetrySchedule
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.conftest import FakeTime
 
 
 @pytest.mark.parametrize(
