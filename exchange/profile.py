@@ -2,7 +2,7 @@
 
 ``exchange-hub init`` writes one profile per agency under ``DIR/agencies/<id>/``::
 
-    profile.toml          agency_id, hub_address, [paths], [partners], [audit]
+    profile.toml          agency_id, hub_address, [paths], [partners], [audit], [taxii]
     ca.pem  ca-key.pem    the agency's CA (key 0600)
     tls.pem tls-key.pem   mTLS client certificate and key (0600)
     signing.pem signing-key.pem        Ed25519 key certificate + private key (0600)
@@ -133,6 +133,35 @@ class ProfilePaths:
         return (self.ca_key, self.tls_key, self.signing_key, self.encryption_key, self.witness_key)
 
 
+DEFAULT_TAXII_LISTEN = "127.0.0.1:9441"
+"""``[taxii] listen`` when unset: loopback only."""
+
+
+@dataclass(frozen=True)
+class TaxiiSettings:
+    """``[taxii]`` of ``profile.toml``: how ``exchange taxii serve`` lets the agency's own tools in.
+
+    ``token_file`` holds the one secret (mode 0600, like a private key): clients send it as a
+    bearer token, or as the password of HTTP basic authentication with ``username``.
+    ``insecure_serve_tlp_red`` lets TLP:RED items into the feed; they are left out otherwise.
+    """
+
+    token_file: Path
+    listen: str = DEFAULT_TAXII_LISTEN
+    username: str = "exchange"
+    insecure_serve_tlp_red: bool = False
+
+    def read_token(self) -> str:
+        """The secret, refused when anyone but its owner may read the file."""
+        token = _read_private(self.token_file).decode("utf-8", errors="replace").strip()
+        if len(token) < 16:
+            raise ConfigurationError(
+                f"{self.token_file}: the TAXII token must be at least 16 characters; write one "
+                "with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return token
+
+
 @dataclass(frozen=True)
 class ProfileConfig:
     """``profile.toml`` parsed: who this agency is, where its hub and files are.
@@ -155,6 +184,8 @@ class ProfileConfig:
     """Agencies whose fresh cosignature a checkpoint needs before the client acts on it."""
     max_cosignature_age_seconds: int = DEFAULT_MAX_COSIGNATURE_AGE_SECONDS
     """How old a required cosignature may be."""
+    taxii: TaxiiSettings | None = None
+    """The local TAXII feed's settings (``[taxii]``), None when the profile has none."""
 
     @classmethod
     def from_file(cls, path: Path) -> ProfileConfig:
@@ -219,7 +250,8 @@ class ProfileConfig:
                 f"{file}: [audit] checkpoint_verifier_key does not name the log origin "
                 f"{log_origin!r}; copy both from the hub's `exchange-hub checkpoint-key`"
             )
-        top.refuse_unknown({"agency_id", "hub_address", "paths", "partners", "audit"})
+        taxii = _taxii_settings(top, directory)
+        top.refuse_unknown({"agency_id", "hub_address", "paths", "partners", "audit", "taxii"})
         return cls(
             directory=directory,
             agency_id=agency_id,
@@ -230,6 +262,7 @@ class ProfileConfig:
             log_origin=log_origin,
             require_cosigners=require_cosigners,
             max_cosignature_age_seconds=max_cosignature_age_seconds,
+            taxii=taxii,
         )
 
     def to_toml(self) -> str:
@@ -253,6 +286,13 @@ class ProfileConfig:
             document["audit"]["require_cosigners"] = list(self.require_cosigners)
         if self.max_cosignature_age_seconds != DEFAULT_MAX_COSIGNATURE_AGE_SECONDS:
             document["audit"]["max_cosignature_age_seconds"] = self.max_cosignature_age_seconds
+        if self.taxii is not None:
+            document["taxii"] = {
+                "token_file": self._relative(self.taxii.token_file),
+                "listen": self.taxii.listen,
+                "username": self.taxii.username,
+                "insecure_serve_tlp_red": self.taxii.insecure_serve_tlp_red,
+            }
         return tomli_w.dumps(document)
 
     def _relative(self, path: Path) -> str:
@@ -445,6 +485,16 @@ class _Table:
                 raise ConfigurationError(f"{self._where(key)}: {e.message}") from e
         return tuple(value)
 
+    @property
+    def file(self) -> Path:
+        return self._file
+
+    def boolean(self, key: str) -> bool:
+        value = self._values.get(key, False)
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"{self._where(key)} must be true or false")
+        return value
+
     def positive_integer(self, key: str, default: int) -> int:
         value = self._values.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -471,6 +521,25 @@ class _Table:
                 f"{self._where(', '.join(unknown))}: unknown setting; expected "
                 f"{', '.join(sorted(known))}"
             )
+
+
+def _taxii_settings(top: _Table, directory: Path) -> TaxiiSettings | None:
+    if "taxii" not in top.names():
+        return None
+    table = top.table("taxii", required=True)
+    listen = table.string("listen") if "listen" in table.names() else DEFAULT_TAXII_LISTEN
+    _check_address(listen, table.file, "[taxii] listen")
+    username = table.string("username") if "username" in table.names() else "exchange"
+    if ":" in username:
+        raise ConfigurationError(f"{table.file}: [taxii] username may not contain ':'")
+    serve_red = table.boolean("insecure_serve_tlp_red")
+    table.refuse_unknown({"token_file", "listen", "username", "insecure_serve_tlp_red"})
+    return TaxiiSettings(
+        token_file=_resolve(directory, table.path("token_file")),
+        listen=listen,
+        username=username,
+        insecure_serve_tlp_red=serve_red,
+    )
 
 
 def _resolve(directory: Path, path: Path) -> Path:

@@ -6,14 +6,17 @@ the same field and keeps one silently, knows only proto enum names, takes enum n
 This walker follows the message descriptor instead and accepts exactly one spelling of everything:
 
 - keys are the proto field names (snake_case); any other key is an error naming its path;
-- a string field takes a string, never a number, boolean, list or null;
+- a string field takes a string, never a number, boolean, list or null, and never an empty or
+  whitespace-only one: proto3 cannot tell ``""`` from an absent field, so this walk, which still
+  sees the value as written, reports it (``cas_rn: is empty``); an optional field is omitted;
 - an enum takes one of its documented spellings as a string, never a number (see
   :data:`ENUM_SPELLINGS` for the spellings that differ from the proto names);
-- ``bytes`` fields take standard base64 (RFC 4648 with padding);
+- ``bytes`` fields take standard base64 (RFC 4648 with padding), not empty;
 - ``google.protobuf.Timestamp`` fields take an RFC 3339 timestamp with an explicit offset.
 
 Every problem is collected as a :class:`~exchange.errors.FieldViolation`; nothing stops at the
-first.
+first.  A list element that cannot be read still takes its place (as the type's zero value), so
+the paths of the elements after it stay those of the document.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import cast
@@ -41,6 +45,12 @@ MAX_BYTES_LENGTH = 10 * 1024 * 1024
 MAX_VALUES = 200_000
 
 _TIMESTAMP = Timestamp.DESCRIPTOR.full_name
+_ZERO_VALUES: dict[int, str | bytes | bool] = {
+    FieldDescriptor.TYPE_STRING: "",
+    FieldDescriptor.TYPE_BYTES: b"",
+    FieldDescriptor.TYPE_BOOL: False,
+}
+_PATH_SEGMENT_RE = re.compile(r"([a-z0-9_]+)(?:\[([0-9]+)\])?")
 _TLP_NAMES = {"CLEAR": 1, "GREEN": 2, "AMBER": 3, "AMBER+STRICT": 4, "RED": 5}
 
 # Enum spellings that differ from the proto value names.  TLP 2.0 labels (FIRST) may carry the
@@ -224,14 +234,14 @@ def _fill_field(
             if field_descriptor.type == FieldDescriptor.TYPE_MESSAGE:
                 if _is_timestamp(field_descriptor):
                     timestamp = _parse_timestamp(element, element_path, context)
-                    if timestamp is not None:
-                        container.add().CopyFrom(timestamp)
+                    container.add().CopyFrom(timestamp if timestamp is not None else Timestamp())
                 else:
                     fill_message(container.add(), element, element_path, context)
             else:
                 scalar = _convert_scalar(field_descriptor, element, element_path, context)
-                if scalar is not None:
-                    container.append(scalar)
+                if scalar is None:
+                    scalar = _ZERO_VALUES.get(field_descriptor.type, 0)
+                container.append(scalar)
         return
     if field_descriptor.type == FieldDescriptor.TYPE_MESSAGE:
         if _is_timestamp(field_descriptor):
@@ -274,6 +284,9 @@ def _convert_scalar(
         if len(value) > MAX_STRING_LENGTH:
             context.add(path, over_limit(len(value), MAX_STRING_LENGTH, "characters"))
             return None
+        if not value.strip():
+            context.add(path, "is empty")
+            return None
         return value
     if kind == FieldDescriptor.TYPE_ENUM:
         spellings = enum_spellings(_enum_type(field_descriptor))
@@ -296,10 +309,14 @@ def _convert_scalar(
             context.add(path, beyond_limit(MAX_BYTES_LENGTH, "bytes", verb="decodes to"))
             return None
         try:
-            return base64.b64decode(value.encode("ascii"), validate=True)
+            decoded = base64.b64decode(value.encode("ascii"), validate=True)
         except (binascii.Error, UnicodeEncodeError):
             context.add(path, "expected standard base64 (A-Z, a-z, 0-9, +, /, = padding)")
             return None
+        if not decoded:
+            context.add(path, "is empty")
+            return None
+        return decoded
     if kind == FieldDescriptor.TYPE_BOOL:
         if not isinstance(value, bool):
             context.add(path, f"expected true or false, got {_describe(value)}")
@@ -307,6 +324,24 @@ def _convert_scalar(
         return value
     context.add(path, "this field cannot be written in a draft")
     return None
+
+
+def set_string_at(message: Message, path: str, value: str) -> None:
+    """Set the string field at ``path`` below ``message``, a path as violations name fields
+    (``shipment.containers[1]``, ``transaction.debtor_account.iban``)."""
+    *parents, last = (_PATH_SEGMENT_RE.fullmatch(segment) for segment in path.split("."))
+    for segment in parents:
+        if segment is None:
+            raise ValueError(f"{path!r} is not a field path")
+        name, index = segment.groups()
+        message = getattr(message, name) if index is None else getattr(message, name)[int(index)]
+    if last is None:
+        raise ValueError(f"{path!r} is not a field path")
+    name, index = last.groups()
+    if index is None:
+        setattr(message, name, value)
+    else:
+        getattr(message, name)[int(index)] = value
 
 
 def message_to_mapping(message: Message) -> dict[str, object]:

@@ -24,15 +24,22 @@ Grading ``information`` is the string ``"1"`` to ``"6"``: a number there is an e
 number where the format says string (TRAPS.md), so quote it in YAML.
 
 Parsing goes through the project's own strict mapping (:mod:`exchange.alerts._message_mapping`),
-never ``json_format``, and then through :func:`~exchange.alerts.validate.validate_draft`: every
+never ``json_format``, and then through :func:`~exchange.alerts.validate.normalise_draft`: every
 problem is reported at once in one :class:`~exchange.errors.DraftError`, each named by its path.
+An empty or whitespace-only string is a problem (``cas_rn: is empty``); an optional field that
+does not apply is left out.
+
+Identifiers may be written as documents print them (an IBAN in groups of four, a BIC in lower
+case, a container number as ``MSCU 123456-5``; each kind's forms are listed in
+:mod:`exchange.alerts.identifiers`).  The draft holds their canonical electronic form, which is
+what gets signed, and lists each change in :attr:`Draft.normalisations`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from exchange.alerts._draft_files import load_draft_file
@@ -40,9 +47,10 @@ from exchange.alerts._message_mapping import (
     MappingContext,
     enum_spelling,
     message_to_mapping,
+    set_string_at,
     walk,
 )
-from exchange.alerts.validate import validate_draft
+from exchange.alerts.validate import Normalisation, normalise_draft
 from exchange.errors import DraftError, FieldViolation
 from exchange.v1 import payloads_pb2, statements_pb2
 
@@ -54,6 +62,7 @@ PAYLOAD_KINDS: tuple[str, ...] = tuple(
     if field.name != "summary"
 )
 _ITEM_PATH_RE = re.compile(r"items\[(\d+)\]")
+_PAYLOAD_FIELD_RE = re.compile(r"items\[(\d+)\]\.(.+)")
 _ITEM_KEYS = frozenset({"id", "policy"})
 _REFUSED_ITEM_KEYS = {
     "summary": "not a payload kind: the summary is made from the draft's kind, grading, title "
@@ -81,7 +90,9 @@ class Draft:
 
     ``kind``, ``grading``, ``title`` and ``operator`` travel in the encrypted summary item
     (:meth:`summary`), so the hub never learns them.  Build one with :meth:`from_dict` or
-    :meth:`from_file`, which validate; a draft built directly can be checked with
+    :meth:`from_file`, which validate and bring printed identifiers to their canonical form,
+    listing each in ``normalisations`` (not part of equality: two drafts that sign alike are
+    equal); a draft built directly can be checked with
     :func:`~exchange.alerts.validate.validate_draft`.
     """
 
@@ -90,6 +101,7 @@ class Draft:
     title: str
     operator: str
     items: tuple[DraftItem, ...]
+    normalisations: tuple[Normalisation, ...] = field(default=(), compare=False)
 
     def summary(self) -> payloads_pb2.Summary:
         """The payload of the encrypted summary item."""
@@ -122,14 +134,16 @@ class Draft:
             operator=summary.operator,
             items=items,
         )
-        violations = _merge(context.violations, validate_draft(draft))
+        semantic, normalisations = normalise_draft(draft)
+        violations = _merge(context.violations, semantic)
         if violations:
             count = len(violations)
             raise DraftError(
                 f"the draft has {count} problem{'s' if count != 1 else ''}",
                 violations=violations,
             )
-        return draft
+        _apply(draft.items, normalisations)
+        return replace(draft, normalisations=tuple(normalisations))
 
     @classmethod
     def from_file(cls, path: str | Path) -> Draft:
@@ -178,6 +192,8 @@ def _parse_items(value: object, present: bool, context: MappingContext) -> list[
         if not isinstance(item_id, str):
             context.add(f"{path}.id", f"expected a string, got {type(item_id).__name__}")
             item_id = ""
+        elif "id" in item_value and not item_id.strip():
+            context.add(f"{path}.id", "is empty")
         policy = statements_pb2.ReleasePolicy()
         if "policy" in item_value:
             walk(policy, item_value["policy"], f"{path}.policy", context=context)
@@ -192,6 +208,15 @@ def _parse_items(value: object, present: bool, context: MappingContext) -> list[
         )
         items.append(DraftItem(id=item_id, policy=policy, payload=payload))
     return items
+
+
+def _apply(items: Sequence[DraftItem], normalisations: Sequence[Normalisation]) -> None:
+    """Write each canonical form into its item's payload, where every identifier lives."""
+    for normalisation in normalisations:
+        match = _PAYLOAD_FIELD_RE.fullmatch(normalisation.field)
+        if match is None:
+            raise ValueError(f"{normalisation.field} is not a field of an item's payload")
+        set_string_at(items[int(match.group(1))].payload, match.group(2), normalisation.canonical)
 
 
 def _is_under(path: str, prefix: str) -> bool:

@@ -1,4 +1,4 @@
-"""Validators for the identifiers an alert carries.
+"""Validators for the identifiers an alert carries, and the printed forms each kind accepts.
 
 The hub never sees plaintext, so it cannot catch a wrong CAS number or a mistyped container
 number: the drafting client must, before anything is signed, and the recipient again on open.
@@ -10,10 +10,16 @@ strings (rejected by a length cap before any work is done) and non-ASCII look-al
 (``４１６６１-47-6`` in full-width digits, which python-stdnum would accept) are all
 :class:`IdentifierError`.
 
-Identifiers are checked in their canonical written form (upper case, no spaces, the usual
-hyphens) rather than normalised: a signed alert should carry one spelling of an identifier so that
-partners can match it.  Where python-stdnum knows the identifier it is called last, as a backstop:
-these validators never accept what python-stdnum rejects.
+A validator accepts only the canonical electronic form of its identifier (upper case, no spaces,
+the usual hyphens): a signed alert carries one spelling of an identifier so that partners can
+match it.  Drafts come from documents, though, so each kind that people print differently has a
+normaliser, ``normalise_x(value: str) -> str``: it accepts the canonical form and the well-known
+printed forms of that kind (an IBAN in groups of four, a container number as ``MSCU 123456-5``, a
+BIC in lower case, ...) and returns the canonical form, or raises :class:`IdentifierError` like
+the validator for anything else.  :data:`NORMALISERS` maps each validator to its normaliser.
+Where python-stdnum knows the identifier, its ``compact()`` turns a printed form into the
+canonical one and its validator is called last, as a backstop: these validators never accept
+what python-stdnum rejects.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import datetime
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NoReturn
 
 import phonenumbers
@@ -33,6 +39,7 @@ from eth_hash.auto import keccak
 from stdnum import bic as _stdnum_bic
 from stdnum import casrn as _stdnum_casrn
 from stdnum import iban as _stdnum_iban
+from stdnum import imo as _stdnum_imo
 from stdnum import iso6346 as _stdnum_iso6346
 from stdnum import lei as _stdnum_lei
 from stdnum.cn import uscc as _stdnum_uscc
@@ -46,8 +53,31 @@ from exchange.limits import over_limit
 
 __all__ = [
     "CRYPTO_ASSET_CODES",
+    "NORMALISERS",
     "QUANTITY_UNITS",
     "IdentifierError",
+    "Normaliser",
+    "Validator",
+    "normalise_air_waybill",
+    "normalise_bic",
+    "normalise_bitcoin_address",
+    "normalise_bitcoin_transaction_hash",
+    "normalise_cas_rn",
+    "normalise_cn_uscc",
+    "normalise_container_number",
+    "normalise_email",
+    "normalise_ethereum_address",
+    "normalise_ethereum_transaction_hash",
+    "normalise_hs_code",
+    "normalise_iban",
+    "normalise_imo_number",
+    "normalise_lei",
+    "normalise_phone_e164",
+    "normalise_tron_address",
+    "normalise_tron_transaction_hash",
+    "normalise_uetr",
+    "normalise_un_locode",
+    "normalise_us_ein",
     "parse_rfc3339_timestamp",
     "validate_agency_id",
     "validate_air_waybill",
@@ -68,6 +98,7 @@ __all__ = [
     "validate_ethereum_transaction_hash",
     "validate_hs_code",
     "validate_iban",
+    "validate_imo_number",
     "validate_iso_date",
     "validate_item_id",
     "validate_language_tag",
@@ -162,9 +193,49 @@ def _stdnum_backstop(check: Callable[[str], object], value: str, what: str) -> N
         raise IdentifierError(f"is not a valid {what}") from e
 
 
+Validator = Callable[[str], None]
+Normaliser = Callable[[str], str]
+
+# Whitespace a printed identifier may have around it (a copied table cell, a YAML block scalar).
+# Only ASCII: a no-break or ideographic space stays an error, as does every non-ASCII character.
+_PRINTED_WHITESPACE = " \t\r\n"
+
+
+# Printed forms are longer than the canonical ones: spaces between groups and around the value.
+_PRINTED_CAP = 128
+
+
+def _printed_text(value: object, *, max_length: int = _PRINTED_CAP, ascii_only: bool = True) -> str:
+    """:func:`_check_text` for a printed form: the value without the whitespace around it."""
+    if isinstance(value, str) and len(value) <= max_length:
+        value = value.strip(_PRINTED_WHITESPACE)
+    return _check_text(value, max_length=max_length, ascii_only=ascii_only)
+
+
+def _normalise(
+    value: object,
+    printed: re.Pattern[str],
+    compact: Normaliser,
+    validate: Validator,
+) -> str:
+    """The canonical form of ``value``: compacted when it is one of the ``printed`` forms, then
+    checked by the kind's validator, whose message explains any other form."""
+    text = _printed_text(value)
+    if printed.fullmatch(text):
+        text = compact(text)
+    validate(text)
+    return text
+
+
+def _remove(characters: str) -> Normaliser:
+    table = str.maketrans("", "", characters)
+    return lambda text: text.translate(table)
+
+
 # --- chemicals, trade ----------------------------------------------------------------------------
 
 _CAS_RE = re.compile(r"[1-9][0-9]{1,6}-[0-9]{2}-[0-9]")
+_CAS_PRINTED_RE = re.compile(r"[0-9]+ *- *[0-9]+ *- *[0-9]")
 
 
 def _cas_check_digit(digits: str) -> int:
@@ -186,24 +257,35 @@ def validate_cas_rn(value: str) -> None:
     _stdnum_backstop(_stdnum_casrn.validate, value, "CAS RN")
 
 
-_HS_CODE_RE = re.compile(r"[0-9]{4}\.?[0-9]{2}(?:\.?[0-9]{2}(?:\.?[0-9]{2})?)?")
+def normalise_cas_rn(value: str) -> str:
+    """A CAS RN with spaces around its hyphens or around it (``41661 - 47 - 6``), hyphenated
+    without spaces.  The hyphens are required: ``41661476`` is refused."""
+    return _normalise(value, _CAS_PRINTED_RE, _stdnum_casrn.compact, validate_cas_rn)
+
+
+_HS_CODE_RE = re.compile(r"[0-9]{6}(?:[0-9]{2}){0,2}")
+_HS_CODE_PRINTED_RE = re.compile(r"[0-9]{4}(?:[. ]?[0-9]{2}){1,3}")
 
 
 def validate_hs_code(value: str) -> None:
-    """Harmonized System code: 6, 8 or 10 digits, dots allowed after digits 4, 6 and 8.
-
-    ``293339``, ``2933.39``, ``2933.39.90``, ``2933399073`` and ``2933.39.90.73`` are accepted;
-    the first six digits are the international HS subheading, the rest national.
-    """
+    """Harmonized System code: 6, 8 or 10 digits without dots (``293339``, ``2933399073``); the
+    first six digits are the international HS subheading, the rest national."""
     _check_text(value, max_length=_SHORT_CAP)
     if not _HS_CODE_RE.fullmatch(value):
-        _fail("expected an HS code of 6, 8 or 10 digits, optionally dotted, e.g. 2933.39")
+        _fail("expected an HS code of 6, 8 or 10 digits without dots, e.g. 293339")
     chapter = int(value[:2])
     if chapter == 0 or chapter == 77:
         _fail(f"HS chapter {value[:2]} does not exist")
 
 
+def normalise_hs_code(value: str) -> str:
+    """An HS code printed with dots or spaces after digits 4, 6 and 8 (``2933.39.90``, the EU's
+    ``2933 39 90``), as digits only."""
+    return _normalise(value, _HS_CODE_PRINTED_RE, _remove(". "), validate_hs_code)
+
+
 _CONTAINER_RE = re.compile(r"[A-Z]{3}[UJZR][0-9]{7}")
+_CONTAINER_PRINTED_RE = re.compile(r"[A-Z]{3}[UJZR] ?[0-9]{6}[ -]?[0-9]", re.IGNORECASE)
 _ISO6346_VALUES = {
     char: number
     for number, char in enumerate("0123456789A BCDEFGHIJK LMNOPQRSTU VWXYZ")
@@ -229,20 +311,65 @@ def validate_container_number(value: str) -> None:
     _stdnum_backstop(_stdnum_iso6346.validate, value, "ISO 6346 container number")
 
 
-_AIR_WAYBILL_RE = re.compile(r"([0-9]{3})-?([0-9]{8})")
+def normalise_container_number(value: str) -> str:
+    """A container number as painted and printed: a space after the owner code and before the
+    check digit, or a hyphen before it, any case (``MSCU 123456-5``, ``MSCU 123456 5``,
+    ``mscu1234565``), as ``MSCU1234565``."""
+    return _normalise(
+        value,
+        _CONTAINER_PRINTED_RE,
+        lambda text: _stdnum_iso6346.compact(text.replace("-", "")),
+        validate_container_number,
+    )
+
+
+_IMO_RE = re.compile(r"[0-9]{7}")
+_IMO_PRINTED_RE = re.compile(r"(?:IMO ?)?[0-9]{7}", re.IGNORECASE)
+
+
+def validate_imo_number(value: str) -> None:
+    """IMO ship identification number: 6 digits and a check digit (``9319466``), without the
+    ``IMO`` prefix."""
+    _check_text(value, max_length=_SHORT_CAP)
+    if not _IMO_RE.fullmatch(value):
+        _fail("expected an IMO number: 7 digits without the IMO prefix, e.g. 9319466")
+    expected = _stdnum_imo.calc_check_digit(value[:6])
+    if value[6] != expected:
+        _fail(f"check digit is {value[6]}, expected {expected}")
+    _stdnum_backstop(_stdnum_imo.validate, value, "IMO number")
+
+
+def normalise_imo_number(value: str) -> str:
+    """An IMO number with or without its prefix (``IMO 9319466``, ``IMO9319466``), as 7 digits."""
+    return _normalise(value, _IMO_PRINTED_RE, _stdnum_imo.compact, validate_imo_number)
+
+
+_AIR_WAYBILL_RE = re.compile(r"[0-9]{3}-([0-9]{8})")
+_AIR_WAYBILL_PRINTED_RE = re.compile(r"[0-9]{3}[ -]?[0-9]{4} ?[0-9]{4}")
 
 
 def validate_air_waybill(value: str) -> None:
-    """IATA air waybill number: 3-digit airline prefix, 8-digit serial whose last digit is the
-    first seven modulo 7 (``784-12345675``)."""
+    """IATA air waybill number: 3-digit airline prefix, a hyphen and an 8-digit serial whose last
+    digit is the first seven modulo 7 (``784-12345675``)."""
     _check_text(value, max_length=_SHORT_CAP)
     match = _AIR_WAYBILL_RE.fullmatch(value)
     if not match:
-        _fail("expected an air waybill number: 3-digit prefix and 8 digits, e.g. 784-12345675")
-    serial = match.group(2)
+        _fail("expected an air waybill number: 3-digit prefix, - and 8 digits, e.g. 784-12345675")
+    serial = match.group(1)
     expected = int(serial[:7]) % 7
     if int(serial[7]) != expected:
         _fail(f"check digit is {serial[7]}, expected {expected}")
+
+
+def _air_waybill_compact(text: str) -> str:
+    digits = _remove(" -")(text)
+    return f"{digits[:3]}-{digits[3:]}"
+
+
+def normalise_air_waybill(value: str) -> str:
+    """An air waybill number without the hyphen or with spaces (``784 1234 5675``,
+    ``78412345675``), as ``784-12345675``."""
+    return _normalise(value, _AIR_WAYBILL_PRINTED_RE, _air_waybill_compact, validate_air_waybill)
 
 
 _BILL_OF_LADING_RE = re.compile(r"[A-Z0-9][A-Z0-9/-]{3,34}")
@@ -285,6 +412,7 @@ def validate_country_code(value: str) -> None:
 
 
 _LOCODE_RE = re.compile(r"([A-Z]{2})([A-Z2-9]{3})")
+_LOCODE_PRINTED_RE = re.compile(r"[A-Z]{2} [A-Z2-9]{3}")
 
 
 def validate_un_locode(value: str) -> None:
@@ -300,11 +428,19 @@ def validate_un_locode(value: str) -> None:
         _fail(f"{match.group(1)} is not an ISO 3166-1 alpha-2 country code")
 
 
+def normalise_un_locode(value: str) -> str:
+    """A UN/LOCODE as the UNECE code list prints it, with a space after the country
+    (``CN SHA``), as ``CNSHA``."""
+    return _normalise(value, _LOCODE_PRINTED_RE, _remove(" "), validate_un_locode)
+
+
 # --- companies ------------------------------------------------------------------------------------
 
 _USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _USCC_RE = re.compile(r"[0-9]{8}[0-9ABCDEFGHJKLMNPQRTUWXY]{10}")
+# Registration numbers printed in groups: single spaces or hyphens between characters.
+_GROUPED_PRINTED_RE = re.compile(r"[0-9A-Z]+(?:[ -][0-9A-Z]+)*")
 
 
 def validate_cn_uscc(value: str) -> None:
@@ -325,20 +461,32 @@ def validate_cn_uscc(value: str) -> None:
     _stdnum_backstop(_stdnum_uscc.validate, value, "unified social credit code")
 
 
-_EIN_RE = re.compile(r"[0-9]{2}-?[0-9]{7}")
+def normalise_cn_uscc(value: str) -> str:
+    """A unified social credit code printed in groups separated by spaces or hyphens
+    (``91310000 MA1FL4TR8R``), without them."""
+    return _normalise(value, _GROUPED_PRINTED_RE, _stdnum_uscc.compact, validate_cn_uscc)
+
+
+_EIN_RE = re.compile(r"[0-9]{9}")
+_EIN_PRINTED_RE = re.compile(r"[0-9]{2}-[0-9]{7}")
 
 
 def validate_us_ein(value: str) -> None:
-    """US employer identification number: 9 digits, usually written ``12-3456789``; the
-    two-digit prefix must be one the IRS assigns."""
+    """US employer identification number: 9 digits without the hyphen (``123456789``), as IRS
+    e-file records carry it; the two-digit prefix must be one the IRS assigns."""
     _check_text(value, max_length=_SHORT_CAP)
     if not _EIN_RE.fullmatch(value):
-        _fail("expected a US EIN: 9 digits, written 12-3456789 or 123456789")
+        _fail("expected a US EIN: 9 digits without the hyphen, e.g. 123456789")
     try:
         _stdnum_ein.validate(value)
     except _StdnumInvalidComponent as e:
         raise IdentifierError(f"prefix {value[:2]} is not one the IRS assigns") from e
     _stdnum_backstop(_stdnum_ein.validate, value, "US EIN")
+
+
+def normalise_us_ein(value: str) -> str:
+    """A US EIN as written, ``12-3456789``, as 9 digits."""
+    return _normalise(value, _EIN_PRINTED_RE, _stdnum_ein.compact, validate_us_ein)
 
 
 _LEI_RE = re.compile(r"[0-9A-Z]{18}[0-9]{2}")
@@ -352,9 +500,20 @@ def validate_lei(value: str) -> None:
     _stdnum_backstop(_stdnum_lei.validate, value, "LEI")
 
 
+def normalise_lei(value: str) -> str:
+    """An LEI printed in groups separated by spaces or hyphens (``5493 001K JTII GC8Y 1R12``),
+    without them."""
+    return _normalise(value, _GROUPED_PRINTED_RE, _stdnum_lei.compact, validate_lei)
+
+
 # --- banking --------------------------------------------------------------------------------------
 
 _IBAN_RE = re.compile(r"([A-Z]{2})([0-9]{2})([A-Z0-9]{11,30})")
+# ISO 13616's paper format: groups of four separated by single spaces, the last group shorter,
+# optionally after "IBAN"; documents print it in either case.
+_IBAN_PRINTED_RE = re.compile(
+    r"(?:IBAN )?(?:[A-Z0-9]{4}(?: [A-Z0-9]{4})*(?: [A-Z0-9]{1,3})?|[A-Z0-9]+)", re.IGNORECASE
+)
 
 
 def _mod97(text: str) -> int:
@@ -381,7 +540,20 @@ def validate_iban(value: str) -> None:
     _stdnum_backstop(_stdnum_iban.validate, value, "IBAN for its country")
 
 
+def _iban_compact(text: str) -> str:
+    if text[:5].upper() == "IBAN ":
+        text = text[5:]
+    return _stdnum_iban.compact(text)
+
+
+def normalise_iban(value: str) -> str:
+    """An IBAN in the paper format (``GB82 WEST 1234 5698 7654 32``, ``IBAN GB82 WEST ...``) or
+    in lower case, in the electronic format ``GB82WEST12345698765432``."""
+    return _normalise(value, _IBAN_PRINTED_RE, _iban_compact, validate_iban)
+
+
 _BIC_RE = re.compile(r"[A-Z]{4}([A-Z]{2})[A-Z0-9]{2}(?:[A-Z0-9]{3})?")
+_BIC_PRINTED_RE = re.compile(r"[A-Z]{4} ?[A-Z]{2} ?[A-Z0-9]{2}(?: ?[A-Z0-9]{3})?", re.IGNORECASE)
 
 
 # SWIFT assigns BICs (and IBANs) for Kosovo under the user-assigned code XK, which ISO 3166-1
@@ -407,7 +579,15 @@ def validate_bic(value: str) -> None:
     _stdnum_backstop(_stdnum_bic.validate, value, "BIC")
 
 
+def normalise_bic(value: str) -> str:
+    """A BIC in lower case or with spaces between bank, country, location and branch codes
+    (``deutdeff``, ``DEUT DE FF``, ``BKCH CN BJ 300``), upper case without spaces.  A branch
+    code ``XXX`` is kept: ``DEUTDEFFXXX`` and ``DEUTDEFF`` stay two spellings."""
+    return _normalise(value, _BIC_PRINTED_RE, _stdnum_bic.compact, validate_bic)
+
+
 _UETR_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_UETR_PRINTED_RE = re.compile(_UETR_RE.pattern, re.IGNORECASE)
 
 
 def validate_uetr(value: str) -> None:
@@ -417,6 +597,11 @@ def validate_uetr(value: str) -> None:
         _fail(
             "expected a UETR: a lower-case version 4 UUID, e.g. eb6305c9-1f7f-49de-aed0-16487c27b42d"
         )
+
+
+def normalise_uetr(value: str) -> str:
+    """A UETR in upper case, in lower case as SWIFT specifies it."""
+    return _normalise(value, _UETR_PRINTED_RE, str.lower, validate_uetr)
 
 
 # --- money ------------------------------------------------------------------------------------------
@@ -488,13 +673,16 @@ _TRON_VERSION = 0x41
 
 def validate_bitcoin_address(value: str) -> None:
     """Bitcoin mainnet address: Base58Check P2PKH (``1...``) or P2SH (``3...``), or segwit with
-    human-readable part ``bc``: bech32 for witness version 0, bech32m for versions 1 to 16."""
+    human-readable part ``bc`` in lower case: bech32 for witness version 0, bech32m for versions
+    1 to 16."""
     _check_text(value, max_length=_bech32.MAX_LENGTH)
     if value[:3].lower() == "bc1":
         try:
             _bech32.decode_segwit_address("bc", value)
         except _bech32.SegwitAddressError as e:
             _fail(f"segwit address {e}")
+        if value != value.lower():
+            _fail("is in upper case; a segwit address is written in lower case")
         return
     if value[0] not in "13":
         _fail("expected a Bitcoin mainnet address: 1... or 3... (Base58Check) or bc1... (segwit)")
@@ -508,23 +696,60 @@ def validate_bitcoin_address(value: str) -> None:
         _fail("decodes to something other than a mainnet P2PKH or P2SH address")
 
 
+_BECH32_UPPER_RE = re.compile(r"BC1[0-9A-Z]+")
+
+
+def normalise_bitcoin_address(value: str) -> str:
+    """A Bitcoin address with whitespace around it, or a segwit address in upper case (as QR
+    codes carry it, ``BC1QW508...``), in lower case; Base58Check addresses are case-sensitive and
+    have no other printed form."""
+    return _normalise(value, _BECH32_UPPER_RE, str.lower, validate_bitcoin_address)
+
+
 _ETHEREUM_RE = re.compile(r"0x[0-9a-fA-F]{40}")
+_ETHEREUM_ONE_CASE_RE = re.compile(r"0x(?:[0-9a-f]{40}|[0-9A-F]{40})")
+
+
+def _eip55(digits: str) -> str:
+    """The 40 hex digits of an address in EIP-55 mixed case: a letter is upper case where the
+    matching nibble of Keccak-256 over the lower-case digits is 8 or more."""
+    lower = digits.lower()
+    digest = keccak(lower.encode("ascii")).hex()
+    return "".join(
+        char.upper() if int(nibble, 16) >= 8 else char for char, nibble in zip(lower, digest)
+    )
 
 
 def validate_ethereum_address(value: str) -> None:
-    """Ethereum address: ``0x`` and 40 hex digits; when the digits mix upper and lower case, the
-    EIP-55 checksum (Keccak-256 of the lower-case hex) must hold."""
+    """Ethereum address: ``0x`` and 40 hex digits in EIP-55 mixed case, whose checksum
+    (Keccak-256 of the lower-case hex) must hold."""
     _check_text(value, max_length=_SHORT_CAP)
     if not _ETHEREUM_RE.fullmatch(value):
         _fail("expected an Ethereum address: 0x followed by 40 hexadecimal digits")
     digits = value[2:]
-    if digits == digits.lower() or digits == digits.upper():
+    checksummed = _eip55(digits)
+    if digits == checksummed:
         return
-    digest = keccak(digits.lower().encode("ascii")).hex()
-    for position, (char, nibble) in enumerate(zip(digits, digest), start=3):
-        if char.isalpha() and char.isupper() != (int(nibble, 16) >= 8):
-            expected = char.upper() if int(nibble, 16) >= 8 else char.lower()
+    if digits in (digits.lower(), digits.upper()):
+        _fail(f"has no EIP-55 checksum (its letters are all one case): expected 0x{checksummed}")
+    for position, (char, expected) in enumerate(zip(digits, checksummed), start=3):
+        if char != expected:
             _fail(f"EIP-55 checksum fails: character {position} is {char!r}, expected {expected!r}")
+
+
+def normalise_ethereum_address(value: str) -> str:
+    """An Ethereum address in all lower or all upper case, in EIP-55 mixed case.
+
+    A one-case address carries no checksum, so a mistyped digit in it cannot be caught: it is
+    accepted, as wallets and block explorers print addresses that way, and the checksummed form
+    computed from it is what gets signed.  A mixed-case address must already pass its checksum.
+    """
+    return _normalise(
+        value,
+        _ETHEREUM_ONE_CASE_RE,
+        lambda text: "0x" + _eip55(text[2:]),
+        validate_ethereum_address,
+    )
 
 
 def validate_tron_address(value: str) -> None:
@@ -542,28 +767,54 @@ def validate_tron_address(value: str) -> None:
         _fail("does not decode to version byte 0x41 and a 20-byte address")
 
 
-_HEX64_RE = re.compile(r"[0-9a-f]{64}|[0-9A-F]{64}")
+def normalise_tron_address(value: str) -> str:
+    """A TRON address with whitespace around it, without; Base58Check is case-sensitive, so there
+    is no other printed form."""
+    text = _printed_text(value)
+    validate_tron_address(text)
+    return text
+
+
+_HEX64_RE = re.compile(r"[0-9a-f]{64}")
+_HEX64_UPPER_RE = re.compile(r"(?:0x)?[0-9A-F]{64}")
 
 
 def validate_bitcoin_transaction_hash(value: str) -> None:
-    """Bitcoin transaction id: 64 hexadecimal digits, one case, no prefix."""
-    _check_text(value, max_length=64)
+    """Bitcoin transaction id: 64 lower-case hexadecimal digits, no prefix."""
+    _check_text(value, max_length=_SHORT_CAP)
     if not _HEX64_RE.fullmatch(value):
-        _fail("expected a Bitcoin transaction id: 64 hexadecimal digits without 0x")
+        _fail("expected a Bitcoin transaction id: 64 lower-case hexadecimal digits without 0x")
 
 
 def validate_tron_transaction_hash(value: str) -> None:
-    """TRON transaction id: 64 hexadecimal digits, one case, no prefix."""
-    _check_text(value, max_length=64)
+    """TRON transaction id: 64 lower-case hexadecimal digits, no prefix."""
+    _check_text(value, max_length=_SHORT_CAP)
     if not _HEX64_RE.fullmatch(value):
-        _fail("expected a TRON transaction id: 64 hexadecimal digits without 0x")
+        _fail("expected a TRON transaction id: 64 lower-case hexadecimal digits without 0x")
 
 
 def validate_ethereum_transaction_hash(value: str) -> None:
-    """Ethereum transaction hash: ``0x`` and 64 hexadecimal digits, one case."""
+    """Ethereum transaction hash: ``0x`` and 64 lower-case hexadecimal digits."""
     _check_text(value, max_length=66)
     if not value.startswith("0x") or not _HEX64_RE.fullmatch(value[2:]):
-        _fail("expected an Ethereum transaction hash: 0x followed by 64 hexadecimal digits")
+        _fail(
+            "expected an Ethereum transaction hash: 0x followed by 64 lower-case hexadecimal digits"
+        )
+
+
+def normalise_bitcoin_transaction_hash(value: str) -> str:
+    """A Bitcoin transaction id in upper case, in lower case."""
+    return _normalise(value, _HEX64_UPPER_RE, str.lower, validate_bitcoin_transaction_hash)
+
+
+def normalise_tron_transaction_hash(value: str) -> str:
+    """A TRON transaction id in upper case, in lower case."""
+    return _normalise(value, _HEX64_UPPER_RE, str.lower, validate_tron_transaction_hash)
+
+
+def normalise_ethereum_transaction_hash(value: str) -> str:
+    """An Ethereum transaction hash whose digits are upper case, in lower case."""
+    return _normalise(value, _HEX64_UPPER_RE, str.lower, validate_ethereum_transaction_hash)
 
 
 # --- contacts ---------------------------------------------------------------------------------------
@@ -586,13 +837,69 @@ def validate_phone_e164(value: str) -> None:
         _fail("is not a valid number in its country's numbering plan")
 
 
-def validate_email(value: str) -> None:
-    """E-mail address, syntax only (no DNS lookup: validation is offline and pure)."""
-    _check_text(value, max_length=254, ascii_only=False)
+# The international form as people write it: + and the country code, digits grouped by spaces,
+# hyphens or dots, parentheses around a group or a trunk prefix (``+44 (0)20 7946 0958``).  No
+# letters, so no vanity numbers and no extension, which E.164 cannot hold.
+_PHONE_PRINTED_RE = re.compile(r"\(?\+[0-9][0-9 ().-]*[0-9]")
+
+
+def normalise_phone_e164(value: str) -> str:
+    """A phone number in international form as people write it (``+86 138 0013 8000``,
+    ``+1 (650) 253-0000``), parsed by phonenumbers, in E.164 (``+8613800138000``).  A number
+    without its country code (``0138 0013 8000``, ``0086 ...``) is refused: its country is not
+    known."""
+    text = _printed_text(value)
+    if not _E164_RE.fullmatch(text):
+        if not _PHONE_PRINTED_RE.fullmatch(text):
+            _fail(
+                "expected a phone number in international form, + and the country code first, "
+                "e.g. +86 138 0013 8000; no letters or extension"
+            )
+        try:
+            number = phonenumbers.parse(text, None)
+        except phonenumbers.NumberParseException as e:
+            _fail(f"is not a phone number: {e._msg}")
+        text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    validate_phone_e164(text)
+    return text
+
+
+def _check_no_compatibility_forms(value: str) -> None:
+    """Refuse full-width letters and other Unicode compatibility forms, which IDNA would
+    silently map to ASCII (``ｅｘａｍｐｌｅ.cn`` to ``example.cn``)."""
+    for position, char in enumerate(value, start=1):
+        if not char.isascii() and unicodedata.normalize("NFKC", char) != char:
+            name = unicodedata.name(char, f"U+{ord(char):04X}")
+            _fail(f"character {position} is {name} (U+{ord(char):04X}), a compatibility form")
+
+
+def _normalised_email(value: str) -> str:
     try:
-        _email_validator(value, check_deliverability=False)
+        return str(_email_validator(value, check_deliverability=False).normalized)
     except EmailNotValidError as e:
         _fail(f"is not a valid e-mail address: {str(e).rstrip('.')}")
+
+
+def validate_email(value: str) -> None:
+    """E-mail address, syntax only (no DNS lookup: validation is offline and pure), in
+    email-validator's normalised form: the domain in lower case (Unicode for an internationalised
+    one), the local part as written except role names such as ``sales`` (RFC 2142), which are
+    case-insensitive and lower-cased."""
+    _check_text(value, max_length=254, ascii_only=False)
+    _check_no_compatibility_forms(value)
+    normalised = _normalised_email(value)
+    if value != normalised:
+        _fail(f"expected its normalised form {_quote(normalised)}")
+
+
+def normalise_email(value: str) -> str:
+    """An e-mail address with an upper-case or punycode (``xn--``) domain, in email-validator's
+    normalised form (``Ops@Example.CN`` to ``Ops@example.cn``)."""
+    text = _printed_text(value, max_length=254, ascii_only=False)
+    _check_no_compatibility_forms(text)
+    normalised = _normalised_email(text)
+    validate_email(normalised)
+    return normalised
 
 
 _HOSTNAME_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
@@ -614,6 +921,33 @@ def validate_website(value: str) -> None:
     labels = host.split(".")
     if len(labels) < 2 or not all(_HOSTNAME_LABEL_RE.fullmatch(label) for label in labels):
         _fail("expected an http or https URL, or a host name such as example.cn")
+
+
+NORMALISERS: Mapping[Validator, Normaliser] = {
+    validate_air_waybill: normalise_air_waybill,
+    validate_bic: normalise_bic,
+    validate_bitcoin_address: normalise_bitcoin_address,
+    validate_bitcoin_transaction_hash: normalise_bitcoin_transaction_hash,
+    validate_cas_rn: normalise_cas_rn,
+    validate_cn_uscc: normalise_cn_uscc,
+    validate_container_number: normalise_container_number,
+    validate_email: normalise_email,
+    validate_ethereum_address: normalise_ethereum_address,
+    validate_ethereum_transaction_hash: normalise_ethereum_transaction_hash,
+    validate_hs_code: normalise_hs_code,
+    validate_iban: normalise_iban,
+    validate_imo_number: normalise_imo_number,
+    validate_lei: normalise_lei,
+    validate_phone_e164: normalise_phone_e164,
+    validate_tron_address: normalise_tron_address,
+    validate_tron_transaction_hash: normalise_tron_transaction_hash,
+    validate_uetr: normalise_uetr,
+    validate_un_locode: normalise_un_locode,
+    validate_us_ein: normalise_us_ein,
+}
+"""Each validator whose identifier has printed forms, and its normaliser.  A validator missing
+here (country and currency codes, dates, decimals, agency and item ids, ...) takes its canonical
+form only."""
 
 
 # --- dates, language, media ---------------------------------------------------------------------------

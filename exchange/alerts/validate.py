@@ -5,12 +5,18 @@ recipient runs :func:`validate_payload` again on every item it opens.  Each prob
 :class:`~exchange.errors.FieldViolation` whose field is the full path
 (``items[2].shipment.chemicals[0].cas_rn``) and whose description says what was expected
 (``check digit is 5, expected 1``).  Nothing stops at the first problem.
+
+Signed payloads carry identifiers in their canonical form only, so :func:`validate_payload` and
+:func:`validate_draft` accept nothing else.  :func:`normalise_draft` is the drafting step before
+them: it accepts the printed forms of :data:`~exchange.alerts.identifiers.NORMALISERS` and says,
+as one :class:`Normalisation` per field, which canonical form each printed one becomes.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
@@ -25,13 +31,20 @@ from exchange.v1 import payloads_pb2, statements_pb2
 if TYPE_CHECKING:
     from exchange.alerts.draft import Draft
 
-__all__ = ["MAX_ITEMS", "validate_draft", "validate_payload", "validate_policy"]
+__all__ = [
+    "MAX_ITEMS",
+    "Normalisation",
+    "normalise_draft",
+    "validate_draft",
+    "validate_payload",
+    "validate_policy",
+]
 
 MAX_ITEMS = 200
 MAX_TITLE_LENGTH = 300
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 
-Validator = Callable[[str], None]
+Validator = ids.Validator
 
 # Characters that can hide or reorder what an operator reads: C0/C1 controls (terminal escapes
 # included) and the Unicode bidirectional overrides used in "Trojan Source" spoofing.
@@ -43,23 +56,57 @@ def _enum_names(enum: EnumDescriptor) -> str:
     return ", ".join(enum_spellings(enum))
 
 
-class _Findings:
-    """Collects violations for one validation run; the helpers keep the checks one line each."""
+@dataclass(frozen=True)
+class Normalisation:
+    """A printed identifier in a draft and the canonical form that is stored and signed instead:
+    ``items[0].account.iban: normalised "GB82 WEST 1234 5698 7654 32" to "GB82WEST..."``."""
 
-    def __init__(self) -> None:
+    field: str
+    original: str
+    canonical: str
+
+    @property
+    def description(self) -> str:
+        return f'normalised "{self.original}" to "{self.canonical}"'
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.description}"
+
+
+class _Findings:
+    """Collects violations for one validation run; its methods keep the checks one line each.
+
+    With ``printed_forms``, an identifier with a normaliser may be in a printed form: it is
+    checked in its canonical form, and :attr:`normalisations` records each one that differed.
+    """
+
+    def __init__(self, *, printed_forms: bool = False) -> None:
         self.violations: list[FieldViolation] = []
+        self.normalisations: list[Normalisation] = []
+        self._printed_forms = printed_forms
 
     def add(self, path: str, description: str) -> None:
         self.violations.append(FieldViolation(path, description))
 
-    def check(self, path: str, value: str, validator: Validator) -> None:
-        """Apply ``validator`` to ``value`` unless it is empty (absent in proto3)."""
-        if not value:
-            return
+    def _canonical(self, path: str, value: str, validator: Validator) -> str | None:
+        """``value`` in its canonical form, or None once its violation is recorded."""
+        normaliser = ids.NORMALISERS.get(validator) if self._printed_forms else None
         try:
-            validator(value)
+            if normaliser is None:
+                validator(value)
+                return value
+            canonical = normaliser(value)
         except ids.IdentifierError as e:
             self.add(path, e.message)
+            return None
+        if canonical != value:
+            self.normalisations.append(Normalisation(path, value, canonical))
+        return canonical
+
+    def check(self, path: str, value: str, validator: Validator) -> None:
+        """Apply ``validator`` to ``value`` unless it is empty (absent in proto3)."""
+        if value:
+            self._canonical(path, value, validator)
 
     def require(self, path: str, value: object, what: str = "is required") -> bool:
         if value:
@@ -68,17 +115,20 @@ class _Findings:
         return False
 
     def check_each(self, path: str, values: Sequence[str], validator: Validator) -> None:
+        """Check each element; two that are one identifier once canonical are duplicates."""
         seen: dict[str, int] = {}
         for index, value in enumerate(values):
             element_path = f"{path}[{index}]"
             if not value:
                 self.add(element_path, "is empty")
                 continue
-            if value in seen:
-                self.add(element_path, f"duplicate of {path}[{seen[value]}]")
+            canonical = self._canonical(element_path, value, validator)
+            if canonical is None:
                 continue
-            seen[value] = index
-            self.check(element_path, value, validator)
+            if canonical in seen:
+                self.add(element_path, f"duplicate of {path}[{seen[canonical]}]")
+                continue
+            seen[canonical] = index
 
     def max_length(self, path: str, value: str, limit: int) -> None:
         if len(value) > limit:
@@ -322,6 +372,7 @@ def _check_shipment(shipment: payloads_pb2.Shipment, path: str, findings: _Findi
         join_path(path, "bill_of_lading"), shipment.bill_of_lading, ids.validate_bill_of_lading
     )
     findings.check(join_path(path, "air_waybill"), shipment.air_waybill, ids.validate_air_waybill)
+    findings.check(join_path(path, "vessel_imo"), shipment.vessel_imo, ids.validate_imo_number)
     for name in ("origin", "destination", "point_of_entry"):
         findings.check(join_path(path, name), getattr(shipment, name), ids.validate_un_locode)
     findings.check_each(join_path(path, "route"), shipment.route, ids.validate_un_locode)
@@ -441,6 +492,11 @@ def validate_payload(payload: payloads_pb2.ItemPayload, path: str) -> list[Field
     every item a recipient opens.  Returns an empty list when the payload is valid.
     """
     findings = _Findings()
+    _check_payload(payload, path, findings)
+    return findings.violations
+
+
+def _check_payload(payload: payloads_pb2.ItemPayload, path: str, findings: _Findings) -> None:
     kind = payload.WhichOneof("body")
     if kind is None:
         findings.add(
@@ -448,12 +504,11 @@ def validate_payload(payload: payloads_pb2.ItemPayload, path: str) -> list[Field
             "exactly one payload kind is required: one of "
             + ", ".join(name for name in _PAYLOAD_CHECKS if name != "summary"),
         )
-        return findings.violations
+        return
     kind_path = join_path(path, kind)
     body = getattr(payload, kind)
     _check_all_fields(body, kind_path, findings)
     _PAYLOAD_CHECKS[kind](body, kind_path, findings)
-    return findings.violations
 
 
 def validate_policy(policy: statements_pb2.ReleasePolicy, path: str) -> list[FieldViolation]:
@@ -503,6 +558,22 @@ def validate_draft(draft: Draft) -> list[FieldViolation]:
     signed.
     """
     findings = _Findings()
+    _check_draft(draft, findings)
+    return findings.violations
+
+
+def normalise_draft(draft: Draft) -> tuple[list[FieldViolation], list[Normalisation]]:
+    """Validate a draft as :func:`validate_draft` does, accepting the printed forms of
+    identifiers: returns the violations and, for each identifier given in a printed form, the
+    canonical form to store and sign instead.  A printed identifier that is valid once canonical
+    is no violation; the draft with every normalisation applied passes :func:`validate_draft`.
+    """
+    findings = _Findings(printed_forms=True)
+    _check_draft(draft, findings)
+    return findings.violations, findings.normalisations
+
+
+def _check_draft(draft: Draft, findings: _Findings) -> None:
     summary = draft.summary()
     _check_all_fields(summary, "", findings)
     _check_summary(summary, "", findings)
@@ -531,7 +602,7 @@ def validate_draft(draft: Draft) -> list[FieldViolation]:
                 "title and operator",
             )
             continue
-        findings.violations.extend(validate_payload(item.payload, path))
+        _check_payload(item.payload, path, findings)
     for index, item in enumerate(draft.items):
         if item.payload.WhichOneof("body") != "transaction":
             continue
@@ -541,4 +612,3 @@ def validate_draft(draft: Draft) -> list[FieldViolation]:
                 f"items[{index}].transaction.linked_shipment",
                 f"names no shipment item of this draft: {linked!r}",
             )
-    return findings.violations

@@ -393,6 +393,7 @@ class Shipment(_message.Message):
     CARRIER_FIELD_NUMBER: _builtins.int
     VOYAGE_FIELD_NUMBER: _builtins.int
     FLIGHT_FIELD_NUMBER: _builtins.int
+    VESSEL_IMO_FIELD_NUMBER: _builtins.int
     ORIGIN_FIELD_NUMBER: _builtins.int
     DESTINATION_FIELD_NUMBER: _builtins.int
     POINT_OF_ENTRY_FIELD_NUMBER: _builtins.int
@@ -414,6 +415,8 @@ class Shipment(_message.Message):
     carrier: _builtins.str
     voyage: _builtins.str
     flight: _builtins.str
+    vessel_imo: _builtins.str
+    """IMO ship identification number of the vessel: 7 digits with check digit ("9319466")."""
     origin: _builtins.str
     """UN/LOCODE, e.g. "CNSHA"."""
     destination: _builtins.str
@@ -455,6 +458,7 @@ class Shipment(_message.Message):
         carrier: _builtins.str = ...,
         voyage: _builtins.str = ...,
         flight: _builtins.str = ...,
+        vessel_imo: _builtins.str = ...,
         origin: _builtins.str = ...,
         destination: _builtins.str = ...,
         point_of_entry: _builtins.str = ...,
@@ -469,7 +473,7 @@ class Shipment(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["consignee", b"consignee", "exporter", b"exporter", "importer", b"importer", "quantity", b"quantity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["air_waybill", b"air_waybill", "arrival_date", b"arrival_date", "bill_of_lading", b"bill_of_lading", "carrier", b"carrier", "chemicals", b"chemicals", "consignee", b"consignee", "containers", b"containers", "declared_description", b"declared_description", "destination", b"destination", "dispatch_date", b"dispatch_date", "exporter", b"exporter", "flight", b"flight", "hs_code", b"hs_code", "importer", b"importer", "origin", b"origin", "packaging", b"packaging", "parties", b"parties", "point_of_entry", b"point_of_entry", "quantity", b"quantity", "route", b"route", "status", b"status", "suspected_description", b"suspected_description", "voyage", b"voyage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["air_waybill", b"air_waybill", "arrival_date", b"arrival_date", "bill_of_lading", b"bill_of_lading", "carrier", b"carrier", "chemicals", b"chemicals", "consignee", b"consignee", "containers", b"containers", "declared_description", b"declared_description", "destination", b"destination", "dispatch_date", b"dispatch_date", "exporter", b"exporter", "flight", b"flight", "hs_code", b"hs_code", "importer", b"importer", "origin", b"origin", "packaging", b"packaging", "parties", b"parties", "point_of_entry", b"point_of_entry", "quantity", b"quantity", "route", b"route", "status", b"status", "suspected_description", b"suspected_description", "vessel_imo", b"vessel_imo", "voyage", b"voyage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -139,6 +139,60 @@ def test_wrong_cas_check_digit_names_the_field_and_publishes_nothing(
     assert exchange.json("inbox", agency="agency-b") == []
 
 
+PRINTED_DRAFT = {
+    "kind": "FUND_FLOW",
+    "title": "Wire for a relabelled 4-piperidone shipment",
+    "items": [
+        {
+            "id": "wire",
+            "policy": {"audience": ["agency-b"], "release": "IMMEDIATE", "tlp": "AMBER"},
+            "account": {"iban": "gb82 west 1234 5698 7654 32", "bic": "nwbk gb 2l", "country": "GB"},
+        },
+        {
+            "id": "shipment",
+            "policy": {"audience": ["agency-b"], "release": "IMMEDIATE", "tlp": "AMBER"},
+            "shipment": {
+                "chemicals": [{"name": "4-piperidone", "cas_rn": " 41661 - 47 - 6 "}],
+                "containers": ["MSCU 528641-8"],
+                "origin": "CN SHA",
+            },
+        },
+    ],
+}
+
+
+def test_printed_identifiers_are_shown_as_notices_and_published_canonical(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    draft = write_draft(tmp_path / "printed.json", PRINTED_DRAFT)
+    text = exchange.run("validate", str(draft), agency="agency-a").stdout
+    assert ('items[0].account.iban: normalised "gb82 west 1234 5698 7654 32" to '
+            '"GB82WEST12345698765432"') in text
+    checked = exchange.json("validate", str(draft), agency="agency-a")
+    assert isinstance(checked, dict) and checked["valid"] is True and checked["errors"] == []
+    assert [(n["field"], n["canonical"]) for n in checked["notices"]] == [
+        ("items[0].account.iban", "GB82WEST12345698765432"),
+        ("items[0].account.bic", "NWBKGB2L"),
+        ("items[1].shipment.chemicals[0].cas_rn", "41661-47-6"),
+        ("items[1].shipment.containers[0]", "MSCU5286418"),
+        ("items[1].shipment.origin", "CNSHA"),
+    ]
+
+    published = exchange.run("publish", str(draft), "--json", agency="agency-a")
+    assert 'items[1].shipment.origin: normalised "CN SHA" to "CNSHA"' in published.stderr
+    alert_id = json.loads(published.stdout)["alert_id"]
+    shown = exchange.json("show", alert_id, agency="agency-b")
+    assert isinstance(shown, dict)
+    items = {item["id"]: item for item in shown["items"]}
+    assert items["wire"]["status"] == items["shipment"]["status"] == "VISIBLE"
+    assert items["wire"]["payload"]["account"] == {
+        "iban": "GB82WEST12345698765432", "bic": "NWBKGB2L", "country": "GB"
+    }
+    shipment = items["shipment"]["payload"]["shipment"]
+    assert shipment["chemicals"][0]["cas_rn"] == "41661-47-6"
+    assert (shipment["containers"], shipment["origin"]) == (["MSCU5286418"], "CNSHA")
+
+
 @pytest.mark.parametrize(
     ("mutation", "named"),
     [
@@ -146,8 +200,12 @@ def test_wrong_cas_check_digit_names_the_field_and_publishes_nothing(
         (lambda d: d.pop("title"), "title"),
         (lambda d: d["items"][0]["policy"].__setitem__("tlp", "AMBER-ISH"), "items[0].policy.tlp"),
         (lambda d: d["items"][0]["policy"].__setitem__("release", 7), "items[0].policy.release"),
+        (
+            lambda d: d["items"][0]["shipment"]["chemicals"][0].__setitem__("cas_rn", ""),
+            "items[0].shipment.chemicals[0].cas_rn",
+        ),
     ],
-    ids=["unknown field", "missing field", "mistyped enum", "enum number"],
+    ids=["unknown field", "missing field", "mistyped enum", "enum number", "empty identifier"],
 )
 def test_bad_drafts_are_refused_before_signing(
     exchange: Exchange, tmp_path: Path, mutation: object, named: str

@@ -1,15 +1,17 @@
-"""Draft parsing: the strict mapping, the YAML 1.2 core schema, enum spellings, round trips."""
+"""Draft parsing: the strict mapping, the YAML 1.2 core schema, enum spellings, printed
+identifiers, explicit empty values, round trips."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exchange.alerts import Draft
+from exchange.alerts import Draft, validate_draft
 from exchange.errors import DraftError
 from exchange.v1 import payloads_pb2, statements_pb2
 
@@ -228,7 +230,7 @@ def test_every_error_is_reported_at_once() -> None:
         **{
             "items.0.policy.release": 7,
             "items.0.shipment.chemicals.0.cas_rn": "41661-47-5",
-            "items.0.shipment.origin": "CN SHA",
+            "items.0.shipment.origin": "CN-SHA",
         },
     )
     messages = violations_of(data)
@@ -437,3 +439,313 @@ def test_non_utf8_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b'{"title": "\xff"}')
     with pytest.raises(DraftError, match="not UTF-8"):
         Draft.from_file(path)
+
+
+def value_at(data: object, path: str) -> object:
+    """The value at a violation-style path (``items[0].shipment.containers[1]``) in plain data."""
+    for name, index in re.findall(r"([a-z_0-9]+)(?:\[(\d+)\])?", path):
+        assert isinstance(data, dict)
+        data = data[name]
+        if index:
+            assert isinstance(data, list)
+            data = data[int(index)]
+    return data
+
+
+_ACCOUNT = {"items.0.shipment": _DELETE}
+_TRANSACTION = {"items.0.shipment": _DELETE}
+
+# Identifiers as documents print them: (changes to BASE, field path, printed, canonical).
+PRINTED_DRAFTS: dict[str, tuple[dict[str, Any], str, str, str]] = {
+    "container with spaces and hyphen": (
+        {"items.0.shipment.containers": ["CSQU3054383", "MSCU 528641-8"]},
+        "items[0].shipment.containers[1]",
+        "MSCU 528641-8",
+        "MSCU5286418",
+    ),
+    "cas with stray spaces": (
+        {"items.0.shipment.chemicals.0.cas_rn": " 41661 - 47 - 6 "},
+        "items[0].shipment.chemicals[0].cas_rn",
+        " 41661 - 47 - 6 ",
+        "41661-47-6",
+    ),
+    "dotted hs code": (
+        {"items.0.shipment.hs_code": "2933.39.90"},
+        "items[0].shipment.hs_code",
+        "2933.39.90",
+        "29333990",
+    ),
+    "locode with space": (
+        {"items.0.shipment.origin": "CN SHA"},
+        "items[0].shipment.origin",
+        "CN SHA",
+        "CNSHA",
+    ),
+    "route locode with space": (
+        {"items.0.shipment.route": ["CNSHA", "KR PUS"]},
+        "items[0].shipment.route[1]",
+        "KR PUS",
+        "KRPUS",
+    ),
+    "vessel imo with prefix": (
+        {"items.0.shipment.vessel_imo": "IMO 9319466"},
+        "items[0].shipment.vessel_imo",
+        "IMO 9319466",
+        "9319466",
+    ),
+    "air waybill spaced": (
+        {"items.0.shipment.air_waybill": "784 1234 5675"},
+        "items[0].shipment.air_waybill",
+        "784 1234 5675",
+        "784-12345675",
+    ),
+    "uscc with hyphen": (
+        {
+            "items.0.shipment.exporter": {
+                "names": [{"value": "Chenghong"}],
+                "registration_numbers": [{"scheme": "CN_USCC", "value": "91310000-MA1FL4TR8R"}],
+            }
+        },
+        "items[0].shipment.exporter.registration_numbers[0].value",
+        "91310000-MA1FL4TR8R",
+        "91310000MA1FL4TR8R",
+    ),
+    "ein with hyphen": (
+        {
+            "items.0.shipment.importer": {
+                "names": [{"value": "Importer"}],
+                "registration_numbers": [{"scheme": "US_EIN", "value": "12-3456789"}],
+            }
+        },
+        "items[0].shipment.importer.registration_numbers[0].value",
+        "12-3456789",
+        "123456789",
+    ),
+    "phone as written": (
+        {
+            "items.0.shipment.exporter": {
+                "names": [{"value": "Chenghong"}],
+                "contacts": [
+                    {"phone": "+86 139 1234 5678", "email": "sales@chenghong-chem.example.cn"}
+                ],
+            }
+        },
+        "items[0].shipment.exporter.contacts[0].phone",
+        "+86 139 1234 5678",
+        "+8613912345678",
+    ),
+    "email with upper-case domain": (
+        {
+            "items.0.shipment.exporter": {
+                "names": [{"value": "Chenghong"}],
+                "contacts": [{"email": "Li.Wei@Chenghong-Chem.Example.CN"}],
+            }
+        },
+        "items[0].shipment.exporter.contacts[0].email",
+        "Li.Wei@Chenghong-Chem.Example.CN",
+        "Li.Wei@chenghong-chem.example.cn",
+    ),
+    "iban in groups of four": (
+        {**_ACCOUNT, "items.0.account": {"iban": "GB82 WEST 1234 5698 7654 32", "bic": "NWBKGB2L"}},
+        "items[0].account.iban",
+        "GB82 WEST 1234 5698 7654 32",
+        "GB82WEST12345698765432",
+    ),
+    "bic in lower case": (
+        {**_ACCOUNT, "items.0.account": {"iban": "DE89370400440532013000", "bic": "cobadeffxxx"}},
+        "items[0].account.bic",
+        "cobadeffxxx",
+        "COBADEFFXXX",
+    ),
+    "ethereum wallet in lower case": (
+        {
+            **_ACCOUNT,
+            "items.0.account": {
+                "wallet": {
+                    "chain": "ETHEREUM",
+                    "address": "0xfb6916095ca1df60bb79ce92ce3ea74c37c5d359",
+                }
+            },
+        },
+        "items[0].account.wallet.address",
+        "0xfb6916095ca1df60bb79ce92ce3ea74c37c5d359",
+        "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+    ),
+    "uetr in upper case": (
+        {**_TRANSACTION, "items.0.transaction": {"uetr": "7BCEC9B8-650B-4E46-811F-B6DD2A694051"}},
+        "items[0].transaction.uetr",
+        "7BCEC9B8-650B-4E46-811F-B6DD2A694051",
+        "7bcec9b8-650b-4e46-811f-b6dd2a694051",
+    ),
+    "creditor's bank bic with spaces": (
+        {**_TRANSACTION, "items.0.transaction": {"creditor_agent": "BKCH CN BJ 300"}},
+        "items[0].transaction.creditor_agent",
+        "BKCH CN BJ 300",
+        "BKCHCNBJ300",
+    ),
+    "transaction hash in upper case": (
+        {
+            **_TRANSACTION,
+            "items.0.transaction": {
+                "chain": "TRON",
+                "to_address": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+                "transaction_hash": "AB" * 32,
+            },
+        },
+        "items[0].transaction.transaction_hash",
+        "AB" * 32,
+        "ab" * 32,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRINTED_DRAFTS))
+def test_printed_identifier_is_stored_in_its_canonical_form(name: str) -> None:
+    changes, path, printed, canonical = PRINTED_DRAFTS[name]
+    draft = Draft.from_dict(draft_with(**changes))
+    assert f'{path}: normalised "{printed}" to "{canonical}"' in [
+        str(n) for n in draft.normalisations
+    ]
+    assert value_at(draft.to_dict(), path) == canonical
+    assert validate_draft(draft) == []
+    again = Draft.from_dict(draft.to_dict())
+    assert again == draft and again.normalisations == ()
+
+
+def test_canonical_identifiers_give_no_notices() -> None:
+    assert Draft.from_dict(BASE).normalisations == ()
+
+
+def test_two_spellings_of_one_container_are_duplicates() -> None:
+    messages = violations_of(
+        draft_with(**{"items.0.shipment.containers": ["MSCU5286418", "mscu 528641-8"]})
+    )
+    assert messages == [
+        "items[0].shipment.containers[1]: duplicate of items[0].shipment.containers[0]"
+    ]
+
+
+def test_a_printed_form_of_an_invalid_identifier_is_an_error() -> None:
+    messages = violations_of(draft_with(**{"items.0.shipment.containers": ["MSCU 528641-9"]}))
+    assert messages == ["items[0].shipment.containers[0]: check digit is 9, expected 8"]
+
+
+def test_an_unknown_form_is_an_error_with_its_path() -> None:
+    messages = violations_of(draft_with(**{"items.0.shipment.chemicals.0.cas_rn": "41661/47/6"}))
+    assert len(messages) == 1
+    assert messages[0].startswith("items[0].shipment.chemicals[0].cas_rn: expected a CAS RN")
+
+
+def test_full_width_digits_stay_an_error() -> None:
+    messages = violations_of(
+        draft_with(**{"items.0.shipment.chemicals.0.cas_rn": "４１６６１-47-6"})
+    )
+    assert messages == [
+        (
+            "items[0].shipment.chemicals[0].cas_rn: character 1 is FULLWIDTH DIGIT FOUR "
+            "(U+FF14); identifiers must be plain ASCII"
+        )
+    ]
+
+
+_NOTE = {"items.0.shipment": _DELETE, "items.0.note": {"text": "x", "language": "en"}}
+_WATCHLIST = {
+    "items.0.shipment": _DELETE,
+    "items.0.watchlist_entry": {
+        "name": "4-piperidone",
+        "cas_rn": "41661-47-6",
+        "control": "TABLE_I",
+    },
+}
+
+# An explicit empty or whitespace-only value: (changes to BASE, the field reported empty).
+EMPTY_VALUES: dict[str, tuple[dict[str, Any], str]] = {
+    "cas rn": (
+        {"items.0.shipment.chemicals.0.cas_rn": ""},
+        "items[0].shipment.chemicals[0].cas_rn",
+    ),
+    "cas rn of spaces": (
+        {"items.0.shipment.chemicals.0.cas_rn": "   "},
+        "items[0].shipment.chemicals[0].cas_rn",
+    ),
+    "chemical name": (
+        {"items.0.shipment.chemicals.0.name": ""},
+        "items[0].shipment.chemicals[0].name",
+    ),
+    "title": ({"title": ""}, "title"),
+    "title of whitespace": ({"title": " \t\n"}, "title"),
+    "operator": ({"operator": ""}, "operator"),
+    "item id": ({"items.0.id": ""}, "items[0].id"),
+    "item id of spaces": ({"items.0.id": "  "}, "items[0].id"),
+    "origin": ({"items.0.shipment.origin": ""}, "items[0].shipment.origin"),
+    "optional free text": (
+        {"items.0.shipment.declared_description": "  "},
+        "items[0].shipment.declared_description",
+    ),
+    "hs code": ({"items.0.shipment.hs_code": ""}, "items[0].shipment.hs_code"),
+    "container in a list": (
+        {"items.0.shipment.containers": ["CSQU3054383", ""]},
+        "items[0].shipment.containers[1]",
+    ),
+    "synonym in a list": (
+        {"items.0.shipment.chemicals.0.synonyms": ["  "]},
+        "items[0].shipment.chemicals[0].synonyms[0]",
+    ),
+    "party name": (
+        {"items.0.shipment.exporter": {"names": [{"value": " "}], "country": "CN"}},
+        "items[0].shipment.exporter.names[0].value",
+    ),
+    "registration number": (
+        {
+            "items.0.shipment.exporter": {
+                "names": [{"value": "x"}],
+                "registration_numbers": [{"scheme": "OTHER", "value": ""}],
+            }
+        },
+        "items[0].shipment.exporter.registration_numbers[0].value",
+    ),
+    "audience member": ({"items.0.policy.audience": [""]}, "items[0].policy.audience[0]"),
+    "embargo time": (
+        {"items.0.policy.release": "EMBARGO", "items.0.policy.embargo_until": ""},
+        "items[0].policy.embargo_until",
+    ),
+    "note text": ({**_NOTE, "items.0.note.text": ""}, "items[0].note.text"),
+    "note language": ({**_NOTE, "items.0.note.language": ""}, "items[0].note.language"),
+    "watchlist cas rn": (
+        {**_WATCHLIST, "items.0.watchlist_entry.cas_rn": ""},
+        "items[0].watchlist_entry.cas_rn",
+    ),
+    "attachment content": (
+        {
+            "items.0.shipment": _DELETE,
+            "items.0.attachment": {"name": "a.pdf", "media_type": "application/pdf", "content": ""},
+        },
+        "items[0].attachment.content",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMPTY_VALUES))
+def test_an_explicit_empty_value_is_an_error(name: str) -> None:
+    changes, path = EMPTY_VALUES[name]
+    messages = violations_of(draft_with(**changes))
+    assert [m for m in messages if m.startswith(f"{path}:")] == [f"{path}: is empty"], messages
+
+
+def test_omitted_optional_fields_are_allowed() -> None:
+    draft = Draft.from_dict(
+        draft_with(**{"items.0.shipment": {"chemicals": [{"name": "4-piperidone"}]}})
+    )
+    assert draft.items[0].payload.shipment.chemicals[0].cas_rn == ""
+    assert draft.normalisations == ()
+
+
+def test_an_unreadable_list_element_keeps_the_paths_of_the_next_ones() -> None:
+    messages = violations_of(
+        draft_with(**{"items.0.shipment.containers": ["", 7, "MSCU 528641-9"]})
+    )
+    assert messages == [
+        "items[0].shipment.containers[0]: is empty",
+        "items[0].shipment.containers[1]: expected a string, got number 7 (quote it in YAML)",
+        "items[0].shipment.containers[2]: check digit is 9, expected 8",
+    ]

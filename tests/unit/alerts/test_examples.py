@@ -26,6 +26,28 @@ def test_example_parses_and_validates_clean(name: str) -> None:
         assert set(item.policy.audience) <= {"agency-b", "agency-c"}
 
 
+# Identifiers the examples write as documents print them, each signed in its canonical form.
+NOTICES = {
+    "mislabelled-piperidone-shipment.yaml": [
+        'items[0].shipment.hs_code: normalised "3402.90" to "340290"'
+    ],
+    "usdt-tron-fund-flow.json": [],
+    "bank-wire-iban.yaml": [
+        (
+            'items[0].transaction.debtor_account.iban: normalised "DE55 3704 0044 0532 0140 00" '
+            'to "DE55370400440532014000"'
+        )
+    ],
+    "watchlist-update.yaml": [],
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_example_notices(name: str) -> None:
+    draft = Draft.from_file(EXAMPLES / name)
+    assert [str(notice) for notice in draft.normalisations] == NOTICES[name]
+
+
 def test_every_example_is_tested() -> None:
     assert sorted(
         p.name for p in EXAMPLES.iterdir() if p.suffix in (".json", ".yaml", ".yml")

@@ -1,4 +1,5 @@
-"""Identifier validators: named valid and invalid cases, corruptions, odd types, long input."""
+"""Identifier validators and normalisers: named valid and invalid cases, printed forms,
+corruptions, odd types, long input."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from exchange.alerts import _base58check, _bech32
 from exchange.alerts import identifiers as ids
 
 Validator = Callable[[str], None]
+Normaliser = Callable[[str], str]
 
 VALID: dict[str, tuple[Validator, str]] = {
     "cas 4-piperidone": (ids.validate_cas_rn, "41661-47-6"),
@@ -26,8 +28,7 @@ VALID: dict[str, tuple[Validator, str]] = {
     "container csq": (ids.validate_container_number, "CSQU3054383"),
     "uscc": (ids.validate_cn_uscc, "91310000MA1FL4TR8R"),
     "uscc shenzhen": (ids.validate_cn_uscc, "91440300MA5FK3QP7M"),
-    "ein hyphen": (ids.validate_us_ein, "12-3456789"),
-    "ein plain": (ids.validate_us_ein, "123456789"),
+    "ein": (ids.validate_us_ein, "123456789"),
     "lei": (ids.validate_lei, "5493001KJTIIGC8Y1R12"),
     "country cn": (ids.validate_country_code, "CN"),
     "country mx": (ids.validate_country_code, "MX"),
@@ -40,10 +41,10 @@ VALID: dict[str, tuple[Validator, str]] = {
     "locode manzanillo": (ids.validate_un_locode, "MXZLO"),
     "locode with digit": (ids.validate_un_locode, "DEHA2"),
     "hs 6": (ids.validate_hs_code, "293339"),
-    "hs 6 dotted": (ids.validate_hs_code, "2933.39"),
-    "hs 8 dotted": (ids.validate_hs_code, "2933.39.90"),
+    "hs 8": (ids.validate_hs_code, "29333990"),
     "hs 10": (ids.validate_hs_code, "2933399073"),
-    "hs 10 dotted": (ids.validate_hs_code, "2933.39.90.73"),
+    "imo": (ids.validate_imo_number, "9319466"),
+    "imo 2": (ids.validate_imo_number, "8814275"),
     "phone cn mobile": (ids.validate_phone_e164, "+8613800138000"),
     "phone mx": (ids.validate_phone_e164, "+525512345678"),
     "email": (ids.validate_email, "ops@example.cn"),
@@ -57,9 +58,9 @@ VALID: dict[str, tuple[Validator, str]] = {
     "btc p2pkh genesis": (ids.validate_bitcoin_address, "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"),
     "btc p2sh": (ids.validate_bitcoin_address, "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"),
     # BIP-173 / BIP-350 test vectors.
-    "btc bech32 v0 p2wpkh upper": (
+    "btc bech32 v0 p2wpkh": (
         ids.validate_bitcoin_address,
-        "BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4",
+        "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
     ),
     "btc bech32 v0 p2wsh": (
         ids.validate_bitcoin_address,
@@ -69,19 +70,18 @@ VALID: dict[str, tuple[Validator, str]] = {
         ids.validate_bitcoin_address,
         "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0",
     ),
-    "btc bech32m v16": (ids.validate_bitcoin_address, "BC1SW50QGDZ25J"),
+    "btc bech32m v16": (ids.validate_bitcoin_address, "bc1sw50qgdz25j"),
     "btc bech32m v2": (ids.validate_bitcoin_address, "bc1zw508d6qejxtdg4y5r3zarvaryvaxxpcs"),
     # EIP-55 test vectors.
     "eth eip55 1": (ids.validate_ethereum_address, "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
     "eth eip55 2": (ids.validate_ethereum_address, "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"),
     "eth eip55 3": (ids.validate_ethereum_address, "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB"),
     "eth eip55 4": (ids.validate_ethereum_address, "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb"),
-    "eth all lower": (ids.validate_ethereum_address, "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"),
-    "eth all upper": (ids.validate_ethereum_address, "0x5AAEB6053F3E94C9B9A09F33669435E7EF1BEAED"),
+    "eth digits only": (ids.validate_ethereum_address, "0x" + "1234567890" * 4),
     "tron usdt contract": (ids.validate_tron_address, "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"),
     "btc txid": (ids.validate_bitcoin_transaction_hash, "ab" * 32),
     "eth tx hash": (ids.validate_ethereum_transaction_hash, "0x" + "cd" * 32),
-    "tron tx hash": (ids.validate_tron_transaction_hash, "EF" * 32),
+    "tron tx hash": (ids.validate_tron_transaction_hash, "ef" * 32),
     "decimal integer": (ids.validate_decimal, "1200"),
     "decimal fraction": (ids.validate_decimal, "0.75"),
     "decimal zero": (ids.validate_decimal, "0"),
@@ -125,8 +125,11 @@ INVALID: dict[str, tuple[Validator, str, str]] = {
     "uscc wrong check": (ids.validate_cn_uscc, "91310000MA1FL4TR8A", "expected R"),
     "uscc letter O": (ids.validate_cn_uscc, "91310000MA1FL4TO8R", "without I, O"),
     "uscc short": (ids.validate_cn_uscc, "91310000MA1FL4TR8", "expected 18"),
-    "ein unassigned prefix": (ids.validate_us_ein, "07-3456789", "prefix 07"),
-    "ein eight digits": (ids.validate_us_ein, "12-345678", "9 digits"),
+    "ein unassigned prefix": (ids.validate_us_ein, "073456789", "prefix 07"),
+    "ein eight digits": (ids.validate_us_ein, "12345678", "9 digits"),
+    "ein with hyphen": (ids.validate_us_ein, "12-3456789", "without the hyphen"),
+    "imo with prefix": (ids.validate_imo_number, "IMO 9319466", "without the IMO prefix"),
+    "imo wrong check": (ids.validate_imo_number, "9319467", "check digit is 7, expected 6"),
     "lei wrong check": (ids.validate_lei, "5493001KJTIIGC8Y1R13", "LEI"),
     "country lower": (ids.validate_country_code, "cn", "upper-case"),
     "country unassigned": (ids.validate_country_code, "QQ", "not an ISO 3166"),
@@ -143,11 +146,14 @@ INVALID: dict[str, tuple[Validator, str, str]] = {
     "hs seven digits": (ids.validate_hs_code, "2933399", "6, 8 or 10"),
     "hs dot in wrong place": (ids.validate_hs_code, "29.3339", "6, 8 or 10"),
     "hs chapter 00": (ids.validate_hs_code, "003339", "chapter 00"),
+    "hs dotted": (ids.validate_hs_code, "2933.39", "without dots"),
     "phone no plus": (ids.validate_phone_e164, "8613800138000", "E.164"),
     "phone spaces": (ids.validate_phone_e164, "+86 138 0013 8000", "E.164"),
     "phone too short": (ids.validate_phone_e164, "+861", "phone number"),
     "phone not in plan": (ids.validate_phone_e164, "+8610123", "numbering plan"),
     "email no domain": (ids.validate_email, "ops@", "e-mail"),
+    "email upper-case domain": (ids.validate_email, "ops@EXAMPLE.cn", "normalised form 'ops@"),
+    "email full-width domain": (ids.validate_email, "ops@ｅｘａｍｐｌｅ.cn", "FULLWIDTH"),
     "uetr upper case": (ids.validate_uetr, "EB6305C9-1F7F-49DE-AED0-16487C27B42D", "lower-case"),
     "uetr version 1": (ids.validate_uetr, "eb6305c9-1f7f-19de-aed0-16487c27b42d", "version 4"),
     "date 30 february": (ids.validate_iso_date, "2026-02-30", "calendar date"),
@@ -176,6 +182,11 @@ INVALID: dict[str, tuple[Validator, str, str]] = {
         "BC1S0XLXVLHEMJA6C4DQV22UAPCTQUPFHLXM9H8Z3K2E72Q4K9HCZ7VQ54WELL",
         "must use bech32m",
     ),
+    "btc upper-case bech32": (
+        ids.validate_bitcoin_address,
+        "BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4",
+        "written in lower case",
+    ),
     "btc mixed case bech32": (
         ids.validate_bitcoin_address,
         "bc1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4",
@@ -200,6 +211,19 @@ INVALID: dict[str, tuple[Validator, str, str]] = {
         ids.validate_ethereum_address,
         "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD",
         "EIP-55 checksum fails: character 42 is 'D', expected 'd'",
+    ),
+    "eth all lower (no checksum)": (
+        ids.validate_ethereum_address,
+        "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+        (
+            "no EIP-55 checksum (its letters are all one case): expected "
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+        ),
+    ),
+    "eth all upper (no checksum)": (
+        ids.validate_ethereum_address,
+        "0x5AAEB6053F3E94C9B9A09F33669435E7EF1BEAED",
+        "no EIP-55 checksum",
     ),
     "eth no prefix": (
         ids.validate_ethereum_address,
@@ -227,13 +251,16 @@ INVALID: dict[str, tuple[Validator, str, str]] = {
         "version byte 0x41",
     ),
     "eth tx hash without 0x": (ids.validate_ethereum_transaction_hash, "cd" * 32, "0x"),
-    "btc txid mixed case": (ids.validate_bitcoin_transaction_hash, "aB" * 32, "64 hexadecimal"),
+    "btc txid mixed case": (ids.validate_bitcoin_transaction_hash, "aB" * 32, "64 lower-case"),
+    "btc txid upper case": (ids.validate_bitcoin_transaction_hash, "AB" * 32, "64 lower-case"),
+    "eth tx hash upper case": (ids.validate_ethereum_transaction_hash, "0x" + "CD" * 32, "lower"),
     "decimal float exponent": (ids.validate_decimal, "1e3", "no exponent"),
     "decimal nan": (ids.validate_decimal, "NaN", "decimal"),
     "decimal negative": (ids.validate_decimal, "-5", "non-negative"),
     "decimal separator": (ids.validate_decimal, "1,200", "separators"),
     "decimal trailing point": (ids.validate_decimal, "12.", "decimal"),
     "decimal leading zero": (ids.validate_decimal, "0123", "leading zeros"),
+    "air waybill without hyphen": (ids.validate_air_waybill, "78412345675", "784-12345675"),
     "air waybill wrong check": (
         ids.validate_air_waybill,
         "784-12345676",
@@ -253,6 +280,10 @@ ALL_VALIDATORS: list[Validator] = sorted(
     | {validator for validator, _, _ in INVALID.values()},
     key=lambda v: v.__name__,
 )
+ALL_NORMALISERS: list[Normaliser] = sorted(ids.NORMALISERS.values(), key=lambda n: n.__name__)
+VALIDATOR_OF: dict[Normaliser, Validator] = {n: v for v, n in ids.NORMALISERS.items()}
+# The checks every validator and every normaliser share: odd types, empty, long, full-width.
+ALL_CHECKS: list[Callable[[str], object]] = [*ALL_VALIDATORS, *ALL_NORMALISERS]
 
 
 @pytest.mark.parametrize("name", sorted(VALID))
@@ -269,35 +300,257 @@ def test_invalid_identifier_is_rejected_with_a_reason(name: str) -> None:
     assert expected_text in caught.value.message
 
 
-@pytest.mark.parametrize("validator", ALL_VALIDATORS, ids=lambda v: v.__name__)
+@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda v: v.__name__)
 @pytest.mark.parametrize(
     "value", [None, 41661476, 1.5, True, b"41661-47-6", ["x"], {"a": 1}], ids=repr
 )
-def test_wrong_types_are_identifier_errors(validator: Validator, value: object) -> None:
+def test_wrong_types_are_identifier_errors(check: Validator, value: object) -> None:
     with pytest.raises(ids.IdentifierError, match="expected a string"):
-        validator(value)  # type: ignore[arg-type]
+        check(value)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("validator", ALL_VALIDATORS, ids=lambda v: v.__name__)
-def test_empty_string_is_rejected(validator: Validator) -> None:
-    with pytest.raises(ids.IdentifierError, match="is empty"):
-        validator("")
+@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda v: v.__name__)
+@pytest.mark.parametrize("value", ["", " ", "\t \n"], ids=repr)
+def test_empty_string_is_rejected(check: Validator, value: str) -> None:
+    if not value or check in ALL_NORMALISERS:
+        with pytest.raises(ids.IdentifierError, match="is empty"):
+            check(value)
+    else:
+        with pytest.raises(ids.IdentifierError):
+            check(value)
 
 
-@pytest.mark.parametrize("validator", ALL_VALIDATORS, ids=lambda v: v.__name__)
-def test_very_long_input_is_rejected_by_the_length_cap(validator: Validator) -> None:
+@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda v: v.__name__)
+def test_very_long_input_is_rejected_by_the_length_cap(check: Validator) -> None:
     with pytest.raises(ids.IdentifierError, match="is 10000000 characters; the limit is"):
-        validator("1" * 10_000_000)
+        check("1" * 10_000_000)
 
 
 # Internationalised e-mail addresses may legitimately be non-ASCII, so e-mail is not in this list;
 # a bare full-width string is still no address.
 @pytest.mark.parametrize(
-    "validator", [v for v in ALL_VALIDATORS if v is not ids.validate_email], ids=lambda v: v.__name__
+    "check",
+    [v for v in ALL_CHECKS if v not in (ids.validate_email, ids.normalise_email)],
+    ids=lambda v: v.__name__,
 )
-def test_full_width_lookalikes_are_rejected(validator: Validator) -> None:
+def test_full_width_lookalikes_are_rejected(check: Validator) -> None:
+    with pytest.raises(ids.IdentifierError, match="ASCII"):
+        check("４１")
+
+
+# Printed forms: how documents write each identifier, and its canonical electronic form.
+PRINTED_FORMS: dict[str, tuple[Normaliser, str, str]] = {
+    "iban groups of four": (
+        ids.normalise_iban,
+        "GB82 WEST 1234 5698 7654 32",
+        "GB82WEST12345698765432",
+    ),
+    "iban groups in lower case": (
+        ids.normalise_iban,
+        "gb82 west 1234 5698 7654 32",
+        "GB82WEST12345698765432",
+    ),
+    "iban paper format with prefix": (
+        ids.normalise_iban,
+        "IBAN DE89 3704 0044 0532 0130 00",
+        "DE89370400440532013000",
+    ),
+    "iban lower case": (ids.normalise_iban, "de89370400440532013000", "DE89370400440532013000"),
+    "bic lower case": (ids.normalise_bic, "deutdeff", "DEUTDEFF"),
+    "bic with spaces": (ids.normalise_bic, "DEUT DE FF", "DEUTDEFF"),
+    "bic 11 spaced in lower case": (ids.normalise_bic, "bkch cn bj 300", "BKCHCNBJ300"),
+    "container spaced, hyphen before check": (
+        ids.normalise_container_number,
+        "MSCU 528641-8",
+        "MSCU5286418",
+    ),
+    "container spaced": (ids.normalise_container_number, "MSCU 528641 8", "MSCU5286418"),
+    "container lower case": (ids.normalise_container_number, "mscu5286418", "MSCU5286418"),
+    "container space after owner code": (
+        ids.normalise_container_number,
+        "CSQU 3054383",
+        "CSQU3054383",
+    ),
+    "cas spaces around hyphens": (ids.normalise_cas_rn, "41661 - 47 - 6", "41661-47-6"),
+    "cas spaces around it": (ids.normalise_cas_rn, " 41661-47-6 ", "41661-47-6"),
+    "cas tab and newline around it": (ids.normalise_cas_rn, "\t67-64-1\n", "67-64-1"),
+    "imo with prefix": (ids.normalise_imo_number, "IMO 9319466", "9319466"),
+    "imo with prefix, no space": (ids.normalise_imo_number, "IMO9319466", "9319466"),
+    "imo with lower-case prefix": (ids.normalise_imo_number, "imo 8814275", "8814275"),
+    "phone spaced": (ids.normalise_phone_e164, "+86 138 0013 8000", "+8613800138000"),
+    "phone hyphens": (ids.normalise_phone_e164, "+86-138-0013-8000", "+8613800138000"),
+    "phone parentheses": (ids.normalise_phone_e164, "+1 (650) 253-0000", "+16502530000"),
+    "phone trunk prefix in parentheses": (
+        ids.normalise_phone_e164,
+        "+44 (0)20 7946 0958",
+        "+442079460958",
+    ),
+    "phone dots": (ids.normalise_phone_e164, "+52.55.1234.5678", "+525512345678"),
+    "email upper-case domain": (ids.normalise_email, "ops@EXAMPLE.CN", "ops@example.cn"),
+    "email local part keeps its case": (ids.normalise_email, "Ops@Example.cn", "Ops@example.cn"),
+    "email punycode domain": (ids.normalise_email, "ops@xn--fsqu00a.xn--fiqs8s", "ops@例子.中国"),
+    "locode with space": (ids.normalise_un_locode, "CN SHA", "CNSHA"),
+    "locode with digit and space": (ids.normalise_un_locode, "DE HA2", "DEHA2"),
+    "hs dotted 6": (ids.normalise_hs_code, "2933.39", "293339"),
+    "hs dotted 8": (ids.normalise_hs_code, "2933.39.90", "29333990"),
+    "hs dotted 10": (ids.normalise_hs_code, "2933.39.90.73", "2933399073"),
+    "hs spaced as the EU prints it": (ids.normalise_hs_code, "2933 39 90", "29333990"),
+    "eth all lower case": (
+        ids.normalise_ethereum_address,
+        "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+        "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+    ),
+    "eth all upper case": (
+        ids.normalise_ethereum_address,
+        "0xFB6916095CA1DF60BB79CE92CE3EA74C37C5D359",
+        "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+    ),
+    "btc bech32 in upper case (QR codes)": (
+        ids.normalise_bitcoin_address,
+        "BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4",
+        "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
+    ),
+    "btc base58 with spaces around it": (
+        ids.normalise_bitcoin_address,
+        " 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa ",
+        "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa",
+    ),
+    "tron with a newline after it": (
+        ids.normalise_tron_address,
+        "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t\n",
+        "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+    ),
+    "btc txid in upper case": (ids.normalise_bitcoin_transaction_hash, "AB" * 32, "ab" * 32),
+    "tron tx hash in upper case": (ids.normalise_tron_transaction_hash, "EF" * 32, "ef" * 32),
+    "eth tx hash in upper case": (
+        ids.normalise_ethereum_transaction_hash,
+        "0x" + "CD" * 32,
+        "0x" + "cd" * 32,
+    ),
+    "uetr in upper case": (
+        ids.normalise_uetr,
+        "EB6305C9-1F7F-49DE-AED0-16487C27B42D",
+        "eb6305c9-1f7f-49de-aed0-16487c27b42d",
+    ),
+    "uscc with hyphen": (ids.normalise_cn_uscc, "91310000-MA1FL4TR8R", "91310000MA1FL4TR8R"),
+    "uscc in groups": (ids.normalise_cn_uscc, "9131 0000 MA1F L4TR 8R", "91310000MA1FL4TR8R"),
+    "lei in groups": (ids.normalise_lei, "5493 001K JTII GC8Y 1R12", "5493001KJTIIGC8Y1R12"),
+    "ein with hyphen": (ids.normalise_us_ein, "12-3456789", "123456789"),
+    "air waybill without hyphen": (ids.normalise_air_waybill, "78412345675", "784-12345675"),
+    "air waybill spaced": (ids.normalise_air_waybill, "784 1234 5675", "784-12345675"),
+    "air waybill hyphen and space": (ids.normalise_air_waybill, "784-1234 5675", "784-12345675"),
+}
+
+# Forms that are not printed forms of their kind, or printed forms of an invalid identifier.
+NOT_PRINTED_FORMS: dict[str, tuple[Normaliser, str, str]] = {
+    "iban irregular groups": (ids.normalise_iban, "GB82 WES T123 4569 8765 432", "without spaces"),
+    "iban two spaces": (ids.normalise_iban, "GB82  WEST 1234 5698 7654 32", "without spaces"),
+    "iban wrong check digits": (
+        ids.normalise_iban,
+        "GB83 WEST 1234 5698 7654 32",
+        "check digits are 83, expected 82",
+    ),
+    "iban full-width letters": (ids.normalise_iban, "ＧＢ82WEST12345698765432", "FULLWIDTH"),
+    "iban no-break space": (ids.normalise_iban, "GB82\u00a0WEST12345698765432", "NO-BREAK SPACE"),
+    "bic with hyphens": (ids.normalise_bic, "DEUT-DE-FF", "characters long"),
+    "container two spaces": (ids.normalise_container_number, "MSCU  528641 8", "ISO 6346"),
+    "container space inside the serial": (
+        ids.normalise_container_number,
+        "CSQU 305 438 3",
+        "ISO 6346",
+    ),
+    "container wrong check digit": (
+        ids.normalise_container_number,
+        "MSCU 528641-9",
+        "check digit is 9, expected 8",
+    ),
+    "cas without hyphens": (ids.normalise_cas_rn, "41661476", "hyphenated"),
+    "cas en dashes": (ids.normalise_cas_rn, "41661–47–6", "EN DASH"),
+    "cas full-width digits": (ids.normalise_cas_rn, "４１６６１-47-6", "FULLWIDTH DIGIT FOUR"),
+    "cas wrong check digit": (ids.normalise_cas_rn, "41661 - 47 - 5", "check digit is 5"),
+    "imo with colon": (ids.normalise_imo_number, "IMO: 9319466", "IMO number"),
+    "imo wrong check digit": (ids.normalise_imo_number, "IMO 9319467", "expected 6"),
+    "phone national form": (ids.normalise_phone_e164, "0138 0013 8000", "international form"),
+    "phone 00 prefix": (ids.normalise_phone_e164, "0086 138 0013 8000", "international form"),
+    "phone extension": (ids.normalise_phone_e164, "+1 650 253 0000 ext. 12", "no letters"),
+    "phone vanity number": (ids.normalise_phone_e164, "+1 800 FLOWERS", "no letters"),
+    "phone not in the plan": (ids.normalise_phone_e164, "+86 10 123", "numbering plan"),
+    "email full-width domain": (ids.normalise_email, "ops@ｅｘａｍｐｌｅ.cn", "compatibility form"),
+    "email no domain": (ids.normalise_email, "ops@", "e-mail"),
+    "locode lower case": (ids.normalise_un_locode, "cn sha", "UN/LOCODE"),
+    "locode hyphen": (ids.normalise_un_locode, "CN-SHA", "UN/LOCODE"),
+    "hs slash": (ids.normalise_hs_code, "2933/39", "HS code"),
+    "hs dot in wrong place": (ids.normalise_hs_code, "29.3339", "HS code"),
+    "eth mixed case with bad checksum": (
+        ids.normalise_ethereum_address,
+        "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD",
+        "EIP-55 checksum fails: character 42",
+    ),
+    "eth upper-case prefix": (
+        ids.normalise_ethereum_address,
+        "0X5AAEB6053F3E94C9B9A09F33669435E7EF1BEAED",
+        "0x followed",
+    ),
+    "btc mixed-case bech32": (
+        ids.normalise_bitcoin_address,
+        "bc1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4",
+        "mixes upper and lower case",
+    ),
+    "btc base58 in lower case": (
+        ids.normalise_bitcoin_address,
+        "1a1zp1ep5qgefi2dmptftl5slmv7divfna",
+        "not Base58",
+    ),
+    "uetr without hyphens": (ids.normalise_uetr, "EB6305C91F7F49DEAED016487C27B42D", "UETR"),
+    "uscc lower case": (ids.normalise_cn_uscc, "91310000ma1fl4tr8r", "upper-case"),
+    "uscc double separator": (ids.normalise_cn_uscc, "91310000--MA1FL4TR8R", "expected 18"),
+    "ein spaced": (ids.normalise_us_ein, "12 3456789", "9 digits"),
+    "air waybill dots": (ids.normalise_air_waybill, "784.12345675", "air waybill"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRINTED_FORMS))
+def test_printed_form_normalises_to_the_canonical_form(name: str) -> None:
+    normaliser, printed, canonical = PRINTED_FORMS[name]
+    assert normaliser(printed) == canonical
+    validator = VALIDATOR_OF[normaliser]
+    validator(canonical)
     with pytest.raises(ids.IdentifierError):
-        validator("４１")
+        validator(printed)
+
+
+@pytest.mark.parametrize("name", sorted(NOT_PRINTED_FORMS))
+def test_other_forms_stay_errors(name: str) -> None:
+    normaliser, value, expected_text = NOT_PRINTED_FORMS[name]
+    with pytest.raises(ids.IdentifierError) as caught:
+        normaliser(value)
+    assert expected_text in caught.value.message
+
+
+@pytest.mark.parametrize("name", sorted(n for n in VALID if VALID[n][0] in ids.NORMALISERS))
+def test_normaliser_leaves_the_canonical_form_alone(name: str) -> None:
+    validator, value = VALID[name]
+    assert ids.NORMALISERS[validator](value) == value
+
+
+@pytest.mark.parametrize("name", sorted(n for n in INVALID if INVALID[n][0] in ids.NORMALISERS))
+def test_normaliser_refuses_what_is_invalid_in_any_form(name: str) -> None:
+    validator, value, _ = INVALID[name]
+    canonical = ids.NORMALISERS[validator]
+    try:
+        normalised = canonical(value)
+    except ids.IdentifierError:
+        return
+    # Refused by the validator only for its form: then it is a printed form of a valid one.
+    assert normalised != value
+    validator(normalised)
+
+
+def test_every_normaliser_is_listed_and_every_kind_is_tested() -> None:
+    exported = {name for name in ids.__all__ if name.startswith("normalise_")}
+    assert exported == {normaliser.__name__ for normaliser in ids.NORMALISERS.values()}
+    assert set(ids.NORMALISERS) <= set(ALL_VALIDATORS)
+    assert {normaliser for normaliser, _, _ in PRINTED_FORMS.values()} == set(ALL_NORMALISERS)
 
 
 def _replace(value: str, position: int, char: str) -> str:

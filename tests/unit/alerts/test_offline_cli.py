@@ -31,14 +31,22 @@ def make_app(provider: object = None) -> typer.Typer:
     return app
 
 
-def bad_draft(tmp_path: Path) -> str:
-    path = tmp_path / "bad.yaml"
+def one_item_draft(tmp_path: Path, policy: str, payload: str) -> str:
+    """A YAML draft file of one item with the given policy and payload lines."""
+    path = tmp_path / "draft.yaml"
     path.write_text(
-        "kind: SHIPMENT\ntitle: t\nitems:\n  - id: s1\n    policy: {release: 7, tlp: AMBER}\n"
-        "    shipment: {chemicals: [{cas_rn: 41661-47-5}], hs_code: 2933399073}\n",
+        f"kind: SHIPMENT\ntitle: t\nitems:\n  - id: s1\n    policy: {policy}\n    {payload}\n",
         encoding="utf-8",
     )
     return str(path)
+
+
+def bad_draft(tmp_path: Path) -> str:
+    return one_item_draft(
+        tmp_path,
+        "{release: 7, tlp: AMBER}",
+        "shipment: {chemicals: [{cas_rn: 41661-47-5}], hs_code: 2933399073}",
+    )
 
 
 def test_validate_valid_draft_exits_0_and_prints_warnings() -> None:
@@ -114,3 +122,62 @@ def test_watchlist_source_is_injectable() -> None:
 
     shown = json.loads(runner.invoke(make_app(provider), ["watchlist", "show", "--json"]).output)
     assert shown["entries"][-1]["listed_by"] == "agency-b"
+
+
+def printed_draft(tmp_path: Path) -> str:
+    return one_item_draft(
+        tmp_path,
+        "{release: IMMEDIATE, tlp: AMBER}",
+        "account: {iban: GB82 WEST 1234 5698 7654 32, bic: nwbkgb2l}",
+    )
+
+
+def test_validate_shows_each_normalisation_as_a_notice(tmp_path: Path) -> None:
+    result = runner.invoke(make_app(), ["validate", printed_draft(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "valid (1 item)" in result.output
+    assert (
+        'items[0].account.iban: normalised "GB82 WEST 1234 5698 7654 32" to '
+        '"GB82WEST12345698765432"' in result.output
+    )
+    assert 'items[0].account.bic: normalised "nwbkgb2l" to "NWBKGB2L"' in result.output
+
+
+def test_validate_json_lists_notices_beside_errors_and_warnings(tmp_path: Path) -> None:
+    result = runner.invoke(make_app(), ["validate", printed_draft(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["valid"] is True and report["errors"] == [] and report["warnings"] == []
+    assert report["notices"] == [
+        {
+            "field": "items[0].account.iban",
+            "description": 'normalised "GB82 WEST 1234 5698 7654 32" to "GB82WEST12345698765432"',
+            "original": "GB82 WEST 1234 5698 7654 32",
+            "canonical": "GB82WEST12345698765432",
+        },
+        {
+            "field": "items[0].account.bic",
+            "description": 'normalised "nwbkgb2l" to "NWBKGB2L"',
+            "original": "nwbkgb2l",
+            "canonical": "NWBKGB2L",
+        },
+    ]
+
+
+def test_validate_json_of_an_invalid_draft_keeps_its_shape(tmp_path: Path) -> None:
+    result = runner.invoke(make_app(), ["validate", bad_draft(tmp_path), "--json"])
+    assert result.exit_code == 1
+    assert set(json.loads(result.output)) == {"valid", "message", "errors", "warnings", "notices"}
+
+
+def test_validate_reports_an_explicit_empty_value(tmp_path: Path) -> None:
+    path = one_item_draft(
+        tmp_path,
+        "{release: IMMEDIATE, tlp: AMBER}",
+        'shipment: {chemicals: [{name: 4-piperidone, cas_rn: ""}]}',
+    )
+    result = runner.invoke(make_app(), ["validate", path, "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["errors"] == [
+        {"field": "items[0].shipment.chemicals[0].cas_rn", "description": "is empty"}
+    ]

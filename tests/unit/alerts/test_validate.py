@@ -178,6 +178,33 @@ CASES: dict[str, tuple[payloads_pb2.ItemPayload, str]] = {
         "items[0].watchlist_entry.cas_rn: is required",
     ),
     "empty payload": (P.ItemPayload(), "items[0]: exactly one payload kind is required"),
+    "vessel imo check digit": (
+        P.ItemPayload(shipment=P.Shipment(vessel_imo="9319467")),
+        "items[0].shipment.vessel_imo: check digit is 7, expected 6",
+    ),
+    # A signed payload carries canonical forms only: a printed one received is an error.
+    "received iban in groups": (
+        P.ItemPayload(account=P.Account(iban="GB82 WEST 1234 5698 7654 32")),
+        "items[0].account.iban: expected the electronic format without spaces",
+    ),
+    "received vessel imo with prefix": (
+        P.ItemPayload(shipment=P.Shipment(vessel_imo="IMO 9319466")),
+        "items[0].shipment.vessel_imo: expected an IMO number: 7 digits without the IMO prefix",
+    ),
+    "received dotted hs code": (
+        P.ItemPayload(shipment=P.Shipment(hs_code="2933.39")),
+        "items[0].shipment.hs_code: expected an HS code of 6, 8 or 10 digits without dots",
+    ),
+    "received one-case ethereum address": (
+        P.ItemPayload(
+            account=P.Account(
+                wallet=P.Wallet(
+                    chain=P.Wallet.ETHEREUM, address="0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"
+                )
+            )
+        ),
+        "items[0].account.wallet.address: has no EIP-55 checksum",
+    ),
 }
 
 

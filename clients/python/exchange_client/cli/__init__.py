@@ -39,6 +39,8 @@ from exchange_client._internal.profile import Profile
 from exchange_client._internal.watchlist_updates import WatchlistUpdates
 from exchange_client.cli import _render
 from exchange_client.cli.audit import register as register_audit_commands
+from exchange_client.cli.interop import register as register_interop_commands
+from exchange_client.cli.offline import print_notices
 from exchange_client.cli.offline import register as register_offline_commands
 
 EXIT_OK = 0
@@ -219,18 +221,23 @@ def publish(
 ) -> None:
     """Validate, sign, encrypt and publish a draft alert.
 
-    Each item is encrypted for the agencies in its audience only. Watchlist matches are printed
-    as warnings. While the hub is unreachable the same sealed bytes are resent for up to
-    --retry-seconds (30 s); after that the alert is kept in the profile for `exchange resend`.
+    Each item is encrypted for the agencies in its audience only. Identifiers written in a
+    printed form are published in their canonical form, each shown as a notice; watchlist
+    matches are printed as warnings. While the hub is unreachable the same sealed bytes are
+    resent for up to --retry-seconds (30 s); after that the alert is kept in the profile for
+    `exchange resend`.
     """
     with _reported_errors(ctx):
         draft = Draft.from_file(file)
+    print_notices(_stderr(), draft.normalisations)
     items = len(draft.items)
     with (
         cli_conventions.progress(
             f"publishing {items} item{'s' if items != 1 else ''}", as_json=json_output
         ) as bar,
-        _client(ctx, retry_seconds=retry_seconds, on_retry=_retry_notice(bar, as_json=json_output)) as client,
+        _client(
+            ctx, retry_seconds=retry_seconds, on_retry=_retry_notice(bar, as_json=json_output)
+        ) as client,
         _reported_errors(ctx),
     ):
         receipt = client.publish(draft, supersedes=supersedes)
@@ -620,6 +627,7 @@ def _profile_watchlist(ctx: typer.Context) -> Watchlist:
 
 register_offline_commands(app, watchlist_provider=_profile_watchlist)
 register_audit_commands(app)
+register_interop_commands(app)
 
 
 def main() -> None:

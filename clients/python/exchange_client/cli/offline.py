@@ -1,8 +1,10 @@
 """The offline commands of ``exchange``: ``validate FILE``, ``watchlist show``, ``watchlist match FILE``.
 
 They need no profile and no hub: a draft is parsed and validated, and matched against the
-watchlist, entirely on this machine.  Watchlist flags are warnings: they are printed but never
-fail a command.  Exit codes: 0 ok, 1 the draft has errors (every one is printed), 2 usage.
+watchlist, entirely on this machine.  Watchlist flags are warnings and identifiers written in a
+printed form (``GB82 WEST 1234 ...``) are notices saying which canonical form will be signed:
+both are printed but never fail a command.  Exit codes: 0 ok, 1 the draft has errors (every one
+is printed), 2 usage.
 
 The watchlist comes from an injectable provider, so the main CLI can hand in the shipped list
 merged with the updates a profile has verified; by default it is the shipped list alone.
@@ -23,10 +25,10 @@ from rich.table import Table
 from rich.text import Text
 
 from exchange import cli_conventions
-from exchange.alerts import Draft, FlagReason, Watchlist, WatchlistFlag
+from exchange.alerts import Draft, FlagReason, Normalisation, Watchlist, WatchlistFlag
 from exchange.errors import DraftError, FieldViolation
 
-__all__ = ["WatchlistProvider", "register"]
+__all__ = ["WatchlistProvider", "print_notices", "register"]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -67,7 +69,12 @@ def register(app: typer.Typer, *, watchlist_provider: WatchlistProvider | None =
 
     @app.command("validate")
     def validate(context: typer.Context, file: DraftFile, as_json: JsonOption = False) -> None:
-        """Check a draft offline: every error is printed (exit 1); watchlist flags are warnings."""
+        """Check a draft offline: every error is printed (exit 1); watchlist flags are warnings.
+
+        Identifiers may be written as documents print them (an IBAN in groups of four, a BIC in
+        lower case, a container number as MSCU 123456-5); each one is shown as a notice with
+        the canonical form that publish signs.
+        """
         try:
             draft = Draft.from_file(file)
         except DraftError as e:
@@ -82,6 +89,7 @@ def register(app: typer.Typer, *, watchlist_provider: WatchlistProvider | None =
                     "items": len(draft.items),
                     "errors": [],
                     "warnings": [flag.to_dict() for flag in flags],
+                    "notices": [_notice_json(notice) for notice in draft.normalisations],
                 }
             )
             return
@@ -90,6 +98,7 @@ def register(app: typer.Typer, *, watchlist_provider: WatchlistProvider | None =
         console.print(
             Text(f"{file}: valid ({count} item{'s' if count != 1 else ''})", style="green")
         )
+        print_notices(console, draft.normalisations)
         if flags:
             _print_flags(console, flags, title="Watchlist warnings")
 
@@ -170,6 +179,7 @@ def _print_errors(error: DraftError, *, as_json: bool) -> None:
                     for violation in violations
                 ],
                 "warnings": [],
+                "notices": [],
             }
         )
         cli_conventions.print_json_error(cli_conventions.error_document(error))
@@ -185,6 +195,21 @@ def _print_errors(error: DraftError, *, as_json: bool) -> None:
     console.print(table)
     if more:
         console.print(Text(f"and {more} more"))
+
+
+def _notice_json(notice: Normalisation) -> dict[str, str]:
+    return {
+        "field": notice.field,
+        "description": notice.description,
+        "original": notice.original,
+        "canonical": notice.canonical,
+    }
+
+
+def print_notices(console: Console, notices: Sequence[Normalisation]) -> None:
+    """The identifiers a draft gave in a printed form, each with the canonical form signed."""
+    for notice in notices:
+        console.print(Text(f"notice: {notice}", style="cyan"), soft_wrap=True)
 
 
 def _print_flags(console: Console, flags: Sequence[WatchlistFlag], *, title: str) -> None:
