@@ -239,14 +239,19 @@ class _PipeGuard:
     failure (exit 1); this one passes through it to :func:`run`.
     """
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: Any) -> None:
         self._stream = stream
 
-    def write(self, text: str) -> int:
+    def write(self, data: Any) -> int:
         try:
-            return self._stream.write(text)
+            return int(self._stream.write(data))
         except BrokenPipeError as e:
             raise OutputClosed from e
+
+    @property
+    def buffer(self) -> Any:
+        """The binary stream underneath, guarded alike (``sys.stdout.buffer.write``)."""
+        return _PipeGuard(self._stream.buffer)
 
     def flush(self) -> None:
         try:
