@@ -49,12 +49,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exchange.audit import merkle
 from exchange.audit.leaves import FEED_EVENT, make_leaf
-from exchange.audit.log import append_entry
-from exchange.audit.tree import StoredTree, TreeBuilder
 from exchange.audit.verify import verify_log
 from exchange.crypto.notes import Checkpoint, NoteSigner, sign_note
 from exchange.store.db import Database
+from exchange.store.log import append_entry
 from exchange.store.schema import log_entries, log_head
+from exchange.store.tree import StoredTree, TreeBuilder
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 SALT = b"s" * 16

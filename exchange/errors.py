@@ -166,3 +166,4 @@ class ConfigurationError(ExchangeError):
     """A configuration file or profile is missing, unreadable or inconsistent."""
 
     reason = "CONFIGURATION"
+

@@ -17,7 +17,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -28,8 +28,25 @@ from exchange.errors import FieldViolation
 from exchange.limits import over_limit
 from exchange.v1 import payloads_pb2, statements_pb2
 
-if TYPE_CHECKING:
-    from exchange.alerts.draft import Draft
+
+class DraftItemFields(Protocol):
+    """What :func:`validate_draft` reads of a :class:`~exchange.alerts.draft.DraftItem`."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def policy(self) -> statements_pb2.ReleasePolicy: ...
+    @property
+    def payload(self) -> payloads_pb2.ItemPayload: ...
+
+
+class DraftFields(Protocol):
+    """What :func:`validate_draft` reads of a draft (a :class:`~exchange.alerts.draft.Draft`):
+    validation needs no import of the draft module, which imports it."""
+
+    @property
+    def items(self) -> Sequence[DraftItemFields]: ...
+    def summary(self) -> payloads_pb2.Summary: ...
 
 __all__ = [
     "MAX_ITEMS",
@@ -550,7 +567,7 @@ def validate_policy(policy: statements_pb2.ReleasePolicy, path: str) -> list[Fie
     return findings.violations
 
 
-def validate_draft(draft: Draft) -> list[FieldViolation]:
+def validate_draft(draft: DraftFields) -> list[FieldViolation]:
     """Validate a whole draft: its summary fields, every item's id, policy and payload, and
     references between items (a transaction's ``linked_shipment`` must name a shipment item).
 
@@ -562,7 +579,7 @@ def validate_draft(draft: Draft) -> list[FieldViolation]:
     return findings.violations
 
 
-def normalise_draft(draft: Draft) -> tuple[list[FieldViolation], list[Normalisation]]:
+def normalise_draft(draft: DraftFields) -> tuple[list[FieldViolation], list[Normalisation]]:
     """Validate a draft as :func:`validate_draft` does, accepting the printed forms of
     identifiers: returns the violations and, for each identifier given in a printed form, the
     canonical form to store and sign instead.  A printed identifier that is valid once canonical
@@ -573,7 +590,7 @@ def normalise_draft(draft: Draft) -> tuple[list[FieldViolation], list[Normalisat
     return findings.violations, findings.normalisations
 
 
-def _check_draft(draft: Draft, findings: _Findings) -> None:
+def _check_draft(draft: DraftFields, findings: _Findings) -> None:
     summary = draft.summary()
     _check_all_fields(summary, "", findings)
     _check_summary(summary, "", findings)

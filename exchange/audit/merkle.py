@@ -31,7 +31,7 @@ any failure; it never returns ``False``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from exchange.errors import VerificationError
@@ -85,6 +85,11 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 # --- subtree ranges ------------------------------------------------------------------------------
+
+
+Node = tuple[int, int]
+"""A complete aligned subtree as ``(level, idx)``: the leaves
+``[idx * 2**level, (idx + 1) * 2**level)``."""
 
 
 class SubtreeSource(Protocol):
@@ -400,3 +405,30 @@ def verify_consistency(
             f"consistency proof leads to second root {second_computed.hex()}, "
             f"not {second_root.hex()}"
         )
+
+
+def subtrees_added(
+    old_size: int, frontier: Mapping[Node, bytes], new_leaf_hashes: Sequence[bytes]
+) -> dict[Node, bytes]:
+    """The complete aligned subtrees that appending ``new_leaf_hashes`` to ``old_size`` leaves adds.
+
+    ``frontier`` holds the hashes of the old tree's :func:`aligned_subtrees`
+    (one per set bit of ``old_size``): the only old hashes a new subtree can be built on.
+    """
+    added: dict[Node, bytes] = {
+        (0, old_size + offset): value for offset, value in enumerate(new_leaf_hashes)
+    }
+    new_size = old_size + len(new_leaf_hashes)
+
+    def hash_of(node: Node) -> bytes:
+        found = added.get(node)
+        return found if found is not None else frontier[node]
+
+    level = 1
+    while 1 << level <= new_size:
+        for idx in range(old_size >> level, new_size >> level):
+            added[(level, idx)] = node_hash(
+                hash_of((level - 1, 2 * idx)), hash_of((level - 1, 2 * idx + 1))
+            )
+        level += 1
+    return added

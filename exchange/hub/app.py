@@ -13,17 +13,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from exchange.audit.checkpoints import StoredCheckpoint
 from exchange.crypto.keys import SigningKey
 from exchange.crypto.notes import NoteSigner
 from exchange.errors import ConfigurationError
-from exchange.hub.audit_service import AuditServicer, Checkpointer
+from exchange.hub.audit_service import AuditServicer
+from exchange.hub.background import Checkpointer, ReleaseSweeper, ReplicaListener
 from exchange.hub.config import HubConfig
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import GuardInterceptor
 from exchange.hub.init import read_public_bundle
-from exchange.hub.notifier import FeedNotifier, ReplicaListener
-from exchange.hub.release_service import ReleaseServicer, ReleaseSweeper
+from exchange.hub.notifier import FeedNotifier
+from exchange.hub.release_service import ReleaseServicer
 from exchange.hub.servicers import AlertServicer, DirectoryServicer, HubContext
 from exchange.hub.startup import (
     DatabaseDirectoryLock,
@@ -32,6 +32,7 @@ from exchange.hub.startup import (
 )
 from exchange.statements.publish import PublishLimits
 from exchange.store import registry
+from exchange.store.checkpoints import StoredCheckpoint
 from exchange.store.db import Database
 from exchange.store.group_commit import GroupCommit
 from exchange.v1 import (
@@ -181,9 +182,9 @@ class Hub:
             clock=self.clock,
             limits=PublishLimits(max_request_bytes=self.config.max_message_bytes),
             heartbeat_interval=self.config.heartbeat_interval_seconds,
+            publishes=GroupCommit(self.db, on_batch=self.checkpointer.sign_in),
             checkpointer=self.checkpointer,
             sweep_on_read=self.release_sweeper.sweep_on_read,
-            group_commit=GroupCommit(self.db, on_batch=self.checkpointer.sign_in),
         )
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="hub"),

@@ -36,7 +36,6 @@ so a misspelt setting is an error rather than silently ignored.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +45,9 @@ import tomli_w
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from exchange.config.profile import parse_host_port
+from exchange.config.toml_files import TomlTable, read_toml
 from exchange.errors import ConfigurationError
-from exchange.profile import parse_host_port
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DATABASE_FILE = "hub.db"
@@ -134,13 +134,17 @@ class HubConfig:
         """Read ``hub.toml`` at ``path``; every problem is a :class:`ConfigurationError`."""
         file = Path(path).absolute()
         directory = file.parent
-        document = _read_toml(file)
-        top = _Section(document, file, "")
-        tls = top.section("tls")
-        registry = top.section("registry")
-        log = top.section("log")
-        feed = top.section("feed")
-        limits = top.section("limits")
+        document = read_toml(
+            file,
+            missing="no hub configuration here; make one with `exchange-hub init DIR --agency ID`",
+            fix="fix it",
+        )
+        top = TomlTable(document, file, "")
+        tls = top.table("tls")
+        registry = top.table("registry")
+        log = top.table("log")
+        feed = top.table("feed")
+        limits = top.table("limits")
 
         listen = top.string("listen", DEFAULT_LISTEN)
         _check_listen(listen, f"{file}: listen")
@@ -278,67 +282,6 @@ class HubConfig:
 
 
 # --- parsing -----------------------------------------------------------------------------------
-
-
-def _read_toml(file: Path) -> dict[str, Any]:
-    try:
-        text = file.read_bytes().decode("utf-8")
-    except FileNotFoundError as e:
-        raise ConfigurationError(
-            f"{file}: no hub configuration here; make one with `exchange-hub init DIR --agency ID`"
-        ) from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigurationError(f"{file}: cannot read the file: {e}") from e
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigurationError(f"{file}: not valid TOML ({e}); fix it") from e
-
-
-class _Section:
-    """One TOML table of ``hub.toml``, with what error messages need to name a key."""
-
-    def __init__(self, values: Mapping[str, Any], file: Path, name: str) -> None:
-        self._values = values
-        self._file = file
-        self._name = name
-
-    def _where(self, key: str) -> str:
-        return f"{self._file}: {f'[{self._name}] ' if self._name else ''}{key}"
-
-    def section(self, key: str) -> _Section:
-        value = self._values.get(key, {})
-        if not isinstance(value, dict):
-            raise ConfigurationError(f"{self._where(key)}: expected a [{key}] table")
-        return _Section(value, self._file, key)
-
-    def string(self, key: str, default: str) -> str:
-        value = self._values.get(key, default)
-        if not isinstance(value, str) or not value:
-            raise ConfigurationError(f"{self._where(key)} must be a non-empty string")
-        return value
-
-    def positive_number(self, key: str, default: float) -> float:
-        value = self._values.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigurationError(f"{self._where(key)} must be a positive number, got {value!r}")
-        return float(value)
-
-    def positive_integer(self, key: str, default: int) -> int:
-        value = self._values.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigurationError(
-                f"{self._where(key)} must be a positive integer, got {value!r}"
-            )
-        return value
-
-    def refuse_unknown(self, known: set[str]) -> None:
-        unknown = sorted(set(self._values) - known)
-        if unknown:
-            raise ConfigurationError(
-                f"{self._where(', '.join(unknown))}: unknown setting; expected "
-                f"{', '.join(sorted(known))}"
-            )
 
 
 def _check_listen(listen: str, where: str) -> None:

@@ -5,7 +5,7 @@ profile directory, and what the hub keeps is public material only. :func:`init_e
 
     DIR/hub.toml                     the hub's configuration (exchange.hub.config)
     DIR/hub/                         (0700) ca.pem ca-key.pem tls.pem tls-key.pem checkpoint-key.pem
-    DIR/agencies/<id>/               (0700) one agency profile each (exchange.profile)
+    DIR/agencies/<id>/               (0700) one agency profile each (exchange.config.profile)
     DIR/registry/<id>/               ca.pem signing.pem encryption.pem witness.pem keys.dsse
 
 Private keys are written 0600 and their directories 0700, whatever the umask. Every profile names
@@ -31,6 +31,14 @@ from types import MappingProxyType
 from cryptography import x509
 
 from exchange import pki
+from exchange.config.profile import (
+    AGENCY_KEYS_PAYLOAD_TYPE,
+    PRIVATE_DIRECTORY_MODE,
+    PRIVATE_FILE_MODE,
+    ProfileConfig,
+    ProfilePaths,
+    parse_host_port,
+)
 from exchange.crypto.dsse import Envelope, sign_envelope
 from exchange.crypto.keys import DecryptionKey, SigningKey
 from exchange.crypto.notes import NoteVerifier
@@ -42,14 +50,6 @@ from exchange.errors import (
     MalformedError,
 )
 from exchange.hub.config import DEFAULT_LISTEN, DEFAULT_LOG_ORIGIN, HubConfig, check_log_origin
-from exchange.profile import (
-    AGENCY_KEYS_PAYLOAD_TYPE,
-    PRIVATE_DIRECTORY_MODE,
-    PRIVATE_FILE_MODE,
-    ProfileConfig,
-    ProfilePaths,
-    parse_host_port,
-)
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.v1 import statements_pb2
 

@@ -9,19 +9,16 @@ from datetime import datetime
 
 import grpc
 
-from exchange.audit.checkpoints import StoredCheckpoint
 from exchange.errors import InvalidInputError, NotFoundError
-from exchange.hub.audit_service import (
-    Checkpointer,
-    heartbeat_log_state,
-    receipt_proof,
-)
+from exchange.hub.background import Checkpointer
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import current_caller
+from exchange.hub.log_proofs import heartbeat_log_state, receipt_proof
 from exchange.hub.notifier import FeedNotifier
 from exchange.statements.publish import KNOWN_LOG_SIZE_METADATA, PublishLimits, check_publish
 from exchange.store import alerts as alert_store
 from exchange.store import feed, registry
+from exchange.store.checkpoints import StoredCheckpoint
 from exchange.store.db import Database
 from exchange.store.group_commit import GroupCommit
 from exchange.v1 import (
@@ -49,9 +46,10 @@ class HubContext:
     clock: Callable[[], datetime]
     limits: PublishLimits
     heartbeat_interval: float
+    publishes: GroupCommit
+    """The one entry point for publish writes: it batches concurrent ones (one durable commit
+    per batch) and hides whether they share a transaction."""
     checkpointer: Checkpointer | None = None
-    # Publishes share transactions (one durable commit per batch); None: each commits alone.
-    group_commit: GroupCommit | None = None
     # Runs before reads that embargo notices or expiry purges may concern (release controls).
     sweep_on_read: Callable[[], object] | None = None
 
@@ -132,13 +130,9 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
             limits=self._hub.limits,
         )
         now = self._hub.clock()
-        if self._hub.group_commit is not None:
-            outcome = self._hub.group_commit.run(
-                lambda connection: alert_store.publish_alert(connection, checked, now=now)
-            )
-        else:
-            with self._hub.db.write() as connection:
-                outcome = alert_store.publish_alert(connection, checked, now=now)
+        outcome = self._hub.publishes.run(
+            lambda connection: alert_store.publish_alert(connection, checked, now=now)
+        )
         if outcome.feed_events:
             self._hub.notifier.notify()
         response = alerts_pb2.PublishResponse(

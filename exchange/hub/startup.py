@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.engine import make_url
 
 from exchange import pki
+from exchange.config.profile import parse_host_port
 from exchange.crypto.keys import SigningKey
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.hub.config import HubConfig
-from exchange.profile import parse_host_port
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from exchange.errors import (
     UnavailableError,
     VerificationError,
 )
+from exchange.store.errors import StorageError
 
 ERROR_DOMAIN = "exchange.v1"
 
@@ -30,6 +31,7 @@ _CODES: tuple[tuple[type[ExchangeError], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (VerificationError, grpc.StatusCode.INVALID_ARGUMENT),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (StorageError, grpc.StatusCode.INTERNAL),
 )
 
 

@@ -74,6 +74,9 @@ class CheckedPublish:
     manifest: AlertManifest
     items: tuple[CheckedItem, ...]
     digest: bytes
+    manifest_envelope: bytes
+    """The manifest's envelope as the hub received it, unknown fields dropped: the bytes the
+    store keeps and logs, so that what is logged is what every verifier reads."""
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -172,7 +175,20 @@ def check_publish(
             violations=violations,
             reason="POLICY_INVALID",
         )
-    return CheckedPublish(manifest=manifest, items=tuple(checked), digest=request_digest(request))
+    return CheckedPublish(
+        manifest=manifest,
+        items=tuple(checked),
+        digest=request_digest(request),
+        manifest_envelope=_received_envelope(request.manifest),
+    )
+
+
+def _received_envelope(envelope: statements_pb2.Envelope) -> bytes:
+    """The canonical bytes of a received envelope without the fields this version cannot read."""
+    received = statements_pb2.Envelope()
+    received.CopyFrom(envelope)
+    received.DiscardUnknownFields()
+    return encode(received)
 
 
 def _check_policy(

@@ -14,10 +14,10 @@ one version can never be replayed against another.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from google.protobuf.message import Message
 
@@ -86,6 +86,34 @@ def _check_reference(what: str, message: _Referencing) -> None:
     _require(message.HasField("created_at"), what, "has no creation time")
 
 
+class NamesAlertVersion(Protocol):
+    """Anything naming one alert version: a manifest, or a statement message about one."""
+
+    @property
+    def originator(self) -> str: ...
+    @property
+    def alert_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+
+
+class NamesManifest(NamesAlertVersion, Protocol):
+    """A statement message that names one alert version and its manifest hash."""
+
+    @property
+    def manifest_hash(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Required:
+    """A field a statement must fill, and what its absence is called."""
+
+    field: str
+    problem: str
+    strip: bool = False
+    """Whether white space alone counts as empty."""
+
+
 def _check_text(what: str, field: str, text: str, limit: int) -> None:
     _require(len(text) <= limit, what, over_limit(len(text), limit, "characters", what=field))
     _require(
@@ -99,11 +127,42 @@ def _check_text(what: str, field: str, text: str, limit: int) -> None:
 class SignedStatement(Generic[M]):
     """A statement as its signer signed it: the envelope and the message parsed from its bytes."""
 
+    # The declaration of a kind of statement, in its class body: payload type and message, how
+    # errors name it, the field naming its signer, whether it names one alert version (and so
+    # carries the manifest reference), the fields it must fill and its texts' limits.
     KIND: ClassVar[str]
     MESSAGE: ClassVar[type[Message]]
+    WHAT: ClassVar[str]
+    SIGNER: ClassVar[str] = "originator"
+    ABOUT_VERSION: ClassVar[bool] = True
+    REQUIRED: ClassVar[tuple[Required, ...]] = ()
+    TEXTS: ClassVar[tuple[tuple[str, int], ...]] = ()
 
     envelope: Envelope
     message: M
+
+    @classmethod
+    def _about(
+        cls, manifest: AlertManifest, *, created_at: datetime, key: SigningKey, **fields: object
+    ) -> Self:
+        """Sign a statement about ``manifest``'s alert version carrying ``fields``."""
+        return cls._new(
+            created_at=created_at,
+            key=key,
+            originator=manifest.originator,
+            alert_id=manifest.alert_id,
+            version=manifest.version,
+            manifest_hash=manifest.hash,
+            **fields,
+        )
+
+    @classmethod
+    def _new(cls, *, created_at: datetime, key: SigningKey, **fields: object) -> Self:
+        """Sign a new statement of this kind with ``fields``, made at ``created_at``."""
+        build: Callable[..., Any] = cls.MESSAGE
+        message = build(**fields)
+        message.created_at.FromDatetime(created_at)
+        return cls.sign(message, key)
 
     @classmethod
     def sign(cls, message: M, key: SigningKey) -> Self:
@@ -142,11 +201,23 @@ class SignedStatement(Generic[M]):
     @classmethod
     def signer_field(cls) -> str:
         """The field naming the agency that must have signed."""
-        return "originator"
+        return cls.SIGNER
 
     @classmethod
     def _check(cls, message: M) -> None:
-        raise NotImplementedError
+        """The declared invariants, then the kind's own (:meth:`_check_more`), then the texts."""
+        if cls.ABOUT_VERSION:
+            _check_reference(cls.WHAT, message)  # type: ignore[arg-type]
+        for required in cls.REQUIRED:
+            value = getattr(message, required.field)
+            _require(bool(value.strip() if required.strip else value), cls.WHAT, required.problem)
+        cls._check_more(message)
+        for field, limit in cls.TEXTS:
+            _check_text(cls.WHAT, field, getattr(message, field), limit)
+
+    @classmethod
+    def _check_more(cls, message: M) -> None:
+        """Invariants of one kind beyond its declaration."""
 
     @property
     def hash(self) -> bytes:
@@ -164,6 +235,14 @@ class ReleaseRequest(SignedStatement[statements_pb2.ReleaseRequest]):
 
     KIND = "release_request"
     MESSAGE = statements_pb2.ReleaseRequest
+    WHAT = "release request"
+    SIGNER = "requester"
+    REQUIRED = (
+        Required("requester", "names no requester"),
+        Required("item_id", "names no item"),
+        Required("reason", "gives no reason", strip=True),
+    )
+    TEXTS = (("reason", MAX_REASON_CHARS),)
 
     @classmethod
     def build(
@@ -178,32 +257,20 @@ class ReleaseRequest(SignedStatement[statements_pb2.ReleaseRequest]):
         key: SigningKey,
     ) -> ReleaseRequest:
         """A signed request naming ``manifest``; a fresh nonce makes every request distinct."""
-        message = statements_pb2.ReleaseRequest(
+        return cls._about(
+            manifest,
+            created_at=created_at,
+            key=key,
             requester=requester,
-            originator=manifest.originator,
-            alert_id=manifest.alert_id,
-            version=manifest.version,
-            manifest_hash=manifest.hash,
             item_id=item_id,
             release_to="" if release_to == requester else release_to,
             reason=reason,
             nonce=os.urandom(NONCE_BYTES),
         )
-        message.created_at.FromDatetime(created_at)
-        return cls.sign(message, key)
 
     @classmethod
-    def signer_field(cls) -> str:
-        return "requester"
-
-    @classmethod
-    def _check(cls, message: statements_pb2.ReleaseRequest) -> None:
-        what = "release request"
-        _check_reference(what, message)
-        _require(bool(message.requester), what, "names no requester")
-        _require(bool(message.item_id), what, "names no item")
-        _require(bool(message.reason.strip()), what, "gives no reason")
-        _check_text(what, "reason", message.reason, MAX_REASON_CHARS)
+    def _check_more(cls, message: statements_pb2.ReleaseRequest) -> None:
+        what = cls.WHAT
         _require(len(message.nonce) == NONCE_BYTES, what, f"needs a {NONCE_BYTES}-byte nonce")
         _require(message.requester != message.originator, what, "the originator needs no request")
         _require(message.release_to != message.requester, what, "release_to names the requester")
@@ -225,6 +292,8 @@ class ReleaseDecision(SignedStatement[statements_pb2.ReleaseDecision]):
 
     KIND = "release_decision"
     MESSAGE = statements_pb2.ReleaseDecision
+    WHAT = "release decision"
+    ABOUT_VERSION = False
 
     @classmethod
     def approve(
@@ -236,32 +305,32 @@ class ReleaseDecision(SignedStatement[statements_pb2.ReleaseDecision]):
         key: SigningKey,
     ) -> ReleaseDecision:
         """Approve ``request`` with ``grant``, the item key wrapped for the request's target."""
-        message = statements_pb2.ReleaseDecision(
+        return cls._new(
+            created_at=created_at,
+            key=key,
             originator=request.message.originator,
             request_hash=request.hash,
             outcome=Outcome.APPROVED,
             grant_hash=grant.hash,
         )
-        message.created_at.FromDatetime(created_at)
-        return cls.sign(message, key)
 
     @classmethod
     def deny(
         cls, request: ReleaseRequest, *, reason: str, created_at: datetime, key: SigningKey
     ) -> ReleaseDecision:
         """Deny ``request``, saying why."""
-        message = statements_pb2.ReleaseDecision(
+        return cls._new(
+            created_at=created_at,
+            key=key,
             originator=request.message.originator,
             request_hash=request.hash,
             outcome=Outcome.DENIED,
             reason=reason,
         )
-        message.created_at.FromDatetime(created_at)
-        return cls.sign(message, key)
 
     @classmethod
     def _check(cls, message: statements_pb2.ReleaseDecision) -> None:
-        what = "release decision"
+        what = cls.WHAT
         _require(bool(message.originator), what, "names no originator")
         _require(len(message.request_hash) == MANIFEST_HASH_BYTES, what, "needs a request hash")
         _require(message.HasField("created_at"), what, "has no creation time")
@@ -330,6 +399,9 @@ class Revocation(SignedStatement[statements_pb2.Revocation]):
 
     KIND = "revocation"
     MESSAGE = statements_pb2.Revocation
+    WHAT = "revocation"
+    REQUIRED = (Required("item_id", "names no item"),)
+    TEXTS = (("reason", MAX_REASON_CHARS),)
 
     @classmethod
     def build(
@@ -343,25 +415,15 @@ class Revocation(SignedStatement[statements_pb2.Revocation]):
         key: SigningKey,
     ) -> Revocation:
         """A signed revocation of ``item_id`` from ``agency`` (empty: every recipient)."""
-        message = statements_pb2.Revocation(
-            originator=manifest.originator,
-            alert_id=manifest.alert_id,
-            version=manifest.version,
-            manifest_hash=manifest.hash,
-            item_id=item_id,
-            agency=agency,
-            reason=reason,
+        return cls._about(
+            manifest, created_at=created_at, key=key, item_id=item_id, agency=agency, reason=reason
         )
-        message.created_at.FromDatetime(created_at)
-        return cls.sign(message, key)
 
     @classmethod
-    def _check(cls, message: statements_pb2.Revocation) -> None:
-        what = "revocation"
-        _check_reference(what, message)
-        _require(bool(message.item_id), what, "names no item")
-        _require(message.agency != message.originator, what, "the originator cannot lose its item")
-        _check_text(what, "reason", message.reason, MAX_REASON_CHARS)
+    def _check_more(cls, message: statements_pb2.Revocation) -> None:
+        _require(
+            message.agency != message.originator, cls.WHAT, "the originator cannot lose its item"
+        )
 
 
 class Retraction(SignedStatement[statements_pb2.Retraction]):
@@ -369,28 +431,16 @@ class Retraction(SignedStatement[statements_pb2.Retraction]):
 
     KIND = "retraction"
     MESSAGE = statements_pb2.Retraction
+    WHAT = "retraction"
+    REQUIRED = (Required("reason", "gives no reason", strip=True),)
+    TEXTS = (("reason", MAX_REASON_CHARS),)
 
     @classmethod
     def build(
         cls, manifest: AlertManifest, *, reason: str, created_at: datetime, key: SigningKey
     ) -> Retraction:
         """A signed retraction naming the latest version's manifest."""
-        message = statements_pb2.Retraction(
-            originator=manifest.originator,
-            alert_id=manifest.alert_id,
-            version=manifest.version,
-            manifest_hash=manifest.hash,
-            reason=reason,
-        )
-        message.created_at.FromDatetime(created_at)
-        return cls.sign(message, key)
-
-    @classmethod
-    def _check(cls, message: statements_pb2.Retraction) -> None:
-        what = "retraction"
-        _check_reference(what, message)
-        _require(bool(message.reason.strip()), what, "gives no reason")
-        _check_text(what, "reason", message.reason, MAX_REASON_CHARS)
+        return cls._about(manifest, created_at=created_at, key=key, reason=reason)
 
 
 class Receipt(SignedStatement[statements_pb2.Receipt]):
@@ -398,6 +448,9 @@ class Receipt(SignedStatement[statements_pb2.Receipt]):
 
     KIND = "receipt"
     MESSAGE = statements_pb2.Receipt
+    WHAT = "receipt"
+    SIGNER = "recipient"
+    REQUIRED = (Required("recipient", "names no recipient"),)
 
     @classmethod
     def build(
@@ -411,27 +464,18 @@ class Receipt(SignedStatement[statements_pb2.Receipt]):
         key: SigningKey,
     ) -> Receipt:
         """A signed receipt for ``manifest`` listing header hashes opened and withheld."""
-        message = statements_pb2.Receipt(
+        return cls._about(
+            manifest,
+            created_at=created_at,
+            key=key,
             recipient=recipient,
-            originator=manifest.originator,
-            alert_id=manifest.alert_id,
-            version=manifest.version,
-            manifest_hash=manifest.hash,
             opened_header_hashes=list(opened),
             withheld_header_hashes=list(withheld),
         )
-        message.created_at.FromDatetime(created_at)
-        return cls.sign(message, key)
 
     @classmethod
-    def signer_field(cls) -> str:
-        return "recipient"
-
-    @classmethod
-    def _check(cls, message: statements_pb2.Receipt) -> None:
-        what = "receipt"
-        _check_reference(what, message)
-        _require(bool(message.recipient), what, "names no recipient")
+    def _check_more(cls, message: statements_pb2.Receipt) -> None:
+        what = cls.WHAT
         hashes = [*message.opened_header_hashes, *message.withheld_header_hashes]
         _require(all(len(h) == 32 for h in hashes), what, "header hashes are 32 bytes")
         _require(len(set(hashes)) == len(hashes), what, "names one header twice")
@@ -442,6 +486,9 @@ class PurgeAck(SignedStatement[statements_pb2.PurgeAck]):
 
     KIND = "purge_ack"
     MESSAGE = statements_pb2.PurgeAck
+    WHAT = "purge acknowledgement"
+    SIGNER = "recipient"
+    REQUIRED = (Required("recipient", "names no recipient"), Required("item_id", "names no item"))
 
     @classmethod
     def build(
@@ -454,27 +501,9 @@ class PurgeAck(SignedStatement[statements_pb2.PurgeAck]):
         key: SigningKey,
     ) -> PurgeAck:
         """A signed acknowledgement that ``item_id`` of ``manifest`` is purged."""
-        message = statements_pb2.PurgeAck(
-            recipient=recipient,
-            originator=manifest.originator,
-            alert_id=manifest.alert_id,
-            version=manifest.version,
-            manifest_hash=manifest.hash,
-            item_id=item_id,
+        return cls._about(
+            manifest, created_at=created_at, key=key, recipient=recipient, item_id=item_id
         )
-        message.created_at.FromDatetime(created_at)
-        return cls.sign(message, key)
-
-    @classmethod
-    def signer_field(cls) -> str:
-        return "recipient"
-
-    @classmethod
-    def _check(cls, message: statements_pb2.PurgeAck) -> None:
-        what = "purge acknowledgement"
-        _check_reference(what, message)
-        _require(bool(message.recipient), what, "names no recipient")
-        _require(bool(message.item_id), what, "names no item")
 
 
 class Feedback(SignedStatement[statements_pb2.Feedback]):
@@ -487,6 +516,12 @@ class Feedback(SignedStatement[statements_pb2.Feedback]):
 
     KIND = "feedback"
     MESSAGE = statements_pb2.Feedback
+    WHAT = "feedback"
+    SIGNER = "recipient"
+    REQUIRED = (
+        Required("recipient", "names no recipient"),
+        Required("ciphertext", "carries no ciphertext"),
+    )
 
     @classmethod
     def seal(
@@ -517,29 +552,19 @@ class Feedback(SignedStatement[statements_pb2.Feedback]):
             recipient=manifest.originator,
             recipient_key=originator_key,
         )
-        message = statements_pb2.Feedback(
+        return cls._about(
+            manifest,
+            created_at=created_at,
+            key=key,
             recipient=recipient,
-            originator=manifest.originator,
-            alert_id=manifest.alert_id,
-            version=manifest.version,
-            manifest_hash=manifest.hash,
             ciphertext=sealed.ciphertext,
             key_commitment=key_commitment(body_key, context),
             grant=grant.message,
         )
-        message.created_at.FromDatetime(created_at)
-        return cls.sign(message, key)
 
     @classmethod
-    def signer_field(cls) -> str:
-        return "recipient"
-
-    @classmethod
-    def _check(cls, message: statements_pb2.Feedback) -> None:
-        what = "feedback"
-        _check_reference(what, message)
-        _require(bool(message.recipient), what, "names no recipient")
-        _require(bool(message.ciphertext), what, "carries no ciphertext")
+    def _check_more(cls, message: statements_pb2.Feedback) -> None:
+        what = cls.WHAT
         _require(
             len(message.ciphertext) <= MAX_FEEDBACK_CIPHERTEXT_BYTES,
             what,

@@ -8,11 +8,11 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, insert, or_, select, update
 
 from exchange.audit import leaves
-from exchange.audit.log import append_entry
 from exchange.errors import ConflictError, InvalidInputError, NotFoundError
-from exchange.statements.codec import encode, envelope_to_proto
+from exchange.statements.codec import encode
 from exchange.statements.publish import CheckedPublish
 from exchange.store.feed import NewEvent, append_event
+from exchange.store.log import append_entry
 from exchange.store.release_tables import item_revocations
 from exchange.store.schema import alerts, grants, item_audience, items
 from exchange.v1 import alerts_pb2
@@ -78,7 +78,7 @@ def publish_alert(connection: Connection, checked: CheckedPublish, *, now: datet
             notified=checked.recipients,
         )
     _check_previous_version(connection, checked)
-    envelope_bytes = encode(envelope_to_proto(manifest.envelope))
+    envelope_bytes = checked.manifest_envelope
     log_index = append_entry(
         connection,
         entry_type=leaves.ALERT_PUBLISHED,

@@ -4,6 +4,13 @@ SQLite needs care (TRAPS.md): WAL and ``synchronous=FULL`` are per connection, a
 ``sqlite3`` issues no ``BEGIN`` before a ``SELECT``, so read-then-write sequences race.  Write
 transactions therefore begin with ``BEGIN IMMEDIATE``; read-only ones (``Database.read``) begin
 deferred so that readers never queue behind writers.
+
+Every failure of the database leaving a transaction of :class:`Database` (an error the driver
+raised, a lost connection, an exhausted pool) is mapped here to
+:class:`~exchange.errors.StorageError` (an integrity violation, a concurrent writer's, to
+:class:`~exchange.errors.StorageConflictError`), so that nothing above the store handles
+driver errors. A statement the store itself got wrong (a naive datetime for a timestamp
+column) stays SQLAlchemy's ``StatementError``: a bug, not an outage.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from exchange.errors import ConfigurationError
+from exchange.store.errors import StorageConflictError, StorageError
 
 _READ_ONLY = "exchange_read_only"
 
@@ -92,12 +101,13 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
-        if self._sqlite_writer is None:
-            with self.engine.begin() as connection:
+        with storage_errors():
+            if self._sqlite_writer is None:
+                with self.engine.begin() as connection:
+                    yield connection
+                return
+            with self._sqlite_writer, self.engine.begin() as connection:
                 yield connection
-            return
-        with self._sqlite_writer, self.engine.begin() as connection:
-            yield connection
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -111,7 +121,11 @@ class Database:
         options: dict[str, Any] = {_READ_ONLY: True}
         if self.is_postgresql:
             options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        with self.engine.connect().execution_options(**options) as connection, connection.begin():
+        with (
+            storage_errors(),
+            self.engine.connect().execution_options(**options) as connection,
+            connection.begin(),
+        ):
             yield connection
 
     def migrate(self) -> None:
@@ -128,6 +142,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Map the database failures raised inside the block to the store's domain errors."""
+    try:
+        yield
+    except IntegrityError as e:
+        raise StorageConflictError(f"the write collided with another: {e.orig}") from e
+    except (DBAPIError, DisconnectionError, PoolTimeoutError) as e:
+        raise StorageError(f"the database failed: {e}") from e
 
 
 def alembic_config(engine: Engine) -> Config:

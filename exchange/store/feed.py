@@ -6,19 +6,23 @@ never skip an event committed out of order.
 
 On PostgreSQL each append also queues a notification on :data:`FEED_CHANNEL`, delivered when the
 transaction commits, so that every hub replica listening on it wakes its streams
-(:class:`exchange.hub.notifier.ReplicaListener`).
+(:func:`listen_for_feed_events`, run by :class:`exchange.hub.background.ReplicaListener`).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy.engine import URL
 
 from exchange.audit import leaves
-from exchange.audit.log import append_entry
 from exchange.statements.codec import encode
+from exchange.store.errors import StorageError
+from exchange.store.log import append_entry
 from exchange.store.schema import feed_events, feed_heads
 from exchange.v1 import alerts_pb2
 
@@ -145,3 +149,31 @@ def events_after(
         message.created_at.FromDatetime(row.created_at)
         events.append(message)
     return events
+
+
+def listen_for_feed_events(
+    url: URL,
+    *,
+    listening: Callable[[], None],
+    on_event: Callable[[], None],
+    stopping: threading.Event,
+    poll_seconds: float,
+) -> None:
+    """Hold one PostgreSQL connection that ``LISTEN``s on :data:`FEED_CHANNEL` and call
+    ``on_event`` for every notification, until ``stopping`` is set (looked at every
+    ``poll_seconds``). ``listening`` is called once the channel is listened to.
+
+    Raises :class:`~exchange.errors.StorageError` when the connection fails.
+    """
+    import psycopg
+
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f"LISTEN {FEED_CHANNEL}")
+            listening()
+            while not stopping.is_set():
+                for _ in connection.notifies(timeout=poll_seconds):
+                    on_event()
+    except psycopg.Error as e:
+        raise StorageError(f"listening on {FEED_CHANNEL} failed: {e}") from e

@@ -156,3 +156,12 @@ def envelope_of(row_envelope: bytes) -> Envelope:
     message = statements_pb2.Envelope()
     message.ParseFromString(row_envelope)
     return envelope_from_proto(message)
+
+
+def verified_agency_keys(connection: Connection, agency_id: str, *, now: datetime) -> AgencyKeys:
+    """The agency's latest key statement, verified again against its registered CA."""
+    for row in list_agencies(connection):
+        if row.agency_id == agency_id and row.keys:
+            ca = x509.load_der_x509_certificate(row.ca_certificate_der)
+            return AgencyKeys.verify(envelope_of(row.keys[-1]), ca, now=now)
+    raise NotFoundError(f"agency {agency_id!r} has no key statement", reason="NO_WITNESS_KEY")

@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import Connection, Row, Table, and_, delete, exists, insert, select, update
 
 from exchange.audit import leaves
-from exchange.audit.log import append_entry
 from exchange.crypto.encoding import lp
 from exchange.errors import (
     ConflictError,
@@ -31,6 +30,7 @@ from exchange.errors import (
 from exchange.statements.codec import encode, envelope_to_proto, sha256
 from exchange.statements.release import (
     Feedback,
+    NamesManifest,
     PurgeAck,
     Receipt,
     ReleaseDecision,
@@ -40,6 +40,7 @@ from exchange.statements.release import (
     SignedStatement,
 )
 from exchange.store.feed import NewEvent, append_event
+from exchange.store.log import append_entry
 from exchange.store.release_tables import (
     embargo_releases,
     feedback,
@@ -79,18 +80,30 @@ class StoredStatement:
 # --- lookups -------------------------------------------------------------------------------------
 
 
-def _alert_version(
-    connection: Connection, originator: str, alert_id: str, version: int, manifest_hash: bytes
-) -> Row[Any] | None:
+_RecipientMessage = statements_pb2.Receipt | statements_pb2.Feedback
+
+
+def _alert_version(connection: Connection, message: NamesManifest) -> Row[Any] | None:
     """The stored alert version a statement names, only if its manifest hash matches too."""
     return connection.execute(
         select(alerts).where(
-            alerts.c.originator == originator,
-            alerts.c.alert_id == alert_id,
-            alerts.c.version == version,
-            alerts.c.manifest_hash == manifest_hash,
+            alerts.c.originator == message.originator,
+            alerts.c.alert_id == message.alert_id,
+            alerts.c.version == message.version,
+            alerts.c.manifest_hash == message.manifest_hash,
         )
     ).first()
+
+
+def _version_seen_by_recipient(connection: Connection, message: _RecipientMessage) -> Row[Any]:
+    """The alert version a recipient's statement names, if the recipient may see it (and is
+    not its originator); else the same NOT_FOUND as for a version that does not exist."""
+    alert = _alert_version(connection, message)
+    if alert is None or message.recipient == alert.originator or not _sees_alert(
+        connection, alert, message.recipient
+    ):
+        raise _not_found_alert(message.alert_id, message.version)
+    return alert
 
 
 def _item(connection: Connection, alert_pk: int, item_id: str) -> Row[Any] | None:
@@ -223,9 +236,7 @@ def record_request(
     retry of the same bytes returns the first answer.
     """
     message = request.message
-    alert = _alert_version(
-        connection, message.originator, message.alert_id, message.version, message.manifest_hash
-    )
+    alert = _alert_version(connection, message)
     item = None if alert is None else _item(connection, alert.id, message.item_id)
     if (
         alert is None
@@ -456,9 +467,7 @@ def revoke_item(connection: Connection, revocation: Revocation, *, now: datetime
     ``ITEM_REVOKED`` so that their clients purge the item and acknowledge.
     """
     message = revocation.message
-    alert = _alert_version(
-        connection, message.originator, message.alert_id, message.version, message.manifest_hash
-    )
+    alert = _alert_version(connection, message)
     if alert is None:
         raise _not_found_alert(message.alert_id, message.version)
     if _item(connection, alert.id, message.item_id) is None:
@@ -525,9 +534,7 @@ def revoke_item(connection: Connection, revocation: Revocation, *, now: datetime
 def record_purge_ack(connection: Connection, ack: PurgeAck, *, now: datetime) -> StoredStatement:
     """Store a recipient's acknowledgement that it purged a revoked item; tell the originator."""
     message = ack.message
-    alert = _alert_version(
-        connection, message.originator, message.alert_id, message.version, message.manifest_hash
-    )
+    alert = _alert_version(connection, message)
     if alert is None or message.recipient not in _audience(connection, alert.id, message.item_id):
         raise _not_found_item(message.item_id, message.alert_id, message.version)
     revoked = connection.execute(
@@ -542,28 +549,22 @@ def record_purge_ack(connection: Connection, ack: PurgeAck, *, now: datetime) ->
             f"item {message.item_id!r} is not revoked from {message.recipient}",
             reason="NOT_REVOKED",
         )
-    return _store_recipient_statement(
-        connection,
-        ack,
-        table=purge_acks,
-        entry_type=leaves.PURGE_ACK,
-        event_kind=Kind.PURGE_ACKNOWLEDGED,
-        alert=alert,
-        recipient=message.recipient,
-        now=now,
-        item_id=message.item_id,
-    )
+    return _store_recipient_statement(connection, ack, alert, now=now, item_id=message.item_id)
+
+
+_RECIPIENT_STATEMENTS: dict[type[SignedStatement[Any]], tuple[Table, str, int]] = {
+    Receipt: (receipts, leaves.RECEIPT, Kind.RECEIPT_RECEIVED),
+    PurgeAck: (purge_acks, leaves.PURGE_ACK, Kind.PURGE_ACKNOWLEDGED),
+    Feedback: (feedback, leaves.FEEDBACK, Kind.FEEDBACK_RECEIVED),
+}
+"""Where each kind of recipient statement is kept, how it is logged, and the originator's event."""
 
 
 def _store_recipient_statement(
     connection: Connection,
-    statement: SignedStatement[Any],
-    *,
-    table: Table,
-    entry_type: str,
-    event_kind: int,
+    statement: Receipt | PurgeAck | Feedback,
     alert: Row[Any],
-    recipient: str,
+    *,
     now: datetime,
     item_id: str = "",
 ) -> StoredStatement:
@@ -572,6 +573,8 @@ def _store_recipient_statement(
     The same signed bytes sent again (a retry) return the first log index and change nothing;
     the envelope names the recipient and item, so equal bytes mean the same statement.
     """
+    table, entry_type, event_kind = _RECIPIENT_STATEMENTS[type(statement)]
+    recipient = statement.message.recipient
     envelope = _envelope_bytes(statement)
     existing = connection.execute(
         select(table.c.log_index).where(table.c.alert_pk == alert.id, table.c.envelope == envelope)
@@ -604,13 +607,7 @@ def record_receipt(connection: Connection, receipt: Receipt, *, now: datetime) -
     Every header hash it names must be one of the version's items.
     """
     message = receipt.message
-    alert = _alert_version(
-        connection, message.originator, message.alert_id, message.version, message.manifest_hash
-    )
-    if alert is None or message.recipient == alert.originator or not _sees_alert(
-        connection, alert, message.recipient
-    ):
-        raise _not_found_alert(message.alert_id, message.version)
+    alert = _version_seen_by_recipient(connection, message)
     headers = {
         sha256(bytes(header))
         for header in connection.execute(
@@ -623,16 +620,7 @@ def record_receipt(connection: Connection, receipt: Receipt, *, now: datetime) -
             "the receipt names an item header that is not in this alert version",
             violations=[FieldViolation("header_hashes", "not an item of the version")],
         )
-    return _store_recipient_statement(
-        connection,
-        receipt,
-        table=receipts,
-        entry_type=leaves.RECEIPT,
-        event_kind=Kind.RECEIPT_RECEIVED,
-        alert=alert,
-        recipient=message.recipient,
-        now=now,
-    )
+    return _store_recipient_statement(connection, receipt, alert, now=now)
 
 
 def record_feedback(
@@ -648,29 +636,14 @@ def record_feedback(
     not read it.
     """
     message = statement.message
-    alert = _alert_version(
-        connection, message.originator, message.alert_id, message.version, message.manifest_hash
-    )
-    if alert is None or message.recipient == alert.originator or not _sees_alert(
-        connection, alert, message.recipient
-    ):
-        raise _not_found_alert(message.alert_id, message.version)
+    alert = _version_seen_by_recipient(connection, message)
     if message.grant.recipient_key_id != encryption_key_ids.get(alert.originator):
         raise InvalidInputError(
             "the feedback's key is not wrapped for the originator's current encryption key",
             violations=[FieldViolation("grant.recipient_key_id", "not the originator's current key")],
             reason="GRANT_MISMATCH",
         )
-    return _store_recipient_statement(
-        connection,
-        statement,
-        table=feedback,
-        entry_type=leaves.FEEDBACK,
-        event_kind=Kind.FEEDBACK_RECEIVED,
-        alert=alert,
-        recipient=message.recipient,
-        now=now,
-    )
+    return _store_recipient_statement(connection, statement, alert, now=now)
 
 
 def list_receipts(
@@ -704,9 +677,7 @@ def retract_alert(
 ) -> StoredStatement:
     """Mark every version of an alert retracted, naming its latest; tell every recipient."""
     message = retraction.message
-    alert = _alert_version(
-        connection, message.originator, message.alert_id, message.version, message.manifest_hash
-    )
+    alert = _alert_version(connection, message)
     if alert is None:
         raise _not_found_alert(message.alert_id, message.version)
     versions = connection.execute(

@@ -8,6 +8,8 @@ to find and authorize them.  ``schema`` imports this module, so Alembic and ever
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -44,17 +46,40 @@ release_requests = Table(
     Index("ix_release_requests_requester", "requester"),
 )
 
-revocations = Table(
+
+def _statement_table(
+    name: str, *columns: Column[Any] | Index, keyed_by_alert: bool = False
+) -> Table:
+    """The table of one kind of signed statement about an alert: its key (a serial id, or the
+    alert itself for a statement made once per alert), its own ``columns``, then the envelope
+    exactly as signed, when it was received and the index of its log leaf."""
+    key: list[Column[Any]] = (
+        [Column("alert_pk", Serial, ForeignKey("alerts.id"), primary_key=True)]
+        if keyed_by_alert
+        else [
+            Column("id", Serial, primary_key=True, autoincrement=True),
+            Column("alert_pk", Serial, ForeignKey("alerts.id"), nullable=False),
+        ]
+    )
+    own = [c for c in columns if isinstance(c, Column)]
+    indexes = [c for c in columns if isinstance(c, Index)]
+    return Table(
+        name,
+        metadata,
+        *key,
+        *own,
+        Column("envelope", LargeBinary, nullable=False),
+        Column("created_at", Timestamp, nullable=False),
+        Column("log_index", BigInteger, nullable=False),
+        *indexes,
+    )
+
+
+revocations = _statement_table(
     "revocations",
-    metadata,
-    Column("id", Serial, primary_key=True, autoincrement=True),
-    Column("alert_pk", Serial, ForeignKey("alerts.id"), nullable=False),
     Column("item_id", ItemId, nullable=False),
     # Empty: every recipient.
     Column("agency", AgencyId, nullable=False),
-    Column("envelope", LargeBinary, nullable=False),
-    Column("created_at", Timestamp, nullable=False),
-    Column("log_index", BigInteger, nullable=False),
 )
 
 # One row per (item, agency) the item is currently revoked from; an approval lifts it.
@@ -67,51 +92,26 @@ item_revocations = Table(
     Column("revocation_id", Serial, ForeignKey("revocations.id"), nullable=False),
 )
 
-purge_acks = Table(
+purge_acks = _statement_table(
     "purge_acks",
-    metadata,
-    Column("id", Serial, primary_key=True, autoincrement=True),
-    Column("alert_pk", Serial, ForeignKey("alerts.id"), nullable=False),
     Column("item_id", ItemId, nullable=False),
     Column("recipient", AgencyId, nullable=False),
-    Column("envelope", LargeBinary, nullable=False),
-    Column("created_at", Timestamp, nullable=False),
-    Column("log_index", BigInteger, nullable=False),
     Index("ix_purge_acks_item", "alert_pk", "item_id", "recipient"),
 )
 
-receipts = Table(
+receipts = _statement_table(
     "receipts",
-    metadata,
-    Column("id", Serial, primary_key=True, autoincrement=True),
-    Column("alert_pk", Serial, ForeignKey("alerts.id"), nullable=False),
     Column("recipient", AgencyId, nullable=False),
-    Column("envelope", LargeBinary, nullable=False),
-    Column("created_at", Timestamp, nullable=False),
-    Column("log_index", BigInteger, nullable=False),
     Index("ix_receipts_alert", "alert_pk"),
 )
 
-feedback = Table(
+feedback = _statement_table(
     "feedback",
-    metadata,
-    Column("id", Serial, primary_key=True, autoincrement=True),
-    Column("alert_pk", Serial, ForeignKey("alerts.id"), nullable=False),
     Column("recipient", AgencyId, nullable=False),
-    Column("envelope", LargeBinary, nullable=False),
-    Column("created_at", Timestamp, nullable=False),
-    Column("log_index", BigInteger, nullable=False),
     Index("ix_feedback_alert", "alert_pk"),
 )
 
-retractions = Table(
-    "retractions",
-    metadata,
-    Column("alert_pk", Serial, ForeignKey("alerts.id"), primary_key=True),
-    Column("envelope", LargeBinary, nullable=False),
-    Column("created_at", Timestamp, nullable=False),
-    Column("log_index", BigInteger, nullable=False),
-)
+retractions = _statement_table("retractions", keyed_by_alert=True)
 
 # Embargoed grants whose holders have been told of the release (ITEM_RELEASED), one row each.
 embargo_releases = Table(

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import grpc
 
+from exchange.config.profile import ProfileData, load_profile
 from exchange.crypto.keys import EncryptionKey, VerifyKey
-from exchange.profile import ProfileData, load_profile
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.codec import envelope_from_proto
 from exchange.statements.sealing import PlainItem, SealedAlert, open_version, seal_alert

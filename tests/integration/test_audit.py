@@ -339,7 +339,9 @@ def test_heartbeats_prove_the_events_before_them_and_extend_the_previous_checkpo
     for events, heartbeat in batches:
         consistency = heartbeat.consistency
         checkpoint = b.verifier.accept(heartbeat.checkpoint, list(consistency.hashes)).checkpoint
-        if previous_size:  # the proof runs from the stream's previous checkpoint to this one
+        if previous_size == checkpoint.size:  # a quiet heartbeat under the same checkpoint
+            assert not heartbeat.HasField("consistency")
+        elif previous_size:  # the proof runs from the stream's previous checkpoint to this one
             assert (consistency.from_size, consistency.to_size) == (previous_size, checkpoint.size)
         previous_size = checkpoint.size
         by_index = {proof.inclusion.index: proof for proof in heartbeat.event_proofs}

@@ -50,7 +50,7 @@ def clients(hub: object, exchange_dir: Path, tmp_path: Path) -> Iterator[Callabl
 
 def first_heartbeat_after_events(client: Client, events: int) -> list[alerts_pb2.SubscribeResponse]:
     """The raw responses of a fresh stream up to the heartbeat after ``events`` events."""
-    stream = client._alerts_stub.Subscribe(alerts_pb2.SubscribeRequest(after=0), timeout=20)
+    stream = client._transport.alerts.Subscribe(alerts_pb2.SubscribeRequest(after=0), timeout=20)
     responses, seen = [], 0
     for response in stream:
         responses.append(response)

@@ -47,9 +47,9 @@ def revoke(hub: object, agency_id: str) -> None:
 
 def test_publishing_again_reuses_the_verified_partner_keys(agency_a: Client) -> None:
     agency_a.publish(draft_for("agency-b"))
-    fetched_at = agency_a._partners_fetched_at
+    fetched_at = agency_a._partners.fetched_at
     agency_a.publish(draft_for("agency-b", "agency-c"))
-    assert agency_a._partners_fetched_at == fetched_at  # no directory fetch for the second
+    assert agency_a._partners.fetched_at == fetched_at  # no directory fetch for the second
 
 
 def test_a_partner_revoked_since_the_keys_were_fetched_is_named(

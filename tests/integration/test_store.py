@@ -61,8 +61,8 @@ def test_one_agencys_cosignature_stored_twice_at_once_keeps_the_later(database_u
     import threading
     from datetime import UTC, datetime
 
-    from exchange.audit.checkpoints import add_cosignature, checkpoint_at, sign_checkpoint
     from exchange.crypto.notes import CosignatureSigner, NoteSigner, cosign
+    from exchange.store.checkpoints import add_cosignature, checkpoint_at, sign_checkpoint
     from exchange.store.schema import agencies, cosignatures
 
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -110,3 +110,28 @@ def test_one_agencys_cosignature_stored_twice_at_once_keeps_the_later(database_u
     assert rows == 1
     assert stored is not None and stored.cosignature_lines == (cosign(body, witness, stamp + 5),)
     db.dispose()
+
+
+def test_database_failures_leave_the_store_as_domain_errors(database_url: str) -> None:
+    """Nothing above the store handles driver errors: a collision is a StorageConflictError,
+    any other failure of the database a StorageError, and the transaction is rolled back."""
+    import pytest
+    from sqlalchemy import text
+
+    from exchange.store.errors import StorageConflictError, StorageError
+
+    db = Database.from_url(database_url)
+    db.migrate()
+    try:
+        with db.write() as connection:
+            connection.execute(insert(feed_heads).values(agency_id="agency-y", last_sequence=1))
+        with pytest.raises(StorageConflictError), db.write() as connection:
+            connection.execute(insert(feed_heads).values(agency_id="agency-z", last_sequence=1))
+            connection.execute(insert(feed_heads).values(agency_id="agency-y", last_sequence=2))
+        with pytest.raises(StorageError, match="the database failed"), db.read() as connection:
+            connection.execute(text("SELECT * FROM no_such_table"))
+        with db.read() as connection:
+            agencies = set(connection.execute(select(feed_heads.c.agency_id)).scalars())
+        assert agencies == {"agency-y"}
+    finally:
+        db.dispose()

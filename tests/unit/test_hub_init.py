@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from exchange import pki
+from exchange.config.profile import AGENCY_KEYS_PAYLOAD_TYPE, ProfileConfig
 from exchange.crypto.dsse import Envelope, sign_envelope
 from exchange.crypto.keys import SigningKey
 from exchange.crypto.notes import NoteSigner, NoteVerifier
@@ -39,7 +40,6 @@ from exchange.hub.init import (
     init_exchange,
     read_public_bundle,
 )
-from exchange.profile import AGENCY_KEYS_PAYLOAD_TYPE, ProfileConfig
 from exchange.v1 import statements_pb2
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from exchange import pki
-from exchange.errors import ConfigurationError
-from exchange.hub.init import InitResult, init_exchange
-from exchange.profile import (
+from exchange.config.profile import (
     PROFILE_FILE_NAME,
     ProfileConfig,
     ProfilePaths,
     load_profile,
     parse_host_port,
 )
+from exchange.errors import ConfigurationError
+from exchange.hub.init import InitResult, init_exchange
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
 

@@ -36,6 +36,7 @@ from exchange.crypto.notes import (
 from exchange.errors import ConfigurationError, SignatureError, VerificationError
 from exchange.v1 import alerts_pb2, alerts_pb2_grpc, audit_pb2, audit_pb2_grpc
 from exchange_client._internal.audit import Auditor, CheckpointStore, checkpoint_text
+from exchange_client._internal.transport import Transport
 
 ORIGIN = "hub.example/log"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -160,13 +161,11 @@ def make_auditor(
 ) -> Auditor:
     moments = clock if clock is not None else [NOW]
     return Auditor(
-        channel,
+        Transport(channel, target="scripted hub", timeout=5),
         agency_id=agency,
         state_dir=state,
         checkpoint_verifier_key=HUB_KEY.verifier().to_string(),
         witness_key=WITNESS_KEYS[agency],
-        target="scripted hub",
-        timeout=5,
         clock=lambda: moments[-1],
         partner_keys=lambda: {a: witness_keys(a) for a in WITNESS_KEYS},  # type: ignore[misc]
         signing_keys=dict,

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 import exchange_client
 from exchange.audit import errors as audit_errors
+from exchange.config.profile import ProfileConfig
 from exchange.errors import ConfigurationError
-from exchange.profile import ProfileConfig
 from exchange_client import Profile
 from exchange_client.cli import app
 

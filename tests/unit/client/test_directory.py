@@ -15,10 +15,11 @@ from types import MappingProxyType
 import pytest
 
 from exchange import pki
-from exchange.profile import ProfileData, load_profile
+from exchange.config.profile import ProfileData, load_profile
 from exchange.statements.codec import envelope_to_proto
 from exchange.v1 import directory_pb2
 from exchange_client import Client, Profile
+from exchange_client._internal.partners import agency_info, check_record
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +62,12 @@ def record(
 def test_a_partner_whose_keys_chain_to_its_own_ca_is_verified(
     client: Client, material: dict[str, ProfileData], now: datetime
 ) -> None:
-    partner = client._check_record(record(material, "agency-b"), now)
+    partner = check_record(record(material, "agency-b"), client.profile.partner_cas, now)
     assert partner.verified
     assert partner.problem == ""
     assert partner.latest is not None
     assert partner.latest.encryption_key == material["agency-b"].encryption_key.public_key
-    info = client._agency_info(partner)
+    info = agency_info(partner)
     assert info.signing_key_fingerprint == material["agency-b"].signing_key.public_key.fingerprint
     assert info.key_number == 1
 
@@ -75,7 +76,7 @@ def test_a_key_slipped_in_by_the_hub_is_not_verified_and_never_encrypted_to(
     client: Client, material: dict[str, ProfileData], now: datetime
 ) -> None:
     swapped = record(material, "agency-b", keys_of=("agency-c",))
-    partner = client._check_record(swapped, now)
+    partner = check_record(swapped, client.profile.partner_cas, now)
     assert not partner.verified
     assert "does not verify" in partner.problem
     assert partner.verify_keys == {}
@@ -87,7 +88,7 @@ def test_an_agency_without_a_ca_in_the_profile_is_not_verified(
     trimmed = dict(client.profile.partner_cas)
     del trimmed["agency-b"]
     client.profile = dataclasses.replace(client.profile, partner_cas=MappingProxyType(trimmed))
-    partner = client._check_record(record(material, "agency-b"), now)
+    partner = check_record(record(material, "agency-b"), client.profile.partner_cas, now)
     assert not partner.verified
     assert "[partners]" in partner.problem
 
@@ -97,7 +98,7 @@ def test_the_hubs_copy_of_a_ca_is_ignored_but_a_difference_is_reported(
 ) -> None:
     served = record(material, "agency-b")
     served.ca_certificate = pki.certificate_to_der(material["agency-c"].ca_certificate)
-    partner = client._check_record(served, now)
+    partner = check_record(served, client.profile.partner_cas, now)
     assert partner.verified  # checked against the profile's CA, which the keys chain to
     assert "differs" in partner.problem
 
@@ -105,8 +106,10 @@ def test_the_hubs_copy_of_a_ca_is_ignored_but_a_difference_is_reported(
 def test_a_newest_statement_that_fails_leaves_no_key_to_encrypt_to(
     client: Client, material: dict[str, ProfileData], now: datetime
 ) -> None:
-    partner = client._check_record(
-        record(material, "agency-b", keys_of=("agency-b", "agency-c")), now
+    partner = check_record(
+        record(material, "agency-b", keys_of=("agency-b", "agency-c")),
+        client.profile.partner_cas,
+        now,
     )
     assert not partner.verified
     assert list(partner.verify_keys) == [material["agency-b"].signing_key.public_key.key_id]

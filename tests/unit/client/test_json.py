@@ -12,12 +12,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from exchange.alerts.draft import Draft
 from exchange.alerts.watchlist import Watchlist
-from exchange.profile import load_profile
+from exchange.config.profile import load_profile
 from exchange.statements.sealing import PlainItem, open_version, seal_alert, summary_item
 from exchange.v1 import alerts_pb2, payloads_pb2, statements_pb2
 from exchange_client import OpenedAlert, OpenedItem
-from exchange_client._internal.client import _opened_alert
 from exchange_client._internal.models import ItemPolicy
+from exchange_client._internal.opening import opened_alert
 
 Policy = statements_pb2.ReleasePolicy
 STATUSES = {"VISIBLE", "WITHHELD", "EMBARGOED", "REVOKED", "EXPIRED", "INVALID"}
@@ -171,7 +171,7 @@ def opened(exchange_dir: Path) -> OpenedAlert:
         originator_keys={verify_key.key_id: verify_key},
         now=datetime(2025, 3, 1, 12, 5, tzinfo=UTC),
     )
-    return _opened_alert(version, Watchlist.shipped())
+    return opened_alert(version, Watchlist.shipped())
 
 
 def test_show_json_has_the_documented_shape(opened: OpenedAlert) -> None:

@@ -28,6 +28,7 @@ from exchange.statements.codec import (
     envelope_to_proto,
     parse_canonical,
 )
+from exchange.statements.publish import PublishLimits, check_publish
 from exchange.statements.sealing import (
     EMBARGOED,
     EXPIRED,
@@ -293,3 +294,23 @@ def test_manifest_hash_is_over_the_exact_signed_bytes(parties: dict[str, Party])
     assert list(verified.message.item_header_hashes) == [
         hashlib.sha256(i.header).digest() for i in sealed.request.items
     ]
+
+
+def test_checked_publish_carries_the_received_manifest_envelope(parties: dict[str, Party]) -> None:
+    """The store keeps the envelope the hub received, as its canonical bytes: a field this
+    version cannot read is dropped, so the logged bytes are what every verifier reads."""
+    sealed = seal(parties, [note("n1", "hello", ["agency-b"], release=Policy.IMMEDIATE)])
+    request = alerts_pb2.PublishRequest()
+    request.CopyFrom(sealed.request)
+    request.manifest.MergeFromString(b"\xa2\x06\x03abc")  # field 100, length-delimited: unknown
+    a = parties["agency-a"]
+    checked = check_publish(
+        request,
+        caller="agency-a",
+        caller_keys=a.verify_keys,
+        encryption_key_ids={p.agency_id: p.decryption.public_key.key_id for p in parties.values()},
+        limits=PublishLimits(),
+    )
+    assert checked.manifest_envelope == encode(sealed.request.manifest)
+    assert checked.manifest_envelope != encode(request.manifest)
+    assert checked.manifest_envelope == encode(envelope_to_proto(checked.manifest.envelope))

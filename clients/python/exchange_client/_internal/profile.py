@@ -10,8 +10,8 @@ from types import MappingProxyType
 
 from cryptography import x509
 
+from exchange.config.profile import DEFAULT_MAX_COSIGNATURE_AGE_SECONDS, ProfileData, load_profile
 from exchange.crypto.keys import DecryptionKey, SigningKey
-from exchange.profile import DEFAULT_MAX_COSIGNATURE_AGE_SECONDS, ProfileData, load_profile
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Profile:
 
     @classmethod
     def from_data(cls, data: ProfileData) -> Profile:
-        """Wrap a profile already read by :func:`exchange.profile.load_profile`."""
+        """Wrap a profile already read by :func:`exchange.config.profile.load_profile`."""
         return cls(
             agency_id=data.agency_id,
             hub_address=data.hub_address,

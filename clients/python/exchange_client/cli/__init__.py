@@ -25,6 +25,7 @@ from rich.console import Console
 from exchange import cli_conventions
 from exchange.alerts.draft import Draft
 from exchange.alerts.watchlist import Watchlist
+from exchange.config.profile import ProfileConfig, parse_host_port
 from exchange.errors import (
     ConfigurationError,
     ExchangeError,
@@ -32,10 +33,10 @@ from exchange.errors import (
     NotPermittedError,
     VerificationError,
 )
-from exchange.profile import ProfileConfig, parse_host_port
-from exchange_client._internal.client import PUBLISH_RETRY_SECONDS, Client
+from exchange_client._internal.client import Client
 from exchange_client._internal.models import StatementResult
 from exchange_client._internal.profile import Profile
+from exchange_client._internal.publishing import PUBLISH_RETRY_SECONDS
 from exchange_client._internal.watchlist_updates import WatchlistUpdates
 from exchange_client.cli import _render
 from exchange_client.cli.audit import register as register_audit_commands

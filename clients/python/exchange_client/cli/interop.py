@@ -29,8 +29,8 @@ from ruamel.yaml import YAML
 
 from exchange import cli_conventions
 from exchange.alerts._draft_files import parse_yaml
+from exchange.config.profile import ProfileConfig, parse_host_port
 from exchange.errors import ConfigurationError, DraftError, ExchangeError
-from exchange.profile import ProfileConfig, parse_host_port
 from exchange_client import Client, Draft, OpenedAlert, Profile
 from exchange_client.interop import (
     AlertFeed,

@@ -28,7 +28,6 @@ import functools
 import ipaddress
 import os
 import stat
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ import tomli_w
 from cryptography import x509
 
 from exchange import pki
+from exchange.config.toml_files import TomlTable, read_toml
 from exchange.crypto.dsse import Envelope
 from exchange.crypto.keys import DecryptionKey, SigningKey
 from exchange.crypto.notes import NoteVerifier
@@ -197,8 +197,13 @@ class ProfileConfig:
         path = Path(path)
         file = path / PROFILE_FILE_NAME if path.is_dir() else path
         directory = file.parent.absolute()
-        document = _read_toml(file)
-        top = _Table(document, file, "")
+        document = read_toml(
+            file,
+            missing="no profile here; make one with `exchange-hub init DIR --agency ID` and "
+            "point --profile at DIR/agencies/<id>",
+            fix="fix or regenerate it",
+        )
+        top = TomlTable(document, file, "")
         agency_id = top.string("agency_id")
         try:
             pki.check_agency_id(agency_id)
@@ -436,94 +441,7 @@ def load_profile(path: Path, *, now: datetime | None = None) -> ProfileData:
 _T = TypeVar("_T")
 
 
-def _read_toml(file: Path) -> dict[str, Any]:
-    try:
-        text = file.read_bytes().decode("utf-8")
-    except FileNotFoundError as e:
-        raise ConfigurationError(
-            f"{file}: no profile here; make one with `exchange-hub init DIR --agency ID` and "
-            "point --profile at DIR/agencies/<id>"
-        ) from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigurationError(f"{file}: cannot read the file: {e}") from e
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigurationError(f"{file}: not valid TOML ({e}); fix or regenerate it") from e
-
-
-class _Table:
-    """One TOML table, with the file and section name every error message needs."""
-
-    def __init__(self, values: Mapping[str, Any], file: Path, section: str) -> None:
-        self._values = values
-        self._file = file
-        self._section = section
-
-    def _where(self, key: str) -> str:
-        return f"{self._file}: {f'[{self._section}] ' if self._section else ''}{key}"
-
-    def names(self) -> list[str]:
-        return list(self._values)
-
-    def string(self, key: str) -> str:
-        value = self._values.get(key)
-        if value is None:
-            raise ConfigurationError(f"{self._where(key)} is missing; add it")
-        if not isinstance(value, str) or not value:
-            raise ConfigurationError(f"{self._where(key)} must be a non-empty string")
-        return value
-
-    def agency_ids(self, key: str) -> tuple[str, ...]:
-        value = self._values.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigurationError(f"{self._where(key)} must be a list of agency ids")
-        for agency_id in value:
-            try:
-                pki.check_agency_id(agency_id)
-            except ExchangeError as e:
-                raise ConfigurationError(f"{self._where(key)}: {e.message}") from e
-        return tuple(value)
-
-    @property
-    def file(self) -> Path:
-        return self._file
-
-    def boolean(self, key: str) -> bool:
-        value = self._values.get(key, False)
-        if not isinstance(value, bool):
-            raise ConfigurationError(f"{self._where(key)} must be true or false")
-        return value
-
-    def positive_integer(self, key: str, default: int) -> int:
-        value = self._values.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigurationError(f"{self._where(key)} must be a whole number above 0")
-        return value
-
-    def path(self, key: str, *, default: Path | None = None) -> Path:
-        if key not in self._values and default is not None:
-            return default
-        return Path(self.string(key))
-
-    def table(self, key: str, *, required: bool) -> _Table:
-        value = self._values.get(key)
-        if value is None and not required:
-            return _Table({}, self._file, key)
-        if not isinstance(value, dict):
-            raise ConfigurationError(f"{self._where(key)}: expected a [{key}] table")
-        return _Table(value, self._file, key)
-
-    def refuse_unknown(self, known: set[str]) -> None:
-        unknown = sorted(set(self._values) - known)
-        if unknown:
-            raise ConfigurationError(
-                f"{self._where(', '.join(unknown))}: unknown setting; expected "
-                f"{', '.join(sorted(known))}"
-            )
-
-
-def _taxii_settings(top: _Table, directory: Path) -> TaxiiSettings | None:
+def _taxii_settings(top: TomlTable, directory: Path) -> TaxiiSettings | None:
     if "taxii" not in top.names():
         return None
     table = top.table("taxii", required=True)

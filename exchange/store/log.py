@@ -27,6 +27,7 @@ _TAKE_NEXT_INDEX = (
     .returning(log_head.c.size)
 )
 _INSERT_ENTRY = insert(log_entries)
+_LOG_SIZE = select(log_head.c.size).where(log_head.c.id == 1)
 _FEED_EVENT_INDEX = select(feed_events.c.log_index).where(
     feed_events.c.agency_id == bindparam("agency"), feed_events.c.sequence == bindparam("sequence")
 )
@@ -60,6 +61,11 @@ def append_entry(
         },
     )
     return index
+
+
+def log_size(connection: Connection) -> int:
+    """How many leaves the log holds (committed ones, and the transaction's own appends)."""
+    return int(connection.execute(_LOG_SIZE).scalar_one())
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,6 @@ import pytest
 from sqlalchemy import Connection, func, insert, select
 
 from exchange.audit import merkle
-from exchange.audit.checkpoints import add_cosignature, latest_checkpoint, sign_checkpoint
-from exchange.audit.log import append_entry
 from exchange.crypto.notes import (
     Checkpoint,
     CosignatureSigner,
@@ -20,9 +18,11 @@ from exchange.crypto.notes import (
     open_checkpoint,
 )
 from exchange.errors import InvalidInputError, NotFoundError, SignatureError
-from exchange.hub.audit_service import Checkpointer
+from exchange.hub.background import Checkpointer
+from exchange.store.checkpoints import add_cosignature, latest_checkpoint, sign_checkpoint
 from exchange.store.db import Database
 from exchange.store.group_commit import GroupCommit
+from exchange.store.log import append_entry
 from exchange.store.schema import agencies, checkpoints, log_entries
 
 ORIGIN = "exchange.test/log"

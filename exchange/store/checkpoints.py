@@ -14,30 +14,26 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from exchange.audit.tree import StoredTree, TreeGrowth, hashed_size
+from exchange.audit.cosignatures import check_cosignature
 from exchange.crypto.notes import (
     Checkpoint,
     CosignatureVerifier,
     NoteSigner,
     append_signatures,
     sign_note,
-    verify_cosignature,
 )
 from exchange.errors import InvalidInputError, NotFoundError
 from exchange.store.schema import checkpoints, cosignatures
+from exchange.store.tree import StoredTree, TreeGrowth, hashed_size
 
 __all__ = [
-    "MAX_COSIGNATURE_CLOCK_SKEW_SECONDS",
     "StoredCheckpoint",
     "add_cosignature",
     "checkpoint_at",
     "latest_checkpoint",
     "sign_checkpoint",
+    "signed_checkpoint",
 ]
-
-MAX_COSIGNATURE_CLOCK_SKEW_SECONDS = 300
-"""How far in the future (by the hub's clock) a cosignature's timestamp may be."""
-
 
 @dataclass(frozen=True)
 class StoredCheckpoint:
@@ -91,6 +87,14 @@ def latest_checkpoint(connection: Connection) -> StoredCheckpoint | None:
     return None if row is None else _with_cosignatures(connection, row)
 
 
+def signed_checkpoint(connection: Connection) -> StoredCheckpoint:
+    """The latest checkpoint; :class:`~exchange.errors.NotFoundError` before the first one."""
+    checkpoint = latest_checkpoint(connection)
+    if checkpoint is None:
+        raise NotFoundError("the log has no signed checkpoint yet", reason="NO_CHECKPOINT")
+    return checkpoint
+
+
 def checkpoint_at(connection: Connection, size: int) -> StoredCheckpoint | None:
     """The checkpoint signed at tree size ``size``, if there is one."""
     row = connection.execute(select(checkpoints).where(checkpoints.c.size == size)).first()
@@ -109,7 +113,7 @@ def sign_checkpoint(
 
     Runs in the caller's write transaction under the tree head's lock, so two replicas never sign
     the same size twice; returns the latest checkpoint either way. ``growth``, the result of
-    :func:`~exchange.audit.tree.hash_new_leaves` earlier in the same transaction, spares every
+    :func:`~exchange.store.tree.hash_new_leaves` earlier in the same transaction, spares every
     read when it grew the tree: no checkpoint can exist at a size hashed only now, and its root
     is known.
     """
@@ -141,7 +145,8 @@ def add_cosignature(
 
     ``checkpoint_text`` must be the body of a stored checkpoint, byte for byte, and the line must
     verify under ``verifier`` (the cosigner's current witness key). A later cosignature by the
-    same agency replaces an earlier one. Returns the cosignature's timestamp.
+    same agency replaces an earlier one (the acceptance rule is
+    :func:`~exchange.audit.cosignatures.check_cosignature`). Returns the cosignature's timestamp.
     """
     try:
         checkpoint = Checkpoint.from_text(checkpoint_text)
@@ -153,12 +158,7 @@ def add_cosignature(
             f"this log signed no checkpoint with that text at size {checkpoint.size}",
             reason="CHECKPOINT_UNKNOWN",
         )
-    timestamp = verify_cosignature(checkpoint_text, signature_line, verifier)
-    latest_allowed = int(now.timestamp()) + MAX_COSIGNATURE_CLOCK_SKEW_SECONDS
-    if timestamp > latest_allowed:
-        raise InvalidInputError(
-            f"cosignature time {timestamp} is in the future", reason="COSIGNATURE_TIME_INVALID"
-        )
+    timestamp = check_cosignature(checkpoint_text, signature_line, verifier, now=now)
     # One statement, so that two calls storing the same agency's cosignature at once (two
     # processes of one agency) cannot both find none and both insert: the later time wins.
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite

@@ -1,12 +1,13 @@
 """The audit log's Merkle tree in the database: stored subtree hashes, proofs, and the tree builder.
 
-Appends only write leaves (:func:`exchange.audit.log.append_entry`, inside the transaction of the
+Appends only write leaves (:func:`exchange.store.log.append_entry`, inside the transaction of the
 state change). After they commit, :class:`TreeBuilder` hashes the new leaves in batches into
 ``log_subtrees``: the hash of every *complete aligned subtree*, keyed by ``(level, idx)`` for the
 leaves ``[idx * 2**level, (idx + 1) * 2**level)``, level 0 being the leaf hashes. It records how far
 it got in ``log_tree_head.hashed_size``.
 
-:class:`StoredTree` answers :mod:`exchange.audit.merkle`'s :class:`~exchange.audit.merkle.SubtreeSource`
+:class:`StoredTree` answers :mod:`exchange.audit.merkle`'s
+:class:`~exchange.audit.merkle.SubtreeSource`
 from those rows: every hash a proof needs is a complete aligned subtree (one row) or a right-edge
 subtree (at most ``log2(size)`` rows folded together), so a root, an inclusion proof or a
 consistency proof costs one query of O(log n) rows at any size of the log.
@@ -15,13 +16,14 @@ consistency proof costs one query of O(log n) rows at any size of the log.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Select, and_, bindparam, insert, or_, select, update
 
 from exchange.audit.merkle import (
     EMPTY_ROOT,
+    Node,
     aligned_subtrees,
     consistency_proof_from,
     consistency_proof_ranges,
@@ -29,7 +31,7 @@ from exchange.audit.merkle import (
     inclusion_proof_from,
     inclusion_proof_ranges,
     leaf_hash,
-    node_hash,
+    subtrees_added,
 )
 from exchange.errors import ConfigurationError, NotFoundError, VerificationError
 from exchange.store.db import Database
@@ -42,14 +44,11 @@ __all__ = [
     "TreeGrowth",
     "hash_new_leaves",
     "hashed_size",
-    "subtrees_added",
 ]
 
 DEFAULT_BATCH_SIZE = 10_000
 """Leaves hashed per transaction by :class:`TreeBuilder`."""
 
-Node = tuple[int, int]
-"""A complete aligned subtree as ``(level, idx)``."""
 
 
 def _node(start: int, end: int) -> Node:
@@ -187,33 +186,6 @@ class StoredTree:
                 f"the stored tree lacks subtree hashes {absent} below its hashed size",
                 reason="LOG_STORAGE_INCOMPLETE",
             )
-
-
-def subtrees_added(
-    old_size: int, frontier: Mapping[Node, bytes], new_leaf_hashes: Sequence[bytes]
-) -> dict[Node, bytes]:
-    """The complete aligned subtrees that appending ``new_leaf_hashes`` to ``old_size`` leaves adds.
-
-    ``frontier`` holds the hashes of the old tree's :func:`~exchange.audit.merkle.aligned_subtrees`
-    (one per set bit of ``old_size``): the only old hashes a new subtree can be built on.
-    """
-    added: dict[Node, bytes] = {
-        (0, old_size + offset): value for offset, value in enumerate(new_leaf_hashes)
-    }
-    new_size = old_size + len(new_leaf_hashes)
-
-    def hash_of(node: Node) -> bytes:
-        found = added.get(node)
-        return found if found is not None else frontier[node]
-
-    level = 1
-    while 1 << level <= new_size:
-        for idx in range(old_size >> level, new_size >> level):
-            added[(level, idx)] = node_hash(
-                hash_of((level - 1, 2 * idx)), hash_of((level - 1, 2 * idx + 1))
-            )
-        level += 1
-    return added
 
 
 class TreeBuilder:

@@ -17,23 +17,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
 import grpc
-from filelock import FileLock, Timeout
-from google.protobuf.message import Message
 
 from exchange.audit import leaves
 from exchange.audit.errors import FeedGapError, LogInconsistentError
-from exchange.audit.leaves import LeafContents, references_commitment
-from exchange.audit.merkle import leaf_hash, verify_inclusion
+from exchange.audit.leaves import LeafContents
 from exchange.audit.verify import (
     CheckpointVerifier,
     LogFailure,
@@ -43,7 +38,7 @@ from exchange.audit.verify import (
     verify_log,
     witness_verifier,
 )
-from exchange.crypto.dsse import Envelope, verify_envelope
+from exchange.config.profile import DEFAULT_MAX_COSIGNATURE_AGE_SECONDS
 from exchange.crypto.keys import SigningKey, VerifyKey
 from exchange.crypto.notes import (
     Checkpoint,
@@ -63,32 +58,23 @@ from exchange.errors import (
     UnknownKeyError,
     VerificationError,
 )
-from exchange.profile import DEFAULT_MAX_COSIGNATURE_AGE_SECONDS
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.codec import (
-    PAYLOAD_TYPES,
-    encode,
-    envelope_from_proto,
-    envelope_to_proto,
     parse_canonical,
 )
-from exchange.v1 import alerts_pb2, alerts_pb2_grpc, audit_pb2, audit_pb2_grpc, statements_pb2
+from exchange.v1 import alerts_pb2, audit_pb2
+from exchange_client._internal.audit.checkpoint_store import CheckpointStore
+from exchange_client._internal.audit.history import history_entries
+from exchange_client._internal.audit.proofs import check_inclusion, checkpoint_text, logged_event
+from exchange_client._internal.audit.results import (
+    CheckpointSummary,
+    Comparison,
+    CosignatureLine,
+    HistoryEntry,
+)
+from exchange_client._internal.audit.stream import COSIGN_SPACING_SECONDS, AuditedStream
 from exchange_client._internal.feed import check_sequence
-from exchange_client._internal.models import JsonObject, rfc3339
-from exchange_client._internal.state import PRIVATE_DIRECTORY_MODE, write_atomically
-from exchange_client._internal.status import hub_errors
-
-__all__ = [
-    "LEAVES_PER_PAGE",
-    "AuditedStream",
-    "Auditor",
-    "CheckpointStore",
-    "CheckpointSummary",
-    "Comparison",
-    "HistoryEntry",
-    "Progress",
-    "report_to_json",
-]
+from exchange_client._internal.transport import Transport
 
 LEAVES_PER_PAGE = 1000
 """Leaves asked for per ``GetLeaves`` call (the hub answers at most 1000)."""
@@ -99,257 +85,8 @@ BODIES_PER_REQUEST = 1000
 EVENTS_PER_PAGE = 1000
 """Feed events per ``ListEvents`` call when ``verify`` reads back what the hub delivered."""
 
-STORE_LOCK_SECONDS = 10.0
-"""How long saving the checkpoint waits for another process of the same profile."""
-
-STORE_LOCK_POLL_SECONDS = 0.001
-"""How often a process waiting to save the checkpoint tries the lock again (the other process
-holds it for one small write)."""
-
-COSIGN_SPACING_SECONDS = 2.0
-"""Shortest time between two cosignatures of one process while it follows a feed stream or
-publishes (its first cosignature goes at once, and so do those of the audit commands)."""
-
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(phase, done, total)`` while the log is fetched (``leaves``, ``bodies``)."""
-
-_STATEMENT_MESSAGES: dict[str, type[Message]] = {
-    leaves.ALERT_PUBLISHED: statements_pb2.AlertManifest,
-    leaves.AGENCY_KEYS: statements_pb2.AgencyKeys,
-    leaves.RELEASE_REQUEST: statements_pb2.ReleaseRequest,
-    leaves.RELEASE_DECISION: statements_pb2.ReleaseDecision,
-    leaves.REVOCATION: statements_pb2.Revocation,
-    leaves.RETRACTION: statements_pb2.Retraction,
-    leaves.RECEIPT: statements_pb2.Receipt,
-    leaves.PURGE_ACK: statements_pb2.PurgeAck,
-    leaves.FEEDBACK: statements_pb2.Feedback,
-}
-
-_HISTORY_KINDS = {
-    leaves.ALERT_PUBLISHED: "publication",
-    leaves.FEED_EVENT: "delivery",
-    leaves.RELEASE_REQUEST: "request",
-    leaves.RELEASE_DECISION: "decision",
-    leaves.REVOCATION: "revocation",
-    leaves.RETRACTION: "retraction",
-    leaves.RECEIPT: "receipt",
-    leaves.PURGE_ACK: "purge",
-    leaves.FEEDBACK: "feedback",
-    leaves.GRANT_DELIVERED: "delivery",
-    leaves.EMBARGO_LAPSED: "embargo lapse",
-    leaves.ITEM_PURGED: "purge",
-}
-
-
-def logged_envelope(envelope: statements_pb2.Envelope) -> bytes:
-    """The bytes the hub logs for a statement: its envelope, re-encoded canonically."""
-    return encode(envelope_to_proto(envelope_from_proto(envelope)))
-
-
-def logged_manifest(publish_request: bytes) -> bytes:
-    """The logged bytes of the manifest in a sealed ``PublishRequest``."""
-    request = parse_canonical(alerts_pb2.PublishRequest, publish_request, what="publish request")
-    return logged_envelope(request.manifest)
-
-
-def checkpoint_text(note: str) -> str:
-    """The checkpoint body of a signed note: everything before the blank line, newline kept."""
-    split = note.find("\n\n")
-    if split < 0:
-        raise InvalidInputError("not a signed note: no blank line before the signatures")
-    return note[: split + 1]
-
-
-# --- the persisted checkpoint -----------------------------------------------------------------------
-
-
-class CheckpointStore:
-    """``state/checkpoint.json``: the last checkpoint note this profile verified, as received."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / "checkpoint.json"
-
-    def load(self) -> str | None:
-        """The stored note, or ``None`` before the first checkpoint was verified."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise ConfigurationError(f"{self.path}: cannot read the checkpoint: {e}") from e
-        try:
-            note = json.loads(text)["note"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise ConfigurationError(
-                f"{self.path}: not a checkpoint record; restore it from a backup (deleting it "
-                "makes the next checkpoint trusted on first use)"
-            ) from e
-        if not isinstance(note, str):
-            raise ConfigurationError(f"{self.path}: the note must be a string")
-        return note
-
-    def save(self, signed: SignedCheckpoint, note: str) -> None:
-        """Replace the stored checkpoint atomically, unless it already holds a larger one.
-
-        Two processes of one profile may verify different checkpoints; the file keeps the larger
-        (each was proven consistent with what the profile trusted), so a process that is behind
-        never moves the profile's trust back.
-        """
-        checkpoint = signed.checkpoint
-        record = {
-            "origin": checkpoint.origin,
-            "size": checkpoint.size,
-            "root_hash": checkpoint.root_hash.hex(),
-            "note": note,
-        }
-        try:
-            self.path.parent.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
-            with FileLock(
-                self.path.with_name("checkpoint.lock"),
-                timeout=STORE_LOCK_SECONDS,
-                poll_interval=STORE_LOCK_POLL_SECONDS,
-            ):
-                if self._stored_size() > checkpoint.size:
-                    return
-                write_atomically(self.path, json.dumps(record, indent=2).encode() + b"\n")
-        except (OSError, Timeout) as e:
-            raise ConfigurationError(f"{self.path}: cannot store the checkpoint: {e}") from e
-
-    def _stored_size(self) -> int:
-        try:
-            size = json.loads(self.path.read_text(encoding="utf-8"))["size"]
-        except FileNotFoundError:
-            return -1
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigurationError(f"{self.path}: not a checkpoint record") from e
-        return int(size)
-
-
-# --- results ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CosignatureLine:
-    """One cosignature on a checkpoint: who, when, and whether it verified under a known key."""
-
-    name: str
-    timestamp: int | None
-    verified: bool
-
-    def to_json(self) -> JsonObject:
-        """For ``--json``."""
-        moment = None if self.timestamp is None else datetime.fromtimestamp(self.timestamp, UTC)
-        return {"name": self.name, "time": rfc3339(moment), "verified": self.verified}
-
-
-@dataclass(frozen=True)
-class CheckpointSummary:
-    """A verified checkpoint as ``exchange audit checkpoint`` shows it."""
-
-    origin: str
-    size: int
-    root_hash: bytes
-    note: str
-    """The note exactly as signed, with every cosignature line known to this client."""
-    cosignatures: tuple[CosignatureLine, ...]
-
-    def to_json(self) -> JsonObject:
-        """For ``--json``."""
-        return {
-            "origin": self.origin,
-            "size": self.size,
-            "root_hash": self.root_hash.hex(),
-            "cosignatures": [line.to_json() for line in self.cosignatures],
-            "note": self.note,
-        }
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """A partner's checkpoint proven consistent with this client's view of the log."""
-
-    ours: Checkpoint
-    theirs: Checkpoint
-    cosigners: tuple[str, ...]
-    """The agencies whose cosignature on the partner's note verified."""
-
-    def to_json(self) -> JsonObject:
-        """For ``--json``."""
-        return {
-            "consistent": True,
-            "our_size": self.ours.size,
-            "our_root_hash": self.ours.root_hash.hex(),
-            "their_size": self.theirs.size,
-            "their_root_hash": self.theirs.root_hash.hex(),
-            "their_cosigners": list(self.cosigners),
-        }
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One log entry about an alert, as the caller may see it.
-
-    ``signed_by`` names the agency whose signature on the statement verified; it is empty for
-    the hub's own assertions (deliveries, purges), which only the log vouches for.
-    """
-
-    index: int
-    logged_at: datetime
-    entry_type: str
-    kind: str
-    signed_by: str
-    version: int = 0
-    agency: str = ""
-    """The agency the entry concerns: the signer, or the recipient of a delivery."""
-    detail: str = ""
-
-    @property
-    def hub_assertion(self) -> bool:
-        """True when no agency signed the entry: the hub's word, logged."""
-        return not self.signed_by
-
-    def to_json(self) -> JsonObject:
-        """For ``--json``."""
-        return {
-            "index": self.index,
-            "logged_at": rfc3339(self.logged_at),
-            "entry_type": self.entry_type,
-            "kind": self.kind,
-            "signed_by": self.signed_by or None,
-            "assertion": "hub" if self.hub_assertion else "agency",
-            "version": self.version,
-            "agency": self.agency,
-            "detail": self.detail,
-        }
-
-
-def report_to_json(report: VerificationReport) -> JsonObject:
-    """A :class:`VerificationReport` for ``exchange audit verify --json``."""
-
-    def failure(item: LogFailure) -> JsonObject:
-        return {
-            "reason": item.reason,
-            "message": item.message,
-            "index": item.index,
-            "checkpoint_size": item.checkpoint_size,
-        }
-
-    first = report.first_failure
-    return {
-        "ok": report.ok,
-        "size": report.size,
-        "root_hash": report.root_hash.hex(),
-        "checkpoints_verified": report.checkpoints_verified,
-        "bodies_verified": report.bodies_verified,
-        "signatures_verified": report.signatures_verified,
-        "references_verified": report.references_verified,
-        "feed_sequence": report.feed_sequence,
-        "first_failure": None if first is None else failure(first),
-        "failures": [failure(item) for item in report.failures],
-    }
-
-
-# --- the auditor --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -369,28 +106,23 @@ class Auditor:
 
     def __init__(
         self,
-        channel: grpc.Channel,
+        transport: Transport,
         *,
         agency_id: str,
         state_dir: Path,
         checkpoint_verifier_key: str,
         witness_key: SigningKey | None,
-        target: str,
-        timeout: float,
         clock: Callable[[], datetime],
         partner_keys: Callable[[], Mapping[str, AgencyKeys]],
         signing_keys: Callable[[], Mapping[str, Sequence[VerifyKey]]],
         require_cosigners: Sequence[str] = (),
         max_cosignature_age_seconds: int = DEFAULT_MAX_COSIGNATURE_AGE_SECONDS,
     ) -> None:
-        self._stub = audit_pb2_grpc.AuditServiceStub(channel)
-        self._alerts_stub = alerts_pb2_grpc.AlertServiceStub(channel)
+        self._transport = transport
         self._agency_id = agency_id
         self._store = CheckpointStore(state_dir)
         self._verifier_key = checkpoint_verifier_key
         self._witness_key = witness_key
-        self._target = target
-        self._timeout = timeout
         self._clock = clock
         self._partner_keys = partner_keys
         self._signing_keys = signing_keys
@@ -438,8 +170,9 @@ class Auditor:
 
     def follow(self) -> SignedCheckpoint:
         """Fetch the hub's latest checkpoint and verify it against the trusted one."""
-        with hub_errors(self._target):
-            view = self._stub.GetCheckpoint(audit_pb2.GetCheckpointRequest(), timeout=self._timeout)
+        view = self._transport.call(
+            self._transport.audit.GetCheckpoint, audit_pb2.GetCheckpointRequest()
+        )
         return self.accept(view.note)
 
     def accept(
@@ -518,11 +251,10 @@ class Auditor:
         smaller, larger = sorted((first, second))
         if smaller == 0 or smaller == larger:
             return []
-        with hub_errors(self._target):
-            proof = self._stub.GetConsistencyProof(
-                audit_pb2.GetConsistencyProofRequest(from_size=smaller, to_size=larger),
-                timeout=self._timeout,
-            )
+        proof = self._transport.call(
+            self._transport.audit.GetConsistencyProof,
+            audit_pb2.GetConsistencyProofRequest(from_size=smaller, to_size=larger),
+        )
         return list(proof.hashes)
 
     def _cosign(self, checkpoint: Checkpoint) -> None:
@@ -531,11 +263,10 @@ class Auditor:
         text = checkpoint.to_text()
         signer = CosignatureSigner(self._agency_id, self._witness_key.native)
         line = cosign(text, signer, int(self._clock().timestamp()))
-        with hub_errors(self._target):
-            self._stub.SubmitCosignature(
-                audit_pb2.SubmitCosignatureRequest(checkpoint=text, cosignature=line),
-                timeout=self._timeout,
-            )
+        self._transport.call(
+            self._transport.audit.SubmitCosignature,
+            audit_pb2.SubmitCosignatureRequest(checkpoint=text, cosignature=line),
+        )
         self._own_cosignatures[text] = line
 
     def _witnesses(self) -> list[CosignatureVerifier]:
@@ -669,11 +400,10 @@ class Auditor:
         return trusted
 
     def _inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        with hub_errors(self._target):
-            proof = self._stub.GetInclusionProof(
-                audit_pb2.GetInclusionProofRequest(index=index, tree_size=size),
-                timeout=self._timeout,
-            )
+        proof = self._transport.call(
+            self._transport.audit.GetInclusionProof,
+            audit_pb2.GetInclusionProofRequest(index=index, tree_size=size),
+        )
         if (proof.index, proof.tree_size) != (index, size):
             raise VerificationError(
                 f"asked for the proof of log index {index} in a tree of {size}, the hub "
@@ -683,10 +413,9 @@ class Auditor:
         return list(proof.hashes)
 
     def _leaf(self, index: int) -> bytes:
-        with hub_errors(self._target):
-            page = self._stub.GetLeaves(
-                audit_pb2.GetLeavesRequest(start=index, end=index + 1), timeout=self._timeout
-            )
+        page = self._transport.call(
+            self._transport.audit.GetLeaves, audit_pb2.GetLeavesRequest(start=index, end=index + 1)
+        )
         for leaf in page.leaves:
             if leaf.index == index:
                 return bytes(leaf.data)
@@ -707,28 +436,7 @@ class Auditor:
         """Check that ``body`` is the entry at ``index`` under ``checkpoint`` (verified): the
         leaf (``leaf`` as the hub sent it along, or fetched when empty) must be proven by
         ``proof`` and commit to ``body``."""
-        data = leaf or self._leaf(index)
-        try:
-            contents = LeafContents.decode(data)
-            verify_inclusion(
-                leaf_hash(data),
-                index,
-                checkpoint.size,
-                list(proof),
-                checkpoint.root_hash,
-            )
-        except (VerificationError, InvalidInputError) as e:
-            raise VerificationError(
-                f"log entry {index} is not in the log of the verified checkpoint of size "
-                f"{checkpoint.size}: {e.message}",
-                reason="INCLUSION_PROOF_INVALID",
-            ) from e
-        if hashlib.sha256(body).digest() != contents.body_sha256:
-            raise VerificationError(
-                f"log entry {index} commits to other bytes than the statement the hub served",
-                reason="BODY_MISMATCH",
-            )
-        return contents
+        return check_inclusion(checkpoint, index, body, proof, leaf or self._leaf(index))
 
     def audited_stream(
         self, call: grpc.CallIterator[alerts_pb2.SubscribeResponse]
@@ -762,10 +470,7 @@ class Auditor:
             if event.log_index >= checkpoint.size:
                 waiting.append(event)
                 continue
-            logged = alerts_pb2.FeedEvent()
-            logged.CopyFrom(event)
-            logged.ClearField("log_index")
-            body = encode(logged)
+            body = logged_event(event)
             proof = given.get(event.log_index)
             if proof is None:
                 self.prove_statement(body, event.log_index)
@@ -782,11 +487,10 @@ class Auditor:
         fetched: list[audit_pb2.Leaf] = []
         start = 0
         while start < size:
-            with hub_errors(self._target):
-                page = self._stub.GetLeaves(
-                    audit_pb2.GetLeavesRequest(start=start, end=min(size, start + LEAVES_PER_PAGE)),
-                    timeout=self._timeout,
-                )
+            page = self._transport.call(
+                self._transport.audit.GetLeaves,
+                audit_pb2.GetLeavesRequest(start=start, end=min(size, start + LEAVES_PER_PAGE)),
+            )
             if not page.leaves:
                 break
             fetched.extend(page.leaves)
@@ -797,10 +501,9 @@ class Auditor:
         indices = [leaf.index for leaf in fetched]
         for offset in range(0, len(indices), BODIES_PER_REQUEST):
             chunk = indices[offset : offset + BODIES_PER_REQUEST]
-            with hub_errors(self._target):
-                response = self._stub.GetEntryBodies(
-                    audit_pb2.GetEntryBodiesRequest(indices=chunk), timeout=self._timeout
-                )
+            response = self._transport.call(
+                self._transport.audit.GetEntryBodies, audit_pb2.GetEntryBodiesRequest(indices=chunk)
+            )
             bodies.update({body.index: body for body in response.bodies if body.present})
             if progress is not None:
                 progress("bodies", offset + len(chunk), len(indices))
@@ -848,11 +551,10 @@ class Auditor:
         received = 0
         try:
             while True:
-                with hub_errors(self._target):
-                    page = self._alerts_stub.ListEvents(
-                        alerts_pb2.ListEventsRequest(after=received, limit=EVENTS_PER_PAGE),
-                        timeout=self._timeout,
-                    )
+                page = self._transport.call(
+                    self._transport.alerts.ListEvents,
+                    alerts_pb2.ListEventsRequest(after=received, limit=EVENTS_PER_PAGE),
+                )
                 fresh = [event for event in page.events if event.sequence > received]
                 if not fresh:
                     break
@@ -880,51 +582,9 @@ class Auditor:
         """
         signed = self.follow()
         log = self._fetch(signed.checkpoint.size, None)
-        signing_keys = self._signing_keys()
-        contents: dict[int, LeafContents] = {}
-        for leaf in log.leaves:
-            body = log.bodies.get(leaf.index)
-            if body is None:
-                continue
-            decoded = LeafContents.decode(bytes(leaf.data))
-            if hashlib.sha256(bytes(body.body)).digest() != decoded.body_sha256:
-                raise VerificationError(
-                    f"log entry {leaf.index}: the body the hub serves does not hash to its leaf",
-                    reason="BODY_MISMATCH",
-                )
-            contents[leaf.index] = decoded
-        parsed = {
-            index: _parse_entry(contents[index].entry_type, bytes(log.bodies[index].body))
-            for index in contents
-        }
-        versions = {
-            (str(getattr(message, "originator", "")), str(getattr(message, "version", "")))
-            for message in (p.message for p in parsed.values())
-            if message is not None and getattr(message, "alert_id", None) == alert_id
-        }
-        entries = []
-        for index, entry in parsed.items():
-            leaf_contents = contents[index]
-            salt = bytes(log.bodies[index].salt)
-            message = entry.message
-            about = message is not None and getattr(message, "alert_id", None) == alert_id
-            logged_version = 0
-            if not about and leaf_contents.entry_type != leaves.FEED_EVENT:
-                for originator, version in versions:
-                    if (
-                        references_commitment(salt, [originator, alert_id, version])
-                        == leaf_contents.references_commitment
-                    ):
-                        about, logged_version = True, int(version)
-                        break
-            if about:
-                history_entry = _history_entry(
-                    index, leaf_contents, entry, signing_keys, self._agency_id
-                )
-                if not history_entry.version:
-                    history_entry = replace(history_entry, version=logged_version)
-                entries.append(history_entry)
-        return sorted(entries, key=lambda e: e.index)
+        return history_entries(
+            log.leaves, log.bodies, alert_id, self._signing_keys(), reader=self._agency_id
+        )
 
     def compare(self, partner_note: str) -> Comparison:
         """Prove a partner's checkpoint (obtained out of band) consistent with our own view.
@@ -951,151 +611,3 @@ class Auditor:
         proof = self.consistency_proof(theirs.checkpoint.size, ours.checkpoint.size)
         check_consistency(ours.checkpoint, theirs.checkpoint, proof)
         return Comparison(ours.checkpoint, theirs.checkpoint, tuple(sorted(theirs.cosignatures)))
-
-
-# --- subscriptions ---------------------------------------------------------------------------------------
-
-
-class AuditedStream(Iterator[alerts_pb2.SubscribeResponse]):
-    """A ``Subscribe`` stream whose checkpoints and events are verified as they pass.
-
-    A heartbeat's checkpoint is accepted (consistency proof, saved, cosigned) before the
-    heartbeat is handed on; events wait until a verified checkpoint covers them, then each must
-    be proven in the log (a feed event's logged body is the event without its log index).
-    """
-
-    def __init__(
-        self, call: grpc.CallIterator[alerts_pb2.SubscribeResponse], auditor: Auditor
-    ) -> None:
-        self._call = call
-        self._responses = iter(call)
-        self._auditor = auditor
-
-    def __iter__(self) -> AuditedStream:
-        return self
-
-    def __next__(self) -> alerts_pb2.SubscribeResponse:
-        response = next(self._responses)
-        kind = response.WhichOneof("message")
-        if kind == "event":
-            self._auditor.await_proof(response.event)
-        elif kind == "heartbeat" and response.heartbeat.checkpoint:
-            heartbeat = response.heartbeat
-            signed = self._auditor.accept(
-                heartbeat.checkpoint,
-                cosign_spacing=COSIGN_SPACING_SECONDS,
-                consistency=heartbeat.consistency if heartbeat.HasField("consistency") else None,
-            )
-            self._auditor.prove_awaiting(signed.checkpoint, heartbeat.event_proofs)
-        return response
-
-    def cancel(self) -> None:
-        """Cancel the underlying call."""
-        self._call.cancel()  # type: ignore[no-untyped-call]
-
-
-# --- history entries -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _ParsedEntry:
-    entry_type: str
-    envelope: Envelope | None = None
-    message: Message | None = None
-
-
-def _parse_entry(entry_type: str, body: bytes) -> _ParsedEntry:
-    """The statement or event inside a body, unverified (the signature is checked later)."""
-    if entry_type == leaves.FEED_EVENT:
-        return _ParsedEntry(
-            entry_type, message=parse_canonical(alerts_pb2.FeedEvent, body, what="feed event")
-        )
-    if entry_type == leaves.GRANT_DELIVERED:
-        return _ParsedEntry(
-            entry_type, message=parse_canonical(statements_pb2.Grant, body, what="grant")
-        )
-    message_type = _STATEMENT_MESSAGES.get(entry_type)
-    if message_type is None:
-        return _ParsedEntry(entry_type)
-    envelope = envelope_from_proto(
-        parse_canonical(statements_pb2.Envelope, body, what=f"{entry_type} statement")
-    )
-    message = parse_canonical(message_type, envelope.payload, what=f"{entry_type} statement")
-    return _ParsedEntry(entry_type, envelope=envelope, message=message)
-
-
-def _signer(
-    entry_type: str, envelope: Envelope, signing_keys: Mapping[str, Sequence[VerifyKey]]
-) -> str:
-    payload_type = PAYLOAD_TYPES[
-        "alert_manifest" if entry_type == leaves.ALERT_PUBLISHED else entry_type
-    ]
-    for agency, keys in signing_keys.items():
-        try:
-            verify_envelope(
-                envelope, expected_type=payload_type, keys={key.key_id: key for key in keys}
-            )
-        except UnknownKeyError:
-            continue
-        return agency
-    raise UnknownKeyError(f"the {entry_type} statement is signed by no key of a known agency")
-
-
-def _history_entry(
-    index: int,
-    contents: LeafContents,
-    entry: _ParsedEntry,
-    signing_keys: Mapping[str, Sequence[VerifyKey]],
-    reader: str,
-) -> HistoryEntry:
-    message = entry.message
-    kind = _HISTORY_KINDS.get(contents.entry_type, contents.entry_type)
-    version = int(getattr(message, "version", 0) or 0)
-    item_id = str(getattr(message, "item_id", "") or "")
-    if entry.envelope is not None:
-        signer = _signer(contents.entry_type, entry.envelope, signing_keys)
-        details = [f"item {item_id}"] if item_id else []
-        if isinstance(message, statements_pb2.ReleaseDecision | statements_pb2.Retraction):
-            details.append(message.reason)
-        return HistoryEntry(
-            index=index,
-            logged_at=contents.logged_at,
-            entry_type=contents.entry_type,
-            kind=kind,
-            signed_by=signer,
-            version=version,
-            agency=signer,
-            detail="; ".join(d for d in details if d),
-        )
-    if isinstance(message, alerts_pb2.FeedEvent):
-        event_kind = alerts_pb2.FeedEvent.Kind.Name(message.kind)
-        detail = f"{event_kind} (feed event {message.sequence} of {reader})"
-        if item_id:
-            detail += f", item {item_id}"
-        return HistoryEntry(
-            index=index,
-            logged_at=contents.logged_at,
-            entry_type=contents.entry_type,
-            kind=kind,
-            signed_by="",
-            version=version,
-            agency=reader,
-            detail=detail,
-        )
-    if isinstance(message, statements_pb2.Grant):
-        return HistoryEntry(
-            index=index,
-            logged_at=contents.logged_at,
-            entry_type=contents.entry_type,
-            kind=kind,
-            signed_by="",
-            agency=message.recipient,
-            detail=f"key of item {message.item_id} delivered to {message.recipient}",
-        )
-    return HistoryEntry(
-        index=index,
-        logged_at=contents.logged_at,
-        entry_type=contents.entry_type,
-        kind=kind,
-        signed_by="",
-    )

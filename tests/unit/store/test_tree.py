@@ -17,12 +17,13 @@ import pytest
 from sqlalchemy import event, insert, update
 
 from exchange.audit import merkle
-from exchange.audit import tree as tree_module
 from exchange.audit.leaves import FEED_EVENT, make_leaf
-from exchange.audit.tree import StoredTree, TreeBuilder, hash_new_leaves, subtrees_added
+from exchange.audit.merkle import subtrees_added
 from exchange.errors import NotFoundError
+from exchange.store import tree as tree_module
 from exchange.store.db import Database
 from exchange.store.schema import log_entries, log_head, log_tree_head
+from exchange.store.tree import StoredTree, TreeBuilder, hash_new_leaves
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

@@ -1,0 +1,206 @@
+"""Partner agencies' keys, as this profile verifies them (DESIGN §2): never the hub's word.
+
+The pure part checks one directory record against the CA this profile holds for the agency
+(:func:`check_record`) and picks the keys to encrypt to (:func:`encryption_keys`);
+:class:`PartnerDirectory` fetches the records and keeps the verified copy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography import x509
+
+from exchange import pki
+from exchange.crypto.keys import EncryptionKey, VerifyKey
+from exchange.errors import ExchangeError, InvalidInputError, UnknownKeyError, VerificationError
+from exchange.statements.agency_keys import AgencyKeys
+from exchange.statements.codec import envelope_from_proto
+from exchange.v1 import directory_pb2
+from exchange_client._internal.models import AgencyInfo
+from exchange_client._internal.profile import Profile
+from exchange_client._internal.transport import Transport
+
+
+@dataclass(frozen=True)
+class PartnerKeys:
+    """One agency's directory record as checked against the CA in our profile."""
+
+    agency_id: str
+    revoked: bool
+    latest: AgencyKeys | None
+    verify_keys: Mapping[str, VerifyKey] = field(default_factory=dict)
+    problem: str = ""
+    ca_fingerprint: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return self.latest is not None
+
+
+# --- the rules ----------------------------------------------------------------------------------
+
+
+def check_record(
+    record: directory_pb2.AgencyRecord, partner_cas: Mapping[str, x509.Certificate], now: datetime
+) -> PartnerKeys:
+    """``record`` checked against the agency's CA in ``partner_cas`` (the hub's copy of the CA
+    is never trusted; a difference is reported)."""
+    ca = partner_cas.get(record.agency_id)
+    if ca is None:
+        return PartnerKeys(
+            agency_id=record.agency_id,
+            revoked=record.revoked,
+            latest=None,
+            problem=(
+                f"this profile holds no CA certificate for {record.agency_id!r}: obtain it "
+                "out of band and add it under [partners] in profile.toml"
+            ),
+        )
+    problems: list[str] = []
+    if bytes(record.ca_certificate) != pki.certificate_to_der(ca):
+        problems.append("the hub serves a CA certificate that differs from this profile's")
+    verified: list[AgencyKeys] = []
+    newest_verified = False
+    for envelope in record.keys:
+        newest_verified = False
+        try:
+            keys = AgencyKeys.verify(envelope_from_proto(envelope), ca, now=now)
+        except ExchangeError as e:
+            problems.append(f"a key statement does not verify against its CA: {e.message}")
+            continue
+        if keys.agency_id != record.agency_id:
+            problems.append(f"a key statement names {keys.agency_id!r}")
+            continue
+        verified.append(keys)
+        newest_verified = True
+    # Only the newest statement may be encrypted to: falling back to an older key when the
+    # newest fails would hide the failure (and could be a rotated-out, compromised key).
+    latest = verified[-1] if newest_verified else None
+    if latest is None and not problems:
+        problems.append("the hub lists no key statement for it")
+    return PartnerKeys(
+        agency_id=record.agency_id,
+        revoked=record.revoked,
+        latest=latest,
+        verify_keys={k.verify_key.key_id: k.verify_key for k in verified},
+        problem="; ".join(problems),
+        ca_fingerprint=pki.fingerprint(ca),
+    )
+
+
+def agency_info(partner: PartnerKeys) -> AgencyInfo:
+    """How :meth:`Client.agencies` shows a checked record."""
+    latest = partner.latest
+    return AgencyInfo(
+        agency_id=partner.agency_id,
+        key_number=latest.key_number if latest else 0,
+        signing_key_fingerprint=latest.verify_key.fingerprint if latest else "",
+        encryption_key_fingerprint=latest.encryption_key.fingerprint if latest else "",
+        revoked=partner.revoked,
+        verified=partner.verified,
+        problem=partner.problem,
+        ca_fingerprint=partner.ca_fingerprint,
+    )
+
+
+def encryption_keys(
+    partners: Mapping[str, PartnerKeys], recipients: Iterable[str]
+) -> dict[str, EncryptionKey]:
+    """The verified current encryption key of each of ``recipients``; raises naming the first
+    that is unknown, revoked or unverified."""
+    keys: dict[str, EncryptionKey] = {}
+    for recipient in recipients:
+        partner = partners.get(recipient)
+        if partner is None:
+            raise InvalidInputError(
+                f"no agency {recipient!r} on the hub: check the item audiences "
+                "(`exchange agencies` lists the agencies)",
+                reason="UNKNOWN_RECIPIENT",
+            )
+        if partner.revoked:
+            raise InvalidInputError(
+                f"agency {recipient!r} is revoked: remove it from the item audiences",
+                reason="RECIPIENT_REVOKED",
+            )
+        if partner.latest is None:
+            raise VerificationError(
+                f"will not encrypt to {recipient!r}: {partner.problem}",
+                reason="RECIPIENT_KEYS_UNVERIFIED",
+            )
+        keys[recipient] = partner.latest.encryption_key
+    return keys
+
+
+# --- the directory as fetched -------------------------------------------------------------------
+
+
+class PartnerDirectory:
+    """The hub's agencies with their key statements verified against this profile's CAs."""
+
+    def __init__(
+        self, transport: Transport, profile: Profile, *, clock: Callable[[], datetime]
+    ) -> None:
+        self._transport = transport
+        self._profile = profile
+        self._clock = clock
+        self._partners: dict[str, PartnerKeys] | None = None
+        self.fetched_at = 0.0
+        """``time.monotonic()`` of the last ``ListAgencies``."""
+
+    def load(
+        self, *, refresh: bool = False, max_age: float | None = None
+    ) -> dict[str, PartnerKeys]:
+        """The checked records, fetched again when ``refresh`` is set or the copy held is older
+        than ``max_age`` seconds."""
+        stale = max_age is not None and time.monotonic() - self.fetched_at > max_age
+        if self._partners is None or refresh or stale:
+            response = self._transport.call(
+                self._transport.directory.ListAgencies, directory_pb2.ListAgenciesRequest()
+            )
+            now = self._clock()
+            self._partners = {
+                record.agency_id: check_record(record, self._profile.partner_cas, now)
+                for record in sorted(response.agencies, key=lambda r: r.agency_id)
+            }
+            self.fetched_at = time.monotonic()
+        return self._partners
+
+    def latest_keys(self) -> dict[str, AgencyKeys]:
+        """Every verified agency's latest key statement (for witness keys)."""
+        return {p.agency_id: p.latest for p in self.load().values() if p.latest}
+
+    def signing_keys(self) -> dict[str, list[VerifyKey]]:
+        """Every agency's verified signing keys (for statements in the log)."""
+        return {p.agency_id: list(p.verify_keys.values()) for p in self.load().values()}
+
+    def verify_keys_of(self, originator: str) -> dict[str, VerifyKey]:
+        """The keys statements of ``originator`` must verify under (ours from the profile)."""
+        partners = self.load()
+        if originator not in partners:
+            partners = self.load(refresh=True)
+        partner = partners.get(originator)
+        keys: dict[str, VerifyKey] = dict(partner.verify_keys) if partner else {}
+        if originator == self._profile.agency_id:
+            own = self._profile.signing_key.public_key
+            keys[own.key_id] = own
+        if not keys:
+            why = partner.problem if partner else "the hub lists no such agency"
+            raise UnknownKeyError(f"cannot verify statements of {originator!r}: {why}")
+        return keys
+
+    def recipient_keys(
+        self, recipients: Iterable[str], *, max_age: float | None = None
+    ) -> dict[str, EncryptionKey]:
+        """The verified current encryption key of each recipient other than this agency.
+
+        Fresh from the hub unless ``max_age`` allows a copy that recent, so that a rotated or
+        revoked key shows at once; always verified against this profile's CAs.
+        """
+        others = sorted(set(recipients) - {self._profile.agency_id})
+        if not others:
+            return {}
+        return encryption_keys(self.load(refresh=max_age is None, max_age=max_age), others)

@@ -1,0 +1,261 @@
+"""Release controls after publish (DESIGN §5): requests, decisions, revocations, retractions.
+
+The statements themselves are :mod:`exchange.statements.release`; the rules here are pure: how
+a served request and its decision are checked against each other (:func:`check_request_view`),
+how a request is shown (:func:`release_request`) and how the originator recovers an item key
+from its own grant (:func:`own_item_key`). :class:`ReleaseControls` does the I/O, each
+statement sent through :func:`~exchange_client._internal.signed_calls.send_statement`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from exchange.crypto.keys import DecryptionKey, VerifyKey
+from exchange.errors import ConflictError, ExchangeError, NotFoundError, VerificationError
+from exchange.statements import release
+from exchange.statements.alert import AlertManifest, ItemHeader, KeyGrant
+from exchange.statements.codec import envelope_from_proto
+from exchange.v1 import alerts_pb2, release_pb2
+from exchange_client._internal.context import Concern
+from exchange_client._internal.models import ReleaseRequest, StatementResult, timestamp_or_none
+from exchange_client._internal.signed_calls import send_statement, statement_result
+
+# --- the rules ----------------------------------------------------------------------------------
+
+
+def release_request(
+    statement: release.ReleaseRequest,
+    decision: release.ReleaseDecision | None,
+    *,
+    log_index: int = 0,
+) -> ReleaseRequest:
+    """A verified request (and its decision, if any) as the caller sees it."""
+    message = statement.message
+    status = "PENDING"
+    if decision is not None:
+        status = "APPROVED" if decision.approved else "DENIED"
+    return ReleaseRequest(
+        request_id=statement.request_id,
+        originator=message.originator,
+        alert_id=message.alert_id,
+        version=message.version,
+        item_id=message.item_id,
+        requester=message.requester,
+        reason=message.reason,
+        release_to=message.release_to,
+        created_at=timestamp_or_none(message, "created_at"),
+        status=status,
+        decision_reason=decision.message.reason if decision is not None else "",
+        log_index=log_index,
+    )
+
+
+def check_request_view(
+    view: release_pb2.ReleaseRequestView, keys_of: Callable[[str], Mapping[str, VerifyKey]]
+) -> tuple[release.ReleaseRequest, ReleaseRequest]:
+    """The request served in ``view`` and its decision, each verified under its signer's keys
+    (``keys_of``), about each other, and served under the request's own id."""
+    envelope = envelope_from_proto(view.request)
+    requester = release.ReleaseRequest.peek_signer(envelope)
+    statement = release.ReleaseRequest.verify(envelope, keys_of(requester))
+    decision: release.ReleaseDecision | None = None
+    if view.HasField("decision"):
+        decision = release.ReleaseDecision.verify(
+            envelope_from_proto(view.decision), keys_of(statement.message.originator)
+        )
+        if decision.request_id != statement.request_id or (
+            decision.message.originator != statement.message.originator
+        ):
+            raise VerificationError(
+                f"the decision served with request {statement.request_id} is about another",
+                reason="DECISION_MISMATCH",
+            )
+    if statement.request_id != view.request_id:
+        raise VerificationError(
+            f"request {view.request_id} is served with another request's bytes",
+            reason="REQUEST_MISMATCH",
+        )
+    return statement, release_request(statement, decision)
+
+
+def own_item_key(
+    manifest: AlertManifest,
+    view: alerts_pb2.AlertView,
+    item_id: str,
+    *,
+    agency_id: str,
+    key: DecryptionKey,
+) -> bytes:
+    """The key of item ``item_id``, from the grant the originator holds for its own item."""
+    for item_view in view.items:
+        header = ItemHeader.parse(bytes(item_view.header))
+        if header.item_id != item_id:
+            continue
+        if not manifest.commits_to(header):
+            raise VerificationError(
+                f"item {item_id!r} is not committed to by the manifest",
+                reason="COMMITMENT_MISMATCH",
+            )
+        if not item_view.HasField("grant"):
+            raise ExchangeError(
+                f"the hub holds no key of ours for item {item_id!r} (expired or purged)",
+                reason="ITEM_EXPIRED",
+            )
+        return KeyGrant(item_view.grant).open(manifest, header, recipient=agency_id, key=key)
+    raise NotFoundError(f"alert {manifest.alert_id} has no item {item_id!r}")
+
+
+# --- the I/O --------------------------------------------------------------------------------------
+
+
+class ReleaseControls(Concern):
+    """This agency's release requests and, as an originator, its decisions and revocations."""
+
+
+    def request_release(
+        self,
+        alert_id: str,
+        item_id: str,
+        *,
+        reason: str,
+        for_agency: str | None = None,
+        originator: str | None = None,
+        version: int | None = None,
+    ) -> ReleaseRequest:
+        """See :meth:`exchange_client.Client.request_release`."""
+        manifest = self._manifests.visible(alert_id, originator=originator, version=version)
+        statement = release.ReleaseRequest.build(
+            requester=self._profile.agency_id,
+            manifest=manifest,
+            item_id=item_id,
+            reason=reason,
+            release_to=for_agency or "",
+            created_at=self._clock(),
+            key=self._profile.signing_key,
+        )
+        response = send_statement(self._transport, statement)
+        if response.request_id != statement.request_id:
+            raise VerificationError(
+                "the hub acknowledged another request than the one sent", reason="RECEIPT_MISMATCH"
+            )
+        return release_request(statement, None, log_index=response.log_index)
+
+    def release_requests(
+        self, *, mine: bool = False, include_decided: bool = False
+    ) -> list[ReleaseRequest]:
+        """See :meth:`exchange_client.Client.release_requests`."""
+        response = self._transport.call(
+            self._transport.release.ListRequests,
+            release_pb2.ListRequestsRequest(mine=mine, include_decided=include_decided),
+        )
+        return [
+            check_request_view(view, self._partners.verify_keys_of)[1] for view in response.requests
+        ]
+
+    def approve(self, request_id: str) -> StatementResult:
+        """See :meth:`exchange_client.Client.approve`."""
+        request = self._pending_request(request_id)
+        message = request.message
+        view = self._manifests.own_view(message.alert_id, message.version)
+        manifest = self._manifests.verified(
+            view, alert_id=message.alert_id, originator=self._profile.agency_id
+        )
+        if manifest.hash != bytes(message.manifest_hash):
+            raise VerificationError(
+                f"request {request_id} names another manifest than the hub's version "
+                f"{message.version}",
+                reason="MANIFEST_MISMATCH",
+            )
+        item_key = own_item_key(
+            manifest,
+            view,
+            message.item_id,
+            agency_id=self._profile.agency_id,
+            key=self._profile.decryption_key,
+        )
+        target_key = self._partners.recipient_keys([request.target])[request.target]
+        grant = KeyGrant.make(
+            manifest,
+            item_id=message.item_id,
+            item_key=item_key,
+            recipient=request.target,
+            recipient_key=target_key,
+        )
+        decision = release.ReleaseDecision.approve(
+            request, grant, created_at=self._clock(), key=self._profile.signing_key
+        )
+        return self._send_decision(request, decision, grant)
+
+    def deny(self, request_id: str, *, reason: str) -> StatementResult:
+        """See :meth:`exchange_client.Client.deny`."""
+        request = self._pending_request(request_id)
+        decision = release.ReleaseDecision.deny(
+            request, reason=reason, created_at=self._clock(), key=self._profile.signing_key
+        )
+        return self._send_decision(request, decision, None)
+
+    def revoke(
+        self, alert_id: str, item_id: str, *, from_agency: str | None = None, reason: str = ""
+    ) -> StatementResult:
+        """See :meth:`exchange_client.Client.revoke`."""
+        manifest = self._manifests.own(alert_id)
+        revocation = release.Revocation.build(
+            manifest,
+            item_id=item_id,
+            agency=from_agency or "",
+            reason=reason,
+            created_at=self._clock(),
+            key=self._profile.signing_key,
+        )
+        response = send_statement(self._transport, revocation)
+        return statement_result(
+            "REVOCATION",
+            manifest,
+            log_index=response.log_index,
+            item_id=item_id,
+            agency=from_agency or "",
+            grants_deleted=response.grants_deleted,
+        )
+
+    def retract(self, alert_id: str, *, reason: str) -> StatementResult:
+        """See :meth:`exchange_client.Client.retract`."""
+        manifest = self._manifests.own(alert_id)
+        retraction = release.Retraction.build(
+            manifest, reason=reason, created_at=self._clock(), key=self._profile.signing_key
+        )
+        response = send_statement(self._transport, retraction)
+        return statement_result("RETRACTION", manifest, log_index=response.log_index)
+
+    def _pending_request(self, request_id: str) -> release.ReleaseRequest:
+        response = self._transport.call(
+            self._transport.release.ListRequests,
+            release_pb2.ListRequestsRequest(include_decided=True),
+        )
+        for view in response.requests:
+            if view.request_id == request_id:
+                statement, listed = check_request_view(view, self._partners.verify_keys_of)
+                if listed.status != "PENDING":
+                    raise ConflictError(
+                        f"request {request_id} was already {listed.status.lower()}",
+                        reason="ALREADY_DECIDED",
+                    )
+                return statement
+        raise NotFoundError(f"no release request {request_id} made of {self._profile.agency_id}")
+
+    def _send_decision(
+        self,
+        request: release.ReleaseRequest,
+        decision: release.ReleaseDecision,
+        grant: KeyGrant | None,
+    ) -> StatementResult:
+        response = send_statement(self._transport, decision, grant=grant)
+        return statement_result(
+            "DECISION",
+            request.message,
+            log_index=response.log_index,
+            item_id=request.message.item_id,
+            request_id=request.request_id,
+            agency=request.target,
+            outcome="APPROVED" if decision.approved else "DENIED",
+        )
