@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,21 @@ class FrozenClock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+class FakeTime:
+    """A monotonic clock that moves only when the code under test sleeps; the sleeps are kept."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +93,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'hub.db'}"
     else:
         yield from _postgres_database()
+
+
+@pytest.fixture
+def dead_hub() -> Iterator[str]:
+    """An address where nothing listens, for as long as the test runs.
+
+    The port is bound and never listened on: connections are refused, and no other process
+    (a hub of another test, of another run) can take the port meanwhile, as it could a port
+    merely bound and released.
+    """
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{held.getsockname()[1]}"
 
 
 @pytest.fixture

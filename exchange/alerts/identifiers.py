@@ -49,6 +49,7 @@ from stdnum.us import ein as _stdnum_ein
 
 from exchange.alerts import _base58check, _bech32
 from exchange.errors import InvalidInputError
+from exchange.limits import over_limit
 
 __all__ = [
     "CRYPTO_ASSET_CODES",
@@ -167,7 +168,7 @@ def _check_text(value: object, *, max_length: int, ascii_only: bool = True) -> s
     if not value:
         _fail("is empty")
     if len(value) > max_length:
-        _fail(f"is {len(value)} characters long, at most {max_length} expected")
+        _fail(over_limit(len(value), max_length, "characters"))
     if ascii_only and not value.isascii():
         for position, char in enumerate(value, start=1):
             if not char.isascii():

@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 from exchange.alerts import identifiers as ids
 from exchange.alerts._message_mapping import enum_spellings, join_path
 from exchange.errors import FieldViolation
+from exchange.limits import over_limit
 from exchange.v1 import payloads_pb2, statements_pb2
 
 
@@ -150,7 +151,7 @@ class _Findings:
 
     def max_length(self, path: str, value: str, limit: int) -> None:
         if len(value) > limit:
-            self.add(path, f"is {len(value)} characters long, at most {limit} allowed")
+            self.add(path, over_limit(len(value), limit, "characters"))
 
 
 # --- generic checks over every field ---------------------------------------------------------------
@@ -439,7 +440,7 @@ def _check_attachment(attachment: payloads_pb2.Attachment, path: str, findings: 
     if content_present and len(attachment.content) > MAX_ATTACHMENT_BYTES:
         findings.add(
             join_path(path, "content"),
-            f"is {len(attachment.content)} bytes, at most {MAX_ATTACHMENT_BYTES} allowed",
+            over_limit(len(attachment.content), MAX_ATTACHMENT_BYTES, "bytes"),
         )
 
 
@@ -633,7 +634,7 @@ def _check_draft(draft: DraftFields, findings: _Findings) -> None:
     if not draft.items:
         findings.add("items", "at least one item is required")
     if len(draft.items) > MAX_ITEMS:
-        findings.add("items", f"has {len(draft.items)} items, at most {MAX_ITEMS} allowed")
+        findings.add("items", over_limit(len(draft.items), MAX_ITEMS, "items", verb="has"))
     first_index_of: dict[str, int] = {}
     shipment_ids: set[str] = set()
     for index, item in enumerate(draft.items):

@@ -29,6 +29,11 @@ from exchange.hub.notifier import FeedNotifier
 from exchange.hub.observer import CallObserver, ObservingInterceptor
 from exchange.hub.release_service import ReleaseServicer
 from exchange.hub.servicers import AlertServicer, DirectoryServicer, HubContext
+from exchange.hub.startup import (
+    DatabaseDirectoryLock,
+    check_address_free,
+    read_startup_files,
+)
 from exchange.statements.publish import PublishLimits
 from exchange.store import registry
 from exchange.store.checkpoints import StoredCheckpoint
@@ -111,14 +116,26 @@ class Hub:
         self.health_port: int | None = None
         self.metrics_port: int | None = None
         self.checkpointer: Checkpointer | None = None
+        self._database_lock: DatabaseDirectoryLock | None = None
 
     def prepare(self) -> ImportResult:
         """Migrate the database, check that its log extends the latest checkpoint this hub
-        signed, and import the registry (so an empty database just works)."""
-        self.db.migrate()
-        self._check_log_state()
-        result = import_registry(self.db, self.config.registry_dir, now=self.clock())
-        self.directory.refresh()
+        signed, and import the registry (so an empty database just works).
+
+        First, so that a refused start writes nothing: the key files are checked, the listen
+        address must be free and an SQLite database's directory is locked for this hub alone.
+        """
+        read_startup_files(self.config)
+        check_address_free(self.config.listen)
+        self._database_lock = DatabaseDirectoryLock.acquire(self.config.database_url)
+        try:
+            self.db.migrate()
+            self._check_log_state()
+            result = import_registry(self.db, self.config.registry_dir, now=self.clock())
+            self.directory.refresh()
+        except BaseException:
+            self._release_database()
+            raise
         return result
 
     def _check_log_state(self) -> None:
@@ -126,6 +143,11 @@ class Hub:
         with self.db.read() as connection:
             self.log_state.check(connection)
         self.log_state.save()  # an unwritable state file fails here, not after a checkpoint
+
+    def _release_database(self) -> None:
+        if self._database_lock is not None:
+            self._database_lock.release()
+            self._database_lock = None
 
     def _start_checkpointer(self) -> Checkpointer:
         """Sign the log as it stands, then keep signing in the background (DESIGN §8)."""
@@ -200,6 +222,9 @@ class Hub:
             options=[
                 ("grpc.max_receive_message_length", TRANSPORT_MESSAGE_LIMIT),
                 ("grpc.max_send_message_length", TRANSPORT_MESSAGE_LIMIT),
+                # No port sharing: a second hub on this address fails instead of splitting
+                # the traffic with the first.
+                ("grpc.so_reuseport", 0),
             ],
             maximum_concurrent_rpcs=self._max_workers * 4,
         )
@@ -223,6 +248,7 @@ class Hub:
         try:
             port = server.add_secure_port(address, self._credentials())
         except RuntimeError as e:
+            check_address_free(address)  # names why, when the address is taken
             raise ConfigurationError(f"cannot listen on {address}: {e}") from e
         server.start()
         self._server = server
@@ -276,3 +302,4 @@ class Hub:
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.db.dispose()
+        self._release_database()

@@ -9,17 +9,16 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from grpc_health.v1 import health_pb2
-from rich.console import Console
 from rich.table import Table
 
-from exchange import pki
+from exchange import cli_conventions, pki
 from exchange.crypto.keys import SigningKey
 from exchange.crypto.notes import NoteSigner
-from exchange.errors import ExchangeError
+from exchange.errors import ConfigurationError, ExchangeError
 from exchange.hub.app import Hub
 from exchange.hub.config import HubConfig
 from exchange.hub.health import check_health
@@ -32,7 +31,7 @@ app = typer.Typer(
     help="Run and administer an exchange hub: the relay that stores ciphertext, signed "
     "statements and the audit log, and can read none of the alerts it carries.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 agency_app = typer.Typer(help="Manage the registry of agencies.", no_args_is_help=True)
@@ -40,9 +39,12 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(agency_app, name="agency")
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True)
+out = cli_conventions.console()
+err = cli_conventions.console(stderr=True)
 log = logging.getLogger("exchange.hub")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
 
 ConfigOption = Annotated[
     Path,
@@ -71,9 +73,22 @@ def _load_config(
     return config.with_overrides(database_url=database, listen=listen, **listeners)
 
 
-def _fail(error: ExchangeError) -> None:
-    err.print(f"[red]error:[/red] {error}", highlight=False)
-    raise typer.Exit(1)
+def _exit_code(error: ExchangeError) -> int:
+    """2 for a configuration the operator must fix (the file, a key, the database), else 1."""
+    return EXIT_USAGE if isinstance(error, ConfigurationError) else EXIT_ERROR
+
+
+def _fail(error: ExchangeError, *, json_output: bool = False) -> NoReturn:
+    cli_conventions.fail(error, code=_exit_code(error), as_json=json_output)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, cli_conventions.version_option("exchange-hub")
+    ] = False,
+) -> None:
+    """Run and administer an exchange hub."""
 
 
 @app.command()
@@ -216,8 +231,7 @@ def agency_list(config: ConfigOption, database: DatabaseOption = None, json_outp
             rows = registry.list_agencies(connection)
         db.dispose()
     except ExchangeError as e:
-        _fail(e)
-        return
+        _fail(e, json_output=json_output)
     records = [
         {
             "agency_id": row.agency_id,
@@ -310,7 +324,6 @@ def health(
             hub_config = _load_config(config)
         except ExchangeError as e:
             _fail(e)
-            return
         if hub_config.health_listen is None:
             err.print(f"error: {hub_config.config_path} sets no health_listen: add "
                       "health_listen = \"127.0.0.1:50052\" (the hub's plaintext health port) "
@@ -338,8 +351,5 @@ def _dialable(listen: str) -> str:
 
 def main() -> None:
     """Console entry point."""
-    try:
-        app()
-    except ExchangeError as e:  # an error escaping a command is still one line, not a trace
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        sys.exit(1)
+    # An error escaping a command is still one line, not a trace.
+    cli_conventions.run(app, on_error=lambda e, as_json: _fail(e, json_output=as_json))

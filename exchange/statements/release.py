@@ -38,6 +38,7 @@ from exchange.errors import (
     MalformedError,
     NotPermittedError,
 )
+from exchange.limits import over_limit
 from exchange.statements.alert import AlertManifest, KeyGrant
 from exchange.statements.codec import PAYLOAD_TYPES, encode, parse_canonical, sha256
 from exchange.v1 import statements_pb2
@@ -114,7 +115,7 @@ class Required:
 
 
 def _check_text(what: str, field: str, text: str, limit: int) -> None:
-    _require(len(text) <= limit, what, f"{field} is longer than {limit} characters")
+    _require(len(text) <= limit, what, over_limit(len(text), limit, "characters", what=field))
     _require(
         all(ch.isprintable() or ch in "\n\t" for ch in text),
         what,
@@ -582,7 +583,12 @@ class Feedback(SignedStatement[statements_pb2.Feedback]):
         _require(
             len(message.ciphertext) <= MAX_FEEDBACK_CIPHERTEXT_BYTES,
             what,
-            f"its ciphertext is over {MAX_FEEDBACK_CIPHERTEXT_BYTES} bytes",
+            over_limit(
+                len(message.ciphertext),
+                MAX_FEEDBACK_CIPHERTEXT_BYTES,
+                "bytes",
+                what="its ciphertext",
+            ),
         )
         _require(len(message.key_commitment) == 32, what, "needs a 32-byte key commitment")
         _require(

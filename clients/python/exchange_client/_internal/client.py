@@ -31,7 +31,7 @@ from exchange_client._internal.audit import Auditor, Progress
 from exchange_client._internal.cases import JointCases
 from exchange_client._internal.context import ClientContext
 from exchange_client._internal.events import FeedReader
-from exchange_client._internal.feed import FeedSubscription
+from exchange_client._internal.feed import FeedSubscription, Reconnecting
 from exchange_client._internal.manifests import Manifests
 from exchange_client._internal.models import (
     AgencyInfo,
@@ -46,7 +46,7 @@ from exchange_client._internal.models import (
 from exchange_client._internal.opening import Opener
 from exchange_client._internal.partners import PartnerDirectory, agency_info
 from exchange_client._internal.profile import Profile
-from exchange_client._internal.publishing import Publisher
+from exchange_client._internal.publishing import PUBLISH_RETRY_SECONDS, Publisher, Retrying
 from exchange_client._internal.receipts import Deliveries
 from exchange_client._internal.release import ReleaseControls
 from exchange_client._internal.report import CooperationReporter, sign_report
@@ -64,7 +64,10 @@ class Client:
 
     ``hub`` (``HOST:PORT``) overrides the profile's hub address; ``clock`` returns the current
     time as an aware datetime (tests freeze it; it decides embargo and expiry on open and the
-    validity of certificates); ``timeout`` bounds each unary call in seconds.  Use it as a
+    validity of certificates); ``timeout`` bounds each unary call in seconds;
+    ``retry_seconds`` is how long :meth:`publish` and :meth:`flush_outbox` keep resending
+    while the hub is unreachable (0: one attempt), unless a call says otherwise, and
+    ``on_retry(seconds, error)`` is told of each wait before such a resend.  Use it as a
     context manager, or call :meth:`close`, to close the channel.
     """
 
@@ -75,12 +78,15 @@ class Client:
         hub: str | None = None,
         clock: Callable[[], datetime] | None = None,
         timeout: float = 10.0,
+        retry_seconds: float = PUBLISH_RETRY_SECONDS,
+        on_retry: Retrying | None = None,
     ) -> None:
         self.profile = profile
         self.target = hub or profile.hub_address
         self._clock = clock or _utc_now
         self._timeout = timeout
         self._sleep: Callable[[float], None] = time.sleep
+        self._monotonic: Callable[[], float] = time.monotonic
         self._transport = Transport.secure(profile, target=self.target, timeout=timeout)
         self._state = ClientState(profile.state_dir)
         self._partners = PartnerDirectory(self._transport, profile, clock=self._clock)
@@ -120,6 +126,9 @@ class Client:
             state=self._state,
             watchlist=lambda: self._opener.watchlist,
             sleep=lambda seconds: self._sleep(seconds),
+            monotonic=lambda: self._monotonic(),
+            retry_seconds=retry_seconds,
+            on_retry=on_retry,
         )
         self._reporter = CooperationReporter(context)
         self._cases = JointCases(
@@ -134,6 +143,7 @@ class Client:
             state=self._state,
             auditor=self.auditor,
             sleep=lambda seconds: self._sleep(seconds),
+            monotonic=lambda: self._monotonic(),
         )
 
     # --- lifetime ---------------------------------------------------------------------------------
@@ -166,12 +176,20 @@ class Client:
 
     # --- publishing -----------------------------------------------------------------------------
 
-    def publish(self, draft: Draft, *, supersedes: str | None = None) -> Receipt:
+    def publish(
+        self,
+        draft: Draft,
+        *,
+        supersedes: str | None = None,
+        retry_seconds: float | None = None,
+    ) -> Receipt:
         """Seal, sign and publish ``draft``; with ``supersedes``, as the next version of that alert.
 
         The sealed request is saved in the profile's ``state/outbox/`` before it is first sent and
-        resent with the same bytes while the hub is unreachable (a bounded number of times, with
-        backoff); the hub answers a resend with the first receipt.  If every attempt fails the
+        resent with the same bytes while the hub is unreachable, for up to ``retry_seconds``
+        (default: the client's, 30 s) with capped exponential backoff and jitter (partner keys
+        are asked for within the same budget); the hub answers a resend with the first
+        receipt, so a publish is never stored twice.  If every attempt fails the
         request stays in the outbox for :meth:`flush_outbox`.  The manifest hash the hub
         acknowledged is recorded for a later ``supersedes``; when that record is behind the hub
         (lost in a crash: it is not flushed to disk), the version to supersede is taken from the
@@ -181,15 +199,16 @@ class Client:
         seconds; if the hub refuses the audience or a grant's key (a partner revoked or re-keyed
         since), the directory is fetched again and the alert sealed again, once.
         """
-        return self._publisher.publish(draft, supersedes=supersedes)
+        return self._publisher.publish(draft, supersedes=supersedes, retry_seconds=retry_seconds)
 
-    def flush_outbox(self) -> list[Receipt]:
+    def flush_outbox(self, *, retry_seconds: float | None = None) -> list[Receipt]:
         """Send again every sealed request an interrupted publish left in the outbox.
 
         Each is sent with its saved bytes, so the hub returns the receipt of the first delivery
-        if that one had in fact arrived.
+        if that one had in fact arrived; each is resent for up to ``retry_seconds`` (default:
+        the client's) while the hub is unreachable.
         """
-        return self._publisher.flush_outbox()
+        return self._publisher.flush_outbox(retry_seconds=retry_seconds)
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -236,8 +255,20 @@ class Client:
         """The saved feed cursor: the sequence of the last event processed (0: none)."""
         return self._feed.cursor()
 
-    def subscribe(self, after: int | None = None, *, heartbeats: bool = False) -> FeedSubscription:
+    def subscribe(
+        self,
+        after: int | None = None,
+        *,
+        heartbeats: bool = False,
+        give_up_after: float | None = None,
+        on_reconnect: Reconnecting | None = None,
+    ) -> FeedSubscription:
         """Stream the feed from ``after`` (default: the saved cursor): catch-up, then live.
+
+        When the stream fails (the hub restarts, the network drops) it is reopened from the last
+        event received, with capped exponential backoff and jitter, until the subscription is
+        closed; ``on_reconnect(seconds, error)`` is told of each wait.  With ``give_up_after``,
+        :class:`UnavailableError` is raised once the hub has not answered for that many seconds.
 
         The returned iterator takes the profile's cursor lock at once (a second reader on the
         same profile gets an error, not a wait) and saves the cursor for each event when the
@@ -246,7 +277,9 @@ class Client:
         :class:`FeedGapError` when an event is missing.  With ``heartbeats`` the hub's heartbeats
         are yielded too, as events of kind ``HEARTBEAT``.
         """
-        return self._feed.subscribe(after, heartbeats=heartbeats)
+        return self._feed.subscribe(
+            after, heartbeats=heartbeats, give_up_after=give_up_after, on_reconnect=on_reconnect
+        )
 
     # --- release controls -------------------------------------------------------------------
 

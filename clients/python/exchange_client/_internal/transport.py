@@ -31,6 +31,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # After a hub restart the channel reconnects within a few seconds, not grpc's default of
+    # up to two minutes, so that the client's own retries find the hub back soon.
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5000),
 ]
 
 _PUBLISH_METHOD = "/exchange.v1.AlertService/Publish"

@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
+from exchange import cli_conventions
 from exchange.audit.errors import FeedGapError, LogInconsistentError
 from exchange.audit.verify import VerificationReport
 from exchange.errors import ConfigurationError, ExchangeError, VerificationError
@@ -69,11 +70,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _stdout() -> Console:
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    return cli_conventions.console()
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return cli_conventions.console(stderr=True)
 
 
 def _print_json(value: Any) -> None:
@@ -109,9 +110,13 @@ def _fail(error: ExchangeError, *, json_output: bool, message: str | None = None
     from exchange_client.cli import describe_error, exit_code_for
 
     if json_output:
-        _print_json(_error_json(error))
-    _stderr().print(message or describe_error(error), markup=False, soft_wrap=True, style="red")
-    raise typer.Exit(exit_code_for(error))
+        _print_json(_error_json(error))  # the command's one document, on stdout
+    cli_conventions.fail(
+        error,
+        code=exit_code_for(error),
+        as_json=json_output,
+        text=message or describe_error(error),
+    )
 
 
 @contextmanager

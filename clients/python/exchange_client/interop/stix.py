@@ -44,6 +44,7 @@ from stix2.properties import (
 )
 
 from exchange.errors import MalformedError, TooLargeError
+from exchange.limits import over_limit
 from exchange_client._internal.models import OpenedAlert, OpenedItem
 from exchange_client.interop._common import (
     ImportResult,
@@ -882,8 +883,8 @@ def import_stix(data: bytes) -> ImportResult:
     objects = expect_list(document.get("objects", []), "objects")
     if len(objects) > MAX_BUNDLE_OBJECTS:
         raise TooLargeError(
-            f"the bundle has {len(objects)} objects; at most {MAX_BUNDLE_OBJECTS} are imported "
-            "at once: split it"
+            over_limit(len(objects), MAX_BUNDLE_OBJECTS, "objects", what="the bundle", verb="has")
+            + " at once: split it"
         )
     checked = [_check_object(value, index) for index, value in enumerate(objects)]
     warnings: list[str] = []
