@@ -26,6 +26,7 @@ test: $(VENV)/.dev
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check exchange clients tests scripts bench
+	BUF=$(VENV)/bin/buf scripts/check_proto.sh
 
 typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy exchange clients/python/exchange_client

@@ -244,7 +244,7 @@ def make_agency_ca(
     """
     check_agency_id(agency_id)
     key = generate_tls_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{agency_id} exchange CA")])
+    name = x509.Name([_common_name(f"{agency_id} exchange CA")])
     cert = _self_signed_ca(
         key,
         name,
@@ -268,7 +268,7 @@ def make_hub_ca(
     if not name.strip():
         raise InvalidInputError("the hub CA needs a non-empty name")
     key = generate_tls_key()
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
+    subject = x509.Name([_common_name(f"{name} CA")])
     return key, _self_signed_ca(key, subject, san=None, now=now, validity_days=validity_days)
 
 
@@ -567,7 +567,7 @@ def _leaf_builder(
         )
     return (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .subject_name(x509.Name([_common_name(subject)]))
         .issuer_name(ca_cert.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
@@ -642,6 +642,16 @@ def _purpose_key_usage(purpose: KeyPurpose) -> x509.KeyUsage:
     if purpose == "encryption":
         return _key_usage(key_agreement=True)
     return _key_usage(digital_signature=True)
+
+
+COMMON_NAME_LIMIT = 64
+"""RFC 5280's upper bound on a common name, in characters."""
+
+
+def _common_name(text: str) -> x509.NameAttribute[str]:
+    """``CN=text``, cut to 64 characters: the name is for people, the SAN URI is the identity,
+    and a 63-character agency id with `` encryption key`` after it is longer than that."""
+    return x509.NameAttribute(NameOID.COMMON_NAME, text[:COMMON_NAME_LIMIT])
 
 
 def _host_general_name(host: str) -> x509.GeneralName:

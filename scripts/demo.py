@@ -3,7 +3,8 @@
 with items held until agency-a releases them, a denied request and a revocation.
 
 Runs the real command-line tools in subprocesses, exactly as an operator would, and prints a
-transcript.  Everything lives in a throw-away directory that is deleted at the end (pass
+transcript: each command shown is followed by its real output, a refusal the demo expects is
+marked as expected, and the demo's own checks of what came back are lines starting with ``#``.  Everything lives in a throw-away directory that is deleted at the end (pass
 ``--keep`` to keep it).  Exits non-zero if any step does not behave as the exchange promises.
 """
 
@@ -80,8 +81,14 @@ class Transcript:
         print(f"\n\033[1m{self.step}. {text}\033[0m", flush=True)
 
     def run(self, *args: str, expect: int = 0, show: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a command; with ``show``, print it and its real output (stdout, then stderr).
+
+        Without ``show`` nothing is printed: the demo only reads the result to check it, and
+        says what it checked in a ``#`` line of its own.
+        """
         shown = " ".join(a if " " not in a else repr(a) for a in args)
-        print(f"$ {shown}", flush=True)
+        if show:
+            print(f"$ {shown}", flush=True)
         result = subprocess.run(
             [str(BIN / args[0]), *args[1:]], check=False, capture_output=True, text=True,
             env={**os.environ, "COLUMNS": "110", "NO_COLOR": "1"},
@@ -90,11 +97,17 @@ class Transcript:
             for stream in (result.stdout, result.stderr):
                 if stream.strip():
                     print("  " + stream.rstrip().replace("\n", "\n  "), flush=True)
+            if expect != 0 and result.returncode == expect:
+                print(f"  (refused, as expected: exit {expect})", flush=True)
         if result.returncode != expect:
             raise SystemExit(
                 f"demo failed: `{shown}` exited {result.returncode}, expected {expect}"
             )
         return result
+
+    def check(self, text: str) -> None:
+        """A line of the demo's own, saying what it checked: not any command's output."""
+        print(f"  # {text}", flush=True)
 
 
 def main() -> int:
@@ -137,9 +150,8 @@ def main() -> int:
 
         t.heading("agency-a publishes a shipment alert; every item goes to agency-b only")
         published = t.run("exchange", "--profile", profile["agency-a"], "publish", str(draft),
-                          "--json", show=False)
+                          "--json")
         receipt = json.loads(published.stdout)
-        print(f"  published alert {receipt['alert_id']} version {receipt['version']}")
         alert_id = receipt["alert_id"]
 
         t.heading("agency-b sees it in its inbox, verifies the signature and decrypts it")
@@ -152,13 +164,15 @@ def main() -> int:
                     "bank-records": "WITHHELD", "source-note": "WITHHELD"}
         if statuses != expected:
             raise SystemExit(f"demo failed: agency-b saw {statuses}")
+        t.check("show --json: " + ", ".join(f"{item} {status}" for item, status in statuses.items()))
 
         t.heading("agency-c sees nothing: no inbox entry, and the alert does not exist for it")
         inbox_c = json.loads(t.run("exchange", "--profile", profile["agency-c"], "inbox", "--json",
                                    show=False).stdout)
-        print(f"  agency-c inbox: {len(inbox_c)} alerts")
+        t.run("exchange", "--profile", profile["agency-c"], "inbox")
         if inbox_c:
             raise SystemExit("demo failed: agency-c has alerts")
+        t.check("inbox --json: no alert for agency-c")
         t.run("exchange", "--profile", profile["agency-c"], "show", alert_id, expect=1)
         t.run("exchange", "--profile", profile["agency-c"], "request", alert_id, "bank-records",
               "--reason", "curious", expect=1)
@@ -166,8 +180,7 @@ def main() -> int:
         t.heading("agency-b asks for the held bank records; agency-a approves")
         made = json.loads(t.run("exchange", "--profile", profile["agency-b"], "request", alert_id,
                                 "bank-records", "--reason", "asset freeze hearing on Monday",
-                                "--json", show=False).stdout)
-        print(f"  request {made['request_id']} sent to {made['originator']}")
+                                "--json").stdout)
         t.run("exchange", "--profile", profile["agency-a"], "requests")
         t.run("exchange", "--profile", profile["agency-a"], "approve", made["request_id"])
 
@@ -177,12 +190,11 @@ def main() -> int:
         bank = next(item for item in released["items"] if item["id"] == "bank-records")
         if bank["status"] != "VISIBLE":
             raise SystemExit(f"demo failed: bank-records is {bank['status']} after approval")
-        print(f"  bank-records: {bank['status']}: {bank['payload']['note']['text']}")
+        t.check(f"show --json: bank-records {bank['status']}: {bank['payload']['note']['text']}")
 
         t.heading("agency-b asks for the informant note; agency-a denies, with a reason")
         asked = json.loads(t.run("exchange", "--profile", profile["agency-b"], "request", alert_id,
-                                 "source-note", "--reason", "to corroborate", "--json",
-                                 show=False).stdout)
+                                 "source-note", "--reason", "to corroborate", "--json").stdout)
         t.run("exchange", "--profile", profile["agency-a"], "deny", asked["request_id"],
               "--reason", "source protection")
         after = json.loads(t.run("exchange", "--profile", profile["agency-b"], "show", alert_id,
@@ -190,7 +202,7 @@ def main() -> int:
         note = next(item for item in after["items"] if item["id"] == "source-note")
         if note["status"] != "WITHHELD" or "source protection" not in note.get("detail", ""):
             raise SystemExit(f"demo failed: source-note is {note}")
-        print(f"  source-note: {note['status']} ({note['detail']})")
+        t.check(f"show --json: source-note {note['status']} ({note['detail']})")
 
         t.heading("agency-a revokes the analyst note; agency-b's client purges and acknowledges")
         t.run("exchange", "--profile", profile["agency-a"], "revoke", alert_id, "analyst-note",
@@ -198,7 +210,7 @@ def main() -> int:
         revoked = json.loads(t.run("exchange", "--profile", profile["agency-b"], "show", alert_id,
                                    "--json", show=False).stdout)
         analyst = next(item for item in revoked["items"] if item["id"] == "analyst-note")
-        print(f"  agency-b sees analyst-note as {analyst['status']}")
+        t.check(f"show --json: agency-b sees analyst-note as {analyst['status']}")
         if analyst["status"] != "REVOKED":
             raise SystemExit("demo failed: the revoked item is still shown")
         records = json.loads(t.run("exchange", "--profile", profile["agency-a"], "receipts",
@@ -210,9 +222,12 @@ def main() -> int:
         t.heading("agency-c still sees nothing of the alert")
         inbox_c = json.loads(t.run("exchange", "--profile", profile["agency-c"], "inbox",
                                    "--json", show=False).stdout)
-        print(f"  agency-c inbox: {len(inbox_c)} alerts")
+        t.run("exchange", "--profile", profile["agency-c"], "inbox")
         if inbox_c:
             raise SystemExit("demo failed: agency-c has alerts")
+        t.check("inbox --json: no alert for agency-c")
+
+        cooperation_report(t, profile, work, alert_id)
 
         t.heading("Stop the hub")
         hub.terminate()
@@ -230,6 +245,27 @@ def main() -> int:
             print(f"data kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def cooperation_report(
+    t: Transcript, profile: dict[str, str], work: Path, alert_id: str
+) -> None:
+    """The demo's last act: agency-b reports an outcome, and agency-a prints the cooperation
+    report of this exchange, computed from the log it verified, and signs it for agency-b."""
+    t.heading("agency-b reports what came of the alert; agency-a reports on the cooperation")
+    t.run("exchange", "--profile", profile["agency-b"], "feedback", alert_id,
+          "--outcome", "SEIZED", "--note", "1.2 t seized at Manzanillo")
+    t.run("exchange", "--profile", profile["agency-a"], "audit", "checkpoint", show=False)
+    t.run("exchange", "--profile", profile["agency-a"], "report", "--partner", "agency-b")
+    t.run("exchange", "--profile", profile["agency-a"], "report", "--format", "html",
+          "--output", str(work / "report.html"), "--partner", "agency-b")
+    summary = work / "cooperation-summary.json"
+    t.run("exchange", "--profile", profile["agency-a"], "report", "--partner", "agency-b",
+          "--sign", "--output", str(summary))
+    verified = json.loads(t.run("exchange", "--profile", profile["agency-b"], "report", "verify",
+                                str(summary), "--json", show=False).stdout)
+    print(f"  agency-b verifies the signed summary: signed by {verified['agency']}, "
+          f"checkpoint size {verified['checkpoint']['size']}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,21 @@ class FrozenClock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+class FakeTime:
+    """A monotonic clock that moves only when the code under test sleeps; the sleeps are kept."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 @pytest.fixture(scope="session")
@@ -80,13 +96,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def dead_hub() -> Iterator[str]:
+    """An address where nothing listens, for as long as the test runs.
+
+    The port is bound and never listened on: connections are refused, and no other process
+    (a hub of another test, of another run) can take the port meanwhile, as it could a port
+    merely bound and released.
+    """
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{held.getsockname()[1]}"
+
+
+@pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock()
 
 
 @pytest.fixture
 def hub_factory(
-    exchange_dir: Path, database_url: str, clock: FrozenClock
+    exchange_dir: Path, database_url: str, clock: FrozenClock, tmp_path: Path
 ) -> Iterator[Callable[..., object]]:
     """Start real hubs (mTLS on a loopback port 0) on the test's database; stopped afterwards."""
     from exchange.hub.app import Hub
@@ -98,7 +127,11 @@ def hub_factory(
         config = HubConfig.from_file(exchange_dir / "hub.toml").with_overrides(
             database_url=database_url, listen="127.0.0.1:0"
         )
-        config = dataclasses.replace(config, heartbeat_interval_seconds=heartbeat_interval_seconds)
+        config = dataclasses.replace(
+            config,
+            heartbeat_interval_seconds=heartbeat_interval_seconds,
+            log_state_file=tmp_path / "log-state.json",  # not in the shared exchange directory
+        )
         hub = Hub(config, clock=clock, **overrides)  # type: ignore[arg-type]
         hub.prepare()
         hub.start()

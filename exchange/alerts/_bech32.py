@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from exchange.limits import over_limit
+
 CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
 BECH32_CONST = 1
@@ -91,7 +93,7 @@ def bech32_decode(text: str) -> tuple[str, list[int], Encoding]:
     if separator + 7 > len(text):
         raise SegwitAddressError("is too short for its checksum")
     if len(text) > MAX_LENGTH:
-        raise SegwitAddressError(f"is longer than {MAX_LENGTH} characters")
+        raise SegwitAddressError(over_limit(len(text), MAX_LENGTH, "characters"))
     for char in text[separator + 1 :]:
         if char not in CHARSET:
             raise SegwitAddressError(f"character {char!r} is not in the bech32 alphabet")

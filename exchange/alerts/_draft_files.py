@@ -21,6 +21,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.resolver import VersionedResolver
 
 from exchange.errors import DraftError, FieldViolation
+from exchange.limits import beyond_limit
 
 MAX_DRAFT_FILE_BYTES = 32 * 1024 * 1024
 
@@ -127,7 +128,7 @@ def load_draft_file(path: str | Path) -> object:
     except OSError as e:
         raise DraftError(f"cannot read {path}: {e.strerror or e}") from e
     if len(raw) > MAX_DRAFT_FILE_BYTES:
-        raise DraftError(f"{path.name} is larger than {MAX_DRAFT_FILE_BYTES} bytes")
+        raise DraftError(beyond_limit(MAX_DRAFT_FILE_BYTES, "bytes", what=path.name))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -35,6 +35,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from exchange.alerts.identifiers import IdentifierError, parse_rfc3339_timestamp
 from exchange.errors import FieldViolation
+from exchange.limits import beyond_limit, over_limit
 
 MAX_STRING_LENGTH = 65_536
 MAX_LIST_LENGTH = 10_000
@@ -225,7 +226,7 @@ def _fill_field(
             context.add(path, f"expected a list, got {_describe(value)}")
             return
         if len(value) > MAX_LIST_LENGTH:
-            context.add(path, f"has {len(value)} entries, at most {MAX_LIST_LENGTH} allowed")
+            context.add(path, over_limit(len(value), MAX_LIST_LENGTH, "entries", verb="has"))
             return
         container = getattr(message, name)
         for index, element in enumerate(value):
@@ -281,7 +282,7 @@ def _convert_scalar(
             context.add(path, f"expected a string, got {_describe(value)}{hint}")
             return None
         if len(value) > MAX_STRING_LENGTH:
-            context.add(path, f"is {len(value)} characters long, at most {MAX_STRING_LENGTH}")
+            context.add(path, over_limit(len(value), MAX_STRING_LENGTH, "characters"))
             return None
         if not value.strip():
             context.add(path, "is empty")
@@ -305,7 +306,7 @@ def _convert_scalar(
             context.add(path, f"expected base64 text, got {_describe(value)}")
             return None
         if len(value) > MAX_BYTES_LENGTH * 4 // 3 + 4:
-            context.add(path, f"decodes to more than {MAX_BYTES_LENGTH} bytes")
+            context.add(path, beyond_limit(MAX_BYTES_LENGTH, "bytes", verb="decodes to"))
             return None
         try:
             decoded = base64.b64decode(value.encode("ascii"), validate=True)
@@ -400,5 +401,5 @@ def walk(
     try:
         fill_message(message, value, path, context, skip_keys=skip_keys, refused_keys=refused_keys)
     except _TooManyValues:
-        context.add(path, f"has more than {MAX_VALUES} values")
+        context.add(path, beyond_limit(MAX_VALUES, "values", verb="has"))
     return context

@@ -64,10 +64,15 @@ PAYLOAD_KINDS: tuple[str, ...] = tuple(
 _ITEM_PATH_RE = re.compile(r"items\[(\d+)\]")
 _PAYLOAD_FIELD_RE = re.compile(r"items\[(\d+)\]\.(.+)")
 _ITEM_KEYS = frozenset({"id", "policy"})
+_CASE_PAYLOAD = "written by `exchange case`, not in a draft"
 _REFUSED_ITEM_KEYS = {
     "summary": "not a payload kind: the summary is made from the draft's kind, grading, title "
-    "and operator"
+    "and operator",
+    "case_record": _CASE_PAYLOAD,
+    "case_entry": _CASE_PAYLOAD,
 }
+CASE_KINDS = frozenset({payloads_pb2.Summary.CASE, payloads_pb2.Summary.CASE_ENTRY})
+"""Kinds of the alerts that carry joint cases: made by ``exchange case``, refused in drafts."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,8 @@ class Draft:
             items=items,
         )
         semantic, normalisations = normalise_draft(draft)
+        if summary.kind in CASE_KINDS:
+            semantic.append(FieldViolation("kind", _CASE_PAYLOAD))
         violations = _merge(context.violations, semantic)
         if violations:
             count = len(violations)

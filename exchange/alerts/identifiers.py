@@ -49,6 +49,7 @@ from stdnum.us import ein as _stdnum_ein
 
 from exchange.alerts import _base58check, _bech32
 from exchange.errors import InvalidInputError
+from exchange.limits import over_limit
 
 __all__ = [
     "CRYPTO_ASSET_CODES",
@@ -80,6 +81,7 @@ __all__ = [
     "parse_rfc3339_timestamp",
     "validate_agency_id",
     "validate_air_waybill",
+    "validate_alert_id",
     "validate_bic",
     "validate_bill_of_lading",
     "validate_bitcoin_address",
@@ -166,7 +168,7 @@ def _check_text(value: object, *, max_length: int, ascii_only: bool = True) -> s
     if not value:
         _fail("is empty")
     if len(value) > max_length:
-        _fail(f"is {len(value)} characters long, at most {max_length} expected")
+        _fail(over_limit(len(value), max_length, "characters"))
     if ascii_only and not value.isascii():
         for position, char in enumerate(value, start=1):
             if not char.isascii():
@@ -1072,6 +1074,17 @@ def validate_agency_id(value: str) -> None:
     _check_text(value, max_length=_SHORT_CAP)
     if not _AGENCY_ID_RE.fullmatch(value):
         _fail("expected an agency id: lower-case letters, digits and -, e.g. agency-b")
+
+
+_ALERT_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def validate_alert_id(value: str) -> None:
+    """Alert id: a UUID in lower case, as the publishing client makes them
+    (``0b0e3c1e-8f5d-4d5e-9a57-3f0d0f6f2a10``)."""
+    _check_text(value, max_length=_SHORT_CAP)
+    if not _ALERT_ID_RE.fullmatch(value):
+        _fail("expected an alert id: a lower-case UUID, e.g. 0b0e3c1e-8f5d-4d5e-9a57-3f0d0f6f2a10")
 
 
 def validate_item_id(value: str) -> None:

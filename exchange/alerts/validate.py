@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 from exchange.alerts import identifiers as ids
 from exchange.alerts._message_mapping import enum_spellings, join_path
 from exchange.errors import FieldViolation
+from exchange.limits import over_limit
 from exchange.v1 import payloads_pb2, statements_pb2
 
 
@@ -58,6 +59,8 @@ __all__ = [
 
 MAX_ITEMS = 200
 MAX_TITLE_LENGTH = 300
+MAX_CASE_NOTE_LENGTH = 8000
+HASH_BYTES = 32
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 
 Validator = ids.Validator
@@ -148,7 +151,7 @@ class _Findings:
 
     def max_length(self, path: str, value: str, limit: int) -> None:
         if len(value) > limit:
-            self.add(path, f"is {len(value)} characters long, at most {limit} allowed")
+            self.add(path, over_limit(len(value), limit, "characters"))
 
 
 # --- generic checks over every field ---------------------------------------------------------------
@@ -437,7 +440,7 @@ def _check_attachment(attachment: payloads_pb2.Attachment, path: str, findings: 
     if content_present and len(attachment.content) > MAX_ATTACHMENT_BYTES:
         findings.add(
             join_path(path, "content"),
-            f"is {len(attachment.content)} bytes, at most {MAX_ATTACHMENT_BYTES} allowed",
+            over_limit(len(attachment.content), MAX_ATTACHMENT_BYTES, "bytes"),
         )
 
 
@@ -487,6 +490,39 @@ def _check_summary(summary: payloads_pb2.Summary, path: str, findings: _Findings
             )
 
 
+def _check_alert_link(link: payloads_pb2.AlertLink, path: str, findings: _Findings) -> None:
+    if findings.require(join_path(path, "originator"), link.originator):
+        findings.check(join_path(path, "originator"), link.originator, ids.validate_agency_id)
+    if findings.require(join_path(path, "alert_id"), link.alert_id):
+        findings.check(join_path(path, "alert_id"), link.alert_id, ids.validate_alert_id)
+    findings.require(join_path(path, "version"), link.version)
+    if len(link.manifest_hash) != HASH_BYTES:
+        findings.add(join_path(path, "manifest_hash"), f"is not {HASH_BYTES} bytes")
+
+
+def _check_case_record(record: payloads_pb2.CaseRecord, path: str, findings: _Findings) -> None:
+    members_path = join_path(path, "members")
+    if len(record.members) < 2:
+        findings.add(members_path, "a joint case has at least two members")
+    findings.check_each(members_path, record.members, ids.validate_agency_id)
+
+
+def _check_case_entry(entry: payloads_pb2.CaseEntry, path: str, findings: _Findings) -> None:
+    if findings.require(join_path(path, "case_originator"), entry.case_originator):
+        findings.check(
+            join_path(path, "case_originator"), entry.case_originator, ids.validate_agency_id
+        )
+    if findings.require(join_path(path, "case_id"), entry.case_id):
+        findings.check(join_path(path, "case_id"), entry.case_id, ids.validate_alert_id)
+    if len(entry.case_manifest_hash) != HASH_BYTES:
+        findings.add(join_path(path, "case_manifest_hash"), f"is not {HASH_BYTES} bytes")
+    for index, link in enumerate(entry.links):
+        _check_alert_link(link, f"{join_path(path, 'links')}[{index}]", findings)
+    findings.max_length(join_path(path, "note"), entry.note, MAX_CASE_NOTE_LENGTH)
+    if not (entry.links or entry.note.strip() or entry.outcome):
+        findings.add(path, "links alerts, adds a note or closes the case")
+
+
 _PAYLOAD_CHECKS: dict[str, Callable[[Message, str, _Findings], None]] = {
     "summary": _check_summary,  # type: ignore[dict-item]
     "shipment": _check_shipment,  # type: ignore[dict-item]
@@ -497,6 +533,8 @@ _PAYLOAD_CHECKS: dict[str, Callable[[Message, str, _Findings], None]] = {
     "attachment": _check_attachment,  # type: ignore[dict-item]
     "note": _check_note,  # type: ignore[dict-item]
     "watchlist_entry": _check_watchlist_entry,  # type: ignore[dict-item]
+    "case_record": _check_case_record,  # type: ignore[dict-item]
+    "case_entry": _check_case_entry,  # type: ignore[dict-item]
 }
 
 
@@ -596,7 +634,7 @@ def _check_draft(draft: DraftFields, findings: _Findings) -> None:
     if not draft.items:
         findings.add("items", "at least one item is required")
     if len(draft.items) > MAX_ITEMS:
-        findings.add("items", f"has {len(draft.items)} items, at most {MAX_ITEMS} allowed")
+        findings.add("items", over_limit(len(draft.items), MAX_ITEMS, "items", verb="has"))
     first_index_of: dict[str, int] = {}
     shipment_ids: set[str] = set()
     for index, item in enumerate(draft.items):

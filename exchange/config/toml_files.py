@@ -67,6 +67,12 @@ class TomlTable:
             raise ConfigurationError(f"{self._where(key)} must be a non-empty string")
         return value
 
+    def optional_string(self, key: str) -> str | None:
+        """A non-empty string, or ``None`` when the key is absent."""
+        if key not in self._values:
+            return None
+        return self.string(key)
+
     def path(self, key: str, *, default: Path | None = None) -> Path:
         """A path, as written (relative paths are the caller's to resolve)."""
         if key not in self._values and default is not None:

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from exchange.crypto.encoding import lp
 from exchange.errors import DecryptionError, KeyCommitmentError, MalformedError, TooLargeError
+from exchange.limits import over_limit
 
 ITEM_KEY_LENGTH = 32
 NONCE_LENGTH = 12
@@ -101,7 +102,7 @@ def padded_length(n: int) -> int:
     if n < 0:
         raise ValueError(f"plaintext length cannot be negative: {n}")
     if n > MAX_PLAINTEXT_LENGTH:
-        raise TooLargeError(f"item plaintext of {n} bytes is over {MAX_PLAINTEXT_LENGTH} bytes")
+        raise TooLargeError(over_limit(n, MAX_PLAINTEXT_LENGTH, "bytes", what="an item's plaintext"))
     framed = FRAME_HEADER_LENGTH + n
     if framed > LARGEST_POWER_OF_TWO_BUCKET:
         mebibytes = -(-framed // LARGEST_POWER_OF_TWO_BUCKET)

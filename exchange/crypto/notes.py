@@ -54,6 +54,7 @@ from exchange.errors import (
     TooLargeError,
     VerificationError,
 )
+from exchange.limits import over_limit
 
 __all__ = [
     "COSIGNATURE_V1_HEADER",
@@ -457,7 +458,9 @@ def _split_note(note: str | bytes) -> tuple[str, list[str]]:
         raise MalformedError("note has no signature lines")
     lines = block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
-        raise TooLargeError(f"note has {len(lines)} signature lines, more than {MAX_SIGNATURES}")
+        raise TooLargeError(
+            over_limit(len(lines), MAX_SIGNATURES, "signature lines", what="the note", verb="has")
+        )
     return text, lines
 
 
@@ -552,7 +555,9 @@ def append_signatures(note: str, signature_lines: Iterable[str]) -> str:
             lines.append(line)
     if len(lines) > MAX_SIGNATURES:
         raise TooLargeError(
-            f"note would have {len(lines)} signature lines, more than {MAX_SIGNATURES}"
+            over_limit(
+                len(lines), MAX_SIGNATURES, "signature lines", what="the note", verb="would have"
+            )
         )
     return text + "\n" + "".join(line + "\n" for line in lines)
 

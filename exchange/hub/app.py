@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from exchange.crypto.keys import SigningKey
@@ -21,11 +21,20 @@ from exchange.hub.background import Checkpointer, ReleaseSweeper, ReplicaListene
 from exchange.hub.config import HubConfig
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import GuardInterceptor
+from exchange.hub.health import DatabaseProbe, serve_health_port
 from exchange.hub.init import read_public_bundle
+from exchange.hub.log_state import LogStateFile
 from exchange.hub.match_service import MatchServicer
+from exchange.hub.metrics import HubMetrics, MetricsServer
 from exchange.hub.notifier import FeedNotifier
+from exchange.hub.observer import CallObserver, ObservingInterceptor
 from exchange.hub.release_service import ReleaseServicer
 from exchange.hub.servicers import AlertServicer, DirectoryServicer, HubContext
+from exchange.hub.startup import (
+    DatabaseDirectoryLock,
+    check_address_free,
+    read_startup_files,
+)
 from exchange.statements.publish import PublishLimits
 from exchange.store import registry
 from exchange.store.checkpoints import StoredCheckpoint
@@ -100,18 +109,52 @@ class Hub:
         self._max_workers = max_workers
         self._server: grpc.Server | None = None
         self._health = health.HealthServicer()
+        self.metrics = HubMetrics()
+        self.metrics.watch_store(self.db, clock=clock)
+        self.log_state = LogStateFile(config.log_state_path, config.database_url)
+        self._probe: DatabaseProbe | None = None
+        self._health_server: grpc.Server | None = None
+        self._metrics_server: MetricsServer | None = None
         self.port: int | None = None
+        self.health_port: int | None = None
+        self.metrics_port: int | None = None
         self.checkpointer: Checkpointer | None = None
+        self._database_lock: DatabaseDirectoryLock | None = None
 
     def prepare(self) -> ImportResult:
-        """Migrate the database and import the registry (so an empty database just works)."""
-        self.db.migrate()
-        result = import_registry(self.db, self.config.registry_dir, now=self.clock())
-        self.directory.refresh()
+        """Migrate the database, check that its log extends the latest checkpoint this hub
+        signed, and import the registry (so an empty database just works).
+
+        First, so that a refused start writes nothing: the key files are checked, the listen
+        address must be free and an SQLite database's directory is locked for this hub alone.
+        """
+        read_startup_files(self.config)
+        check_address_free(self.config.listen)
+        self._database_lock = DatabaseDirectoryLock.acquire(self.config.database_url)
+        try:
+            self.db.migrate()
+            self._check_log_state()
+            result = import_registry(self.db, self.config.registry_dir, now=self.clock())
+            self.directory.refresh()
+        except BaseException:
+            self._release_database()
+            raise
         return result
+
+    def _check_log_state(self) -> None:
+        """Refuse a database behind the checkpoint remembered outside it (a restored backup)."""
+        with self.db.read() as connection:
+            self.log_state.check(connection)
+        self.log_state.save()  # an unwritable state file fails here, not after a checkpoint
+
+    def _release_database(self) -> None:
+        if self._database_lock is not None:
+            self._database_lock.release()
+            self._database_lock = None
 
     def _start_checkpointer(self) -> Checkpointer:
         """Sign the log as it stands, then keep signing in the background (DESIGN §8)."""
+        self._check_log_state()
         try:
             key = SigningKey.from_pem(self.config.checkpoint_key.read_bytes())
         except OSError as e:
@@ -122,6 +165,7 @@ class Hub:
             origin=self.config.log_origin,
             interval=self.config.checkpoint_interval_seconds,
             clock=self.clock,
+            log_state=self.log_state,
         )
         checkpointer.checkpoint_now()
         checkpointer.start()
@@ -163,16 +207,27 @@ class Hub:
             clock=self.clock,
             limits=PublishLimits(max_request_bytes=self.config.max_message_bytes),
             heartbeat_interval=self.config.heartbeat_interval_seconds,
-            publishes=GroupCommit(self.db, on_batch=self.checkpointer.sign_in),
+            publishes=GroupCommit(
+                self.db,
+                on_batch=self.checkpointer.sign_in,
+                observe_batch=self.metrics.group_commit_batch.observe,
+            ),
             checkpointer=self.checkpointer,
             sweep_on_read=self.release_sweeper.sweep_on_read,
         )
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="hub"),
-            interceptors=[GuardInterceptor(self.directory)],
+            # Observed first, so every call is counted and logged with the status it got.
+            interceptors=[
+                ObservingInterceptor(CallObserver(self.metrics)),
+                GuardInterceptor(self.directory),
+            ],
             options=[
                 ("grpc.max_receive_message_length", TRANSPORT_MESSAGE_LIMIT),
                 ("grpc.max_send_message_length", TRANSPORT_MESSAGE_LIMIT),
+                # No port sharing: a second hub on this address fails instead of splitting
+                # the traffic with the first.
+                ("grpc.so_reuseport", 0),
             ],
             maximum_concurrent_rpcs=self._max_workers * 4,
         )
@@ -182,7 +237,7 @@ class Hub:
         audit_pb2_grpc.add_AuditServiceServicer_to_server(
             AuditServicer(self.db, clock=self.clock), server
         )
-        match_pb2_grpc.add_MatchServiceServicer_to_server(MatchServicer(context), server)
+        match_pb2_grpc.add_MatchServiceServicer_to_server(MatchServicer(context, metrics=self.metrics), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         service_names = (
             directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
@@ -198,13 +253,27 @@ class Hub:
         try:
             port = server.add_secure_port(address, self._credentials())
         except RuntimeError as e:
+            check_address_free(address)  # names why, when the address is taken
             raise ConfigurationError(f"cannot listen on {address}: {e}") from e
         server.start()
-        for name in service_names[:5]:
-            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         self.port = port
+        self._probe = DatabaseProbe(
+            self.db,
+            self._health,
+            service_names[:5],
+            log_state=self.log_state,
+            on_change=lambda up: self.metrics.database_up.set(1 if up else 0),
+        )
+        self._probe.probe_now()
+        self._probe.start()
+        if self.config.health_listen is not None:
+            self._health_server, self.health_port = serve_health_port(
+                self._health, self.config.health_listen
+            )
+        if self.config.metrics_listen is not None:
+            self._metrics_server = self.metrics.serve(self.config.metrics_listen)
+            self.metrics_port = self._metrics_server.port
         self.release_sweeper.start()
         if self.db.is_postgresql:  # replicas on one database wake each other's streams
             self._replica_listener = ReplicaListener(self.db.engine.url, self.notifier)
@@ -215,14 +284,27 @@ class Hub:
         if self._server is not None:
             self._server.wait_for_termination()
 
+    def probe_database(self) -> bool:
+        """Probe the database now and set the health service by the answer (tests)."""
+        if self._probe is None:
+            raise ConfigurationError("the hub is not started")
+        return self._probe.probe_now()
+
     def stop(self, grace: float = 2.0) -> None:
         self.notifier.close()
+        if self._probe is not None:
+            self._probe.stop()
         self._health.enter_graceful_shutdown()
         if self._server is not None:
             self._server.stop(grace).wait()
+        if self._health_server is not None:
+            self._health_server.stop(0).wait()
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
         self.release_sweeper.stop(timeout=10)
         if self._replica_listener is not None:
             self._replica_listener.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.db.dispose()
+        self._release_database()

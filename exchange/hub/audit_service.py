@@ -19,6 +19,7 @@ import grpc
 from exchange.audit.verify import witness_verifier
 from exchange.errors import InvalidInputError, NotFoundError
 from exchange.hub.guard import current_caller
+from exchange.limits import over_limit
 from exchange.store import registry
 from exchange.store.checkpoints import StoredCheckpoint, add_cosignature, signed_checkpoint
 from exchange.store.db import Database
@@ -132,7 +133,13 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         """Bodies and salts of the asked entries the caller is entitled to; see the module doc."""
         if len(request.indices) > MAX_BODIES_PER_REQUEST:
             raise InvalidInputError(
-                f"at most {MAX_BODIES_PER_REQUEST} indices per request, got {len(request.indices)}"
+                over_limit(
+                    len(request.indices),
+                    MAX_BODIES_PER_REQUEST,
+                    "indices",
+                    what="the request",
+                    verb="has",
+                )
             )
         with self._db.read() as connection:
             found = entitled_bodies(connection, current_caller(), request.indices)

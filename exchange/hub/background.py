@@ -37,7 +37,8 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from exchange.crypto.notes import NoteSigner
-from exchange.errors import ExchangeError
+from exchange.errors import ConfigurationError, ExchangeError
+from exchange.hub.log_state import LogBehindError, LogStateFile
 from exchange.hub.notifier import FeedNotifier
 from exchange.store import release as release_store
 from exchange.store.checkpoints import StoredCheckpoint, sign_checkpoint
@@ -101,9 +102,15 @@ class Checkpointer(BackgroundThread):
         interval: float,
         clock: Callable[[], datetime],
         batch_size: int = DEFAULT_BATCH_SIZE,
+        log_state: LogStateFile | None = None,
     ) -> None:
-        """Sign with ``signer`` (named ``origin``) at least every ``interval`` seconds once started."""
+        """Sign with ``signer`` (named ``origin``) at least every ``interval`` seconds once started.
+
+        ``log_state`` remembers every checkpoint adopted, outside the database, and keeps the
+        checkpointer from signing a tree shorter than the latest one remembered.
+        """
         self._db = db
+        self._log_state = log_state
         self._signer = signer
         self._origin = origin
         self._interval = interval
@@ -163,6 +170,13 @@ class Checkpointer(BackgroundThread):
         growth = hash_new_leaves(connection, batch_size=self._batch_size)
         if growth.new_size - growth.old_size == self._batch_size:
             return None  # more may follow
+        head = self._log_state.head if self._log_state is not None else None
+        if head is not None and growth.new_size < head.size:
+            raise LogBehindError(
+                f"the log has {growth.new_size} entries, fewer than the checkpoint of "
+                f"{head.size} this hub signed: the database was restored under a running hub; "
+                "stop it and see docs/OPERATIONS.md, 'Backup and restore'",
+            )
         return sign_checkpoint(
             connection, self._signer, origin=self._origin, now=self._clock(), growth=growth
         )
@@ -172,6 +186,11 @@ class Checkpointer(BackgroundThread):
         with self._latest_lock:
             if self._latest is None or checkpoint.size > self._latest.size:
                 self._latest = checkpoint
+        if self._log_state is not None:
+            try:
+                self._log_state.remember(checkpoint)
+            except ConfigurationError:
+                log.exception("the latest checkpoint could not be remembered outside the database")
 
     def _run(self) -> None:
         last_run = time.monotonic()

@@ -9,19 +9,21 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+from grpc_health.v1 import health_pb2
 from rich.table import Table
 
-from exchange import pki
+from exchange import cli_conventions, pki
 from exchange.crypto.keys import SigningKey
 from exchange.crypto.notes import NoteSigner
-from exchange.errors import ExchangeError
+from exchange.errors import ConfigurationError, ExchangeError
 from exchange.hub.app import Hub
 from exchange.hub.config import HubConfig
+from exchange.hub.health import check_health
 from exchange.hub.init import init_exchange, read_public_bundle
+from exchange.hub.log_format import LogFormat, configure_logging, default_log_format
 from exchange.store import registry
 from exchange.store.db import Database
 
@@ -29,7 +31,7 @@ app = typer.Typer(
     help="Run and administer an exchange hub: the relay that stores ciphertext, signed "
     "statements and the audit log, and can read none of the alerts it carries.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 agency_app = typer.Typer(help="Manage the registry of agencies.", no_args_is_help=True)
@@ -37,8 +39,12 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(agency_app, name="agency")
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True)
+out = cli_conventions.console()
+err = cli_conventions.console(stderr=True)
+log = logging.getLogger("exchange.hub")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
 
 ConfigOption = Annotated[
     Path,
@@ -57,14 +63,32 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _load_config(path: Path, database: str | None = None, listen: str | None = None) -> HubConfig:
+def _load_config(
+    path: Path,
+    database: str | None = None,
+    listen: str | None = None,
+    **listeners: str | None,
+) -> HubConfig:
     config = HubConfig.from_file(path).apply_env(os.environ)
-    return config.with_overrides(database_url=database, listen=listen)
+    return config.with_overrides(database_url=database, listen=listen, **listeners)
 
 
-def _fail(error: ExchangeError) -> None:
-    err.print(f"[red]error:[/red] {error}", highlight=False)
-    raise typer.Exit(1)
+def _exit_code(error: ExchangeError) -> int:
+    """2 for a configuration the operator must fix (the file, a key, the database), else 1."""
+    return EXIT_USAGE if isinstance(error, ConfigurationError) else EXIT_ERROR
+
+
+def _fail(error: ExchangeError, *, json_output: bool = False) -> NoReturn:
+    cli_conventions.fail(error, code=_exit_code(error), as_json=json_output)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, cli_conventions.version_option("exchange-hub")
+    ] = False,
+) -> None:
+    """Run and administer an exchange hub."""
 
 
 @app.command()
@@ -97,11 +121,29 @@ def serve(
     config: ConfigOption,
     listen: Annotated[str | None, typer.Option(help="HOST:PORT, overriding the config.")] = None,
     database: DatabaseOption = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT to serve Prometheus metrics on (http://HOST:PORT/metrics), "
+                     "overriding metrics_listen in the config."),
+    ] = None,
+    health_listen: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT of a plaintext port serving only the gRPC health service, "
+                     "for probes; overrides health_listen in the config. Keep it on loopback "
+                     "or a pod-internal address."),
+    ] = None,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(help="json (one object per line) or text; default: text on a terminal, "
+                     "json otherwise."),
+    ] = None,
 ) -> None:
     """Migrate the database, import the registry and serve until interrupted."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_format or default_log_format(sys.stderr))
     try:
-        hub_config = _load_config(config, database, listen)
+        hub_config = _load_config(
+            config, database, listen, metrics_listen=metrics_listen, health_listen=health_listen
+        )
         hub = Hub(hub_config)
         imported = hub.prepare()
         port = hub.start()
@@ -109,9 +151,15 @@ def serve(
         _fail(e)
         return
     if imported.added:
-        err.print(f"registered: {', '.join(imported.added)}")
+        log.info("registered: %s", ", ".join(imported.added), extra={"event": "registered"})
     host = hub_config.listen.rpartition(":")[0]
     print(f"listening on {host}:{port}", flush=True)
+    if hub.health_port is not None and hub_config.health_listen is not None:
+        print(f"health on {hub_config.health_listen.rpartition(':')[0]}:{hub.health_port}",
+              flush=True)
+    if hub.metrics_port is not None and hub_config.metrics_listen is not None:
+        print(f"metrics on {hub_config.metrics_listen.rpartition(':')[0]}:{hub.metrics_port}",
+              flush=True)
 
     def shutdown(signum: int, _frame: Any) -> None:
         hub.stop()
@@ -183,8 +231,7 @@ def agency_list(config: ConfigOption, database: DatabaseOption = None, json_outp
             rows = registry.list_agencies(connection)
         db.dispose()
     except ExchangeError as e:
-        _fail(e)
-        return
+        _fail(e, json_output=json_output)
     records = [
         {
             "agency_id": row.agency_id,
@@ -241,10 +288,68 @@ def checkpoint_key(config: ConfigOption) -> None:
     print(signer.verifier().to_string())
 
 
+@app.command()
+def health(
+    address: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT of the hub's plaintext health port; default: "
+                     "health_listen from the config."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="The hub's configuration file, for health_listen.",
+                     envvar="EXCHANGE_HUB_CONFIG"),
+    ] = None,
+    liveness: Annotated[
+        bool,
+        typer.Option("--liveness", help="Exit 0 whenever the hub answers, even NOT_SERVING (a "
+                     "hub waiting for its database is alive: restarting it does not help)."),
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 5.0,
+) -> None:
+    """Ask the hub's gRPC health service; exit 0 when it is SERVING, 1 otherwise.
+
+    This is what the container's HEALTHCHECK and the compose and Kubernetes probes run. It asks
+    the plaintext health port (health_listen), which serves nothing but the health service, so
+    the probe needs no agency certificate. A hub whose database is unreachable answers
+    NOT_SERVING within a few seconds, and SERVING again once the database is back.
+    """
+    if address is None:
+        if config is None:
+            err.print("error: name the health port with --address HOST:PORT, or the hub's "
+                      "config with --config hub.toml (which must set health_listen)",
+                      highlight=False)
+            raise typer.Exit(2)
+        try:
+            hub_config = _load_config(config)
+        except ExchangeError as e:
+            _fail(e)
+        if hub_config.health_listen is None:
+            err.print(f"error: {hub_config.config_path} sets no health_listen: add "
+                      "health_listen = \"127.0.0.1:50052\" (the hub's plaintext health port) "
+                      "and restart the hub, or pass --address", highlight=False)
+            raise typer.Exit(2)
+        address = _dialable(hub_config.health_listen)
+    try:
+        status = check_health(address, timeout=timeout)
+    except ExchangeError as e:
+        err.print(f"error: {e}", highlight=False)
+        raise typer.Exit(1) from None
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    out.print(name, highlight=False)
+    serving = status == health_pb2.HealthCheckResponse.SERVING
+    raise typer.Exit(0 if serving or liveness else 1)
+
+
+def _dialable(listen: str) -> str:
+    """The address a local probe dials for a listen address: a wildcard host means loopback."""
+    host, _, port = listen.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
+    return f"{host}:{port}"
+
+
 def main() -> None:
     """Console entry point."""
-    try:
-        app()
-    except ExchangeError as e:  # an error escaping a command is still one line, not a trace
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        sys.exit(1)
+    # An error escaping a command is still one line, not a trace.
+    cli_conventions.run(app, on_error=lambda e, as_json: _fail(e, json_output=as_json))

@@ -8,6 +8,8 @@ environment (:meth:`HubConfig.apply_env`), then command-line flags (:meth:`HubCo
 
     listen = "127.0.0.1:50051"
     database_url = "sqlite:///hub.db"        # relative SQLite paths: against this file's directory
+    health_listen = "127.0.0.1:50052"        # optional: plaintext gRPC health service only
+    metrics_listen = "127.0.0.1:9464"        # optional: Prometheus text format over HTTP
 
     [tls]
     certificate = "hub/tls.pem"
@@ -20,6 +22,7 @@ environment (:meth:`HubConfig.apply_env`), then command-line flags (:meth:`HubCo
     origin = "exchange.example/log"
     checkpoint_key = "hub/checkpoint-key.pem"
     checkpoint_interval_seconds = 60
+    state_file = "hub/log-state.json"        # default: beside the checkpoint key
 
     [feed]
     heartbeat_interval_seconds = 15
@@ -61,6 +64,8 @@ DEFAULT_HEARTBEAT_INTERVAL_SECONDS = 15.0
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 DEFAULT_RATE_LIMIT_PER_AGENCY = 50.0
 DEFAULT_RATE_LIMIT_BURST = 100
+
+LOG_STATE_FILE_NAME = "log-state.json"
 
 ENV_LISTEN = "EXCHANGE_HUB_LISTEN"
 ENV_DATABASE_URL = "EXCHANGE_HUB_DATABASE_URL"
@@ -108,6 +113,14 @@ class HubConfig:
       limit is set above it so the application answers oversized requests with details.
     - ``rate_limit_per_agency``: requests per second each agency may sustain; 50.
     - ``rate_limit_burst``: requests an agency may make at once above that rate; 100.
+    - ``health_listen``: ``HOST:PORT`` of a plaintext port serving only the standard gRPC health
+      service, for probes that hold no agency certificate; none by default. Bind it to loopback
+      or a pod-internal address: it tells anyone who reaches it whether the hub serves.
+    - ``metrics_listen``: ``HOST:PORT`` serving Prometheus metrics over plain HTTP; none by
+      default. No metric names an alert, an item or any content.
+    - ``log_state_file``: where the hub remembers the latest checkpoint it signed, outside the
+      database, so that a database restored from an older backup is refused instead of served
+      (``[log] state_file``); ``log-state.json`` beside the checkpoint key.
     """
 
     config_path: Path
@@ -123,6 +136,16 @@ class HubConfig:
     max_message_bytes: int
     rate_limit_per_agency: float
     rate_limit_burst: int
+    health_listen: str | None = None
+    metrics_listen: str | None = None
+    log_state_file: Path | None = None
+
+    @property
+    def log_state_path(self) -> Path:
+        """The file holding the latest signed checkpoint (see ``log_state_file``)."""
+        if self.log_state_file is not None:
+            return self.log_state_file
+        return self.checkpoint_key.parent / LOG_STATE_FILE_NAME
 
     @property
     def directory(self) -> Path:
@@ -148,6 +171,12 @@ class HubConfig:
 
         listen = top.string("listen", DEFAULT_LISTEN)
         _check_listen(listen, f"{file}: listen")
+        health_listen = top.optional_string("health_listen")
+        metrics_listen = top.optional_string("metrics_listen")
+        for key, value in (("health_listen", health_listen), ("metrics_listen", metrics_listen)):
+            if value is not None:
+                _check_listen(value, f"{file}: {key}")
+        state_file = log.optional_string("state_file")
         database_url = _resolve_database_url(
             top.string("database_url", f"sqlite:///{DEFAULT_DATABASE_FILE}"),
             directory,
@@ -180,17 +209,39 @@ class HubConfig:
                 "rate_limit_per_agency", DEFAULT_RATE_LIMIT_PER_AGENCY
             ),
             rate_limit_burst=limits.positive_integer("rate_limit_burst", DEFAULT_RATE_LIMIT_BURST),
+            health_listen=health_listen,
+            metrics_listen=metrics_listen,
+            log_state_file=None if state_file is None else directory / state_file,
         )
-        top.refuse_unknown({"listen", "database_url", "tls", "registry", "log", "feed", "limits"})
+        top.refuse_unknown(
+            {
+                "listen",
+                "database_url",
+                "health_listen",
+                "metrics_listen",
+                "tls",
+                "registry",
+                "log",
+                "feed",
+                "limits",
+            }
+        )
         tls.refuse_unknown({"certificate", "key"})
         registry.refuse_unknown({"directory"})
-        log.refuse_unknown({"origin", "checkpoint_key", "checkpoint_interval_seconds"})
+        log.refuse_unknown(
+            {"origin", "checkpoint_key", "checkpoint_interval_seconds", "state_file"}
+        )
         feed.refuse_unknown({"heartbeat_interval_seconds"})
         limits.refuse_unknown({"max_message_bytes", "rate_limit_per_agency", "rate_limit_burst"})
         return config
 
     def with_overrides(
-        self, *, listen: str | None = None, database_url: str | None = None
+        self,
+        *,
+        listen: str | None = None,
+        database_url: str | None = None,
+        health_listen: str | None = None,
+        metrics_listen: str | None = None,
     ) -> HubConfig:
         """A copy with the given values replaced (``None`` keeps the current one).
 
@@ -198,9 +249,14 @@ class HubConfig:
         the working directory the operator typed it in.
         """
         changes: dict[str, Any] = {}
-        if listen is not None:
-            _check_listen(listen, "listen")
-            changes["listen"] = listen
+        for key, value in (
+            ("listen", listen),
+            ("health_listen", health_listen),
+            ("metrics_listen", metrics_listen),
+        ):
+            if value is not None:
+                _check_listen(value, key.replace("_", " "))
+                changes[key] = value
         if database_url is not None:
             _check_database_url(database_url, "database url")
             changes["database_url"] = database_url
@@ -223,6 +279,8 @@ class HubConfig:
         document: dict[str, Any] = {
             "listen": self.listen,
             "database_url": self._relative_database_url(),
+            **({"health_listen": self.health_listen} if self.health_listen else {}),
+            **({"metrics_listen": self.metrics_listen} if self.metrics_listen else {}),
             "tls": {
                 "certificate": self._relative(self.tls_certificate),
                 "key": self._relative(self.tls_key),
@@ -232,6 +290,11 @@ class HubConfig:
                 "origin": self.log_origin,
                 "checkpoint_key": self._relative(self.checkpoint_key),
                 "checkpoint_interval_seconds": self.checkpoint_interval_seconds,
+                **(
+                    {"state_file": self._relative(self.log_state_file)}
+                    if self.log_state_file is not None
+                    else {}
+                ),
             },
             "feed": {"heartbeat_interval_seconds": self.heartbeat_interval_seconds},
             "limits": {

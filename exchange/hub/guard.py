@@ -108,4 +108,6 @@ class GuardInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
 
 
 def _log_refusal(error: ExchangeError) -> None:
-    log.info("refused: %s (%s)", error.message, error.reason)
+    # The call's log line (exchange.hub.observer) has the reason; the message may name ids the
+    # caller sent, so it is logged for debugging only.
+    log.debug("refused: %s (%s)", error.message, error.reason)

@@ -15,6 +15,7 @@ import grpc
 
 from exchange.errors import FieldViolation, InvalidInputError, NotPermittedError
 from exchange.hub.guard import current_caller
+from exchange.hub.metrics import HubMetrics
 from exchange.hub.servicers import HubContext
 from exchange.match.budget import usage_by_day
 from exchange.match.requests import check_query, check_token_updates
@@ -36,8 +37,9 @@ _DIRECTIONS = {
 class MatchServicer(match_pb2_grpc.MatchServiceServicer):
     """Token updates, queries, hits, policies and statistics of private matching."""
 
-    def __init__(self, hub: HubContext) -> None:
+    def __init__(self, hub: HubContext, *, metrics: HubMetrics | None = None) -> None:
         self._hub = hub
+        self._metrics = metrics
 
     def UpdateTokens(
         self, request_iterator: Iterator[match_pb2.TokenUpdate], context: grpc.ServicerContext
@@ -69,6 +71,12 @@ class MatchServicer(match_pb2_grpc.MatchServiceServicer):
         )
         with self._hub.db.write() as connection:
             outcome = match_store.answer_query(connection, query, now=self._hub.clock())
+        if self._metrics is not None:
+            self._metrics.match_queries.inc()
+            self._metrics.match_selectors.inc(len(query.tokens))
+            self._metrics.match_hits.inc(sum(outcome.hits))
+            if outcome.burst:
+                self._metrics.match_burst_queries.inc()
         return match_pb2.MatchQueryResponse(
             hits=outcome.hits, log_index=outcome.log_index, budget_left=outcome.budget_left
         )

@@ -18,7 +18,7 @@ from exchange.errors import (
     UnavailableError,
     VerificationError,
 )
-from exchange.store.errors import StorageError
+from exchange.store.errors import DatabaseUnavailableError, StorageError
 
 ERROR_DOMAIN = "exchange.v1"
 
@@ -33,6 +33,7 @@ _CODES: tuple[tuple[type[ExchangeError], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (VerificationError, grpc.StatusCode.INVALID_ARGUMENT),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (DatabaseUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (StorageError, grpc.StatusCode.INTERNAL),
 )
 

@@ -22,6 +22,7 @@ __all__ = [
     "DayUsage",
     "QueryCount",
     "day_of",
+    "is_burst",
     "usage_by_day",
 ]
 
@@ -40,6 +41,11 @@ def day_of(moment: datetime) -> date:
     if moment.tzinfo is None:
         raise ValueError("pass a timezone-aware datetime")
     return moment.astimezone(UTC).date()
+
+
+def is_burst(selectors_in_a_minute: int, daily_budget: int) -> bool:
+    """Whether a minute with this many selectors asked is a burst for this daily budget."""
+    return selectors_in_a_minute * BURST_SHARE > daily_budget
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ class DayUsage:
 
     @property
     def burst(self) -> bool:
-        return self.peak_minute_selectors * BURST_SHARE > self.daily_budget
+        return is_burst(self.peak_minute_selectors, self.daily_budget)
 
 
 def usage_by_day(

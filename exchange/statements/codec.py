@@ -33,6 +33,7 @@ PAYLOAD_TYPES: dict[str, str] = {
     "purge_ack": "application/vnd.exchange.purge-ack.v1+protobuf",
     "feedback": "application/vnd.exchange.feedback.v1+protobuf",
     "match_policy": "application/vnd.exchange.match-policy.v1+protobuf",
+    "cooperation_summary": "application/vnd.exchange.cooperation-summary.v1+protobuf",
 }
 
 M = TypeVar("M", bound=Message)

@@ -20,6 +20,7 @@ from exchange.errors import (
     NotPermittedError,
     TooLargeError,
 )
+from exchange.limits import over_limit
 from exchange.statements.alert import AlertManifest, ItemHeader
 from exchange.statements.codec import encode, envelope_from_proto
 from exchange.v1 import alerts_pb2, statements_pb2
@@ -119,10 +120,12 @@ def check_publish(
     size = request.ByteSize()
     if size > limits.max_request_bytes:
         raise TooLargeError(
-            f"publish request is {size} bytes; at most {limits.max_request_bytes}"
+            over_limit(size, limits.max_request_bytes, "bytes", what="the publish request")
         )
     if len(request.items) > limits.max_items:
-        raise TooLargeError(f"{len(request.items)} items; at most {limits.max_items} per alert")
+        raise TooLargeError(
+            over_limit(len(request.items), limits.max_items, "items", what="the alert", verb="has")
+        )
     manifest = AlertManifest.verify(envelope_from_proto(request.manifest), caller_keys)
     if manifest.originator != caller:
         raise NotPermittedError(
@@ -147,8 +150,12 @@ def check_publish(
         ciphertext = bytes(item.ciphertext)
         if len(ciphertext) > limits.max_ciphertext_bytes:
             raise TooLargeError(
-                f"item {header.item_id!r} is {len(ciphertext)} bytes; "
-                f"at most {limits.max_ciphertext_bytes}"
+                over_limit(
+                    len(ciphertext),
+                    limits.max_ciphertext_bytes,
+                    "bytes",
+                    what=f"item {header.item_id!r}",
+                )
             )
         header.check_ciphertext(ciphertext)
         violations += _check_policy(header, f"items[{index}].header.policy", encryption_key_ids)

@@ -38,6 +38,7 @@ from exchange.errors import (
     MalformedError,
     NotPermittedError,
 )
+from exchange.limits import over_limit
 from exchange.statements.alert import AlertManifest, KeyGrant
 from exchange.statements.codec import PAYLOAD_TYPES, encode, parse_canonical, sha256
 from exchange.v1 import statements_pb2
@@ -114,7 +115,7 @@ class Required:
 
 
 def _check_text(what: str, field: str, text: str, limit: int) -> None:
-    _require(len(text) <= limit, what, f"{field} is longer than {limit} characters")
+    _require(len(text) <= limit, what, over_limit(len(text), limit, "characters", what=field))
     _require(
         all(ch.isprintable() or ch in "\n\t" for ch in text),
         what,
@@ -531,10 +532,15 @@ class Feedback(SignedStatement[statements_pb2.Feedback]):
         outcome: FeedbackOutcome.ValueType,
         note: str,
         originator_key: EncryptionKey,
+        own_key: EncryptionKey | None = None,
         created_at: datetime,
         key: SigningKey,
     ) -> Feedback:
-        """Encrypt ``outcome`` and ``note`` to the originator and sign the result."""
+        """Encrypt ``outcome`` and ``note`` to the originator and sign the result.
+
+        With ``own_key`` (the recipient's own encryption key) the body key is wrapped for the
+        recipient too, so that it can read its feedback back from the log.
+        """
         _require(
             outcome != FeedbackOutcome.OUTCOME_UNSPECIFIED, "feedback", "needs an outcome"
         )
@@ -551,6 +557,15 @@ class Feedback(SignedStatement[statements_pb2.Feedback]):
             recipient=manifest.originator,
             recipient_key=originator_key,
         )
+        own: dict[str, object] = {}
+        if own_key is not None:
+            own["sender_grant"] = KeyGrant.make(
+                manifest,
+                item_id=item_id,
+                item_key=body_key,
+                recipient=recipient,
+                recipient_key=own_key,
+            ).message
         return cls._about(
             manifest,
             created_at=created_at,
@@ -559,6 +574,7 @@ class Feedback(SignedStatement[statements_pb2.Feedback]):
             ciphertext=sealed.ciphertext,
             key_commitment=key_commitment(body_key, context),
             grant=grant.message,
+            **own,
         )
 
     @classmethod
@@ -567,7 +583,12 @@ class Feedback(SignedStatement[statements_pb2.Feedback]):
         _require(
             len(message.ciphertext) <= MAX_FEEDBACK_CIPHERTEXT_BYTES,
             what,
-            f"its ciphertext is over {MAX_FEEDBACK_CIPHERTEXT_BYTES} bytes",
+            over_limit(
+                len(message.ciphertext),
+                MAX_FEEDBACK_CIPHERTEXT_BYTES,
+                "bytes",
+                what="its ciphertext",
+            ),
         )
         _require(len(message.key_commitment) == 32, what, "needs a 32-byte key commitment")
         _require(
@@ -577,19 +598,34 @@ class Feedback(SignedStatement[statements_pb2.Feedback]):
             what,
             "its grant must be for the originator and this feedback",
         )
+        if message.HasField("sender_grant"):
+            _require(
+                message.sender_grant.item_id == FEEDBACK_ITEM_PREFIX + message.recipient
+                and message.sender_grant.recipient == message.recipient
+                and bool(message.sender_grant.wrapped_key),
+                what,
+                "its sender's grant must be for the recipient and this feedback",
+            )
 
     def open(self, manifest: AlertManifest, key: DecryptionKey) -> statements_pb2.FeedbackBody:
-        """Decrypt the body as the originator: unwrap, check the key commitment, open, parse.
+        """Decrypt the body as the originator, or as the recipient who sent it (with the grant
+        it made for itself): unwrap, check the key commitment, open, parse.
 
         Raises :class:`GrantError`, :class:`KeyCommitmentError` or :class:`DecryptionError` when
-        anything was altered, and :class:`MalformedError` if ``manifest`` is another version's.
+        anything was altered or the key is not one it was wrapped for (a sender's feedback from
+        before feedback carried a grant for its sender), and :class:`MalformedError` if
+        ``manifest`` is another version's.
         """
         message = self.message
         if manifest.hash != message.manifest_hash:
             raise MalformedError("feedback is about another alert version than the one given")
         item_id = FEEDBACK_ITEM_PREFIX + message.recipient
-        context = manifest.grant_context(item_id, manifest.originator, key.public_key.key_id)
-        body_key = unwrap_item_key(bytes(message.grant.wrapped_key), key, context)
+        reader, grant = manifest.originator, message.grant
+        own = message.sender_grant
+        if message.HasField("sender_grant") and key.public_key.key_id == own.recipient_key_id:
+            reader, grant = message.recipient, own
+        context = manifest.grant_context(item_id, reader, key.public_key.key_id)
+        body_key = unwrap_item_key(bytes(grant.wrapped_key), key, context)
         item_context: ItemContext = manifest.item_context(item_id)
         check_key_commitment(body_key, item_context, bytes(message.key_commitment))
         plaintext = open_item(body_key, bytes(message.ciphertext), item_context)

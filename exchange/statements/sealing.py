@@ -193,6 +193,8 @@ class OpenedVersion:
     published_at: datetime | None = None
     versions: tuple[int, ...] = field(default=())
     retracted: bool = False
+    summary_audience: tuple[str, ...] = ()
+    """The summary item's audience: every agency the alert is addressed to."""
 
 
 _STATE_STATUS = {
@@ -228,6 +230,7 @@ def open_version(
     summary: payloads_pb2.Summary | None = None
     opened: list[OpenedItem] = []
     seen: set[str] = set()
+    summary_audience: tuple[str, ...] = ()
     for index, item_view in enumerate(view.items):
         header = ItemHeader.parse(bytes(item_view.header))
         if not manifest.commits_to(header):
@@ -248,6 +251,7 @@ def open_version(
                     detail="; ".join(problems),
                 )
         if header.message.summary:
+            summary_audience = tuple(header.policy.audience)
             if item.payload is not None and item.payload.WhichOneof("body") == "summary":
                 summary = item.payload.summary
             continue
@@ -262,6 +266,7 @@ def open_version(
         published_at=published_at,
         versions=tuple(view.versions),
         retracted=view.retracted,
+        summary_audience=summary_audience,
     )
 
 

@@ -15,6 +15,7 @@ column) stays SQLAlchemy's ``StatementError``: a bug, not an outage.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -24,15 +25,24 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from exchange.errors import ConfigurationError
-from exchange.store.errors import StorageConflictError, StorageError
+from exchange.store.errors import DatabaseUnavailableError, StorageConflictError, StorageError
 
 _READ_ONLY = "exchange_read_only"
+
+POSTGRESQL_CONNECT_TIMEOUT_SECONDS = 10
+"""How long a PostgreSQL connection may take before it fails (``?connect_timeout=`` overrides)."""
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -67,7 +77,13 @@ def create_database_engine(url: str) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        connect_args = (
+            {} if "connect_timeout" in parsed.query
+            else {"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_SECONDS}
+        )
+        return create_engine(
+            parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+        )
     raise ConfigurationError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
@@ -119,11 +135,39 @@ class Database:
             yield connection
 
     def migrate(self) -> None:
-        """Bring the schema to the latest Alembic revision shipped in the package."""
-        upgrade(self.engine)
+        """Bring the schema to the latest Alembic revision shipped in the package.
+
+        This is the first use of the database by every hub command, so a database that cannot
+        be reached or opened is one :class:`ConfigurationError` here, naming the URL (without
+        its password) and what failed.
+        """
+        try:
+            upgrade(self.engine)
+        except DBAPIError as e:
+            raise database_error(self.engine.url, e) from e
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_UNAVAILABLE = "the hub's database is unavailable; try again shortly"
+
+# SQLite's operational errors that pass: a writer holding the file, a file that cannot be opened.
+_SQLITE_OUTAGES = ("database is locked", "unable to open", "disk I/O error")
+
+
+def _is_outage(error: DBAPIError) -> bool:
+    """Whether a driver error is the database being out of reach (the client should retry), not a
+    statement the database refused."""
+    if error.connection_invalidated:
+        return True
+    if isinstance(error, InterfaceError):
+        return True  # the connection was closed under the statement
+    if not isinstance(error, OperationalError):
+        return False
+    if isinstance(error.orig, sqlite3.OperationalError):
+        return any(text in str(error.orig) for text in _SQLITE_OUTAGES)
+    return True  # PostgreSQL: the server could not be reached, went away or is shutting down
 
 
 @contextmanager
@@ -133,7 +177,11 @@ def storage_errors() -> Iterator[None]:
         yield
     except IntegrityError as e:
         raise StorageConflictError(f"the write collided with another: {e.orig}") from e
-    except (DBAPIError, DisconnectionError, PoolTimeoutError) as e:
+    except (DisconnectionError, PoolTimeoutError) as e:
+        raise DatabaseUnavailableError(_UNAVAILABLE) from e
+    except DBAPIError as e:
+        if _is_outage(e):
+            raise DatabaseUnavailableError(_UNAVAILABLE) from e
         raise StorageError(f"the database failed: {e}") from e
 
 
@@ -146,6 +194,66 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+MIGRATION_LOCK = 0x65786368  # "exch": the PostgreSQL advisory lock migrations take turns on
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the migrations up to ``revision``."""
-    command.upgrade(alembic_config(engine), revision)
+    """Run the migrations up to ``revision``.
+
+    On PostgreSQL, replicas starting together take turns on an advisory lock, so the second
+    finds the schema migrated instead of racing the first through the same DDL.
+    """
+    if engine.dialect.name != "postgresql":
+        command.upgrade(alembic_config(engine), revision)
+        return
+    with engine.connect() as lock:
+        lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        try:
+            command.upgrade(alembic_config(engine), revision)
+        finally:
+            lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+
+
+# What the drivers say, and what the operator reads.  The drivers give no code for a failed
+# connection (psycopg's ``sqlstate`` is empty until a server answers), so their text decides.
+_DATABASE_FAILURES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), text)
+    for pattern, text in (
+        (r"connection refused", "connection refused: is the database server running there?"),
+        (
+            r"failed to resolve host|could not translate host name|name or service not known",
+            "unknown host: check the host name in the URL",
+        ),
+        (
+            r"password authentication failed|no password supplied|authentication failed",
+            "authentication failed: check the user and password",
+        ),
+        (r'role "[^"]*" does not exist', "authentication failed: no such database user"),
+        (
+            r'database "[^"]*" does not exist',
+            "the database does not exist: create it, or correct the URL",
+        ),
+        (r"timeout expired|timed out", "no answer from the database server in time"),
+        (
+            r"unable to open database file",
+            "cannot open the database file: does its directory exist, may the hub write there?",
+        ),
+        (r"file is not a database", "the file is not an SQLite database"),
+        (r"readonly database", "the database is read-only for the hub"),
+    )
+)
+
+
+def database_error(url: URL, error: DBAPIError) -> ConfigurationError:
+    """One line for a database the hub cannot use: the URL without its password, and why."""
+    said = str(error.orig).strip()
+    why = next(
+        (text for pattern, text in _DATABASE_FAILURES if pattern.search(said)),
+        said.splitlines()[0] if said else type(error.orig).__name__,
+    )
+    shown = url.render_as_string(hide_password=True)
+    return ConfigurationError(
+        f"database {shown}: {why} (set database_url in hub.toml, --database or "
+        "EXCHANGE_HUB_DATABASE_URL)",
+        reason="DATABASE_UNAVAILABLE",
+    )

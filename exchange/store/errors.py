@@ -20,3 +20,10 @@ class StorageConflictError(StorageError):
     """A write collided with a concurrent one (a constraint another replica's commit took)."""
 
     reason = "STORAGE_CONFLICT"
+
+
+class DatabaseUnavailableError(StorageError):
+    """The database cannot be reached, dropped the connection or has no connection to spare: a
+    passing outage, answered ``UNAVAILABLE`` so that clients retry."""
+
+    reason = "DATABASE_UNAVAILABLE"

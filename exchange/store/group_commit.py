@@ -10,6 +10,7 @@ as done before the commit that makes it durable.
 An ``on_batch`` hook may add work of its own to each batch's transaction after the units (the hub
 signs a checkpoint of the log there, so the appends and the checkpoint share the commit).  The
 hook runs in a savepoint and its failure is logged and leaves the units' work to commit.
+``observe_batch`` is told each batch's size (the hub's metrics).
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ class GroupCommit:
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         on_batch: BatchHook | None = None,
+        observe_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._db = db
         self._max_batch = max_batch
         self._on_batch = on_batch
+        self._observe_batch = observe_batch
         self._queue: list[_Unit[object]] = []
         self._queue_lock = threading.Lock()
         self._leader = threading.Lock()
@@ -84,6 +87,8 @@ class GroupCommit:
         return unit.result  # type: ignore[return-value]
 
     def _run_batch(self, batch: list[_Unit[object]]) -> None:
+        if self._observe_batch is not None:
+            self._observe_batch(len(batch))
         try:
             results: list[tuple[_Unit[object], object]] = []
             shared = len(batch) > 1  # a unit alone needs no savepoint: its refusal rolls back all

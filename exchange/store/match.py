@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, selec
 from exchange.audit import leaves
 from exchange.errors import ConflictError, OutdatedKeysError, QuotaExceededError
 from exchange.match.blinding import pack_tokens, token_digest
-from exchange.match.budget import Budgets, QueryCount, day_of
+from exchange.match.budget import Budgets, QueryCount, day_of, is_burst
 from exchange.match.requests import CheckedQuery, TokenChange
 from exchange.statements.codec import encode, envelope_from_proto, envelope_to_proto
 from exchange.statements.match_policy import MatchPolicyStatement
@@ -52,6 +52,7 @@ _USED_TODAY = select(func.coalesce(func.sum(match_queries.c.selectors), 0)).wher
     match_queries.c.querier == bindparam("querier"),
     match_queries.c.day == bindparam("day"),
 )
+_USED_SINCE = _USED_TODAY.where(match_queries.c.created_at >= bindparam("since"))
 _POLICY = select(match_policies.c.envelope, match_policies.c.number).where(
     match_policies.c.holder == bindparam("holder")
 )
@@ -210,6 +211,8 @@ class QueryOutcome:
     hits: list[bool]
     log_index: int
     budget_left: int
+    burst: bool
+    """The pair's selectors this minute, this query's included, are a burst."""
 
 
 def policy_of(connection: Connection, holder: str) -> MatchPolicyStatement | None:
@@ -325,10 +328,15 @@ def answer_query(connection: Connection, query: CheckedQuery, *, now: datetime) 
                 "log_index": hit_index,
             },
         )
+    minute = now.replace(second=0, microsecond=0)
+    this_minute = int(
+        connection.execute(_USED_SINCE, {**pair, "day": day, "since": minute}).scalar_one()
+    )
     return QueryOutcome(
         hits=hits,
         log_index=log_index,
         budget_left=budgets.left(query.querier, used + len(query.tokens)),
+        burst=is_burst(this_minute, budgets.for_partner(query.querier)),
     )
 
 

@@ -841,6 +841,10 @@ class Summary(_message.Message):
         WATCHLIST: Summary._Kind.ValueType  # 3
         ENTITY: Summary._Kind.ValueType  # 4
         GENERAL: Summary._Kind.ValueType  # 5
+        CASE: Summary._Kind.ValueType  # 6
+        """A joint case (`exchange case open`): its items hold a CaseRecord.  Not for drafts."""
+        CASE_ENTRY: Summary._Kind.ValueType  # 7
+        """One member's link, note or closing of a joint case: its item holds a CaseEntry."""
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
     KIND_UNSPECIFIED: Summary.Kind.ValueType  # 0
@@ -849,6 +853,10 @@ class Summary(_message.Message):
     WATCHLIST: Summary.Kind.ValueType  # 3
     ENTITY: Summary.Kind.ValueType  # 4
     GENERAL: Summary.Kind.ValueType  # 5
+    CASE: Summary.Kind.ValueType  # 6
+    """A joint case (`exchange case open`): its items hold a CaseRecord.  Not for drafts."""
+    CASE_ENTRY: Summary.Kind.ValueType  # 7
+    """One member's link, note or closing of a joint case: its item holds a CaseEntry."""
 
     KIND_FIELD_NUMBER: _builtins.int
     GRADING_FIELD_NUMBER: _builtins.int
@@ -877,6 +885,125 @@ class Summary(_message.Message):
 Global___Summary: _TypeAlias = Summary  # noqa: Y015
 
 @_typing.final
+class AlertLink(_message.Message):
+    """An alert version named by what identifies it: a link is a reference, never a release."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGINATOR_FIELD_NUMBER: _builtins.int
+    ALERT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    MANIFEST_HASH_FIELD_NUMBER: _builtins.int
+    originator: _builtins.str
+    alert_id: _builtins.str
+    version: _builtins.int
+    manifest_hash: _builtins.bytes
+    """sha256 of that version's manifest payload."""
+    def __init__(
+        self,
+        *,
+        originator: _builtins.str = ...,
+        alert_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        manifest_hash: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "manifest_hash", b"manifest_hash", "originator", b"originator", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AlertLink: _TypeAlias = AlertLink  # noqa: Y015
+
+@_typing.final
+class CaseRecord(_message.Message):
+    """The record of a joint case, in an alert of kind CASE published by the opener to the other
+    members (the title is the summary's).  The case id is that alert's id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every member's agency id, the opener's included, sorted."""
+
+    def __init__(
+        self,
+        *,
+        members: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseRecord: _TypeAlias = CaseRecord  # noqa: Y015
+
+@_typing.final
+class CaseEntry(_message.Message):
+    """One member's contribution to a joint case, in an alert of kind CASE_ENTRY published by that
+    member to the other members: links to alerts, a note, or the case's closing outcome.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Outcome:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[CaseEntry._Outcome.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        OUTCOME_UNSPECIFIED: CaseEntry._Outcome.ValueType  # 0
+        SEIZED: CaseEntry._Outcome.ValueType  # 1
+        ARRESTS: CaseEntry._Outcome.ValueType  # 2
+        NOTHING_FOUND: CaseEntry._Outcome.ValueType  # 3
+        FALSE_POSITIVE: CaseEntry._Outcome.ValueType  # 4
+        NO_FURTHER_ACTION: CaseEntry._Outcome.ValueType  # 5
+
+    class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper): ...
+    OUTCOME_UNSPECIFIED: CaseEntry.Outcome.ValueType  # 0
+    SEIZED: CaseEntry.Outcome.ValueType  # 1
+    ARRESTS: CaseEntry.Outcome.ValueType  # 2
+    NOTHING_FOUND: CaseEntry.Outcome.ValueType  # 3
+    FALSE_POSITIVE: CaseEntry.Outcome.ValueType  # 4
+    NO_FURTHER_ACTION: CaseEntry.Outcome.ValueType  # 5
+
+    CASE_ORIGINATOR_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    CASE_MANIFEST_HASH_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    case_originator: _builtins.str
+    """The CASE alert: its originator, alert id and version 1 manifest hash."""
+    case_id: _builtins.str
+    case_manifest_hash: _builtins.bytes
+    note: _builtins.str
+    outcome: Global___CaseEntry.Outcome.ValueType
+    """Set when this entry closes the case."""
+    @_builtins.property
+    def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___AlertLink]: ...
+    def __init__(
+        self,
+        *,
+        case_originator: _builtins.str = ...,
+        case_id: _builtins.str = ...,
+        case_manifest_hash: _builtins.bytes = ...,
+        links: _abc.Iterable[Global___AlertLink] | None = ...,
+        note: _builtins.str = ...,
+        outcome: Global___CaseEntry.Outcome.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "case_manifest_hash", b"case_manifest_hash", "case_originator", b"case_originator", "links", b"links", "note", b"note", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseEntry: _TypeAlias = CaseEntry  # noqa: Y015
+
+@_typing.final
 class ItemPayload(_message.Message):
     """The plaintext of one item, before padding and encryption."""
 
@@ -891,6 +1018,8 @@ class ItemPayload(_message.Message):
     ATTACHMENT_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     WATCHLIST_ENTRY_FIELD_NUMBER: _builtins.int
+    CASE_RECORD_FIELD_NUMBER: _builtins.int
+    CASE_ENTRY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def summary(self) -> Global___Summary: ...
     @_builtins.property
@@ -909,6 +1038,10 @@ class ItemPayload(_message.Message):
     def note(self) -> Global___Note: ...
     @_builtins.property
     def watchlist_entry(self) -> Global___WatchlistEntry: ...
+    @_builtins.property
+    def case_record(self) -> Global___CaseRecord: ...
+    @_builtins.property
+    def case_entry(self) -> Global___CaseEntry: ...
     def __init__(
         self,
         *,
@@ -921,12 +1054,14 @@ class ItemPayload(_message.Message):
         attachment: Global___Attachment | None = ...,
         note: Global___Note | None = ...,
         watchlist_entry: Global___WatchlistEntry | None = ...,
+        case_record: Global___CaseRecord | None = ...,
+        case_entry: Global___CaseEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "attachment", b"attachment", "body", b"body", "chemical", b"chemical", "note", b"note", "party", b"party", "shipment", b"shipment", "summary", b"summary", "transaction", b"transaction", "watchlist_entry", b"watchlist_entry"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "attachment", b"attachment", "body", b"body", "case_entry", b"case_entry", "case_record", b"case_record", "chemical", b"chemical", "note", b"note", "party", b"party", "shipment", b"shipment", "summary", b"summary", "transaction", b"transaction", "watchlist_entry", b"watchlist_entry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "attachment", b"attachment", "body", b"body", "chemical", b"chemical", "note", b"note", "party", b"party", "shipment", b"shipment", "summary", b"summary", "transaction", b"transaction", "watchlist_entry", b"watchlist_entry"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "attachment", b"attachment", "body", b"body", "case_entry", b"case_entry", "case_record", b"case_record", "chemical", b"chemical", "note", b"note", "party", b"party", "shipment", b"shipment", "summary", b"summary", "transaction", b"transaction", "watchlist_entry", b"watchlist_entry"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["summary", "shipment", "chemical", "party", "account", "transaction", "attachment", "note", "watchlist_entry"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["summary", "shipment", "chemical", "party", "account", "transaction", "attachment", "note", "watchlist_entry", "case_record", "case_entry"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

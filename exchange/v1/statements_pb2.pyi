@@ -644,6 +644,7 @@ class Feedback(_message.Message):
     KEY_COMMITMENT_FIELD_NUMBER: _builtins.int
     GRANT_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    SENDER_GRANT_FIELD_NUMBER: _builtins.int
     recipient: _builtins.str
     originator: _builtins.str
     alert_id: _builtins.str
@@ -655,6 +656,13 @@ class Feedback(_message.Message):
     def grant(self) -> Global___Grant: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def sender_grant(self) -> Global___Grant:
+        """The same key wrapped for the recipient's own encryption key, so that the recipient can read
+        its own feedback back from the log (a cooperation report counts outcomes on both sides).
+        Absent in feedback sent before it existed.
+        """
+
     def __init__(
         self,
         *,
@@ -667,10 +675,11 @@ class Feedback(_message.Message):
         key_commitment: _builtins.bytes = ...,
         grant: Global___Grant | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        sender_grant: Global___Grant | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "grant", b"grant"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "grant", b"grant", "sender_grant", b"sender_grant"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "ciphertext", b"ciphertext", "created_at", b"created_at", "grant", b"grant", "key_commitment", b"key_commitment", "manifest_hash", b"manifest_hash", "originator", b"originator", "recipient", b"recipient", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "ciphertext", b"ciphertext", "created_at", b"created_at", "grant", b"grant", "key_commitment", b"key_commitment", "manifest_hash", b"manifest_hash", "originator", b"originator", "recipient", b"recipient", "sender_grant", b"sender_grant", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -699,3 +708,118 @@ class FeedbackBody(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FeedbackBody: _TypeAlias = FeedbackBody  # noqa: Y015
+
+@_typing.final
+class CooperationFigure(_message.Message):
+    """One figure of a cooperation report: a count or a duration, with the log entries it was
+    computed from, so that the partner can recompute it from its own copy of the log.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METRIC_FIELD_NUMBER: _builtins.int
+    FROM_AGENCY_FIELD_NUMBER: _builtins.int
+    TO_AGENCY_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    LOG_INDICES_FIELD_NUMBER: _builtins.int
+    metric: _builtins.str
+    """What is measured, e.g. "alerts", "approval_seconds_median" (see exchange.audit.cooperation)."""
+    from_agency: _builtins.str
+    """The direction: from the agency that gave (published, released, was asked) to the one that
+    received (or asked); both empty for a figure about the pair (joint cases).
+    """
+    to_agency: _builtins.str
+    detail: _builtins.str
+    """A breakdown: the alert kind, the outcome, the ISO week; empty for none."""
+    value: _builtins.int
+    """A count, or a duration in microseconds (medians and percentiles are nearest-rank, so a
+    duration is always one measured exactly from two log times).
+    """
+    unit: _builtins.str
+    """"count" or "microseconds"."""
+    @_builtins.property
+    def log_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        metric: _builtins.str = ...,
+        from_agency: _builtins.str = ...,
+        to_agency: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        value: _builtins.int = ...,
+        unit: _builtins.str = ...,
+        log_indices: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "from_agency", b"from_agency", "log_indices", b"log_indices", "metric", b"metric", "to_agency", b"to_agency", "unit", b"unit", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CooperationFigure: _TypeAlias = CooperationFigure  # noqa: Y015
+
+@_typing.final
+class CooperationSummary(_message.Message):
+    """Signed by an agency: the cooperation figures it computed from the log it verified, and the
+    checkpoint it verified it at — a record a delegation can hand over, which the partner checks
+    with `exchange report verify` and can recompute from its own copy of the log.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENCY_FIELD_NUMBER: _builtins.int
+    PARTNERS_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_SIZE_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_ROOT_HASH_FIELD_NUMBER: _builtins.int
+    FIGURES_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    agency: _builtins.str
+    checkpoint: _builtins.str
+    """The checkpoint (C2SP signed note, as the hub signed it) the log was verified at."""
+    checkpoint_size: _builtins.int
+    checkpoint_root_hash: _builtins.bytes
+    @_builtins.property
+    def partners(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The partners the figures are about, sorted."""
+
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """The period of log time covered: [since, until); unset: from the start, to the checkpoint."""
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """The time "open requests older than a week" is measured at."""
+
+    @_builtins.property
+    def figures(self) -> _containers.RepeatedCompositeFieldContainer[Global___CooperationFigure]: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        agency: _builtins.str = ...,
+        partners: _abc.Iterable[_builtins.str] | None = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+        checkpoint: _builtins.str = ...,
+        checkpoint_size: _builtins.int = ...,
+        checkpoint_root_hash: _builtins.bytes = ...,
+        figures: _abc.Iterable[Global___CooperationFigure] | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "created_at", b"created_at", "since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "as_of", b"as_of", "checkpoint", b"checkpoint", "checkpoint_root_hash", b"checkpoint_root_hash", "checkpoint_size", b"checkpoint_size", "created_at", b"created_at", "figures", b"figures", "partners", b"partners", "since", b"since", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CooperationSummary: _TypeAlias = CooperationSummary  # noqa: Y015

@@ -248,17 +248,22 @@ def test_required_cosigners_must_have_cosigned_before_the_client_acts(
 # --- tampering behind the hub's back ------------------------------------------------------------------
 
 
+def change_leaf(exchange: AuditedExchange, index: int) -> None:
+    """Replace leaf ``index`` behind the hub's back with one committing to another body."""
+    original = LeafContents.decode(exchange.leaf(index))
+    forged = make_leaf(original.entry_type, original.logged_at, b"another body", b"s" * 16, [])
+    exchange.tamper(
+        update(log_entries)
+        .where(log_entries.c.idx == index)
+        .values(leaf=forged, leaf_hash=merkle.leaf_hash(forged))
+    )
+
+
 def test_a_changed_leaf_is_named(exchange: AuditedExchange) -> None:
     indices = published_alerts(exchange, 3)
     exchange.run("audit", "checkpoint", agency="agency-b")
     target = indices[1]
-    original = LeafContents.decode(exchange.leaf(target))
-    forged = make_leaf(original.entry_type, original.logged_at, b"another body", b"s" * 16, [])
-    exchange.tamper(
-        update(log_entries)
-        .where(log_entries.c.idx == target)
-        .values(leaf=forged, leaf_hash=merkle.leaf_hash(forged))
-    )
+    change_leaf(exchange, target)
     first = failed_verification(exchange)
     assert (first["reason"], first["index"]) == ("ROOT_MISMATCH", target)
     printed = exchange.run("audit", "verify", agency="agency-b", expect=VERIFICATION_FAILED)

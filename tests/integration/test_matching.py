@@ -148,6 +148,14 @@ def test_a_query_over_the_holders_budget_is_refused_and_changes_nothing(
     assert row_counts(hub) == before
 
     assert results(a, "agency-b", SELECTORS[2]) == ["no-hit"]  # the last one left fits
+    registry = hub.metrics.registry  # type: ignore[attr-defined]
+    assert registry.get_sample_value("exchange_match_queries_total") == 2
+    assert registry.get_sample_value("exchange_match_selectors_queried_total") == 3
+    assert registry.get_sample_value("exchange_match_hits_total") == 1
+    assert registry.get_sample_value("exchange_match_burst_queries_total") == 2
+    assert registry.get_sample_value(
+        "exchange_refusals_total", {"reason": "MATCH_BUDGET_EXHAUSTED"}
+    ) == 1
     clock.advance(days=1)
     assert results(a, "agency-b", SELECTORS[2], SELECTORS[3]) == ["no-hit", "no-hit"]
 

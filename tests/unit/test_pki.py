@@ -616,3 +616,14 @@ def test_fingerprints(agency_a: Agency) -> None:
     assert printed == VerifyKey.from_public_key(signing_key).fingerprint
     assert pki.fingerprint(agency_a.ca) != pki.fingerprint(agency_a.ca.public_key())
     assert pki.fingerprint(agency_a.ca) == pki.fingerprint(agency_a.ca)
+
+
+def test_the_longest_agency_id_gets_every_certificate_with_a_common_name_cut_to_64() -> None:
+    longest = "a" * 63
+    agency = make_agency(longest)
+    for purpose in pki.CERTIFICATE_PURPOSES:
+        cert = agency.certificate(purpose)
+        assert pki.verify_issued_by(cert, agency.ca, purpose=purpose, now=NOW) == longest
+        [name] = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        assert len(name.value) <= 64
+        assert str(name.value).startswith(longest)

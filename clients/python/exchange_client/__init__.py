@@ -12,7 +12,9 @@ API.  A typical session::
         request = client.request_release(alert.alert_id, "bank-records", reason="hearing on Monday")
 
 The originator answers with ``client.approve(request.request_id)`` or ``client.deny(...)``;
-``revoke``, ``retract``, ``feedback`` and ``receipts`` complete the release controls.
+``revoke``, ``retract``, ``feedback`` and ``receipts`` complete the release controls;
+``client.cases`` holds joint cases, and ``client.cooperation_report()`` computes the
+cooperation figures from the verified log (``sign_cooperation_report`` signs them).
 
 Every failure is an :class:`ExchangeError`; verification failures (tampering) are
 :class:`VerificationError`, never a silent ``False``.
@@ -21,6 +23,7 @@ Every failure is an :class:`ExchangeError`; verification failures (tampering) ar
 from __future__ import annotations
 
 from exchange.alerts.draft import Draft
+from exchange.audit.cooperation import CooperationReport, Figure
 from exchange.errors import (
     CertificateError,
     CommitmentError,
@@ -44,6 +47,7 @@ from exchange.errors import (
     UnknownKeyError,
     VerificationError,
 )
+from exchange_client._internal.cases import CaseView, LinkedAlert
 from exchange_client._internal.client import Client
 from exchange_client._internal.errors import FeedGapError, LogInconsistentError
 from exchange_client._internal.models import (
@@ -61,11 +65,13 @@ from exchange_client._internal.profile import Profile
 
 __all__ = [
     "AgencyInfo",
+    "CaseView",
     "CertificateError",
     "Client",
     "CommitmentError",
     "ConfigurationError",
     "ConflictError",
+    "CooperationReport",
     "DecryptionError",
     "DeliveryRecord",
     "Draft",
@@ -73,10 +79,12 @@ __all__ = [
     "ExchangeError",
     "FeedEvent",
     "FeedGapError",
+    "Figure",
     "GrantError",
     "InboxEntry",
     "InvalidInputError",
     "KeyCommitmentError",
+    "LinkedAlert",
     "LogInconsistentError",
     "MalformedError",
     "NotAuthenticatedError",

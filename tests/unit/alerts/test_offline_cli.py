@@ -72,13 +72,16 @@ def test_validate_json(tmp_path: Path) -> None:
     assert ok["valid"] is True and ok["errors"] == [] and ok["warnings"]
     result = runner.invoke(make_app(), ["validate", bad_draft(tmp_path), "--json"])
     assert result.exit_code == 1
-    bad = json.loads(result.output)
+    bad = json.loads(result.stdout)
     assert bad["valid"] is False
     assert {
         "field": "items[0].shipment.chemicals[0].cas_rn",
         "description": "check digit is 5, expected 6",
     } in bad["errors"]
     assert len(bad["errors"]) == 3
+    error = json.loads(result.stderr)  # and the failure itself, as for every --json command
+    assert (error["error"], error["reason"]) == ("DraftError", "DRAFT_INVALID")
+    assert len(error["violations"]) == 3
 
 
 def test_missing_file_is_a_usage_error() -> None:
@@ -88,7 +91,7 @@ def test_missing_file_is_a_usage_error() -> None:
 def test_watchlist_match_json_is_a_list_of_flags() -> None:
     result = runner.invoke(make_app(), ["watchlist", "match", SHIPMENT, "--json"])
     assert result.exit_code == 0
-    flags = json.loads(result.output)
+    flags = json.loads(result.stdout)
     assert isinstance(flags, list)
     assert any(f["reason"] == "relabelled" and f["cas_rn"] == "41661-47-6" for f in flags)
 
@@ -143,7 +146,7 @@ def test_validate_shows_each_normalisation_as_a_notice(tmp_path: Path) -> None:
 def test_validate_json_lists_notices_beside_errors_and_warnings(tmp_path: Path) -> None:
     result = runner.invoke(make_app(), ["validate", printed_draft(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["valid"] is True and report["errors"] == [] and report["warnings"] == []
     assert report["notices"] == [
         {
@@ -164,7 +167,7 @@ def test_validate_json_lists_notices_beside_errors_and_warnings(tmp_path: Path) 
 def test_validate_json_of_an_invalid_draft_keeps_its_shape(tmp_path: Path) -> None:
     result = runner.invoke(make_app(), ["validate", bad_draft(tmp_path), "--json"])
     assert result.exit_code == 1
-    assert set(json.loads(result.output)) == {"valid", "message", "errors", "warnings", "notices"}
+    assert set(json.loads(result.stdout)) == {"valid", "message", "errors", "warnings", "notices"}
 
 
 def test_validate_reports_an_explicit_empty_value(tmp_path: Path) -> None:
@@ -175,6 +178,6 @@ def test_validate_reports_an_explicit_empty_value(tmp_path: Path) -> None:
     )
     result = runner.invoke(make_app(), ["validate", path, "--json"])
     assert result.exit_code == 1
-    assert json.loads(result.output)["errors"] == [
+    assert json.loads(result.stdout)["errors"] == [
         {"field": "items[0].shipment.chemicals[0].cas_rn", "description": "is empty"}
     ]

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from concurrent import futures
 from pathlib import Path
+from typing import Any
 
-import grpc
 import pytest
 
 from exchange.statements.codec import parse_canonical
 from exchange.v1 import alerts_pb2, statements_pb2
-from exchange_client import Client, Draft, Profile, UnavailableError
-from exchange_client._internal.publishing import FIRST_RETRY_DELAY, PUBLISH_ATTEMPTS
+from exchange_client import Client, Draft, InvalidInputError, Profile, UnavailableError
+from tests.conftest import FakeTime
 
 OWN_EYES_ONLY = {
     "kind": "GENERAL",
@@ -33,24 +33,18 @@ def profile(exchange_dir: Path, tmp_path: Path) -> Profile:
     return dataclasses.replace(loaded, state_dir=tmp_path / "state")
 
 
-@pytest.fixture
-def dead_hub() -> str:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    server.stop(grace=0).wait()
-    return f"127.0.0.1:{port}"
-
-
-def test_a_sealed_alert_is_kept_and_retried_with_backoff_while_the_hub_is_down(
+def test_a_sealed_alert_is_kept_and_resent_with_backoff_for_30_seconds_while_the_hub_is_down(
     profile: Profile, dead_hub: str
 ) -> None:
-    sleeps: list[float] = []
+    time = FakeTime()
     with Client(profile, hub=dead_hub, timeout=2) as client:
-        client._sleep = sleeps.append
+        client._sleep, client._monotonic = time.sleep, time.monotonic
         with pytest.raises(UnavailableError) as raised:
             client.publish(Draft.from_dict(OWN_EYES_ONLY))
-    assert sleeps == [FIRST_RETRY_DELAY * 2**n for n in range(PUBLISH_ATTEMPTS - 1)]
+    assert time.now == pytest.approx(30)
+    assert time.sleeps[0] <= 0.5
+    assert max(time.sleeps) <= 5  # capped: the hub is tried at least every 5 s
+    assert f"Tried {len(time.sleeps) + 1} times in 30 s" in raised.value.message
     [kept] = (profile.state_dir / "outbox").iterdir()
     assert str(kept) in raised.value.message
     assert "exchange resend" in raised.value.message
@@ -60,6 +54,32 @@ def test_a_sealed_alert_is_kept_and_retried_with_backoff_while_the_hub_is_down(
     assert manifest.originator == "agency-a"
     assert len(request.items) == 2  # the encrypted summary and the note
     assert {grant.recipient for grant in request.grants} == {"agency-a"}
+
+
+@pytest.mark.parametrize("where", ["client", "call"])
+def test_retry_seconds_bounds_the_resending(profile: Profile, dead_hub: str, where: str) -> None:
+    time = FakeTime()
+    budget = {"retry_seconds": 3.0}
+    with Client(profile, hub=dead_hub, **(budget if where == "client" else {})) as client:
+        client._sleep, client._monotonic = time.sleep, time.monotonic
+        with pytest.raises(UnavailableError):
+            client.publish(Draft.from_dict(OWN_EYES_ONLY), **(budget if where == "call" else {}))
+    assert time.now == pytest.approx(3)
+
+
+def test_no_retry_seconds_means_one_attempt(profile: Profile, dead_hub: str) -> None:
+    time = FakeTime()
+    with Client(profile, hub=dead_hub) as client:
+        client._sleep, client._monotonic = time.sleep, time.monotonic
+        with pytest.raises(UnavailableError, match="Tried 1 time in 0 s"):
+            client.publish(Draft.from_dict(OWN_EYES_ONLY), retry_seconds=0)
+    assert time.sleeps == []
+
+
+def test_a_negative_retry_budget_is_refused(profile: Profile, dead_hub: str) -> None:
+    with Client(profile, hub=dead_hub) as client, pytest.raises(InvalidInputError):
+        client.publish(Draft.from_dict(OWN_EYES_ONLY), retry_seconds=-1)
+    assert not (profile.state_dir / "outbox").exists()
 
 
 def test_superseding_needs_an_alert_id(profile: Profile, dead_hub: str) -> None:
@@ -74,3 +94,19 @@ def test_the_profile_names_the_hub_unless_overridden(profile: Profile) -> None:
         assert client.target == profile.hub_address
     with Client(profile, hub="127.0.0.1:1") as client:
         assert client.target == "127.0.0.1:1"
+
+
+def test_the_partner_keys_are_asked_for_within_the_same_budget(
+    profile: Profile, dead_hub: str
+) -> None:
+    shared: Any = copy.deepcopy(OWN_EYES_ONLY)
+    shared["items"][0]["policy"]["audience"] = ["agency-b"]
+    time = FakeTime()
+    told: list[float] = []
+    with Client(profile, hub=dead_hub, on_retry=lambda s, e: told.append(s)) as client:
+        client._sleep, client._monotonic = time.sleep, time.monotonic
+        with pytest.raises(UnavailableError):
+            client.publish(Draft.from_dict(shared), retry_seconds=10)
+    assert time.now == pytest.approx(10)  # the directory was asked again until the budget ended
+    assert told == time.sleeps
+    assert not (profile.state_dir / "outbox").exists()  # nothing was sealed without the keys

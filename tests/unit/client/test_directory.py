@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 
@@ -30,10 +30,13 @@ def material(exchange_dir: Path) -> dict[str, ProfileData]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def now(material: dict[str, ProfileData]) -> datetime:
-    """A time at which the profiles' certificates are valid: taken after they were made."""
-    return datetime.now(UTC)
+    """The moment the material was made, read from its certificates: never the wall clock.
+
+    However long the run took to reach this module, the certificates are valid at it.
+    """
+    return material["agency-a"].ca_certificate.not_valid_before_utc + pki.CLOCK_SKEW_ALLOWANCE
 
 
 @pytest.fixture

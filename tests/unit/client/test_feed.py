@@ -6,16 +6,17 @@ The subscription is driven by a scripted stream standing in for the hub's ``Subs
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from exchange.errors import UnavailableError
+from exchange.errors import ExchangeError, UnavailableError
 from exchange.v1 import alerts_pb2
 from exchange_client import FeedGapError
 from exchange_client._internal.feed import FeedSubscription
 from exchange_client._internal.state import ClientState
+from tests.conftest import FakeTime
 
 Response = alerts_pb2.SubscribeResponse
 
@@ -67,16 +68,27 @@ class ScriptedHub:
 
 
 def subscribe(
-    state: ClientState, hub: ScriptedHub, *, after: int | None = None, heartbeats: bool = False
+    state: ClientState,
+    hub: ScriptedHub,
+    *,
+    after: int | None = None,
+    heartbeats: bool = False,
+    time: FakeTime | None = None,
+    give_up_after: float | None = None,
+    on_reconnect: Callable[[float, ExchangeError], None] | None = None,
 ) -> FeedSubscription:
     lock = state.lock_cursor()
+    time = time or FakeTime()
     return FeedSubscription(
         open_stream=hub.open_stream,  # type: ignore[arg-type]
         target="hub.test:443",
         lock=lock,
         after=state.read_cursor() if after is None else after,
         heartbeats=heartbeats,
-        sleep=lambda seconds: None,
+        sleep=time.sleep,
+        clock=time.monotonic,
+        give_up_after=give_up_after,
+        on_reconnect=on_reconnect,
     )
 
 
@@ -182,12 +194,47 @@ def test_a_dropped_stream_reconnects_after_the_last_event_received(state: Client
     assert hub.streams[0].cancelled
 
 
-def test_a_hub_that_stays_away_is_unavailable_after_bounded_retries(state: ClientState) -> None:
-    hub = ScriptedHub(*([UnavailableError("down")] for _ in range(5)))
-    feed = subscribe(state, hub)
-    with pytest.raises(UnavailableError):
+def test_a_hub_that_stays_away_is_waited_for_with_capped_backoff_until_it_is_back(
+    state: ClientState,
+) -> None:
+    down = [[UnavailableError("down")] for _ in range(40)]
+    hub = ScriptedHub([event(1), UnavailableError("restarting")], *down, [event(2), heartbeat(2)])
+    time = FakeTime()
+    told: list[tuple[float, str]] = []
+    with subscribe(
+        state, hub, time=time, on_reconnect=lambda s, e: told.append((s, e.message))
+    ) as feed:
+        assert [next(feed).sequence, next(feed).sequence] == [1, 2]
+    assert hub.requested_after == [0] + [1] * 41  # every reconnection resumes after event 1
+    assert [seconds for seconds, _ in told] == time.sleeps
+    assert told[0][1] == "restarting"
+    ceilings = [min(30.0, 0.5 * 2**n) for n in range(41)]
+    assert all(c / 2 <= s <= c for s, c in zip(time.sleeps, ceilings, strict=True))
+    assert max(time.sleeps) > 15  # the waits grew to the cap (jitter takes at most half)
+    assert time.now > 600  # ten minutes and more without the hub did not end the feed
+
+
+def test_a_wait_starts_small_again_once_the_hub_has_answered(state: ClientState) -> None:
+    hub = ScriptedHub(
+        *([UnavailableError("down")] for _ in range(6)),
+        [event(1), UnavailableError("dropped")],
+        [event(2), heartbeat(2)],
+    )
+    time = FakeTime()
+    with subscribe(state, hub, time=time) as feed:
+        assert [next(feed).sequence, next(feed).sequence] == [1, 2]
+    assert time.sleeps[5] >= 8  # the sixth wait in a row: 16 s less at most half
+    assert time.sleeps[6] <= 0.5  # after event 1 arrived: the first wait again
+
+
+def test_with_a_budget_a_hub_that_stays_away_is_unavailable(state: ClientState) -> None:
+    hub = ScriptedHub(*([UnavailableError("down")] for _ in range(100)))
+    time = FakeTime()
+    feed = subscribe(state, hub, time=time, give_up_after=60)
+    with pytest.raises(UnavailableError, match="down"):
         next(feed)
-    assert len(hub.requested_after) == 5
+    assert time.now == pytest.approx(60)
+    assert 5 < len(hub.requested_after) < 20
 
 
 def test_an_explicit_start_overrides_the_cursor_which_never_moves_back(

@@ -23,6 +23,10 @@ EXPECTED = {
     "DeliveryRecord",
     "FeedGapError",
     "LogInconsistentError",
+    "CooperationReport",
+    "Figure",
+    "CaseView",
+    "LinkedAlert",
 }
 
 

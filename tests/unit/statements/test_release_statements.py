@@ -202,6 +202,28 @@ def test_feedback_opens_for_the_originator_only_and_detects_tampering() -> None:
         Feedback(feedback.envelope, altered).open(m, A_DECRYPTION)
 
 
+def test_feedback_with_a_sender_grant_opens_for_its_sender_too_and_for_nobody_else() -> None:
+    m = manifest()
+    b_decryption = DecryptionKey.generate()
+    feedback = Feedback.seal(m, recipient="agency-b", outcome=FeedbackOutcome.NOTHING_FOUND, note="",
+                             originator_key=A_DECRYPTION.public_key, own_key=b_decryption.public_key,
+                             created_at=NOW, key=B_SIGNING)
+    verified = Feedback.verify(feedback.envelope, keys_of(B_SIGNING))
+    assert verified.open(m, A_DECRYPTION).outcome == FeedbackOutcome.NOTHING_FOUND
+    assert verified.open(m, b_decryption).outcome == FeedbackOutcome.NOTHING_FOUND
+    with pytest.raises(ExchangeError):
+        verified.open(m, DecryptionKey.generate())
+    without = Feedback.seal(m, recipient="agency-b", outcome=FeedbackOutcome.SEIZED, note="",
+                            originator_key=A_DECRYPTION.public_key, created_at=NOW, key=B_SIGNING)
+    with pytest.raises(ExchangeError):
+        without.open(m, b_decryption)
+    stolen = statements_pb2.Feedback()
+    stolen.CopyFrom(feedback.message)
+    stolen.sender_grant.recipient = "agency-c"
+    with pytest.raises(MalformedError):
+        Feedback.sign(stolen, B_SIGNING)
+
+
 def test_an_approval_accepts_only_the_grant_it_names_for_the_requests_item_and_target() -> None:
     from exchange.errors import InvalidInputError, NotPermittedError
 

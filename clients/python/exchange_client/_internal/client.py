@@ -21,16 +21,18 @@ client (an asynchronous one) can share them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
 from exchange.alerts.draft import Draft
-from exchange_client._internal.audit import Auditor
+from exchange.audit.cooperation import CooperationReport
+from exchange_client._internal.audit import Auditor, Progress
+from exchange_client._internal.cases import JointCases
 from exchange_client._internal.context import ClientContext
 from exchange_client._internal.events import FeedReader
-from exchange_client._internal.feed import FeedSubscription
+from exchange_client._internal.feed import FeedSubscription, Reconnecting
 from exchange_client._internal.manifests import Manifests
 from exchange_client._internal.matching import Matcher
 from exchange_client._internal.models import (
@@ -46,9 +48,10 @@ from exchange_client._internal.models import (
 from exchange_client._internal.opening import Opener
 from exchange_client._internal.partners import PartnerDirectory, agency_info
 from exchange_client._internal.profile import Profile
-from exchange_client._internal.publishing import Publisher
+from exchange_client._internal.publishing import PUBLISH_RETRY_SECONDS, Publisher, Retrying
 from exchange_client._internal.receipts import Deliveries
 from exchange_client._internal.release import ReleaseControls
+from exchange_client._internal.report import CooperationReporter, sign_report
 from exchange_client._internal.state import ClientState, SentStatements
 from exchange_client._internal.transport import Transport
 from exchange_client._internal.watchlist_updates import WatchlistUpdates
@@ -63,7 +66,10 @@ class Client:
 
     ``hub`` (``HOST:PORT``) overrides the profile's hub address; ``clock`` returns the current
     time as an aware datetime (tests freeze it; it decides embargo and expiry on open and the
-    validity of certificates); ``timeout`` bounds each unary call in seconds.  Use it as a
+    validity of certificates); ``timeout`` bounds each unary call in seconds;
+    ``retry_seconds`` is how long :meth:`publish` and :meth:`flush_outbox` keep resending
+    while the hub is unreachable (0: one attempt), unless a call says otherwise, and
+    ``on_retry(seconds, error)`` is told of each wait before such a resend.  Use it as a
     context manager, or call :meth:`close`, to close the channel.
     """
 
@@ -74,12 +80,15 @@ class Client:
         hub: str | None = None,
         clock: Callable[[], datetime] | None = None,
         timeout: float = 10.0,
+        retry_seconds: float = PUBLISH_RETRY_SECONDS,
+        on_retry: Retrying | None = None,
     ) -> None:
         self.profile = profile
         self.target = hub or profile.hub_address
         self._clock = clock or _utc_now
         self._timeout = timeout
         self._sleep: Callable[[float], None] = time.sleep
+        self._monotonic: Callable[[], float] = time.monotonic
         self._transport = Transport.secure(profile, target=self.target, timeout=timeout)
         self._state = ClientState(profile.state_dir)
         self._partners = PartnerDirectory(self._transport, profile, clock=self._clock)
@@ -121,12 +130,24 @@ class Client:
             state=self._state,
             watchlist=lambda: self._opener.watchlist,
             sleep=lambda seconds: self._sleep(seconds),
+            monotonic=lambda: self._monotonic(),
+            retry_seconds=retry_seconds,
+            on_retry=on_retry,
+        )
+        self._reporter = CooperationReporter(context)
+        self._cases = JointCases(
+            context,
+            open_alert=lambda alert_id, originator, version: self.open(
+                alert_id, originator=originator or None, version=version or None
+            ),
+            publish=self.publish,
         )
         self._feed = FeedReader(
             self._transport,
             state=self._state,
             auditor=self.auditor,
             sleep=lambda seconds: self._sleep(seconds),
+            monotonic=lambda: self._monotonic(),
         )
 
     # --- lifetime ---------------------------------------------------------------------------------
@@ -159,12 +180,20 @@ class Client:
 
     # --- publishing -----------------------------------------------------------------------------
 
-    def publish(self, draft: Draft, *, supersedes: str | None = None) -> Receipt:
+    def publish(
+        self,
+        draft: Draft,
+        *,
+        supersedes: str | None = None,
+        retry_seconds: float | None = None,
+    ) -> Receipt:
         """Seal, sign and publish ``draft``; with ``supersedes``, as the next version of that alert.
 
         The sealed request is saved in the profile's ``state/outbox/`` before it is first sent and
-        resent with the same bytes while the hub is unreachable (a bounded number of times, with
-        backoff); the hub answers a resend with the first receipt.  If every attempt fails the
+        resent with the same bytes while the hub is unreachable, for up to ``retry_seconds``
+        (default: the client's, 30 s) with capped exponential backoff and jitter (partner keys
+        are asked for within the same budget); the hub answers a resend with the first
+        receipt, so a publish is never stored twice.  If every attempt fails the
         request stays in the outbox for :meth:`flush_outbox`.  The manifest hash the hub
         acknowledged is recorded for a later ``supersedes``; when that record is behind the hub
         (lost in a crash: it is not flushed to disk), the version to supersede is taken from the
@@ -174,15 +203,16 @@ class Client:
         seconds; if the hub refuses the audience or a grant's key (a partner revoked or re-keyed
         since), the directory is fetched again and the alert sealed again, once.
         """
-        return self._publisher.publish(draft, supersedes=supersedes)
+        return self._publisher.publish(draft, supersedes=supersedes, retry_seconds=retry_seconds)
 
-    def flush_outbox(self) -> list[Receipt]:
+    def flush_outbox(self, *, retry_seconds: float | None = None) -> list[Receipt]:
         """Send again every sealed request an interrupted publish left in the outbox.
 
         Each is sent with its saved bytes, so the hub returns the receipt of the first delivery
-        if that one had in fact arrived.
+        if that one had in fact arrived; each is resent for up to ``retry_seconds`` (default:
+        the client's) while the hub is unreachable.
         """
-        return self._publisher.flush_outbox()
+        return self._publisher.flush_outbox(retry_seconds=retry_seconds)
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -229,8 +259,20 @@ class Client:
         """The saved feed cursor: the sequence of the last event processed (0: none)."""
         return self._feed.cursor()
 
-    def subscribe(self, after: int | None = None, *, heartbeats: bool = False) -> FeedSubscription:
+    def subscribe(
+        self,
+        after: int | None = None,
+        *,
+        heartbeats: bool = False,
+        give_up_after: float | None = None,
+        on_reconnect: Reconnecting | None = None,
+    ) -> FeedSubscription:
         """Stream the feed from ``after`` (default: the saved cursor): catch-up, then live.
+
+        When the stream fails (the hub restarts, the network drops) it is reopened from the last
+        event received, with capped exponential backoff and jitter, until the subscription is
+        closed; ``on_reconnect(seconds, error)`` is told of each wait.  With ``give_up_after``,
+        :class:`UnavailableError` is raised once the hub has not answered for that many seconds.
 
         The returned iterator takes the profile's cursor lock at once (a second reader on the
         same profile gets an error, not a wait) and saves the cursor for each event when the
@@ -239,7 +281,9 @@ class Client:
         :class:`FeedGapError` when an event is missing.  With ``heartbeats`` the hub's heartbeats
         are yielded too, as events of kind ``HEARTBEAT``.
         """
-        return self._feed.subscribe(after, heartbeats=heartbeats)
+        return self._feed.subscribe(
+            after, heartbeats=heartbeats, give_up_after=give_up_after, on_reconnect=on_reconnect
+        )
 
     # --- release controls -------------------------------------------------------------------
 
@@ -323,3 +367,34 @@ class Client:
         """Receipts, purge acknowledgements and feedback on one of our alerts, each verified
         against its signer's keys and (feedback) decrypted; item ids resolved from our copy."""
         return self._deliveries.receipts(alert_id)
+
+    # --- joint cases and the cooperation report ------------------------------------------------
+
+    @property
+    def cases(self) -> JointCases:
+        """Joint cases with partner agencies (``exchange case``): each is an alert of kind
+        ``CASE``, and every link, note or closing a member's alert of kind ``CASE_ENTRY``."""
+        return self._cases
+
+    def cooperation_report(
+        self,
+        *,
+        partners: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> CooperationReport:
+        """Verify the whole log, then compute the cooperation figures with ``partners`` (default:
+        every partner in the profile) over ``[since, until)``; see
+        :mod:`exchange_client._internal.report`.  A log that fails verification raises
+        :class:`VerificationError` naming the first bad entry, and no figure is computed."""
+        return self._reporter.report(partners=partners, since=since, until=until, progress=progress)
+
+    def sign_cooperation_report(self, report: CooperationReport) -> bytes:
+        """The signed summary of ``report``, as the bundle file partners verify offline."""
+        return sign_report(
+            report,
+            signing_key=self.profile.signing_key,
+            keys_envelope=self.profile.keys_envelope,
+            created_at=self._clock(),
+        )

@@ -14,7 +14,12 @@ import grpc
 from exchange.errors import VerificationError
 from exchange.v1 import alerts_pb2
 from exchange_client._internal.audit import Auditor
-from exchange_client._internal.feed import FeedSubscription, check_heartbeat, check_sequence
+from exchange_client._internal.feed import (
+    FeedSubscription,
+    Reconnecting,
+    check_heartbeat,
+    check_sequence,
+)
 from exchange_client._internal.models import FeedEvent
 from exchange_client._internal.state import ClientState
 from exchange_client._internal.transport import Transport
@@ -47,11 +52,13 @@ class FeedReader:
         state: ClientState,
         auditor: Auditor,
         sleep: Callable[[float], None],
+        monotonic: Callable[[], float],
     ) -> None:
         self._transport = transport
         self._state = state
         self._auditor = auditor
         self._sleep = sleep
+        self._monotonic = monotonic
 
     def events(self, after: int | None = None, *, limit: int = 100) -> list[FeedEvent]:
         """See :meth:`exchange_client.Client.events`."""
@@ -85,7 +92,14 @@ class FeedReader:
         """See :meth:`exchange_client.Client.cursor`."""
         return self._state.read_cursor()
 
-    def subscribe(self, after: int | None = None, *, heartbeats: bool = False) -> FeedSubscription:
+    def subscribe(
+        self,
+        after: int | None = None,
+        *,
+        heartbeats: bool = False,
+        give_up_after: float | None = None,
+        on_reconnect: Reconnecting | None = None,
+    ) -> FeedSubscription:
         """See :meth:`exchange_client.Client.subscribe`."""
         lock = self._state.lock_cursor()
         try:
@@ -105,4 +119,7 @@ class FeedReader:
             after=start,
             heartbeats=heartbeats,
             sleep=self._sleep,
+            clock=self._monotonic,
+            give_up_after=give_up_after,
+            on_reconnect=on_reconnect,
         )

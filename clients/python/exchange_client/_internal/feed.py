@@ -9,6 +9,7 @@ re-delivery after a reconnect harmless: delivery at least once, processing effec
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -16,20 +17,21 @@ from typing import Self
 
 import grpc
 
-from exchange.errors import UnavailableError
+from exchange.errors import ExchangeError, UnavailableError
 from exchange.v1 import alerts_pb2
 from exchange_client._internal.errors import FeedGapError
 from exchange_client._internal.models import FeedEvent
+from exchange_client._internal.retry import Backoff, RetrySchedule
 from exchange_client._internal.state import CursorLock
 from exchange_client._internal.status import hub_errors
 
 OpenStream = Callable[[int], "grpc.CallIterator[alerts_pb2.SubscribeResponse]"]
 
-RECONNECT_ATTEMPTS = 5
-"""Consecutive failed (re)connections before :class:`UnavailableError` is raised."""
+RECONNECT_BACKOFF = Backoff(first_delay=0.5, max_delay=30.0)
+"""The waits between reconnections: 0.5 s, doubled after each further failure, at most 30 s."""
 
-FIRST_RECONNECT_DELAY = 0.5
-"""Seconds before the first reconnection; doubled after each further failure."""
+Reconnecting = Callable[[float, ExchangeError], None]
+"""Told the wait in seconds and the failure, before each wait to reconnect."""
 
 
 def check_sequence(received: int, sequence: int) -> None:
@@ -61,6 +63,10 @@ class FeedSubscription(Iterator[FeedEvent]):
     (the consumer failed while processing) saves nothing for the event in hand, so it is
     delivered again next time.  The subscription holds the profile's cursor lock from creation
     until it is closed, and closes itself when it raises.
+
+    A stream that fails or ends is reopened after the last event received, with capped
+    exponential backoff, until the subscription is closed; with ``give_up_after`` (seconds
+    without a single answer from the hub) it raises :class:`UnavailableError` instead.
     """
 
     def __init__(
@@ -72,12 +78,18 @@ class FeedSubscription(Iterator[FeedEvent]):
         after: int,
         heartbeats: bool,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        give_up_after: float | None = None,
+        on_reconnect: Reconnecting | None = None,
     ) -> None:
         self._open_stream = open_stream
         self._target = target
         self._lock = lock
         self._heartbeats = heartbeats
-        self._sleep = sleep
+        self._retries = RetrySchedule(
+            RECONNECT_BACKOFF, give_up_after=give_up_after, sleep=sleep, clock=clock
+        )
+        self._on_reconnect = on_reconnect
         self._received = after
         self._handed_out = after
         self._unsaved = False
@@ -126,8 +138,6 @@ class FeedSubscription(Iterator[FeedEvent]):
             self._unsaved = False
 
     def _receive(self) -> alerts_pb2.SubscribeResponse:
-        failures = 0
-        delay = FIRST_RECONNECT_DELAY
         while True:
             try:
                 if self._responses is None:
@@ -136,16 +146,18 @@ class FeedSubscription(Iterator[FeedEvent]):
                 with hub_errors(self._target):
                     response = next(self._responses, None)
                 if response is not None:
+                    self._retries.reset()
                     return response
                 problem = UnavailableError(f"the hub at {self._target} ended the feed stream")
             except UnavailableError as e:
                 problem = e
             self._drop_stream()
-            failures += 1
-            if failures >= RECONNECT_ATTEMPTS:
+            if not self._retries.wait(functools.partial(self._announce, problem)):
                 raise problem
-            self._sleep(delay)
-            delay *= 2
+
+    def _announce(self, problem: ExchangeError, seconds: float) -> None:
+        if self._on_reconnect is not None:
+            self._on_reconnect(seconds, problem)
 
     def _drop_stream(self) -> None:
         if self._call is not None:

@@ -11,6 +11,7 @@ from types import MappingProxyType
 from cryptography import x509
 
 from exchange.config.profile import DEFAULT_MAX_COSIGNATURE_AGE_SECONDS, ProfileData, load_profile
+from exchange.crypto.dsse import Envelope
 from exchange.crypto.keys import DecryptionKey, SigningKey
 
 
@@ -41,6 +42,9 @@ class Profile:
     directory: Path | None = None
     require_cosigners: tuple[str, ...] = ()
     max_cosignature_age_seconds: int = DEFAULT_MAX_COSIGNATURE_AGE_SECONDS
+    keys_envelope: Envelope | None = field(default=None, repr=False)
+    """This agency's own ``AgencyKeys`` statement (``keys.dsse``): it travels with what the
+    agency signs for partners to check offline (a signed cooperation summary)."""
 
     @classmethod
     def load(cls, directory: str | Path, *, now: datetime | None = None) -> Profile:
@@ -69,4 +73,5 @@ class Profile:
             directory=data.config.directory,
             require_cosigners=data.config.require_cosigners,
             max_cosignature_age_seconds=data.config.max_cosignature_age_seconds,
+            keys_envelope=data.keys_envelope,
         )

@@ -3,11 +3,14 @@
 The rules are pure functions: the items and watchlist flags of a draft (:func:`plain_items`,
 :func:`draft_flags`), what an outbox entry holds (:func:`outbox_manifest_hash`) and whether the
 hub's answer acknowledges what was sent (:func:`receipt_from`). :class:`Publisher` does the I/O
-around them: the outbox on disk, the sends with backoff, the supersede bookkeeping.
+around them: the outbox on disk, the sends with backoff (:mod:`~exchange_client._internal.retry`:
+for up to ``retry_seconds``, partner keys asked for within the same budget), the supersede
+bookkeeping.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,11 +18,15 @@ from dataclasses import dataclass
 from exchange.alerts.draft import Draft
 from exchange.alerts.watchlist import Watchlist
 from exchange.errors import (
+    ConfigurationError,
     ConflictError,
     ExchangeError,
     InvalidInputError,
     MalformedError,
+    NotAuthenticatedError,
     NotFoundError,
+    NotPermittedError,
+    TooLargeError,
     UnavailableError,
     VerificationError,
 )
@@ -33,13 +40,17 @@ from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.manifests import check_alert_id
 from exchange_client._internal.models import Receipt, timestamp_or_none
 from exchange_client._internal.opening import flag_messages
+from exchange_client._internal.retry import Backoff, RetrySchedule
 from exchange_client._internal.state import ClientState, OutboxEntry
 
-PUBLISH_ATTEMPTS = 4
-"""Sends of one sealed request before giving up (it stays in the outbox)."""
+PUBLISH_RETRY_SECONDS = 30.0
+"""How long a publish keeps resending one sealed request while the hub is unreachable."""
 
-FIRST_RETRY_DELAY = 0.5
-"""Seconds before the first resend; doubled after each further failure."""
+PUBLISH_BACKOFF = Backoff(first_delay=0.5, max_delay=5.0)
+"""The waits between those resends (the request stays in the outbox if all fail)."""
+
+Retrying = Callable[[float, ExchangeError], None]
+"""Told the wait in seconds and the failure, before each wait to resend."""
 
 PARTNER_KEYS_MAX_AGE = 60.0
 """Publishing encrypts to partner keys verified at most this many seconds ago; a hub refusal of
@@ -59,6 +70,7 @@ class Unsealed:
     version: int
     previous_hash: bytes
     flags: Sequence[str]
+    retry: RetrySchedule
 
 
 def plain_items(draft: Draft) -> list[PlainItem]:
@@ -147,6 +159,19 @@ def next_version(manifest: AlertManifest, *, alert_id: str, originator: str) -> 
 # --- the I/O --------------------------------------------------------------------------------------
 
 
+DEFINITE_REFUSALS: tuple[type[ExchangeError], ...] = (
+    NotAuthenticatedError,
+    NotPermittedError,
+    NotFoundError,
+    ConflictError,
+    TooLargeError,
+    InvalidInputError,
+    VerificationError,
+    ConfigurationError,
+)
+"""Answers that refuse the request itself: its outbox entry goes. Any other failure keeps it."""
+
+
 class Publisher(Concern):
     """Seals and sends this agency's alerts, keeping each sealed request until it is received."""
 
@@ -157,19 +182,40 @@ class Publisher(Concern):
         state: ClientState,
         watchlist: Callable[[], Watchlist],
         sleep: Callable[[float], None],
+        monotonic: Callable[[], float],
+        retry_seconds: float = PUBLISH_RETRY_SECONDS,
+        on_retry: Retrying | None = None,
     ) -> None:
         super().__init__(context)
+        if retry_seconds < 0:
+            raise InvalidInputError("retry_seconds must be zero or more")
         self._state = state
         self._watchlist = watchlist
         self._sleep = sleep
+        self._monotonic = monotonic
+        self._retry_seconds = retry_seconds
+        self._on_retry = on_retry
 
-    def publish(self, draft: Draft, *, supersedes: str | None = None) -> Receipt:
+    def retry_schedule(self, retry_seconds: float | None = None) -> RetrySchedule:
+        """One publish's waits between attempts, over ``retry_seconds`` (default: the client's)."""
+        if retry_seconds is None:
+            retry_seconds = self._retry_seconds
+        if retry_seconds < 0:
+            raise InvalidInputError("retry_seconds must be zero or more")
+        return RetrySchedule(
+            PUBLISH_BACKOFF, give_up_after=retry_seconds, sleep=self._sleep, clock=self._monotonic
+        )
+
+    def publish(
+        self, draft: Draft, *, supersedes: str | None = None, retry_seconds: float | None = None
+    ) -> Receipt:
         """See :meth:`exchange_client.Client.publish`."""
         flags = draft_flags(self._watchlist(), draft)
         plain = plain_items(draft)
+        retry = self.retry_schedule(retry_seconds)
 
         def version(alert_id: str, number: int, previous_hash: bytes) -> Unsealed:
-            return Unsealed(plain, alert_id, number, previous_hash, flags)
+            return Unsealed(plain, alert_id, number, previous_hash, flags, retry)
 
         if supersedes is None:
             return self._publish_version(version(str(uuid.uuid4()), 1, b""))
@@ -189,13 +235,25 @@ class Publisher(Concern):
                     raise
         return self._publish_version(version(alert_id, *self._next_version_from_hub(alert_id)))
 
-    def flush_outbox(self) -> list[Receipt]:
+    def flush_outbox(self, *, retry_seconds: float | None = None) -> list[Receipt]:
         """See :meth:`exchange_client.Client.flush_outbox`."""
+        self.retry_schedule(retry_seconds)  # refuses a negative budget before anything is sent
         receipts = []
         for entry in self._state.outbox():
             request = entry.read()
-            receipts.append(self._send(entry, request, outbox_manifest_hash(entry, request)))
+            receipts.append(
+                self._send(
+                    entry,
+                    request,
+                    outbox_manifest_hash(entry, request),
+                    retry=self.retry_schedule(retry_seconds),
+                )
+            )
         return receipts
+
+    def _announce_retry(self, error: ExchangeError, seconds: float) -> None:
+        if self._on_retry is not None:
+            self._on_retry(seconds, error)
 
     def _publish_version(self, unsealed: Unsealed) -> Receipt:
         fetched_at = self._partners.fetched_at
@@ -210,9 +268,14 @@ class Publisher(Concern):
         return self._seal_and_send(unsealed, max_age=None)
 
     def _seal_and_send(self, unsealed: Unsealed, *, max_age: float | None) -> Receipt:
-        recipient_keys = self._partners.recipient_keys(
-            (a for item in unsealed.items for a in item.policy.audience), max_age=max_age
-        )
+        audience = {a for item in unsealed.items for a in item.policy.audience}
+        while True:  # the hub may be restarting: its directory is asked within the same budget
+            try:
+                recipient_keys = self._partners.recipient_keys(audience, max_age=max_age)
+                break
+            except UnavailableError as e:
+                if not unsealed.retry.wait(functools.partial(self._announce_retry, e)):
+                    raise
         sealed = seal_alert(
             originator=self._profile.agency_id,
             alert_id=unsealed.alert_id,
@@ -226,7 +289,9 @@ class Publisher(Concern):
         )
         request = encode(sealed.request)
         entry = self._state.save_outbox(unsealed.alert_id, unsealed.version, request)
-        return self._send(entry, request, sealed.manifest.hash, flags=unsealed.flags)
+        return self._send(
+            entry, request, sealed.manifest.hash, flags=unsealed.flags, retry=unsealed.retry
+        )
 
     def _next_version_from_hub(self, alert_id: str) -> tuple[int, bytes]:
         """The version after the hub's latest of this agency's ``alert_id``, and its manifest
@@ -250,15 +315,24 @@ class Publisher(Concern):
         manifest_hash: bytes,
         *,
         flags: Sequence[str] = (),
+        retry: RetrySchedule,
     ) -> Receipt:
         try:
-            response = self._send_with_retries(entry, request)
+            response = self._send_with_retries(entry, request, retry)
         except UnavailableError:
-            raise
-        except ExchangeError:
-            # A definite refusal: the same bytes would be refused again.
+            raise  # the entry stays; the error names it
+        except DEFINITE_REFUSALS:
+            # The same bytes would be refused again.
             self._state.remove_outbox(entry)
             raise
+        except ExchangeError as e:
+            # The hub failed (its database, say) with the publish perhaps committed: only a
+            # resend of the same bytes can tell, so the entry stays.
+            raise ExchangeError(
+                f"{e.message}. The sealed alert is kept in {entry.path}; "
+                "`exchange resend` sends it again with the same bytes",
+                reason=e.reason,
+            ) from e
         receipt = receipt_from(
             response,
             originator=self._profile.agency_id,
@@ -273,21 +347,31 @@ class Publisher(Concern):
             log_index=receipt.log_index,
             accepted_at=receipt.accepted_at,
         )
+        # The audit log: the published manifest must be in the verified log. Until it is proven
+        # the entry stays in the outbox, so a resend (answered with the first receipt) proves it.
+        try:
+            self._auditor.prove_statement(
+                logged_manifest(request),
+                receipt.log_index,
+                proof=response.inclusion_proof if response.HasField("inclusion_proof") else None,
+                note=response.checkpoint,
+                consistency=response.consistency if response.HasField("consistency") else None,
+                leaf=bytes(response.leaf),
+            )
+        except UnavailableError as e:
+            raise UnavailableError(
+                f"the hub accepted alert {receipt.alert_id} version {receipt.version}, but its "
+                f"log entry could not be proven yet ({e.message}). The sealed alert is kept in "
+                f"{entry.path}; `exchange resend` proves it",
+                reason=e.reason,
+            ) from e
         self._state.remove_outbox(entry)
-        # The audit log: the published manifest must be in the verified log.
-        self._auditor.prove_statement(
-            logged_manifest(request),
-            receipt.log_index,
-            proof=response.inclusion_proof if response.HasField("inclusion_proof") else None,
-            note=response.checkpoint,
-            consistency=response.consistency if response.HasField("consistency") else None,
-            leaf=bytes(response.leaf),
-        )
         return receipt
 
-    def _send_with_retries(self, entry: OutboxEntry, request: bytes) -> alerts_pb2.PublishResponse:
-        delay = FIRST_RETRY_DELAY
-        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+    def _send_with_retries(
+        self, entry: OutboxEntry, request: bytes, schedule: RetrySchedule
+    ) -> alerts_pb2.PublishResponse:
+        while True:
             try:
                 trusted = self._auditor.trusted
                 return self._transport.publish_bytes(
@@ -295,12 +379,11 @@ class Publisher(Concern):
                     metadata=known_log_size(None if trusted is None else trusted.checkpoint.size),
                 )
             except UnavailableError as e:
-                if attempt == PUBLISH_ATTEMPTS:
+                if not schedule.wait(functools.partial(self._announce_retry, e)):
+                    tries = schedule.failures
                     raise UnavailableError(
-                        f"{e.message}. The sealed alert is kept in {entry.path}; "
+                        f"{e.message}. Tried {tries} time{'s' if tries != 1 else ''} in "
+                        f"{schedule.budget:g} s; the sealed alert is kept in {entry.path}: "
                         "`exchange resend` sends it again with the same bytes",
                         reason=e.reason,
                     ) from e
-                self._sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")

@@ -125,6 +125,7 @@ class Deliveries(Concern):
             outcome=value,
             note=note,
             originator_key=originator_key,
+            own_key=self._profile.decryption_key.public_key,
             created_at=self._clock(),
             key=self._profile.signing_key,
         )

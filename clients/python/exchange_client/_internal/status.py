@@ -118,9 +118,25 @@ def _refine(families: tuple[type[ExchangeError], ...], details: _Details) -> typ
     return families[0]
 
 
+REQUEST_ID_METADATA = "x-request-id"
+"""Metadata carrying a call's request id: sent with every call, returned by the hub."""
+
+
+def _with_request_id(message: str, error: grpc.RpcError) -> str:
+    """``message`` naming the request id the hub returned, so its log line can be found."""
+    trailers: tuple[tuple[str, str | bytes], ...] = (
+        tuple(error.trailing_metadata() or ()) if isinstance(error, grpc.Call) else ()
+    )
+    for key, value in trailers:
+        if key == REQUEST_ID_METADATA and isinstance(value, str):
+            return f"{message} (request id {value})"
+    return message
+
+
 def error_from_rpc(error: grpc.RpcError, *, target: str) -> ExchangeError:
     """The domain error for a failed call to the hub at ``target``."""
     code, message = _code_and_message(error)
+    message = _with_request_id(message, error) if message else message
     details = _details(_rich_status(error))
     if code in _UNREACHABLE_CODES:
         what = (

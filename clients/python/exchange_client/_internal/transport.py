@@ -23,6 +23,7 @@ from exchange.v1 import (
     release_pb2_grpc,
 )
 from exchange_client._internal.profile import Profile
+from exchange_client._internal.request_ids import RequestIdInterceptor
 from exchange_client._internal.status import hub_errors
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -31,6 +32,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # After a hub restart the channel reconnects within a few seconds, not grpc's default of
+    # up to two minutes, so that the client's own retries find the hub back soon.
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5000),
 ]
 
 _PUBLISH_METHOD = "/exchange.v1.AlertService/Publish"
@@ -66,7 +71,10 @@ class Transport:
             private_key=profile.tls_key_pem,
             certificate_chain=profile.tls_certificate_pem,
         )
-        channel = grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+        channel = grpc.intercept_channel(
+            grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS),
+            RequestIdInterceptor(),
+        )
         return cls(channel, target=target, timeout=timeout)
 
     def call(

@@ -3,15 +3,16 @@
 Global options come before the command (``exchange --profile DIR --hub HOST:PORT inbox``),
 ``--json`` after it.  Exit codes (DESIGN §12): 0 ok, 1 error, 2 usage, 3 verification failed,
 4 not permitted.  An :class:`ExchangeError` is printed as one line on stderr saying what went
-wrong and what to do, never as a traceback.  Only this module reads the environment
-(``EXCHANGE_PROFILE``).
+wrong and what to do, never as a traceback; with ``--json`` as one JSON object on stderr
+(:mod:`exchange.cli_conventions`, shared with ``exchange-hub``).  Only this module reads the
+environment (``EXCHANGE_PROFILE``).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -21,13 +22,13 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from exchange import cli_conventions
 from exchange.alerts.draft import Draft
 from exchange.alerts.watchlist import Watchlist
 from exchange.config.profile import ProfileConfig, parse_host_port
 from exchange.errors import (
     ConfigurationError,
     ExchangeError,
-    InvalidInputError,
     NotAuthenticatedError,
     NotPermittedError,
     VerificationError,
@@ -35,13 +36,16 @@ from exchange.errors import (
 from exchange_client._internal.client import Client
 from exchange_client._internal.models import StatementResult
 from exchange_client._internal.profile import Profile
+from exchange_client._internal.publishing import PUBLISH_RETRY_SECONDS
 from exchange_client._internal.watchlist_updates import WatchlistUpdates
 from exchange_client.cli import _render
 from exchange_client.cli.audit import register as register_audit_commands
+from exchange_client.cli.cases import register as register_case_commands
 from exchange_client.cli.interop import register as register_interop_commands
 from exchange_client.cli.match import register as register_match_commands
 from exchange_client.cli.offline import print_notices
 from exchange_client.cli.offline import register as register_offline_commands
+from exchange_client.cli.report import register as register_report_commands
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -58,13 +62,23 @@ app = typer.Typer(
         "hub. Global options go before the command; --json goes after it."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON (snake_case names) for scripts.")
+]
+
+RetrySecondsOption = Annotated[
+    float,
+    typer.Option(
+        "--retry-seconds",
+        min=0,
+        metavar="SECONDS",
+        help="Keep resending this long while the hub is unreachable (0: try once).",
+    ),
 ]
 
 
@@ -75,12 +89,12 @@ class _GlobalOptions:
 
 
 def _stdout() -> Console:
-    # Pipes get a wide console so that ids in tables are never cut.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    # Pipes get a console that never wraps, so that ids and keys are never cut.
+    return cli_conventions.console()
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return cli_conventions.console(stderr=True)
 
 
 def exit_code_for(error: ExchangeError) -> int:
@@ -93,34 +107,49 @@ def exit_code_for(error: ExchangeError) -> int:
 
 
 def describe_error(error: ExchangeError) -> str:
-    """The error as printed: what failed, and for some families what to do next."""
+    """The error as printed: what failed, and for some families what to do next.
+
+    Field violations follow one per line, the first 20 and then "and N more".
+    """
     if isinstance(error, VerificationError):
-        text = f"verification failed ({error.reason}): {error.message}"
-    elif isinstance(error, NotAuthenticatedError):
-        text = (
+        return cli_conventions.describe(error, prefix=f"verification failed ({error.reason})")
+    if isinstance(error, NotAuthenticatedError):
+        return (
             f"not authenticated: {error.message}; check that this profile's agency is registered "
             "with the hub and not revoked"
         )
-    elif isinstance(error, NotPermittedError):
-        text = f"not permitted: {error.message}"
-    else:
-        text = f"error: {error.message}"
-    if isinstance(error, InvalidInputError):
-        text += "".join(f"\n  {violation}" for violation in error.violations)
-    return text
+    if isinstance(error, NotPermittedError):
+        return cli_conventions.describe(error, prefix="not permitted")
+    return cli_conventions.describe(error)
+
+
+def report_error(error: ExchangeError, *, as_json: bool) -> NoReturn:
+    """Print ``error`` on stderr (a JSON object with ``--json``) and exit with its code."""
+    cli_conventions.fail(
+        error, code=exit_code_for(error), as_json=as_json, text=describe_error(error)
+    )
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    _stderr().print(message, markup=False, soft_wrap=True, style="red")
+    cli_conventions.print_error_line(message)
     raise typer.Exit(code)
 
 
+def _usage_error(ctx: typer.Context, message: str) -> NoReturn:
+    if cli_conventions.json_requested(ctx):
+        cli_conventions.print_json_error(
+            {"error": "UsageError", "reason": cli_conventions.USAGE_REASON, "message": message}
+        )
+        raise typer.Exit(EXIT_USAGE)
+    _fail(message, EXIT_USAGE)
+
+
 @contextmanager
-def _reported_errors() -> Iterator[None]:
+def _reported_errors(ctx: typer.Context | None = None) -> Iterator[None]:
     try:
         yield
     except ExchangeError as e:
-        _fail(describe_error(e), exit_code_for(e))
+        report_error(e, as_json=cli_conventions.json_requested(ctx))
 
 
 def _print_json(value: Any) -> None:
@@ -129,13 +158,14 @@ def _print_json(value: Any) -> None:
 
 
 @contextmanager
-def _client(ctx: typer.Context) -> Iterator[Client]:
-    options: _GlobalOptions = ctx.obj
-    if options.profile is None:
-        _fail(f"no profile: pass --profile DIR or set {PROFILE_ENV}", EXIT_USAGE)
-    with _reported_errors():
-        profile = Profile.load(options.profile)
-        with Client(profile, hub=options.hub) as client:
+def _client(ctx: typer.Context, **options: Any) -> Iterator[Client]:
+    """The profile's client for the command of ``ctx``; ``options`` go to :class:`Client`."""
+    global_options: _GlobalOptions = ctx.obj
+    if global_options.profile is None:
+        _usage_error(ctx, f"no profile: pass --profile DIR or set {PROFILE_ENV}")
+    with _reported_errors(ctx):
+        profile = Profile.load(global_options.profile)
+        with Client(profile, hub=global_options.hub, **options) as client:
             yield client
 
 
@@ -172,6 +202,7 @@ def _global_options(
             help="The hub's address, overriding the profile's hub_address.",
         ),
     ] = None,
+    version: Annotated[bool, cli_conventions.version_option("exchange")] = False,
 ) -> None:
     """Global options, read before any command runs."""
     ctx.obj = _GlobalOptions(profile=profile, hub=hub)
@@ -189,19 +220,30 @@ def publish(
             help="Publish as the next version of this alert (one of this agency's own).",
         ),
     ] = None,
+    retry_seconds: RetrySecondsOption = PUBLISH_RETRY_SECONDS,
     json_output: JsonOption = False,
 ) -> None:
     """Validate, sign, encrypt and publish a draft alert.
 
     Each item is encrypted for the agencies in its audience only. Identifiers written in a
     printed form are published in their canonical form, each shown as a notice; watchlist
-    matches are printed as warnings. An interrupted publish is kept in the profile and retried
-    by `exchange resend`.
+    matches are printed as warnings. While the hub is unreachable the same sealed bytes are
+    resent for up to --retry-seconds (30 s); after that the alert is kept in the profile for
+    `exchange resend`.
     """
-    with _reported_errors():
+    with _reported_errors(ctx):
         draft = Draft.from_file(file)
     print_notices(_stderr(), draft.normalisations)
-    with _client(ctx) as client, _reported_errors():
+    items = len(draft.items)
+    with (
+        cli_conventions.progress(
+            f"publishing {items} item{'s' if items != 1 else ''}", as_json=json_output
+        ) as bar,
+        _client(
+            ctx, retry_seconds=retry_seconds, on_retry=_retry_notice(bar, as_json=json_output)
+        ) as client,
+        _reported_errors(ctx),
+    ):
         receipt = client.publish(draft, supersedes=supersedes)
     if json_output:
         _print_json(receipt.to_json())
@@ -211,13 +253,21 @@ def publish(
 
 
 @app.command()
-def resend(ctx: typer.Context, json_output: JsonOption = False) -> None:
+def resend(
+    ctx: typer.Context,
+    retry_seconds: RetrySecondsOption = PUBLISH_RETRY_SECONDS,
+    json_output: JsonOption = False,
+) -> None:
     """Send again the sealed alerts an interrupted publish left in the profile's outbox.
 
     The very same bytes are sent, so the hub answers with the receipt of the first delivery if
     that one had arrived.
     """
-    with _client(ctx) as client, _reported_errors():
+    with (
+        cli_conventions.progress("resending the outbox", as_json=json_output) as bar,
+        _client(ctx, retry_seconds=retry_seconds, on_retry=_retry_notice(bar, as_json=json_output)) as client,
+        _reported_errors(ctx),
+    ):
         receipts = client.flush_outbox()
     if json_output:
         _print_json([receipt.to_json() for receipt in receipts])
@@ -231,8 +281,16 @@ def resend(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
 @app.command()
 def inbox(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """List the alerts addressed to this agency, with their verified titles."""
-    with _client(ctx) as client, _reported_errors():
+    """List the alerts addressed to this agency, with their verified titles.
+
+    "items readable" counts items: how many of the alert's items this agency can open now,
+    of all the alert's items (--json also gives how many are addressed to it).
+    """
+    with (
+        _client(ctx) as client,
+        _reported_errors(ctx),
+        cli_conventions.progress("opening the inbox", as_json=json_output),
+    ):
         entries = client.inbox()
     if json_output:
         _print_json([entry.to_json() for entry in entries])
@@ -263,7 +321,7 @@ def show(
     Status is VISIBLE (decrypted and valid), WITHHELD, EMBARGOED, REVOKED, EXPIRED or INVALID
     (decrypted but failing validation). Exit code 3 if anything fails to verify.
     """
-    with _client(ctx) as client, _reported_errors():
+    with _client(ctx) as client, _reported_errors(ctx):
         alert = client.open(alert_id, originator=originator, version=version)
     if json_output:
         _print_json(alert.to_json())
@@ -299,12 +357,22 @@ def watch(
 
     Catches up from the saved cursor (or --after), then waits for new events. The cursor is
     saved as each printed event is done with, so the next `watch` starts where this one ended.
+    If the hub goes away (a restart), watch says "reconnecting in N s" on stderr and resumes
+    from its cursor, waiting longer after each failure (at most 30 s), until stopped.
     A missing event (the hub withheld one) stops with exit code 3.
     """
     limit = 1 if once else count
     console = _stdout()
-    with _client(ctx) as client, _reported_errors():
-        subscription = client.subscribe(after, heartbeats=heartbeats)
+    with (
+        _client(ctx) as client,
+        _reported_errors(ctx),
+        cli_conventions.progress(
+            f"waiting for {limit} events", total=limit, as_json=json_output or limit is None
+        ) as bar,
+    ):
+        subscription = client.subscribe(
+            after, heartbeats=heartbeats, on_reconnect=_reconnecting_notice(client.target, bar)
+        )
         printed = 0
         try:
             # Leaving the block normally saves the cursor for the last event printed; an
@@ -325,11 +393,41 @@ def watch(
                         )
                     if not event.is_heartbeat:
                         printed += 1
+                        bar.advance()
                     if limit is not None and printed >= limit:
                         break
         except KeyboardInterrupt:
             # Interrupted while waiting: every event printed was already saved.
             pass
+
+
+def _reconnecting_notice(
+    target: str, bar: cli_conventions.ProgressBar
+) -> Callable[[float, ExchangeError], None]:
+    def notice(seconds: float, error: ExchangeError) -> None:
+        bar.note(
+            f"lost the hub at {target} ({_short_reason(error)}); reconnecting in {seconds:.1f} s"
+        )
+
+    return notice
+
+
+def _retry_notice(
+    bar: cli_conventions.ProgressBar, *, as_json: bool
+) -> Callable[[float, ExchangeError], None] | None:
+    """Tell a person each wait before a resend; with --json stderr carries only the error."""
+    if as_json:
+        return None
+
+    def notice(seconds: float, error: ExchangeError) -> None:
+        bar.note(f"{_short_reason(error)}; resending in {seconds:.1f} s")
+
+    return notice
+
+
+def _short_reason(error: ExchangeError) -> str:
+    """The first clause of an error's message, for a one-line notice."""
+    return error.message.split(": check ", 1)[0]
 
 
 @app.command()
@@ -339,7 +437,7 @@ def agencies(ctx: typer.Context, json_output: JsonOption = False) -> None:
     Each agency's keys are verified against its CA certificate in this profile, never the hub's
     copy; compare fingerprints with the partner out of band.
     """
-    with _client(ctx) as client, _reported_errors():
+    with _client(ctx) as client, _reported_errors(ctx):
         found = client.agencies()
     if json_output:
         _print_json([agency.to_json() for agency in found])
@@ -377,7 +475,7 @@ def request(
     Sends a signed request naming the alert version's manifest; the originator sees it with
     `exchange requests` and answers with `exchange approve` or `exchange deny`.
     """
-    with _client(ctx) as client, _reported_errors():
+    with _client(ctx) as client, _reported_errors(ctx):
         made = client.request_release(
             alert_id, item_id, reason=reason, for_agency=for_agency, originator=originator
         )
@@ -399,7 +497,7 @@ def requests(
     json_output: JsonOption = False,
 ) -> None:
     """List the release requests made of this agency's alerts (pending ones by default)."""
-    with _client(ctx) as client, _reported_errors():
+    with _client(ctx) as client, _reported_errors(ctx):
         found = client.release_requests(mine=mine, include_decided=include_decided or mine)
     if json_output:
         _print_json([item.to_json() for item in found])
@@ -414,7 +512,7 @@ def approve(
     json_output: JsonOption = False,
 ) -> None:
     """Release the requested item: wrap its key for the requester (or the agency it named)."""
-    with _client(ctx) as client, _reported_errors():
+    with _client(ctx) as client, _reported_errors(ctx):
         result = client.approve(request_id)
     _print_result(result, json_output, f"approved: {result.item_id} released to {result.agency}")
 
@@ -427,7 +525,7 @@ def deny(
     json_output: JsonOption = False,
 ) -> None:
     """Refuse a release request; the requester sees the reason."""
-    with _client(ctx) as client, _reported_errors():
+    with _client(ctx) as client, _reported_errors(ctx):
         result = client.deny(request_id, reason=reason)
     _print_result(result, json_output, f"denied: request {result.request_id}")
 
@@ -448,7 +546,7 @@ def revoke(
 
     `exchange receipts ALERT_ID` lists the acknowledgements.
     """
-    with _client(ctx) as client, _reported_errors():
+    with _client(ctx) as client, _reported_errors(ctx):
         result = client.revoke(alert_id, item_id, from_agency=from_agency, reason=reason)
     whom = result.agency or "every recipient"
     _print_result(
@@ -466,7 +564,7 @@ def retract(
     json_output: JsonOption = False,
 ) -> None:
     """Withdraw one of our alerts (every version); recipients see it as retracted."""
-    with _client(ctx) as client, _reported_errors():
+    with _client(ctx) as client, _reported_errors(ctx):
         result = client.retract(alert_id, reason=reason)
     _print_result(result, json_output, f"retracted: alert {result.alert_id}")
 
@@ -491,7 +589,7 @@ def feedback(
     json_output: JsonOption = False,
 ) -> None:
     """Report the outcome to the originator, encrypted to it and signed."""
-    with _client(ctx) as client, _reported_errors():
+    with _client(ctx) as client, _reported_errors(ctx):
         result = client.feedback(alert_id, outcome.value, note=note, originator=originator)
     _print_result(result, json_output, f"feedback sent: {result.outcome} to {result.originator}")
 
@@ -503,7 +601,7 @@ def receipts(
     json_output: JsonOption = False,
 ) -> None:
     """Who received what, what was withheld from whom, purge acknowledgements and feedback."""
-    with _client(ctx) as client, _reported_errors():
+    with _client(ctx) as client, _reported_errors(ctx):
         records = client.receipts(alert_id)
     if json_output:
         _print_json([record.to_json() for record in records])
@@ -526,17 +624,19 @@ def _profile_watchlist(ctx: typer.Context) -> Watchlist:
     options: _GlobalOptions | None = ctx.obj
     if options is None or options.profile is None:
         return Watchlist.shipped()
-    with _reported_errors():
+    with _reported_errors(ctx):
         config = ProfileConfig.from_file(options.profile)
         return WatchlistUpdates(config.paths.state).merged()
 
 
 register_offline_commands(app, watchlist_provider=_profile_watchlist)
 register_audit_commands(app)
+register_report_commands(app)
+register_case_commands(app)
 register_interop_commands(app)
 register_match_commands(app)
 
 
 def main() -> None:
     """Entry point of the ``exchange`` console script."""
-    app()
+    cli_conventions.run(app, on_error=lambda error, as_json: report_error(error, as_json=as_json))

@@ -152,7 +152,7 @@ def print_inbox(console: Console, entries: Sequence[InboxEntry]) -> None:
     table.add_column("published", no_wrap=True)
     table.add_column("kind")
     table.add_column("title")
-    table.add_column("items", justify="right", no_wrap=True)
+    table.add_column("items readable", justify="right", no_wrap=True)
     for entry in entries:
         title = Text(entry.title or "")
         if entry.problem:
@@ -166,10 +166,16 @@ def print_inbox(console: Console, entries: Sequence[InboxEntry]) -> None:
             rfc3339(entry.published_at) or "",
             Text(entry.kind or ""),
             title,
-            f"{entry.items_granted}/{entry.items_visible}/{entry.items_total}",
+            f"{entry.items_granted} of {entry.items_total}",
         )
     console.print(table)
-    _plain(console, "items: granted/visible/total", style="dim")
+    _plain(
+        console,
+        "items readable: how many of the alert's items this agency can open now (a key was "
+        "released to it), of all its items; the others are held, embargoed, revoked or "
+        "addressed to other agencies",
+        style="dim",
+    )
 
 
 def print_agencies(console: Console, agencies: Sequence[AgencyInfo]) -> None:

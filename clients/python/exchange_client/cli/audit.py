@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
+from exchange import cli_conventions
 from exchange.audit.errors import FeedGapError, LogInconsistentError
 from exchange.audit.verify import VerificationReport
 from exchange.errors import ConfigurationError, ExchangeError, VerificationError
@@ -69,11 +70,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _stdout() -> Console:
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    return cli_conventions.console()
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return cli_conventions.console(stderr=True)
 
 
 def _print_json(value: Any) -> None:
@@ -109,9 +110,13 @@ def _fail(error: ExchangeError, *, json_output: bool, message: str | None = None
     from exchange_client.cli import describe_error, exit_code_for
 
     if json_output:
-        _print_json(_error_json(error))
-    _stderr().print(message or describe_error(error), markup=False, soft_wrap=True, style="red")
-    raise typer.Exit(exit_code_for(error))
+        _print_json(_error_json(error))  # the command's one document, on stdout
+    cli_conventions.fail(
+        error,
+        code=exit_code_for(error),
+        as_json=json_output,
+        text=message or describe_error(error),
+    )
 
 
 @contextmanager
@@ -122,13 +127,19 @@ def _reported(json_output: bool) -> Iterator[None]:
         _fail(e, json_output=json_output)
 
 
-@contextmanager
-def _client(ctx: typer.Context, json_output: bool) -> Iterator[Client]:
-    options = ctx.find_root().obj
-    profile_dir: Path | None = getattr(options, "profile", None)
+def _profile_dir(ctx: typer.Context) -> Path:
+    """The global ``--profile`` (or ``EXCHANGE_PROFILE``); exit 2 when there is none."""
+    profile_dir: Path | None = getattr(ctx.find_root().obj, "profile", None)
     if profile_dir is None:
         _stderr().print("no profile: pass --profile DIR or set EXCHANGE_PROFILE", style="red")
         raise typer.Exit(EXIT_USAGE)
+    return profile_dir
+
+
+@contextmanager
+def _client(ctx: typer.Context, json_output: bool) -> Iterator[Client]:
+    options = ctx.find_root().obj
+    profile_dir = _profile_dir(ctx)
     with _reported(json_output):
         profile = Profile.load(profile_dir)
         with Client(profile, hub=getattr(options, "hub", None)) as client:
@@ -261,6 +272,19 @@ class _ProgressBar:
         self._progress.update(task, completed=done, total=total)
 
 
+def fetch_progress(*, quiet: bool) -> Progress:
+    """The progress display of a log fetch, on stderr, shown only on a terminal."""
+    console = _stderr()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=quiet or not console.is_terminal,
+    )
+
+
 @audit_app.command("verify")
 def verify_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Replay the whole log: every leaf, every root, every statement this agency may see.
@@ -269,16 +293,8 @@ def verify_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     and that the feed delivered every event of ours that is logged. Names the first entry that
     fails and exits 3.
     """
-    console = _stderr()
     with _client(ctx, json_output) as client, _reported(json_output):
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=console,
-            transient=True,
-            disable=json_output or not console.is_terminal,
-        )
+        progress = fetch_progress(quiet=json_output)
         with progress:
             report = client.auditor.verify(progress=_ProgressBar(progress))
     if json_output:

@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 from ruamel.yaml import YAML
 
+from exchange import cli_conventions
 from exchange.alerts._draft_files import parse_yaml
 from exchange.config.profile import ProfileConfig, parse_host_port
 from exchange.errors import ConfigurationError, DraftError, ExchangeError
@@ -77,22 +78,21 @@ def register(app: typer.Typer) -> None:
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return cli_conventions.console(stderr=True)
 
 
-def _fail(error: ExchangeError) -> NoReturn:
-    from exchange_client.cli import describe_error, exit_code_for
+def _fail(error: ExchangeError, ctx: typer.Context | None = None) -> NoReturn:
+    from exchange_client.cli import report_error
 
-    _stderr().print(Text(describe_error(error), style="red"), soft_wrap=True)
-    raise typer.Exit(exit_code_for(error))
+    report_error(error, as_json=cli_conventions.json_requested(ctx))
 
 
 @contextmanager
-def _reported() -> Iterator[None]:
+def _reported(ctx: typer.Context | None = None) -> Iterator[None]:
     try:
         yield
     except ExchangeError as e:
-        _fail(e)
+        _fail(e, ctx)
 
 
 def _profile_dir(ctx: typer.Context) -> Path:
@@ -106,7 +106,7 @@ def _profile_dir(ctx: typer.Context) -> Path:
 @contextmanager
 def _client(ctx: typer.Context) -> Iterator[Client]:
     profile_dir = _profile_dir(ctx)
-    with _reported():
+    with _reported(ctx):
         profile = Profile.load(profile_dir)
         with Client(profile, hub=getattr(ctx.find_root().obj, "hub", None)) as client:
             yield client
@@ -180,7 +180,7 @@ def export_command(
         _stderr().print("give ALERT_ID or --all-opened (one of the two)", style="red")
         raise typer.Exit(EXIT_USAGE)
     console = _stderr()
-    with _client(ctx) as client, _reported():
+    with _client(ctx) as client, _reported(ctx):
         if all_opened:
             alerts = _opened_alerts(client, console)
         else:
@@ -221,6 +221,7 @@ def _yaml_text(draft: dict[str, Any]) -> str:
 
 
 def import_command(
+    ctx: typer.Context,
     file: Annotated[
         Path, typer.Argument(metavar="FILE", help="A STIX 2.1 bundle or a MISP event (JSON).")
     ],
@@ -241,7 +242,7 @@ def import_command(
     mapped where a payload kind fits, and everything not carried over is listed as a warning.
     Check the draft with `exchange validate` before publishing it.
     """
-    with _reported():
+    with _reported(ctx):
         raw = read_import_bytes(file)
         result: ImportResult = import_stix(raw) if input_format == Format.STIX21 else import_misp(raw)
         if output is not None and output.suffix.lower() == ".json":
@@ -305,7 +306,7 @@ def taxii_serve_command(
     """
     profile_dir = _profile_dir(ctx)
     console = _stderr()
-    with _reported():
+    with _reported(ctx):
         config = ProfileConfig.from_file(profile_dir)
         settings = config.taxii
         if settings is None:
@@ -315,7 +316,7 @@ def taxii_serve_command(
             )
         token = settings.read_token()
         host, port = parse_host_port(listen or settings.listen)
-    with _client(ctx) as client, _reported():
+    with _client(ctx) as client, _reported(ctx):
         feed = AlertFeed(
             client,
             clock=lambda: datetime.now(UTC),

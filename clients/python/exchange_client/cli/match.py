@@ -16,13 +16,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from exchange import cli_conventions
 from exchange.errors import ExchangeError, InvalidInputError
 from exchange.match.selectors import KINDS, Selector, SelectorError, parse_selector
 from exchange_client._internal.client import Client
@@ -85,11 +85,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _stdout() -> Console:
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return cli_conventions.console()
 
 
 def _print_json(value: Any) -> None:
@@ -97,66 +93,61 @@ def _print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
-def _fail(error: ExchangeError) -> NoReturn:
-    # Imported here: the main CLI module imports this one to register the group.
-    from exchange_client.cli import describe_error, exit_code_for
-
-    _stderr().print(describe_error(error), markup=False, soft_wrap=True, style="red")
-    raise typer.Exit(exit_code_for(error))
-
-
 @contextmanager
-def _reported() -> Iterator[None]:
+def _reported(ctx: typer.Context | None = None) -> Iterator[None]:
+    """Report an error on stderr (as JSON with ``--json``) with its exit code."""
     try:
         yield
     except ExchangeError as e:
-        _fail(e)
+        # Imported here: the main CLI module imports this one to register the group.
+        from exchange_client.cli import report_error
+
+        report_error(e, as_json=cli_conventions.json_requested(ctx))
 
 
 def _profile(ctx: typer.Context) -> Profile:
     profile_dir: Path | None = getattr(ctx.find_root().obj, "profile", None)
     if profile_dir is None:
-        _stderr().print("no profile: pass --profile DIR or set EXCHANGE_PROFILE", style="red")
+        message = "no profile: pass --profile DIR or set EXCHANGE_PROFILE"
+        if cli_conventions.json_requested(ctx):
+            cli_conventions.print_json_error(
+                {"error": "UsageError", "reason": cli_conventions.USAGE_REASON, "message": message}
+            )
+        else:
+            cli_conventions.print_error_line(message)
         raise typer.Exit(EXIT_USAGE)
-    with _reported():
+    with _reported(ctx):
         return Profile.load(profile_dir)
 
 
 @contextmanager
 def _matcher(ctx: typer.Context) -> Iterator[Matcher]:
     profile = _profile(ctx)
-    with _reported(), Client(profile, hub=getattr(ctx.find_root().obj, "hub", None)) as client:
+    with _reported(ctx), Client(profile, hub=getattr(ctx.find_root().obj, "hub", None)) as client:
         yield client.matching
 
 
-class _ProgressBar:
-    """A rich progress bar on stderr with one task per phase."""
+class _PhaseBar:
+    """The matcher's ``progress(phase, done, total)`` on one shared progress bar."""
 
-    def __init__(self, progress: Progress) -> None:
-        self._progress = progress
-        self._tasks: dict[str, TaskID] = {}
+    def __init__(self, bar: cli_conventions.ProgressBar) -> None:
+        self._bar = bar
+        self._phase = ""
+        self._done = 0
 
     def __call__(self, phase: str, done: int, total: int) -> None:
-        task = self._tasks.get(phase)
-        if task is None:
-            task = self._progress.add_task(phase, total=total)
-            self._tasks[phase] = task
-        self._progress.update(task, completed=done, total=total)
+        if phase != self._phase:
+            self._phase, self._done = phase, 0
+            self._bar.describe(f"{phase} ({total})")
+        self._bar.advance(max(done - self._done, 0))
+        self._done = done
 
 
 @contextmanager
-def _progress(json_output: bool) -> Iterator[_ProgressBar]:
-    console = _stderr()
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-        disable=json_output or not console.is_terminal,
-    )
-    with progress:
-        yield _ProgressBar(progress)
+def _progress(ctx: typer.Context, description: str) -> Iterator[_PhaseBar]:
+    as_json = cli_conventions.json_requested(ctx)
+    with cli_conventions.progress(description, as_json=as_json) as bar:
+        yield _PhaseBar(bar)
 
 
 def _selectors(values: list[str] | None, file: Path | None) -> list[Selector]:
@@ -210,9 +201,9 @@ def index_add(
     none is. Every bad row is named with its row and field, and then nothing is indexed, neither
     here nor on the hub. A partner whose keys changed is re-blinded on the way.
     """
-    with _reported(), _progress(json_output) as bar:
+    with _reported(ctx), _progress(ctx, "reading") as bar:
         rows = read_index(file, progress=bar)
-    with _matcher(ctx) as matcher, _reported(), _progress(json_output) as bar:
+    with _matcher(ctx) as matcher, _reported(ctx), _progress(ctx, "indexing") as bar:
         change = matcher.add(rows, partners=partner, progress=bar)
     if json_output:
         _print_json(change.to_json())
@@ -244,7 +235,7 @@ def index_list(
 ) -> None:
     """List the index's entries (read locally; the hub holds tokens only)."""
     profile = _profile(ctx)
-    with _reported():
+    with _reported(ctx):
         entries = Matcher.local_entries(profile, partner=partner, kind=kind, limit=limit)
     if json_output:
         _print_json([entry.to_json() for entry in entries])
@@ -274,9 +265,9 @@ def index_remove(
 ) -> None:
     """Remove entries from the index; their tokens are removed from the hub first, so a
     partner's later query is a no-hit."""
-    with _reported():
+    with _reported(ctx):
         wanted = _selectors(selectors, file)
-    with _matcher(ctx) as matcher, _reported():
+    with _matcher(ctx) as matcher, _reported(ctx):
         change = matcher.remove(wanted, partners=partner)
     if json_output:
         _print_json(change.to_json())
@@ -306,7 +297,7 @@ def index_reblind(
     The hub's tokens for such a partner are replaced, in one update, by the index's entries
     blinded under the current keys; until then the partner's queries are refused as stale.
     """
-    with _matcher(ctx) as matcher, _reported(), _progress(json_output) as bar:
+    with _matcher(ctx) as matcher, _reported(ctx), _progress(ctx, "re-blinding") as bar:
         change = matcher.reblind(partners=partner, force=force, progress=bar)
     if json_output:
         _print_json(change.to_json())
@@ -342,11 +333,10 @@ def query(
     partner's daily budget for us; over it the query is refused (exit 4).
     """
     if not partner:
-        _stderr().print("name the partner to ask with --partner AGENCY", style="red")
-        raise typer.Exit(EXIT_USAGE)
-    with _reported():
+        raise typer.BadParameter("name the partner to ask", param_hint="--partner AGENCY")
+    with _reported(ctx):
         wanted = _selectors(selectors, file)
-    with _matcher(ctx) as matcher, _reported():
+    with _matcher(ctx) as matcher, _reported(ctx):
         results = matcher.query(partner, wanted)
     if json_output:
         _print_json([result.to_json() for result in results])
@@ -370,7 +360,7 @@ def hits(
     The hub tells us only the digests of the tokens hit; they are mapped to entries here. Follow
     up with an alert (`exchange publish`) or a release (`exchange approve`).
     """
-    with _matcher(ctx) as matcher, _reported():
+    with _matcher(ctx) as matcher, _reported(ctx):
         reports = matcher.hits(include_seen=include_seen)
     if json_output:
         _print_json([report.to_json() for report in reports])
@@ -400,7 +390,7 @@ def stats(
     """Queries made and received per partner and day (UTC), hits, budget and what is left,
     the busiest minute (a burst: over a tenth of the day's budget in one minute), and each
     partner's index here and on the hub."""
-    with _matcher(ctx) as matcher, _reported():
+    with _matcher(ctx) as matcher, _reported(ctx):
         found = matcher.stats(days=days)
     if json_output:
         _print_json(found.to_json())
@@ -465,7 +455,7 @@ def policy_set(
     """Sign and publish this agency's query budgets; the hub refuses partners' queries beyond
     them (RESOURCE_EXHAUSTED, reason MATCH_BUDGET_EXHAUSTED)."""
     budgets = _budget_pairs(partner_budget)
-    with _matcher(ctx) as matcher, _reported():
+    with _matcher(ctx) as matcher, _reported(ctx):
         number = matcher.set_policy(default_daily_budget=daily_budget, budgets=budgets)
     if json_output:
         _print_json({"number": number, "default_daily_budget": daily_budget, "budgets": budgets})
@@ -476,7 +466,7 @@ def policy_set(
 @policy_app.command("show")
 def policy_show(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """This agency's current policy, as the hub holds it (verified here)."""
-    with _matcher(ctx) as matcher, _reported():
+    with _matcher(ctx) as matcher, _reported(ctx):
         found = matcher.stats(days=1)
     document = found.to_json()["policy"]
     if json_output:

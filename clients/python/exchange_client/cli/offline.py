@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from exchange import cli_conventions
 from exchange.alerts import Draft, FlagReason, Normalisation, Watchlist, WatchlistFlag
 from exchange.errors import DraftError, FieldViolation
 
@@ -152,8 +153,8 @@ def register(app: typer.Typer, *, watchlist_provider: WatchlistProvider | None =
 
 
 def _stdout() -> Console:
-    # Pipes get a wide console so that paths and CAS numbers in tables are never cut.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    # Pipes get a console that never wraps, so that paths and CAS numbers are never cut.
+    return cli_conventions.console()
 
 
 def _print_json(value: object) -> None:
@@ -167,6 +168,8 @@ def _violations(error: DraftError) -> list[FieldViolation]:
 def _print_errors(error: DraftError, *, as_json: bool) -> None:
     violations = _violations(error)
     if as_json:
+        # The report (every error) is the command's output; the failure is also one JSON
+        # object on stderr, as for every command run with --json.
         _print_json(
             {
                 "valid": False,
@@ -179,15 +182,19 @@ def _print_errors(error: DraftError, *, as_json: bool) -> None:
                 "notices": [],
             }
         )
+        cli_conventions.print_json_error(cli_conventions.error_document(error))
         return
     console = _stdout()
     console.print(Text(error.message, style="bold red"))
     table = Table(show_header=True)
     table.add_column("Field")
     table.add_column("Problem")
-    for violation in violations:
+    shown, more = cli_conventions.listed(violations)
+    for violation in shown:
         table.add_row(Text(violation.field or "(draft)"), Text(violation.description))
     console.print(table)
+    if more:
+        console.print(Text(f"and {more} more"))
 
 
 def _notice_json(notice: Normalisation) -> dict[str, str]:

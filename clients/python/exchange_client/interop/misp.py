@@ -27,6 +27,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from exchange.errors import MalformedError, TooLargeError
+from exchange.limits import over_limit
 from exchange.v1 import payloads_pb2
 from exchange_client._internal.models import OpenedAlert, OpenedItem
 from exchange_client.interop._common import (
@@ -419,8 +420,8 @@ def import_misp(data: bytes) -> ImportResult:
     )
     if total > MAX_EVENT_ATTRIBUTES:
         raise TooLargeError(
-            f"the event has {total} attributes; at most {MAX_EVENT_ATTRIBUTES} are imported at "
-            "once: split it"
+            over_limit(total, MAX_EVENT_ATTRIBUTES, "attributes", what="the event", verb="has")
+            + " at once: split it"
         )
     warnings: list[str] = []
     items: list[JsonObject] = []

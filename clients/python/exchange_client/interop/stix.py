@@ -44,6 +44,7 @@ from stix2.properties import (
 )
 
 from exchange.errors import MalformedError, TooLargeError
+from exchange.limits import over_limit
 from exchange_client._internal.models import OpenedAlert, OpenedItem
 from exchange_client.interop._common import (
     ImportResult,
@@ -664,7 +665,13 @@ def _item_objects(alert: OpenedAlert, item: OpenedItem, index: int) -> _ItemObje
     markings += [HANDLING_MARKING_IDS[code] for code in item.policy.handling]
     target = _ItemObjects(alert=alert, item=item, index=index, markings=markings)
     payload = item_mapping(item)
-    kind = next(key for key in payload if key in _ROOT_MESSAGES)
+    kind = next((key for key in payload if key in _ROOT_MESSAGES), None)
+    if kind is None:
+        raise MalformedError(
+            f"item {item.id!r} of alert {alert.alert_id} is a joint case's record or entry, "
+            "which has no STIX form: export the alerts the case links instead",
+            reason="NOT_EXPORTABLE",
+        )
     _walk(target, _ROOT_MESSAGES[kind], payload[kind], kind, root=True)
     body = payload[kind]
     if kind == "shipment":
@@ -876,8 +883,8 @@ def import_stix(data: bytes) -> ImportResult:
     objects = expect_list(document.get("objects", []), "objects")
     if len(objects) > MAX_BUNDLE_OBJECTS:
         raise TooLargeError(
-            f"the bundle has {len(objects)} objects; at most {MAX_BUNDLE_OBJECTS} are imported "
-            "at once: split it"
+            over_limit(len(objects), MAX_BUNDLE_OBJECTS, "objects", what="the bundle", verb="has")
+            + " at once: split it"
         )
     checked = [_check_object(value, index) for index, value in enumerate(objects)]
     warnings: list[str] = []

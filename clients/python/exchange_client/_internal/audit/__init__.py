@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from exchange_client._internal.audit.auditor import LEAVES_PER_PAGE, Auditor, Progress
+from exchange_client._internal.audit.auditor import LEAVES_PER_PAGE, Auditor, Progress, VerifiedLog
 from exchange_client._internal.audit.checkpoint_store import CheckpointStore
 from exchange_client._internal.audit.proofs import checkpoint_text, logged_envelope, logged_manifest
 from exchange_client._internal.audit.results import (
@@ -32,6 +32,7 @@ __all__ = [
     "Comparison",
     "HistoryEntry",
     "Progress",
+    "VerifiedLog",
     "checkpoint_text",
     "logged_envelope",
     "logged_manifest",

@@ -97,6 +97,18 @@ class _FetchedLog:
     bodies: dict[int, audit_pb2.EntryBody]
 
 
+@dataclass(frozen=True)
+class VerifiedLog:
+    """A replay of the whole log (:meth:`Auditor.verified_log`) and what it replayed."""
+
+    report: VerificationReport
+    checkpoint_note: str
+    """The checkpoint the log was verified at, as the hub signed it."""
+    leaves: list[audit_pb2.Leaf]
+    bodies: dict[int, audit_pb2.EntryBody]
+    """The bodies this agency may read, by log index."""
+
+
 class Auditor:
     """Checkpoints, proofs and cosignatures for one client; see the module documentation.
 
@@ -518,6 +530,14 @@ class Auditor:
         Besides leaves, roots and the statements this agency may see, the feed the hub delivered
         is read back: an event of ours in the log that the feed skips is a ``FEED_GAP`` failure.
         """
+        return self.verified_log(progress=progress).report
+
+    def verified_log(self, *, progress: Progress | None = None) -> VerifiedLog:
+        """:meth:`verify`, keeping what was verified: the checkpoint, leaves and bodies.
+
+        Only a log whose report is ``ok`` may be read from (``exchange report`` computes its
+        figures from the bodies, and from nothing else).
+        """
         previous = self._checkpoints().trusted_note
         signed = self.follow()
         note = self._checkpoints().trusted_note
@@ -538,7 +558,7 @@ class Auditor:
             gap = self._feed_gap(log, report.feed_sequence)
             if gap is not None:
                 report = replace(report, failures=(gap,))
-        return report
+        return VerifiedLog(report, note, log.leaves, log.bodies)
 
     def _feed_gap(self, log: _FetchedLog, logged_sequence: int) -> LogFailure | None:
         """A failure if the hub's feed does not deliver every event of ours that is logged."""

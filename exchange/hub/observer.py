@@ -1,0 +1,238 @@
+"""What every call leaves behind: metric samples and one structured log line.
+
+:class:`CallObserver` is plain Python — it takes a method name, the call's metadata and peer,
+and the status it was answered with — so a synchronous interceptor (:class:`ObservingInterceptor`,
+here) and an asynchronous one can share it. It sits outside the guard that authenticates and maps
+errors, so it sees every refusal with the ``ErrorInfo`` reason that mapping attached.
+
+**Request ids.** A caller may send ``x-request-id`` (1-64 characters of letters, digits and
+``._:-``); otherwise the hub makes one. The hub logs it with the call and sends it back in the
+trailing metadata, where the client library puts it into its error messages, so an operator can
+find the hub's log line for an error an agency reports.
+
+Nothing a caller chose goes into a log line or a label but the request id (whose characters are
+restricted): no alert id, item id, selector, message text or payload. The calling agency is the
+one its certificate names (``exchange://agency/<id>``), so a refused call is logged with the
+agency it claimed to be.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
+
+from exchange.hub.metrics import HubMetrics
+from exchange.pki import AGENCY_URI_PREFIX
+from exchange.v1 import alerts_pb2
+
+log = logging.getLogger("exchange.hub.calls")
+
+REQUEST_ID_METADATA = "x-request-id"
+"""Call metadata (request and trailing) carrying the request id."""
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_STATUS_DETAILS = "grpc-status-details-bin"
+_UNLOGGED_PREFIXES = ("/grpc.health.v1.Health/",)  # probes every few seconds: counted only
+_SUBSCRIBE = "/exchange.v1.AlertService/Subscribe"
+_PUBLISH = "/exchange.v1.AlertService/Publish"
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+def request_id_from(metadata: Metadata | None) -> str:
+    """The caller's request id when it sent a usable one, else a new one."""
+    for key, value in metadata or ():
+        if key == REQUEST_ID_METADATA and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
+            return value
+    return uuid.uuid4().hex
+
+
+def reason_from_trailers(metadata: Metadata | None) -> str | None:
+    """The ``ErrorInfo`` reason in a status's ``grpc-status-details-bin`` trailer, if any."""
+    for key, value in metadata or ():
+        if key != _STATUS_DETAILS or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status()
+        try:
+            status.ParseFromString(value)
+        except DecodeError:
+            return None
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                return info.reason or None
+    return None
+
+
+def agency_from_auth_context(auth_context: Mapping[str, Any]) -> str | None:
+    """The agency id the peer certificate's SAN URI names (verified or not: see module doc)."""
+    for key in ("peer_uri", "x509_subject_alternative_name"):
+        for value in auth_context.get(key, ()):
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+            if text.startswith(AGENCY_URI_PREFIX):
+                return text[len(AGENCY_URI_PREFIX):]
+    return None
+
+
+@dataclass
+class CallRecord:
+    """One call being served."""
+
+    method: str
+    request_id: str
+    agency: str | None
+    started: float
+    logged: bool = True
+
+
+class CallObserver:
+    """Counts, times and logs calls; ``metrics`` may be ``None`` (logs only)."""
+
+    def __init__(
+        self, metrics: HubMetrics | None, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._metrics = metrics
+        self._monotonic = monotonic
+
+    def begin(self, method: str, metadata: Metadata | None, agency: str | None) -> CallRecord:
+        record = CallRecord(
+            method=method,
+            request_id=request_id_from(metadata),
+            agency=agency,
+            started=self._monotonic(),
+            logged=not method.startswith(_UNLOGGED_PREFIXES),
+        )
+        if method == _SUBSCRIBE and self._metrics is not None:
+            self._metrics.open_streams.inc()
+        return record
+
+    def sent(self, record: CallRecord, response: object) -> None:
+        """Note a response message: feed events in it count as deliveries."""
+        if self._metrics is None:
+            return
+        if isinstance(response, alerts_pb2.SubscribeResponse) and response.HasField("event"):
+            self._metrics.deliveries.labels(via="stream").inc()
+        elif isinstance(response, alerts_pb2.ListEventsResponse) and response.events:
+            self._metrics.deliveries.labels(via="poll").inc(len(response.events))
+
+    def finish(self, record: CallRecord, code: grpc.StatusCode, reason: str | None) -> None:
+        """Record the call's outcome: ``code`` as answered, ``reason`` from its ErrorInfo."""
+        seconds = self._monotonic() - record.started
+        short = record.method.rpartition(".")[2] or record.method  # "AlertService/Publish"
+        if self._metrics is not None:
+            self._metrics.rpcs.labels(method=short, code=code.name).inc()
+            self._metrics.rpc_seconds.labels(method=short).observe(seconds)
+            if reason is not None and code is not grpc.StatusCode.OK:
+                self._metrics.refusals.labels(reason=reason).inc()
+            if record.method == _PUBLISH and code is grpc.StatusCode.OK:
+                self._metrics.publishes.inc()
+            if record.method == _SUBSCRIBE:
+                self._metrics.open_streams.dec()
+        if not record.logged:
+            return
+        level = logging.WARNING if code in _SERVER_FAULTS else logging.INFO
+        fields: dict[str, Any] = {
+            "method": short,
+            "agency": record.agency,
+            "status": code.name,
+            "duration_ms": round(seconds * 1000, 3),
+            "request_id": record.request_id,
+        }
+        if reason is not None and code is not grpc.StatusCode.OK:
+            fields["reason"] = reason
+        log.log(level, "rpc", extra={"event": "rpc", "fields": fields})
+
+
+_SERVER_FAULTS = frozenset(
+    {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS}
+)
+
+
+class ObservingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """The synchronous server's adapter of :class:`CallObserver`; goes first in the chain."""
+
+    def __init__(self, observer: CallObserver) -> None:
+        self._observer = observer
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(details)
+        if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED, never a label
+            return None
+        method = details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _begin(self, method: str, context: grpc.ServicerContext) -> CallRecord:
+        return self._observer.begin(
+            method,
+            context.invocation_metadata(),
+            agency_from_auth_context(context.auth_context()),
+        )
+
+    def _finish(
+        self, record: CallRecord, context: grpc.ServicerContext, unset: grpc.StatusCode
+    ) -> None:
+        """Read the answer off the context, hand the request id back and record the call.
+
+        The guard's ``abort_with_status`` left the code and the details trailer on the
+        context; trailing metadata set here, before the status is sent, goes with it.
+        """
+        trailers = tuple(context.trailing_metadata() or ())
+        context.set_trailing_metadata((*trailers, (REQUEST_ID_METADATA, record.request_id)))
+        code = context.code() or unset  # type: ignore[attr-defined]
+        self._observer.finish(record, code, reason_from_trailers(trailers))
+
+    def _wrap_unary(self, method: str, behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            record = self._begin(method, context)
+            unset = grpc.StatusCode.UNKNOWN  # what grpc answers an exception without a status
+            try:
+                response = behavior(request, context)
+                self._observer.sent(record, response)
+                unset = grpc.StatusCode.OK
+                return response
+            finally:
+                self._finish(record, context, unset)
+
+        return unary
+
+    def _wrap_stream(
+        self, method: str, behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]]
+    ) -> Any:
+        def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            record = self._begin(method, context)
+            unset = grpc.StatusCode.UNKNOWN
+            try:
+                for response in behavior(request, context):
+                    self._observer.sent(record, response)
+                    yield response
+                unset = grpc.StatusCode.OK
+            except GeneratorExit:  # the caller went away or the hub stops: no status is sent
+                unset = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                self._finish(record, context, unset)
+
+        return stream
