@@ -205,18 +205,18 @@ def main() -> None:
         db = Database.from_url(database)
         hub_seconds = []
         for number, asked in enumerate([questions[0], *questions]):
-            request = match_pb2.MatchQueryRequest(
+            request = match_pb2.QueryRequest(
                 holder=HOLDER,
                 holder_key_id=key.pair.holder_key_id,
                 querier_key_id=key.pair.querier_key_id,
                 tokens=b"".join(key.tokens(asked)),
             ).SerializeToString()
             start = time.perf_counter()
-            parsed_request = match_pb2.MatchQueryRequest.FromString(request)
+            parsed_request = match_pb2.QueryRequest.FromString(request)
             checked = check_query(parsed_request, caller=QUERIER, current_key_ids=current)
             with db.write() as connection:
                 outcome = match_store.answer_query(connection, checked, now=datetime.now(UTC))
-            match_pb2.MatchQueryResponse(hits=outcome.hits).SerializeToString()
+            match_pb2.QueryResponse(hits=outcome.hits).SerializeToString()
             if number:  # the first one opens the connection
                 hub_seconds.append(time.perf_counter() - start)
             assert sum(outcome.hits) == half

@@ -42,7 +42,7 @@ class MatchServicer(match_pb2_grpc.MatchServiceServicer):
         self._metrics = metrics
 
     def UpdateTokens(
-        self, request_iterator: Iterator[match_pb2.TokenUpdate], context: grpc.ServicerContext
+        self, request_iterator: Iterator[match_pb2.UpdateTokensRequest], context: grpc.ServicerContext
     ) -> match_pb2.UpdateTokensResponse:
         caller = current_caller()
         changes = check_token_updates(
@@ -62,8 +62,8 @@ class MatchServicer(match_pb2_grpc.MatchServiceServicer):
         )
 
     def Query(
-        self, request: match_pb2.MatchQueryRequest, context: grpc.ServicerContext
-    ) -> match_pb2.MatchQueryResponse:
+        self, request: match_pb2.QueryRequest, context: grpc.ServicerContext
+    ) -> match_pb2.QueryResponse:
         query = check_query(
             request,
             caller=current_caller(),
@@ -77,21 +77,21 @@ class MatchServicer(match_pb2_grpc.MatchServiceServicer):
             self._metrics.match_hits.inc(sum(outcome.hits))
             if outcome.burst:
                 self._metrics.match_burst_queries.inc()
-        return match_pb2.MatchQueryResponse(
+        return match_pb2.QueryResponse(
             hits=outcome.hits, log_index=outcome.log_index, budget_left=outcome.budget_left
         )
 
     def ListHits(
-        self, request: match_pb2.ListMatchHitsRequest, context: grpc.ServicerContext
-    ) -> match_pb2.ListMatchHitsResponse:
+        self, request: match_pb2.ListHitsRequest, context: grpc.ServicerContext
+    ) -> match_pb2.ListHitsResponse:
         limit = min(request.limit or 100, MAX_HITS_PER_PAGE)
         with self._hub.db.read() as connection:
             hits = match_store.hits_after(connection, current_caller(), request.after, limit)
-        return match_pb2.ListMatchHitsResponse(hits=hits)
+        return match_pb2.ListHitsResponse(hits=hits)
 
     def SetPolicy(
-        self, request: match_pb2.SetMatchPolicyRequest, context: grpc.ServicerContext
-    ) -> match_pb2.SetMatchPolicyResponse:
+        self, request: match_pb2.SetPolicyRequest, context: grpc.ServicerContext
+    ) -> match_pb2.SetPolicyResponse:
         if not request.HasField("policy"):
             raise InvalidInputError(
                 "the request carries no policy", violations=[FieldViolation("policy", "required")]
@@ -108,11 +108,11 @@ class MatchServicer(match_pb2_grpc.MatchServiceServicer):
             )
         with self._hub.db.write() as connection:
             log_index = match_store.store_policy(connection, policy, now=self._hub.clock())
-        return match_pb2.SetMatchPolicyResponse(log_index=log_index)
+        return match_pb2.SetPolicyResponse(log_index=log_index)
 
     def GetStats(
-        self, request: match_pb2.GetMatchStatsRequest, context: grpc.ServicerContext
-    ) -> match_pb2.GetMatchStatsResponse:
+        self, request: match_pb2.GetStatsRequest, context: grpc.ServicerContext
+    ) -> match_pb2.GetStatsResponse:
         caller = current_caller()
         days = min(request.days or DEFAULT_STATS_DAYS, MAX_STATS_DAYS)
         since = self._hub.clock().date() - timedelta(days=days - 1)
@@ -123,7 +123,7 @@ class MatchServicer(match_pb2_grpc.MatchServiceServicer):
             budgets = {holder: match_store.budgets_of(connection, holder) for holder in holders}
             states = match_store.index_states(connection, caller)
             policy = match_store.policy_of(connection, caller)
-        response = match_pb2.GetMatchStatsResponse(
+        response = match_pb2.GetStatsResponse(
             days=[
                 match_pb2.MatchDayStats(
                     partner=u.partner,

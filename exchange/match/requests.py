@@ -87,7 +87,7 @@ def _check_keys(
 
 
 def check_token_updates(
-    updates: Iterable[match_pb2.TokenUpdate],
+    updates: Iterable[match_pb2.UpdateTokensRequest],
     *,
     caller: str,
     current_key_ids: Mapping[str, str],
@@ -139,7 +139,7 @@ def check_token_updates(
 
 
 def check_query(
-    request: match_pb2.MatchQueryRequest,
+    request: match_pb2.QueryRequest,
     *,
     caller: str,
     current_key_ids: Mapping[str, str],

@@ -27,7 +27,7 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
-class TokenUpdate(_message.Message):
+class UpdateTokensRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PARTNER_FIELD_NUMBER: _builtins.int
@@ -64,7 +64,7 @@ class TokenUpdate(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___TokenUpdate: _TypeAlias = TokenUpdate  # noqa: Y015
+Global___UpdateTokensRequest: _TypeAlias = UpdateTokensRequest  # noqa: Y015
 
 @_typing.final
 class PartnerTokenCount(_message.Message):
@@ -116,7 +116,7 @@ class UpdateTokensResponse(_message.Message):
 Global___UpdateTokensResponse: _TypeAlias = UpdateTokensResponse  # noqa: Y015
 
 @_typing.final
-class MatchQueryRequest(_message.Message):
+class QueryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HOLDER_FIELD_NUMBER: _builtins.int
@@ -143,10 +143,10 @@ class MatchQueryRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___MatchQueryRequest: _TypeAlias = MatchQueryRequest  # noqa: Y015
+Global___QueryRequest: _TypeAlias = QueryRequest  # noqa: Y015
 
 @_typing.final
-class MatchQueryResponse(_message.Message):
+class QueryResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HITS_FIELD_NUMBER: _builtins.int
@@ -173,10 +173,10 @@ class MatchQueryResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___MatchQueryResponse: _TypeAlias = MatchQueryResponse  # noqa: Y015
+Global___QueryResponse: _TypeAlias = QueryResponse  # noqa: Y015
 
 @_typing.final
-class ListMatchHitsRequest(_message.Message):
+class ListHitsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AFTER_FIELD_NUMBER: _builtins.int
@@ -196,7 +196,7 @@ class ListMatchHitsRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListMatchHitsRequest: _TypeAlias = ListMatchHitsRequest  # noqa: Y015
+Global___ListHitsRequest: _TypeAlias = ListHitsRequest  # noqa: Y015
 
 @_typing.final
 class MatchHit(_message.Message):
@@ -242,7 +242,7 @@ class MatchHit(_message.Message):
 Global___MatchHit: _TypeAlias = MatchHit  # noqa: Y015
 
 @_typing.final
-class ListMatchHitsResponse(_message.Message):
+class ListHitsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HITS_FIELD_NUMBER: _builtins.int
@@ -259,7 +259,7 @@ class ListMatchHitsResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListMatchHitsResponse: _TypeAlias = ListMatchHitsResponse  # noqa: Y015
+Global___ListHitsResponse: _TypeAlias = ListHitsResponse  # noqa: Y015
 
 @_typing.final
 class MatchPolicy(_message.Message):
@@ -321,7 +321,7 @@ class MatchPolicy(_message.Message):
 Global___MatchPolicy: _TypeAlias = MatchPolicy  # noqa: Y015
 
 @_typing.final
-class SetMatchPolicyRequest(_message.Message):
+class SetPolicyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     POLICY_FIELD_NUMBER: _builtins.int
@@ -338,10 +338,10 @@ class SetMatchPolicyRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SetMatchPolicyRequest: _TypeAlias = SetMatchPolicyRequest  # noqa: Y015
+Global___SetPolicyRequest: _TypeAlias = SetPolicyRequest  # noqa: Y015
 
 @_typing.final
-class SetMatchPolicyResponse(_message.Message):
+class SetPolicyResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LOG_INDEX_FIELD_NUMBER: _builtins.int
@@ -357,10 +357,10 @@ class SetMatchPolicyResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SetMatchPolicyResponse: _TypeAlias = SetMatchPolicyResponse  # noqa: Y015
+Global___SetPolicyResponse: _TypeAlias = SetPolicyResponse  # noqa: Y015
 
 @_typing.final
-class GetMatchStatsRequest(_message.Message):
+class GetStatsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DAYS_FIELD_NUMBER: _builtins.int
@@ -377,7 +377,7 @@ class GetMatchStatsRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetMatchStatsRequest: _TypeAlias = GetMatchStatsRequest  # noqa: Y015
+Global___GetStatsRequest: _TypeAlias = GetStatsRequest  # noqa: Y015
 
 @_typing.final
 class MatchDayStats(_message.Message):
@@ -476,7 +476,7 @@ class MatchIndexStats(_message.Message):
 Global___MatchIndexStats: _TypeAlias = MatchIndexStats  # noqa: Y015
 
 @_typing.final
-class GetMatchStatsResponse(_message.Message):
+class GetStatsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DAYS_FIELD_NUMBER: _builtins.int
@@ -503,7 +503,7 @@ class GetMatchStatsResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetMatchStatsResponse: _TypeAlias = GetMatchStatsResponse  # noqa: Y015
+Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015
 
 @_typing.final
 class MatchQueryRecord(_message.Message):

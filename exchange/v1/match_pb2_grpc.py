@@ -36,28 +36,28 @@ class MatchServiceStub:
         """
         self.UpdateTokens = channel.stream_unary(
                 '/exchange.v1.MatchService/UpdateTokens',
-                request_serializer=exchange_dot_v1_dot_match__pb2.TokenUpdate.SerializeToString,
+                request_serializer=exchange_dot_v1_dot_match__pb2.UpdateTokensRequest.SerializeToString,
                 response_deserializer=exchange_dot_v1_dot_match__pb2.UpdateTokensResponse.FromString,
                 _registered_method=True)
         self.Query = channel.unary_unary(
                 '/exchange.v1.MatchService/Query',
-                request_serializer=exchange_dot_v1_dot_match__pb2.MatchQueryRequest.SerializeToString,
-                response_deserializer=exchange_dot_v1_dot_match__pb2.MatchQueryResponse.FromString,
+                request_serializer=exchange_dot_v1_dot_match__pb2.QueryRequest.SerializeToString,
+                response_deserializer=exchange_dot_v1_dot_match__pb2.QueryResponse.FromString,
                 _registered_method=True)
         self.ListHits = channel.unary_unary(
                 '/exchange.v1.MatchService/ListHits',
-                request_serializer=exchange_dot_v1_dot_match__pb2.ListMatchHitsRequest.SerializeToString,
-                response_deserializer=exchange_dot_v1_dot_match__pb2.ListMatchHitsResponse.FromString,
+                request_serializer=exchange_dot_v1_dot_match__pb2.ListHitsRequest.SerializeToString,
+                response_deserializer=exchange_dot_v1_dot_match__pb2.ListHitsResponse.FromString,
                 _registered_method=True)
         self.SetPolicy = channel.unary_unary(
                 '/exchange.v1.MatchService/SetPolicy',
-                request_serializer=exchange_dot_v1_dot_match__pb2.SetMatchPolicyRequest.SerializeToString,
-                response_deserializer=exchange_dot_v1_dot_match__pb2.SetMatchPolicyResponse.FromString,
+                request_serializer=exchange_dot_v1_dot_match__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=exchange_dot_v1_dot_match__pb2.SetPolicyResponse.FromString,
                 _registered_method=True)
         self.GetStats = channel.unary_unary(
                 '/exchange.v1.MatchService/GetStats',
-                request_serializer=exchange_dot_v1_dot_match__pb2.GetMatchStatsRequest.SerializeToString,
-                response_deserializer=exchange_dot_v1_dot_match__pb2.GetMatchStatsResponse.FromString,
+                request_serializer=exchange_dot_v1_dot_match__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=exchange_dot_v1_dot_match__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
 
 
@@ -105,28 +105,28 @@ def add_MatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'UpdateTokens': grpc.stream_unary_rpc_method_handler(
                     servicer.UpdateTokens,
-                    request_deserializer=exchange_dot_v1_dot_match__pb2.TokenUpdate.FromString,
+                    request_deserializer=exchange_dot_v1_dot_match__pb2.UpdateTokensRequest.FromString,
                     response_serializer=exchange_dot_v1_dot_match__pb2.UpdateTokensResponse.SerializeToString,
             ),
             'Query': grpc.unary_unary_rpc_method_handler(
                     servicer.Query,
-                    request_deserializer=exchange_dot_v1_dot_match__pb2.MatchQueryRequest.FromString,
-                    response_serializer=exchange_dot_v1_dot_match__pb2.MatchQueryResponse.SerializeToString,
+                    request_deserializer=exchange_dot_v1_dot_match__pb2.QueryRequest.FromString,
+                    response_serializer=exchange_dot_v1_dot_match__pb2.QueryResponse.SerializeToString,
             ),
             'ListHits': grpc.unary_unary_rpc_method_handler(
                     servicer.ListHits,
-                    request_deserializer=exchange_dot_v1_dot_match__pb2.ListMatchHitsRequest.FromString,
-                    response_serializer=exchange_dot_v1_dot_match__pb2.ListMatchHitsResponse.SerializeToString,
+                    request_deserializer=exchange_dot_v1_dot_match__pb2.ListHitsRequest.FromString,
+                    response_serializer=exchange_dot_v1_dot_match__pb2.ListHitsResponse.SerializeToString,
             ),
             'SetPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPolicy,
-                    request_deserializer=exchange_dot_v1_dot_match__pb2.SetMatchPolicyRequest.FromString,
-                    response_serializer=exchange_dot_v1_dot_match__pb2.SetMatchPolicyResponse.SerializeToString,
+                    request_deserializer=exchange_dot_v1_dot_match__pb2.SetPolicyRequest.FromString,
+                    response_serializer=exchange_dot_v1_dot_match__pb2.SetPolicyResponse.SerializeToString,
             ),
             'GetStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStats,
-                    request_deserializer=exchange_dot_v1_dot_match__pb2.GetMatchStatsRequest.FromString,
-                    response_serializer=exchange_dot_v1_dot_match__pb2.GetMatchStatsResponse.SerializeToString,
+                    request_deserializer=exchange_dot_v1_dot_match__pb2.GetStatsRequest.FromString,
+                    response_serializer=exchange_dot_v1_dot_match__pb2.GetStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -154,7 +154,7 @@ class MatchService:
             request_iterator,
             target,
             '/exchange.v1.MatchService/UpdateTokens',
-            exchange_dot_v1_dot_match__pb2.TokenUpdate.SerializeToString,
+            exchange_dot_v1_dot_match__pb2.UpdateTokensRequest.SerializeToString,
             exchange_dot_v1_dot_match__pb2.UpdateTokensResponse.FromString,
             options,
             channel_credentials,
@@ -181,8 +181,8 @@ class MatchService:
             request,
             target,
             '/exchange.v1.MatchService/Query',
-            exchange_dot_v1_dot_match__pb2.MatchQueryRequest.SerializeToString,
-            exchange_dot_v1_dot_match__pb2.MatchQueryResponse.FromString,
+            exchange_dot_v1_dot_match__pb2.QueryRequest.SerializeToString,
+            exchange_dot_v1_dot_match__pb2.QueryResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -208,8 +208,8 @@ class MatchService:
             request,
             target,
             '/exchange.v1.MatchService/ListHits',
-            exchange_dot_v1_dot_match__pb2.ListMatchHitsRequest.SerializeToString,
-            exchange_dot_v1_dot_match__pb2.ListMatchHitsResponse.FromString,
+            exchange_dot_v1_dot_match__pb2.ListHitsRequest.SerializeToString,
+            exchange_dot_v1_dot_match__pb2.ListHitsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -235,8 +235,8 @@ class MatchService:
             request,
             target,
             '/exchange.v1.MatchService/SetPolicy',
-            exchange_dot_v1_dot_match__pb2.SetMatchPolicyRequest.SerializeToString,
-            exchange_dot_v1_dot_match__pb2.SetMatchPolicyResponse.FromString,
+            exchange_dot_v1_dot_match__pb2.SetPolicyRequest.SerializeToString,
+            exchange_dot_v1_dot_match__pb2.SetPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -262,8 +262,8 @@ class MatchService:
             request,
             target,
             '/exchange.v1.MatchService/GetStats',
-            exchange_dot_v1_dot_match__pb2.GetMatchStatsRequest.SerializeToString,
-            exchange_dot_v1_dot_match__pb2.GetMatchStatsResponse.FromString,
+            exchange_dot_v1_dot_match__pb2.GetStatsRequest.SerializeToString,
+            exchange_dot_v1_dot_match__pb2.GetStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,40 +36,40 @@ class MatchServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> MatchServiceAsyncStub: ...
-    UpdateTokens: _grpc.StreamUnaryMultiCallable[_match_pb2.TokenUpdate, _match_pb2.UpdateTokensResponse]
+    UpdateTokens: _grpc.StreamUnaryMultiCallable[_match_pb2.UpdateTokensRequest, _match_pb2.UpdateTokensResponse]
     """Add, remove or replace the caller's tokens for one or more partners.  Every message of
     the stream is applied in one transaction when the stream ends: all or nothing.
     """
-    Query: _grpc.UnaryUnaryMultiCallable[_match_pb2.MatchQueryRequest, _match_pb2.MatchQueryResponse]
+    Query: _grpc.UnaryUnaryMultiCallable[_match_pb2.QueryRequest, _match_pb2.QueryResponse]
     """Ask a holder about tokens; counted against the holder's daily budget for the caller."""
-    ListHits: _grpc.UnaryUnaryMultiCallable[_match_pb2.ListMatchHitsRequest, _match_pb2.ListMatchHitsResponse]
+    ListHits: _grpc.UnaryUnaryMultiCallable[_match_pb2.ListHitsRequest, _match_pb2.ListHitsResponse]
     """The hits on the caller's tokens: who asked, when, and the digests of the tokens hit."""
-    SetPolicy: _grpc.UnaryUnaryMultiCallable[_match_pb2.SetMatchPolicyRequest, _match_pb2.SetMatchPolicyResponse]
+    SetPolicy: _grpc.UnaryUnaryMultiCallable[_match_pb2.SetPolicyRequest, _match_pb2.SetPolicyResponse]
     """A new signed budget policy of the caller (the holder)."""
-    GetStats: _grpc.UnaryUnaryMultiCallable[_match_pb2.GetMatchStatsRequest, _match_pb2.GetMatchStatsResponse]
+    GetStats: _grpc.UnaryUnaryMultiCallable[_match_pb2.GetStatsRequest, _match_pb2.GetStatsResponse]
     """The caller's queries made and received per partner and day, and its indexes' state."""
 
 @_typing.type_check_only
 class MatchServiceAsyncStub(MatchServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    UpdateTokens: _aio.StreamUnaryMultiCallable[_match_pb2.TokenUpdate, _match_pb2.UpdateTokensResponse]  # type: ignore[assignment]
+    UpdateTokens: _aio.StreamUnaryMultiCallable[_match_pb2.UpdateTokensRequest, _match_pb2.UpdateTokensResponse]  # type: ignore[assignment]
     """Add, remove or replace the caller's tokens for one or more partners.  Every message of
     the stream is applied in one transaction when the stream ends: all or nothing.
     """
-    Query: _aio.UnaryUnaryMultiCallable[_match_pb2.MatchQueryRequest, _match_pb2.MatchQueryResponse]  # type: ignore[assignment]
+    Query: _aio.UnaryUnaryMultiCallable[_match_pb2.QueryRequest, _match_pb2.QueryResponse]  # type: ignore[assignment]
     """Ask a holder about tokens; counted against the holder's daily budget for the caller."""
-    ListHits: _aio.UnaryUnaryMultiCallable[_match_pb2.ListMatchHitsRequest, _match_pb2.ListMatchHitsResponse]  # type: ignore[assignment]
+    ListHits: _aio.UnaryUnaryMultiCallable[_match_pb2.ListHitsRequest, _match_pb2.ListHitsResponse]  # type: ignore[assignment]
     """The hits on the caller's tokens: who asked, when, and the digests of the tokens hit."""
-    SetPolicy: _aio.UnaryUnaryMultiCallable[_match_pb2.SetMatchPolicyRequest, _match_pb2.SetMatchPolicyResponse]  # type: ignore[assignment]
+    SetPolicy: _aio.UnaryUnaryMultiCallable[_match_pb2.SetPolicyRequest, _match_pb2.SetPolicyResponse]  # type: ignore[assignment]
     """A new signed budget policy of the caller (the holder)."""
-    GetStats: _aio.UnaryUnaryMultiCallable[_match_pb2.GetMatchStatsRequest, _match_pb2.GetMatchStatsResponse]  # type: ignore[assignment]
+    GetStats: _aio.UnaryUnaryMultiCallable[_match_pb2.GetStatsRequest, _match_pb2.GetStatsResponse]  # type: ignore[assignment]
     """The caller's queries made and received per partner and day, and its indexes' state."""
 
 class MatchServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def UpdateTokens(
         self,
-        request_iterator: _MaybeAsyncIterator[_match_pb2.TokenUpdate],
+        request_iterator: _MaybeAsyncIterator[_match_pb2.UpdateTokensRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_match_pb2.UpdateTokensResponse, _abc.Awaitable[_match_pb2.UpdateTokensResponse]]:
         """Add, remove or replace the caller's tokens for one or more partners.  Every message of
@@ -79,33 +79,33 @@ class MatchServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def Query(
         self,
-        request: _match_pb2.MatchQueryRequest,
+        request: _match_pb2.QueryRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_match_pb2.MatchQueryResponse, _abc.Awaitable[_match_pb2.MatchQueryResponse]]:
+    ) -> _typing.Union[_match_pb2.QueryResponse, _abc.Awaitable[_match_pb2.QueryResponse]]:
         """Ask a holder about tokens; counted against the holder's daily budget for the caller."""
 
     @_abc_1.abstractmethod
     def ListHits(
         self,
-        request: _match_pb2.ListMatchHitsRequest,
+        request: _match_pb2.ListHitsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_match_pb2.ListMatchHitsResponse, _abc.Awaitable[_match_pb2.ListMatchHitsResponse]]:
+    ) -> _typing.Union[_match_pb2.ListHitsResponse, _abc.Awaitable[_match_pb2.ListHitsResponse]]:
         """The hits on the caller's tokens: who asked, when, and the digests of the tokens hit."""
 
     @_abc_1.abstractmethod
     def SetPolicy(
         self,
-        request: _match_pb2.SetMatchPolicyRequest,
+        request: _match_pb2.SetPolicyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_match_pb2.SetMatchPolicyResponse, _abc.Awaitable[_match_pb2.SetMatchPolicyResponse]]:
+    ) -> _typing.Union[_match_pb2.SetPolicyResponse, _abc.Awaitable[_match_pb2.SetPolicyResponse]]:
         """A new signed budget policy of the caller (the holder)."""
 
     @_abc_1.abstractmethod
     def GetStats(
         self,
-        request: _match_pb2.GetMatchStatsRequest,
+        request: _match_pb2.GetStatsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_match_pb2.GetMatchStatsResponse, _abc.Awaitable[_match_pb2.GetMatchStatsResponse]]:
+    ) -> _typing.Union[_match_pb2.GetStatsResponse, _abc.Awaitable[_match_pb2.GetStatsResponse]]:
         """The caller's queries made and received per partner and day, and its indexes' state."""
 
 def add_MatchServiceServicer_to_server(servicer: MatchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

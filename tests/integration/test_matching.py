@@ -253,13 +253,13 @@ def test_a_token_update_that_fails_midway_stores_nothing(
     b.matching.add(index_file(SELECTORS[0]))
     before = row_counts(hub)
     stub, key = raw_stub(hub, exchange_dir, "agency-b"), blinding(b, "agency-a")
-    good = match_pb2.TokenUpdate(
+    good = match_pb2.UpdateTokensRequest(
         partner="agency-a",
         holder_key_id=key.pair.holder_key_id,
         querier_key_id=key.pair.querier_key_id,
         add=pack_tokens([bytes([n]) * 32 for n in range(5)]),
     )
-    torn = match_pb2.TokenUpdate(partner="agency-a", holder_key_id=key.pair.holder_key_id,
+    torn = match_pb2.UpdateTokensRequest(partner="agency-a", holder_key_id=key.pair.holder_key_id,
                                  querier_key_id=key.pair.querier_key_id, add=b"x" * 33)
     with pytest.raises(grpc.RpcError) as raised:
         stub.UpdateTokens(iter([good, torn]), timeout=10)

@@ -13,12 +13,12 @@ CURRENT = {"agency-a": "ka", "agency-b": "kb", "agency-c": "kc"}
 TOKENS = pack_tokens([bytes([n]) * 32 for n in range(3)])
 
 
-def update(**fields: object) -> match_pb2.TokenUpdate:
+def update(**fields: object) -> match_pb2.UpdateTokensRequest:
     values: dict[str, object] = {
         "partner": "agency-a", "holder_key_id": "kb", "querier_key_id": "ka", "add": TOKENS,
     }
     values.update(fields)
-    return match_pb2.TokenUpdate(**values)  # type: ignore[arg-type]
+    return match_pb2.UpdateTokensRequest(**values)  # type: ignore[arg-type]
 
 
 def test_updates_are_merged_per_partner() -> None:
@@ -49,18 +49,18 @@ def test_updates_are_merged_per_partner() -> None:
     ],
 )
 def test_bad_updates_are_refused(
-    messages: list[match_pb2.TokenUpdate], error: type[Exception], text: str
+    messages: list[match_pb2.UpdateTokensRequest], error: type[Exception], text: str
 ) -> None:
     with pytest.raises(error, match=text):
         check_token_updates(messages, caller="agency-b", current_key_ids=CURRENT)
 
 
-def query(**fields: object) -> match_pb2.MatchQueryRequest:
+def query(**fields: object) -> match_pb2.QueryRequest:
     values: dict[str, object] = {
         "holder": "agency-b", "holder_key_id": "kb", "querier_key_id": "ka", "tokens": TOKENS,
     }
     values.update(fields)
-    return match_pb2.MatchQueryRequest(**values)  # type: ignore[arg-type]
+    return match_pb2.QueryRequest(**values)  # type: ignore[arg-type]
 
 
 def test_a_good_query() -> None:
@@ -80,7 +80,7 @@ def test_a_good_query() -> None:
     ],
 )
 def test_bad_queries_are_refused(
-    request_: match_pb2.MatchQueryRequest, error: type[Exception], text: str
+    request_: match_pb2.QueryRequest, error: type[Exception], text: str
 ) -> None:
     with pytest.raises(error, match=text):
         check_query(request_, caller="agency-a", current_key_ids=CURRENT)

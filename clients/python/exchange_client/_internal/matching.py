@@ -317,7 +317,7 @@ class Matcher(Concern):
         """Stream the token updates to the hub; returns its totals per partner."""
         total = sum(update.size for update in updates.values())
 
-        def messages() -> Iterator[match_pb2.TokenUpdate]:
+        def messages() -> Iterator[match_pb2.UpdateTokensRequest]:
             sent = 0
             for partner, update in updates.items():
                 pair = update.key.pair
@@ -326,7 +326,7 @@ class Matcher(Concern):
                 # With nothing to add or remove, one message still names the partner's key ids
                 # (or replaces its tokens by none).
                 for position, (field_name, chunk) in enumerate(chunks or [("add", b"")]):
-                    message = match_pb2.TokenUpdate(
+                    message = match_pb2.UpdateTokensRequest(
                         partner=partner,
                         holder_key_id=pair.holder_key_id,
                         querier_key_id=pair.querier_key_id,
@@ -451,9 +451,9 @@ class Matcher(Concern):
         hit: set[Selector] = set()
         for start in range(0, len(distinct), MAX_QUERY_SELECTORS):
             batch = tokens[start : start + MAX_QUERY_SELECTORS]
-            response: match_pb2.MatchQueryResponse = self._call(
+            response: match_pb2.QueryResponse = self._call(
                 self._transport.match.Query,
-                match_pb2.MatchQueryRequest(
+                match_pb2.QueryRequest(
                     holder=partner,
                     holder_key_id=key.pair.holder_key_id,
                     querier_key_id=key.pair.querier_key_id,
@@ -476,8 +476,8 @@ class Matcher(Concern):
         with self._index() as index:
             after = 0 if include_seen else index.hits_cursor()
             while True:
-                response: match_pb2.ListMatchHitsResponse = self._call(
-                    self._transport.match.ListHits, match_pb2.ListMatchHitsRequest(after=after, limit=_HITS_PAGE)
+                response: match_pb2.ListHitsResponse = self._call(
+                    self._transport.match.ListHits, match_pb2.ListHitsRequest(after=after, limit=_HITS_PAGE)
                 )
                 for hit in response.hits:
                     digests = unpack_tokens(bytes(hit.token_digests), what="token digests")
@@ -503,7 +503,7 @@ class Matcher(Concern):
 
     # --- policy and statistics --------------------------------------------------------------------
 
-    def _current_policy(self, response: match_pb2.GetMatchStatsResponse) -> MatchPolicyStatement | None:
+    def _current_policy(self, response: match_pb2.GetStatsResponse) -> MatchPolicyStatement | None:
         if not response.HasField("policy"):
             return None
         return MatchPolicyStatement.verify(
@@ -526,13 +526,13 @@ class Matcher(Concern):
         )
         self._call(
             self._transport.match.SetPolicy,
-            match_pb2.SetMatchPolicyRequest(policy=envelope_to_proto(policy.envelope)),
+            match_pb2.SetPolicyRequest(policy=envelope_to_proto(policy.envelope)),
         )
         return number
 
-    def _stats_response(self, days: int) -> match_pb2.GetMatchStatsResponse:
-        response: match_pb2.GetMatchStatsResponse = self._call(
-            self._transport.match.GetStats, match_pb2.GetMatchStatsRequest(days=days)
+    def _stats_response(self, days: int) -> match_pb2.GetStatsResponse:
+        response: match_pb2.GetStatsResponse = self._call(
+            self._transport.match.GetStats, match_pb2.GetStatsRequest(days=days)
         )
         return response
 
