@@ -144,6 +144,18 @@ class NotPermittedError(ExchangeError):
     reason = "PERMISSION_DENIED"
 
 
+class QuotaExceededError(NotPermittedError):
+    """A limit set for the caller is spent for now, such as a holder's daily match budget."""
+
+    reason = "QUOTA_EXCEEDED"
+
+
+class OutdatedKeysError(ExchangeError):
+    """Something was made under keys that are no longer current: refresh or re-blind."""
+
+    reason = "KEYS_OUTDATED"
+
+
 class NotFoundError(ExchangeError):
     """No such thing, or nothing the caller may see (the two are deliberately the same)."""
 

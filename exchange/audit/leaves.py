@@ -34,6 +34,10 @@ FEEDBACK = "feedback"
 GRANT_DELIVERED = "grant_delivered"
 EMBARGO_LAPSED = "embargo_lapsed"
 ITEM_PURGED = "item_purged"
+MATCH_POLICY = "match_policy"
+MATCH_QUERY = "match_query"
+MATCH_HIT = "match_hit"
+MATCH_INDEX_UPDATED = "match_index_updated"
 
 SIGNED_ENTRY_TYPES = frozenset(
     {
@@ -46,6 +50,7 @@ SIGNED_ENTRY_TYPES = frozenset(
         RECEIPT,
         PURGE_ACK,
         FEEDBACK,
+        MATCH_POLICY,
     }
 )
 

@@ -54,7 +54,7 @@ from exchange.errors import (
 )
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.codec import PAYLOAD_TYPES, envelope_from_proto, parse_canonical
-from exchange.v1 import alerts_pb2, statements_pb2
+from exchange.v1 import alerts_pb2, match_pb2, statements_pb2
 
 __all__ = [
     "CheckpointVerifier",
@@ -368,6 +368,9 @@ _SIGNED_ENTRIES = {
     ),
     leaves.FEEDBACK: _StatementKind(
         PAYLOAD_TYPES["feedback"], statements_pb2.Feedback, "recipient"
+    ),
+    leaves.MATCH_POLICY: _StatementKind(
+        PAYLOAD_TYPES["match_policy"], match_pb2.MatchPolicy, "holder"
     ),
 }
 

@@ -24,6 +24,7 @@ from exchange.hub.guard import GuardInterceptor
 from exchange.hub.health import DatabaseProbe, serve_health_port
 from exchange.hub.init import read_public_bundle
 from exchange.hub.log_state import LogStateFile
+from exchange.hub.match_service import MatchServicer
 from exchange.hub.metrics import HubMetrics, MetricsServer
 from exchange.hub.notifier import FeedNotifier
 from exchange.hub.observer import CallObserver, ObservingInterceptor
@@ -46,6 +47,8 @@ from exchange.v1 import (
     audit_pb2_grpc,
     directory_pb2,
     directory_pb2_grpc,
+    match_pb2,
+    match_pb2_grpc,
     release_pb2,
     release_pb2_grpc,
 )
@@ -234,12 +237,14 @@ class Hub:
         audit_pb2_grpc.add_AuditServiceServicer_to_server(
             AuditServicer(self.db, clock=self.clock), server
         )
+        match_pb2_grpc.add_MatchServiceServicer_to_server(MatchServicer(context, metrics=self.metrics), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         service_names = (
             directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
             alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
             release_pb2.DESCRIPTOR.services_by_name["ReleaseService"].full_name,
             audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+            match_pb2.DESCRIPTOR.services_by_name["MatchService"].full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         )
@@ -256,7 +261,7 @@ class Hub:
         self._probe = DatabaseProbe(
             self.db,
             self._health,
-            service_names[:4],
+            service_names[:5],
             log_state=self.log_state,
             on_change=lambda up: self.metrics.database_up.set(1 if up else 0),
         )

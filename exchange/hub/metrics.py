@@ -64,6 +64,24 @@ class HubMetrics:
         self.open_streams = Gauge(
             "exchange_open_feed_streams", "Subscribe streams open now.", registry=r
         )
+        # Private matching: counts only, no label (no agency, token or selector ever is one).
+        self.match_queries = Counter(
+            "exchange_match_queries", "Matching queries answered.", registry=r
+        )
+        self.match_selectors = Counter(
+            "exchange_match_selectors_queried", "Selectors asked about in answered queries.",
+            registry=r,
+        )
+        self.match_hits = Counter(
+            "exchange_match_hits", "Selectors of answered queries that hit a holder's token.",
+            registry=r,
+        )
+        self.match_burst_queries = Counter(
+            "exchange_match_burst_queries",
+            "Queries answered while their pair's minute was a burst (over a tenth of the "
+            "holder's daily budget for the querier).",
+            registry=r,
+        )
         self.database_up = Gauge(
             "exchange_database_up", "1 while the hub's database answers its health probe, else 0.",
             registry=r,

@@ -13,6 +13,7 @@ from exchange.errors import (
     NotAuthenticatedError,
     NotFoundError,
     NotPermittedError,
+    QuotaExceededError,
     TooLargeError,
     UnavailableError,
     VerificationError,
@@ -24,6 +25,7 @@ ERROR_DOMAIN = "exchange.v1"
 # Most specific first.
 _CODES: tuple[tuple[type[ExchangeError], grpc.StatusCode], ...] = (
     (NotAuthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
+    (QuotaExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotPermittedError, grpc.StatusCode.PERMISSION_DENIED),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (ConflictError, grpc.StatusCode.ALREADY_EXISTS),

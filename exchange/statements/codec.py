@@ -32,6 +32,7 @@ PAYLOAD_TYPES: dict[str, str] = {
     "receipt": "application/vnd.exchange.receipt.v1+protobuf",
     "purge_ack": "application/vnd.exchange.purge-ack.v1+protobuf",
     "feedback": "application/vnd.exchange.feedback.v1+protobuf",
+    "match_policy": "application/vnd.exchange.match-policy.v1+protobuf",
     "cooperation_summary": "application/vnd.exchange.cooperation-summary.v1+protobuf",
 }
 

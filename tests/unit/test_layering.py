@@ -34,7 +34,13 @@ class Layer:
 LAYERS = (
     Layer(
         "core",
-        ("exchange.crypto", "exchange.statements", "exchange.alerts", "exchange.audit"),
+        (
+            "exchange.crypto",
+            "exchange.statements",
+            "exchange.alerts",
+            "exchange.audit",
+            "exchange.match",
+        ),
         STORAGE_AND_TRANSPORT + SERVER_SIDE + ("exchange.config", "exchange_client"),
     ),
     Layer(

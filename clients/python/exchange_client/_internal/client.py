@@ -10,7 +10,8 @@ Each concern has its own module, and ``Client`` only wires them together and del
 * :mod:`~exchange_client._internal.events`: polling and subscribing to the feed;
 * :mod:`~exchange_client._internal.release`: requests, decisions, revocations, retractions;
 * :mod:`~exchange_client._internal.receipts`: receipts, purge acknowledgements, feedback;
-* :mod:`~exchange_client._internal.audit`: checkpoints, proofs and cosignatures.
+* :mod:`~exchange_client._internal.audit`: checkpoints, proofs and cosignatures;
+* :mod:`~exchange_client._internal.matching`: private hit/no-hit matching and its local index.
 
 Sealing, verification and decryption are the pure functions of :mod:`exchange.statements`, and
 each concern module keeps its own rules in pure functions apart from the calls, so that another
@@ -33,6 +34,7 @@ from exchange_client._internal.context import ClientContext
 from exchange_client._internal.events import FeedReader
 from exchange_client._internal.feed import FeedSubscription, Reconnecting
 from exchange_client._internal.manifests import Manifests
+from exchange_client._internal.matching import Matcher
 from exchange_client._internal.models import (
     AgencyInfo,
     DeliveryRecord,
@@ -114,6 +116,8 @@ class Client:
             clock=self._clock,
         )
         self._release = ReleaseControls(context)
+        self.matching = Matcher(context)
+        """Private hit/no-hit matching: this agency's index, its queries, the hits on it."""
         self._deliveries = Deliveries(context, sent=SentStatements(profile.state_dir))
         self._opener = Opener(
             context,

@@ -28,6 +28,7 @@ from exchange.errors import (
     NotAuthenticatedError,
     NotFoundError,
     NotPermittedError,
+    QuotaExceededError,
     TooLargeError,
     UnavailableError,
     VerificationError,
@@ -49,7 +50,7 @@ _FAMILIES: dict[grpc.StatusCode, tuple[type[ExchangeError], ...]] = {
     grpc.StatusCode.PERMISSION_DENIED: (NotPermittedError,),
     grpc.StatusCode.NOT_FOUND: (NotFoundError,),
     grpc.StatusCode.ALREADY_EXISTS: (ConflictError,),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (TooLargeError,),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (TooLargeError, QuotaExceededError),
     grpc.StatusCode.INVALID_ARGUMENT: (InvalidInputError, VerificationError),
     grpc.StatusCode.OUT_OF_RANGE: (InvalidInputError,),
     grpc.StatusCode.FAILED_PRECONDITION: (

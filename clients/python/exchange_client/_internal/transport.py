@@ -19,6 +19,7 @@ from exchange.v1 import (
     alerts_pb2_grpc,
     audit_pb2_grpc,
     directory_pb2_grpc,
+    match_pb2_grpc,
     release_pb2_grpc,
 )
 from exchange_client._internal.profile import Profile
@@ -54,6 +55,7 @@ class Transport:
         self.alerts = alerts_pb2_grpc.AlertServiceStub(self.channel)
         self.release = release_pb2_grpc.ReleaseServiceStub(self.channel)
         self.audit = audit_pb2_grpc.AuditServiceStub(self.channel)
+        self.match = match_pb2_grpc.MatchServiceStub(self.channel)
         # Publish sends bytes exactly as sealed and saved: no re-serialization between retries.
         self._publish_bytes = self.channel.unary_unary(
             _PUBLISH_METHOD,
