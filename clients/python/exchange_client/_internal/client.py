@@ -71,6 +71,10 @@ class Client:
     while the hub is unreachable (0: one attempt), unless a call says otherwise, and
     ``on_retry(seconds, error)`` is told of each wait before such a resend.  Use it as a
     context manager, or call :meth:`close`, to close the channel.
+
+    Safe to share between threads (see the package documentation for what is guaranteed); each
+    process needs its own: one used after :meth:`close` raises :class:`ClientClosedError`, one
+    used in a forked child :class:`ClientForkedError`, before anything is sent or written.
     """
 
     def __init__(
@@ -153,7 +157,10 @@ class Client:
     # --- lifetime ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the channel; open feed subscriptions end with it."""
+        """Close the channel; open feed subscriptions end with it.
+
+        Idempotent; any later call raises :class:`ClientClosedError`.
+        """
         self._transport.close()
 
     def __enter__(self) -> Self:
@@ -253,6 +260,7 @@ class Client:
 
         The cursor never moves back; raises if another process holds the profile's feed.
         """
+        self._transport.check_usable()
         self._feed.commit_cursor(sequence)
 
     def cursor(self) -> int:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,7 @@ from filelock import FileLock, Timeout
 
 from exchange.crypto.encoding import lp
 from exchange.errors import ConfigurationError, ExchangeError
+from exchange_client._internal.errors import check_same_process
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIRECTORY_MODE = 0o700
@@ -42,7 +44,9 @@ def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
     Without ``durable`` nothing is flushed: readers still see the old file or the new one whole,
     but a crash of the machine may lose the change (for records that can be had again).
     """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # One temporary name per process and thread: two threads replacing the same file never
+    # write into each other's temporary file.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
         try:
@@ -105,6 +109,9 @@ class ClientState:
         self.directory = Path(state_dir)
         self.cursor_path = self.directory / "cursor.json"
         self.cursor_lock_path = self.directory / "cursor.lock"
+        # Threads of this process take the feed cursor one after the other (the file lock
+        # keeps other processes out, and refuses a second reader at once).
+        self.cursor_guard = threading.RLock()
 
     # --- outbox ---------------------------------------------------------------------------------
 
@@ -228,13 +235,15 @@ class CursorLock:
 
     def __init__(self, state: ClientState) -> None:
         self._state = state
+        self._created_in = os.getpid()
         self._lock = FileLock(state.cursor_lock_path, timeout=0)
         try:
             self._lock.acquire()
         except Timeout as e:
             raise ExchangeError(
-                f"another process is reading this profile's feed ({state.cursor_lock_path} is "
-                "locked): stop it first, or read the feed with another profile",
+                f"another process or subscription is reading this profile's feed "
+                f"({state.cursor_lock_path} is locked): stop it first, or read the feed with "
+                "another profile",
                 reason="PROFILE_BUSY",
             ) from e
         except OSError as e:
@@ -247,15 +256,18 @@ class CursorLock:
 
     def commit(self, sequence: int) -> None:
         """Record that every event up to ``sequence`` is processed; the cursor never moves back."""
-        if not self._lock.is_locked:
-            raise ExchangeError("the feed cursor lock was released", reason="PROFILE_BUSY")
-        if sequence > self._state.read_cursor():
-            data = json.dumps({"sequence": sequence}).encode() + b"\n"
-            write_atomically(self._state.cursor_path, data)
+        # A forked child shares the parent's lock on the file: it must not write under it.
+        check_same_process(self._created_in, "this feed cursor lock")
+        with self._state.cursor_guard:
+            if not self._lock.is_locked:
+                raise ExchangeError("the feed cursor lock was released", reason="PROFILE_BUSY")
+            if sequence > self._state.read_cursor():
+                data = json.dumps({"sequence": sequence}).encode() + b"\n"
+                write_atomically(self._state.cursor_path, data)
 
     def release(self) -> None:
-        """Give the cursor up (idempotent)."""
-        if self._lock.is_locked:
+        """Give the cursor up (idempotent); in a forked child, the parent's lock is left alone."""
+        if self._lock.is_locked and os.getpid() == self._created_in:
             self._lock.release()
 
     def __enter__(self) -> Self:
@@ -268,6 +280,19 @@ class CursorLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+class KeyedLocks:
+    """One lock per key (an alert version, say), for threads of one process that work on the
+    same record: each takes it in turn, while those on other records go on."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[object, threading.Lock] = {}
+
+    def __call__(self, key: object) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
 
 
 def _statement_key(*parts: str | int) -> str:

@@ -9,6 +9,7 @@ would replace this module alone.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from exchange.v1 import (
     match_pb2_grpc,
     release_pb2_grpc,
 )
+from exchange_client._internal.errors import ClientClosedError, check_same_process
 from exchange_client._internal.profile import Profile
 from exchange_client._internal.request_ids import RequestIdInterceptor
 from exchange_client._internal.status import hub_errors
@@ -51,6 +53,8 @@ class Transport:
         self.target = target
         self.timeout = timeout
         self.channel = channel
+        self._created_in = os.getpid()
+        self._closed = False
         self.directory = directory_pb2_grpc.DirectoryServiceStub(self.channel)
         self.alerts = alerts_pb2_grpc.AlertServiceStub(self.channel)
         self.release = release_pb2_grpc.ReleaseServiceStub(self.channel)
@@ -85,6 +89,7 @@ class Transport:
         metadata: Metadata | None = None,
     ) -> Response:
         """Call the unary ``method`` (a stub's) with the timeout; hub errors become domain ones."""
+        self.check_usable()
         with hub_errors(self.target):
             if metadata is None:
                 return method(request, timeout=self.timeout)
@@ -99,8 +104,23 @@ class Transport:
 
     def subscribe(self, after: int) -> grpc.CallIterator[alerts_pb2.SubscribeResponse]:
         """Open the feed stream from ``after`` (no timeout: it stays open)."""
+        self.check_usable()
         return self.alerts.Subscribe(alerts_pb2.SubscribeRequest(after=after))
 
+    def check_usable(self) -> None:
+        """Raise :class:`ClientClosedError` after :meth:`close`, and
+        :class:`~exchange_client._internal.errors.ClientForkedError` in a forked child."""
+        if self._closed:
+            raise ClientClosedError("this client is closed: create a new one to talk to the hub")
+        check_same_process(self._created_in, "this client")
+
     def close(self) -> None:
-        """Close the channel; open streams end with it."""
-        self.channel.close()
+        """Close the channel (idempotent); open streams end with it.
+
+        In a forked child only this copy is marked closed: the channel is the parent's.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if os.getpid() == self._created_in:
+            self.channel.close()
