@@ -309,7 +309,10 @@ class Client:
 
         The signed request names the manifest hash of the version (the latest we may see by
         default).  An item outside this agency's audience is :class:`NotFoundError`, as is one
-        that does not exist.
+        that does not exist.  An onward request also asks for the summary item (title and kind)
+        for ``for_agency``, unless the summary is addressed to it already, so that the item
+        arrives with its alert's summary; the originator's :meth:`approve` or :meth:`deny`
+        decides both.
         """
         return self._release.request_release(
             alert_id,
@@ -329,7 +332,10 @@ class Client:
 
     def approve(self, request_id: str) -> StatementResult:
         """Release the requested item: recover its key from our own grant, wrap it for the
-        request's target (checked against that agency's CA), sign the decision and send both."""
+        request's target (checked against that agency's CA), sign the decision and send both.
+
+        Pending requests for the summary item to the same agency and version, which go with an
+        onward request, are approved with it (:meth:`deny` denies them with it)."""
         return self._release.approve(request_id)
 
     def deny(self, request_id: str, *, reason: str) -> StatementResult:
