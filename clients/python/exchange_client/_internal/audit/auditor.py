@@ -231,11 +231,16 @@ class Auditor:
                 if verifier.trusted is not before:
                     continue
                 accepted = verifier.accept(note, proof)
-                if verifier.trusted_note == note and verifier.trusted is not None:
-                    self._store.save(verifier.trusted, note)
-                    if before is None or accepted.checkpoint.size > before.checkpoint.size:
-                        self._uncosigned = accepted.checkpoint
+                grown = before is None or accepted.checkpoint.size > before.checkpoint.size
+                keep = verifier.trusted_note == note and verifier.trusted is not None
+                if keep and grown:
+                    self._uncosigned = accepted.checkpoint
             break
+        if keep:
+            # Saved outside the lock: the store keeps the larger of two saves (so the file only
+            # moves forward), and threads saving side by side share the flush of the rename.
+            # It is durable before this returns, before anything is proven under it.
+            self._store.save(accepted, note, grown=grown)
         self._cosign_when_due(cosign_spacing)
         return accepted
 
