@@ -248,7 +248,7 @@ def replay(
         if message.agency_id != agency_id:
             raise KeySequenceError(
                 f"the key statements served name both {agency_id!r} and {message.agency_id!r}",
-                reason=INVALID,
+                reason=FORK,
                 key_number=message.key_number,
             )
         known = by_number.get(message.key_number)

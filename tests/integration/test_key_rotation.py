@@ -3,23 +3,26 @@ entry and serves the sequence; partners replay it; a forged rotation is refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import grpc
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from exchange import pki
 from exchange.config.profile import ProfileData
 from exchange.crypto.dsse import Envelope
 from exchange.crypto.keys import DecryptionKey, SigningKey
+from exchange.errors import VerificationError
 from exchange.statements import key_sequence
 from exchange.statements.agency_keys import AgencyKeys, add_ca_signature
 from exchange.statements.codec import envelope_from_proto, envelope_to_proto
-from exchange.store.schema import log_entries
+from exchange.store.schema import agency_keys, log_entries
 from exchange.v1 import directory_pb2
+from exchange_client import Client, Profile
 from tests.conftest import FrozenClock
 from tests.integration.agency import TestAgency
 
@@ -172,3 +175,77 @@ def test_a_skipped_number_a_second_statement_and_another_agency_are_refused(
         publish(b, third)
     assert not_own.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert [s.key_number for s in served_sequence(b, "agency-a", now).statements] == [1, 2]
+
+
+# --- a partner's client follows rotations and keeps its pin ----------------------------------------
+
+
+@pytest.fixture
+def client_for(
+    hub: object, exchange_dir: Path, tmp_path: Path, clock: FrozenClock
+) -> Iterator[Callable[[str], Client]]:
+    opened: list[Client] = []
+
+    def make(agency: str) -> Client:
+        profile = dataclasses.replace(
+            Profile.load(exchange_dir / "agencies" / agency), state_dir=tmp_path / agency
+        )
+        (tmp_path / agency).mkdir(mode=0o700, exist_ok=True)
+        client = Client(profile, hub=f"127.0.0.1:{hub.port}", clock=clock)  # type: ignore[attr-defined]
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.close()
+
+
+def test_a_partner_follows_a_rotation_with_a_notice_and_refuses_a_rollback(
+    hub: object,
+    agencies: dict[str, TestAgency],
+    client_for: Callable[[str], Client],
+    clock: FrozenClock,
+    tmp_path: Path,
+) -> None:
+    a = agencies["agency-a"]
+    clock.advance(seconds=1)
+    now = clock()
+    b = client_for("agency-b")
+    before = {agency.agency_id: agency for agency in b.agencies()}
+    assert before["agency-a"].key_number == 1
+    assert b.key_notices == []
+    assert (tmp_path / "agency-b" / "key-pins.json").exists()
+
+    latest = served_sequence(a, "agency-a", now).latest
+    envelope, _ = rotation(a.profile, latest, a.profile.signing_key, now)
+    publish(a, envelope)
+    rotated = AgencyKeys.verify(envelope, a.profile.ca_certificate, now=now)
+
+    # The next call that fetches keys follows the rotation by itself.
+    keys = b._partners.recipient_keys(["agency-a"])
+    assert keys["agency-a"] == rotated.encryption_key
+    assert len(b.key_notices) == 1
+    assert "agency-a rotated its keys: statement 1 -> 2" in b.key_notices[0]
+    shown = {agency.agency_id: agency for agency in b.agencies()}["agency-a"]
+    assert (shown.key_number, shown.signing_key_fingerprint, shown.encryption_key_fingerprint) == (
+        2,
+        rotated.verify_key.fingerprint,
+        rotated.encryption_key.fingerprint,
+    )
+
+    # A hub that rolls agency-a back to statement 1 (here: its row deleted behind its back) is
+    # caught by the pin: agency-a is shown tampered and nothing is encrypted to it.
+    with hub.db.write() as connection:  # type: ignore[attr-defined]
+        connection.execute(
+            delete(agency_keys).where(
+                agency_keys.c.agency_id == "agency-a", agency_keys.c.key_number == 2
+            )
+        )
+    shown = {agency.agency_id: agency for agency in b.agencies()}["agency-a"]
+    assert shown.tampered and not shown.verified
+    assert "KEY_SEQUENCE_ROLLBACK" in shown.problem
+    with pytest.raises(VerificationError):
+        b._partners.recipient_keys(["agency-a"])
+    # A partner that never saw statement 2 has nothing to compare with: it accepts statement 1.
+    c = client_for("agency-c")
+    assert {agency.agency_id: agency for agency in c.agencies()}["agency-a"].verified

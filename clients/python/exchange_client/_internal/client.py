@@ -169,6 +169,12 @@ class Client:
 
     # --- directory ----------------------------------------------------------------------------
 
+    @property
+    def key_notices(self) -> list[str]:
+        """A line for each partner key rotation this client has followed (on any call that
+        fetched keys), for the operator to read."""
+        return list(self._partners.notices)
+
     def agencies(self) -> list[AgencyInfo]:
         """Every agency on the hub, each one's keys verified against the CA in this profile.
 
