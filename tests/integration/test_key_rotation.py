@@ -249,3 +249,27 @@ def test_a_partner_follows_a_rotation_with_a_notice_and_refuses_a_rollback(
     # A partner that never saw statement 2 has nothing to compare with: it accepts statement 1.
     c = client_for("agency-c")
     assert {agency.agency_id: agency for agency in c.agencies()}["agency-a"].verified
+
+
+def test_keys_show_names_each_statements_signers(
+    hub: object,
+    agencies: dict[str, TestAgency],
+    client_for: Callable[[str], Client],
+    clock: FrozenClock,
+) -> None:
+    a = agencies["agency-a"]
+    clock.advance(seconds=1)
+    now = clock()
+    latest = served_sequence(a, "agency-a", now).latest
+    envelope, _ = rotation(a.profile, latest, a.profile.signing_key, now)
+    publish(a, envelope)
+    own = client_for("agency-a").key_statements()
+    assert [(s.key_number, s.current) for s in own] == [(1, False), (2, True)]
+    assert own[0].signed_by == ("own signing key",)
+    assert own[1].signed_by == ("own signing key", "signing key of statement 1", "CA")
+    rotated = AgencyKeys.verify(envelope, a.profile.ca_certificate, now=now)
+    assert own[1].encryption_key_fingerprint == rotated.encryption_key.fingerprint
+    assert own[1].expires_at == rotated.signing_certificate.not_valid_after_utc
+    # A partner sees the same sequence, replayed against its own copy of agency-a's CA.
+    seen = client_for("agency-b").key_statements("agency-a")
+    assert [s.to_json() for s in seen] == [s.to_json() for s in own]

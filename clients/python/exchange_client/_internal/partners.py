@@ -56,6 +56,8 @@ class PartnerKeys:
     """Set when the agency rotated its keys since the pin this record was checked from."""
     tampered: bool = False
     """The key sequence itself was refused: a gap, a fork, a rollback or a forged rotation."""
+    statements: tuple[AgencyKeys, ...] = ()
+    """The verified sequence, from the pinned statement to the latest."""
 
     @property
     def verified(self) -> bool:
@@ -140,6 +142,7 @@ def check_record(
         ca_fingerprint=pki.fingerprint(ca),
         pin=sequence.pin(),
         notice=notices[0] if notices else "",
+        statements=sequence.statements,
     )
 
 

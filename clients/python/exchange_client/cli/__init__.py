@@ -42,6 +42,7 @@ from exchange_client.cli import _render
 from exchange_client.cli.audit import register as register_audit_commands
 from exchange_client.cli.cases import register as register_case_commands
 from exchange_client.cli.interop import register as register_interop_commands
+from exchange_client.cli.keys import register as register_keys_commands
 from exchange_client.cli.match import register as register_match_commands
 from exchange_client.cli.offline import print_notices
 from exchange_client.cli.offline import register as register_offline_commands
@@ -642,6 +643,7 @@ register_offline_commands(app, watchlist_provider=_profile_watchlist)
 register_audit_commands(app)
 register_report_commands(app)
 register_case_commands(app)
+register_keys_commands(app)
 register_interop_commands(app)
 register_match_commands(app)
 
