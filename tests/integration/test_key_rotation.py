@@ -20,6 +20,7 @@ from exchange.errors import VerificationError
 from exchange.statements import key_sequence
 from exchange.statements.agency_keys import AgencyKeys, add_ca_signature
 from exchange.statements.codec import envelope_from_proto, envelope_to_proto
+from exchange.store.log import append_entry
 from exchange.store.schema import agency_keys, log_entries
 from exchange.v1 import directory_pb2
 from exchange_client import Client, Profile
@@ -273,3 +274,36 @@ def test_keys_show_names_each_statements_signers(
     # A partner sees the same sequence, replayed against its own copy of agency-a's CA.
     seen = client_for("agency-b").key_statements("agency-a")
     assert [s.to_json() for s in seen] == [s.to_json() for s in own]
+
+
+def test_two_statements_with_one_number_in_the_log_fail_audit_verify(
+    hub: object,
+    agencies: dict[str, TestAgency],
+    client_for: Callable[[str], Client],
+    clock: FrozenClock,
+) -> None:
+    a = agencies["agency-a"]
+    clock.advance(seconds=1)
+    now = clock()
+    latest = served_sequence(a, "agency-a", now).latest
+    shown_to_b, _ = rotation(a.profile, latest, a.profile.signing_key, now)
+    publish(a, shown_to_b)
+    b = client_for("agency-b")
+    hub.checkpoint_now()  # type: ignore[attr-defined]
+    assert b.auditor.verify().ok
+    # A hub showing another partner another statement 2 must log it too (or the partner's own
+    # audit fails): here it appends one behind the registry's back, as a hostile hub would.
+    shown_to_c, _ = rotation(a.profile, latest, a.profile.signing_key, now)
+    with hub.db.write() as connection:  # type: ignore[attr-defined]
+        append_entry(
+            connection,
+            entry_type="agency_keys",
+            body=envelope_to_proto(shown_to_c).SerializeToString(deterministic=True),
+            references=["agency-a", "2"],
+            entitled=["agency-a", "agency-b", "agency-c"],
+            now=now,
+        )
+    hub.checkpoint_now()  # type: ignore[attr-defined]
+    report = b.auditor.verify()
+    assert [f.reason for f in report.failures] == ["KEY_SEQUENCE_FORK"]
+    assert "2 different key statements number 2" in report.failures[0].message
