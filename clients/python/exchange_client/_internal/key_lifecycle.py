@@ -86,3 +86,59 @@ def describe_sequence(
             )
         )
     return described
+
+
+DEFAULT_WARNING_DAYS = 30
+"""``exchange keys status`` warns of certificates that expire within this many days."""
+
+
+@dataclass(frozen=True)
+class CertificateExpiry:
+    """When one of the profile's certificates stops being valid, and what to do about it."""
+
+    kind: str
+    """``ca``, ``tls``, ``signing``, ``encryption`` or ``witness``."""
+    path: str
+    not_after: datetime
+    days_left: int
+    state: str
+    """``ok``, ``expiring`` (within the warning period) or ``expired``."""
+
+    @property
+    def needs_action(self) -> bool:
+        return self.state != "ok"
+
+    def to_json(self) -> JsonObject:
+        """The certificate for scripts (``keys status --json`` prints a list of these)."""
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "not_after": rfc3339(self.not_after),
+            "days_left": self.days_left,
+            "state": self.state,
+        }
+
+
+def expiry_report(
+    certificates: Sequence[tuple[str, str, x509.Certificate]],
+    *,
+    now: datetime,
+    warning_days: int = DEFAULT_WARNING_DAYS,
+) -> list[CertificateExpiry]:
+    """Each ``(kind, path, certificate)`` with its end of validity measured against ``now``."""
+    report = []
+    for kind, path, certificate in certificates:
+        not_after = certificate.not_valid_after_utc
+        left = not_after - now
+        if left.total_seconds() <= 0:
+            state = "expired"
+        elif left.total_seconds() <= warning_days * 86_400:
+            state = "expiring"
+        else:
+            state = "ok"
+        report.append(
+            CertificateExpiry(
+                kind=kind, path=path, not_after=not_after, days_left=left.days, state=state
+            )
+        )
+    return report
