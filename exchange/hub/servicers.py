@@ -15,6 +15,7 @@ from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import current_caller
 from exchange.hub.log_proofs import heartbeat_log_state, receipt_proof
 from exchange.hub.notifier import FeedNotifier
+from exchange.statements.codec import envelope_from_proto
 from exchange.statements.publish import KNOWN_LOG_SIZE_METADATA, PublishLimits, check_publish
 from exchange.store import alerts as alert_store
 from exchange.store import feed, registry
@@ -83,8 +84,13 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     def PublishKeys(
         self, request: directory_pb2.PublishKeysRequest, context: grpc.ServicerContext
     ) -> directory_pb2.PublishKeysResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "key rotation is not available yet")
-        raise AssertionError("abort raises")
+        caller = current_caller()
+        envelope = envelope_from_proto(request.keys)
+        now = self._hub.clock()
+        with self._hub.db.write() as connection:
+            published = registry.publish_keys(connection, envelope, caller=caller, now=now)
+        self._hub.directory.refresh()
+        return directory_pb2.PublishKeysResponse(key_number=published.keys.key_number)
 
 
 def _agency_record(row: registry.AgencyRow) -> directory_pb2.AgencyRecord:
