@@ -110,7 +110,50 @@ def test_onward_request_needs_the_originator_and_agency_c_sees_only_that_item(
     with pytest.raises(NotFoundError):
         b.approve(onward.request_id)  # not a request made of agency-b
     a.approve(onward.request_id)
-    assert {item.id: item.status for item in c.open(alert_id).items} == {"consignee": "VISIBLE"}
+    opened = c.open(alert_id)
+    assert {item.id: item.status for item in opened.items} == {"consignee": "VISIBLE"}
+    # The item arrives with its alert's summary, as an item received directly does.
+    assert (opened.title, opened.kind) == ("Payments for a 4-piperidone shipment", "FUND_FLOW")
+    [entry] = [e for e in c.inbox() if e.alert_id == alert_id]
+    assert (entry.title, entry.kind, entry.problem) == (
+        "Payments for a 4-piperidone shipment", "FUND_FLOW", ""
+    )
+    # The summary was asked for and granted as its own signed request, decided with the item.
+    decided = a.release_requests(include_decided=True)
+    assert sorted((r.item_id, r.target, r.status) for r in decided) == [
+        ("_summary", "agency-c", "APPROVED"),
+        ("consignee", "agency-c", "APPROVED"),
+    ]
+    assert a.release_requests() == []
+
+
+def test_a_second_onward_item_to_the_same_agency_needs_no_second_summary(
+    clients: Callable[[str], Client],
+) -> None:
+    a, b, c = clients("agency-a"), clients("agency-b"), clients("agency-c")
+    alert_id = a.publish(Draft.from_dict(DRAFT)).alert_id
+    first = b.request_release(alert_id, "consignee", reason="joint case", for_agency="agency-c")
+    a.approve(first.request_id)
+    second = b.request_release(alert_id, "bank", reason="joint case", for_agency="agency-c")
+    assert [r.item_id for r in a.release_requests()] == ["bank"]  # the summary is released
+    a.approve(second.request_id)
+    opened = c.open(alert_id)
+    assert {item.id: item.status for item in opened.items} == {
+        "consignee": "VISIBLE", "bank": "VISIBLE"
+    }
+    assert opened.kind == "FUND_FLOW"
+
+
+def test_a_denied_onward_item_takes_its_summary_request_with_it(
+    clients: Callable[[str], Client],
+) -> None:
+    a, b, c = clients("agency-a"), clients("agency-b"), clients("agency-c")
+    alert_id = a.publish(Draft.from_dict(DRAFT)).alert_id
+    onward = b.request_release(alert_id, "consignee", reason="joint case", for_agency="agency-c")
+    a.deny(onward.request_id, reason="not to agency-c")
+    assert a.release_requests() == []
+    with pytest.raises(NotFoundError):
+        c.open(alert_id)
 
 
 def test_revocation_is_acknowledged_by_the_recipient_on_its_next_open(

@@ -18,6 +18,15 @@ cooperation figures from the verified log (``sign_cooperation_report`` signs the
 
 Every failure is an :class:`ExchangeError`; verification failures (tampering) are
 :class:`VerificationError`, never a silent ``False``.
+
+A ``Client`` is safe to share between threads: its trusted checkpoint only moves forward (a
+consistency proof is checked against the checkpoint trusted when the proof was asked for, and
+asked for again if another thread moved it on), and the partner keys, the outbox and the feed
+cursor are shared safely. Processes sharing one profile are safe too (the state files are
+replaced atomically under file locks), but each process needs its own ``Client``: one used in a
+forked child raises :class:`ClientForkedError`, and one used after :meth:`Client.close`
+raises :class:`ClientClosedError` — before anything is sent or written.  One feed subscription
+per profile reads at a time; a second, in any thread or process, is refused at once.
 """
 
 from __future__ import annotations
@@ -49,7 +58,12 @@ from exchange.errors import (
 )
 from exchange_client._internal.cases import CaseView, LinkedAlert
 from exchange_client._internal.client import Client
-from exchange_client._internal.errors import FeedGapError, LogInconsistentError
+from exchange_client._internal.errors import (
+    ClientClosedError,
+    ClientForkedError,
+    FeedGapError,
+    LogInconsistentError,
+)
 from exchange_client._internal.models import (
     AgencyInfo,
     DeliveryRecord,
@@ -68,6 +82,8 @@ __all__ = [
     "CaseView",
     "CertificateError",
     "Client",
+    "ClientClosedError",
+    "ClientForkedError",
     "CommitmentError",
     "ConfigurationError",
     "ConflictError",

@@ -23,6 +23,8 @@ EXPECTED = {
     "DeliveryRecord",
     "FeedGapError",
     "LogInconsistentError",
+    "ClientClosedError",
+    "ClientForkedError",
     "CooperationReport",
     "Figure",
     "CaseView",

@@ -71,6 +71,10 @@ class Client:
     while the hub is unreachable (0: one attempt), unless a call says otherwise, and
     ``on_retry(seconds, error)`` is told of each wait before such a resend.  Use it as a
     context manager, or call :meth:`close`, to close the channel.
+
+    Safe to share between threads (see the package documentation for what is guaranteed); each
+    process needs its own: one used after :meth:`close` raises :class:`ClientClosedError`, one
+    used in a forked child :class:`ClientForkedError`, before anything is sent or written.
     """
 
     def __init__(
@@ -153,7 +157,10 @@ class Client:
     # --- lifetime ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the channel; open feed subscriptions end with it."""
+        """Close the channel; open feed subscriptions end with it.
+
+        Idempotent; any later call raises :class:`ClientClosedError`.
+        """
         self._transport.close()
 
     def __enter__(self) -> Self:
@@ -253,6 +260,7 @@ class Client:
 
         The cursor never moves back; raises if another process holds the profile's feed.
         """
+        self._transport.check_usable()
         self._feed.commit_cursor(sequence)
 
     def cursor(self) -> int:
@@ -301,7 +309,10 @@ class Client:
 
         The signed request names the manifest hash of the version (the latest we may see by
         default).  An item outside this agency's audience is :class:`NotFoundError`, as is one
-        that does not exist.
+        that does not exist.  An onward request also asks for the summary item (title and kind)
+        for ``for_agency``, unless the summary is addressed to it already, so that the item
+        arrives with its alert's summary; the originator's :meth:`approve` or :meth:`deny`
+        decides both.
         """
         return self._release.request_release(
             alert_id,
@@ -321,7 +332,10 @@ class Client:
 
     def approve(self, request_id: str) -> StatementResult:
         """Release the requested item: recover its key from our own grant, wrap it for the
-        request's target (checked against that agency's CA), sign the decision and send both."""
+        request's target (checked against that agency's CA), sign the decision and send both.
+
+        Pending requests for the summary item to the same agency and version, which go with an
+        onward request, are approved with it (:meth:`deny` denies them with it)."""
         return self._release.approve(request_id)
 
     def deny(self, request_id: str, *, reason: str) -> StatementResult:

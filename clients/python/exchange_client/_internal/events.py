@@ -85,7 +85,7 @@ class FeedReader:
 
     def commit_cursor(self, sequence: int) -> None:
         """See :meth:`exchange_client.Client.commit_cursor`."""
-        with self._state.lock_cursor() as lock:
+        with self._state.cursor_guard, self._state.lock_cursor() as lock:
             lock.commit(sequence)
 
     def cursor(self) -> int:

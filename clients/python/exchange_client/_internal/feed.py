@@ -10,6 +10,7 @@ re-delivery after a reconnect harmless: delivery at least once, processing effec
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -19,7 +20,7 @@ import grpc
 
 from exchange.errors import ExchangeError, UnavailableError
 from exchange.v1 import alerts_pb2
-from exchange_client._internal.errors import FeedGapError
+from exchange_client._internal.errors import FeedGapError, check_same_process
 from exchange_client._internal.models import FeedEvent
 from exchange_client._internal.retry import Backoff, RetrySchedule
 from exchange_client._internal.state import CursorLock
@@ -96,6 +97,7 @@ class FeedSubscription(Iterator[FeedEvent]):
         self._call: grpc.CallIterator[alerts_pb2.SubscribeResponse] | None = None
         self._responses: Iterator[alerts_pb2.SubscribeResponse] | None = None
         self._closed = False
+        self._created_in = os.getpid()
 
     @property
     def position(self) -> int:
@@ -108,6 +110,8 @@ class FeedSubscription(Iterator[FeedEvent]):
     def __next__(self) -> FeedEvent:
         if self._closed:
             raise StopIteration
+        # A forked child must not read the parent's stream nor save under its lock.
+        check_same_process(self._created_in, "this feed subscription")
         try:
             self._save_cursor()
             return self._next_entry()
@@ -168,6 +172,8 @@ class FeedSubscription(Iterator[FeedEvent]):
     def _shut_down(self) -> None:
         if not self._closed:
             self._closed = True
+            if os.getpid() != self._created_in:
+                return  # the stream and the lock are the parent's
             self._drop_stream()
             self._lock.release()
 
@@ -175,6 +181,7 @@ class FeedSubscription(Iterator[FeedEvent]):
         """Save the cursor for the last event handed out, stop the stream, release the lock."""
         if self._closed:
             return
+        check_same_process(self._created_in, "this feed subscription")
         try:
             self._save_cursor()
         finally:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from exchange.bulk import gc_paused
 from exchange.errors import InvalidInputError, NotFoundError
 from exchange.match.blinding import (
     TOKEN_LENGTH,
@@ -52,7 +53,8 @@ def read_index(path: Path, *, progress: Progress | None = None) -> list[IndexRow
         if progress is not None:
             progress("reading", done, total)
 
-    return read_index_file(path, progress=report)
+    with gc_paused():
+        return read_index_file(path, progress=report)
 
 
 @dataclass(frozen=True)
@@ -260,9 +262,9 @@ class Matcher(Concern):
         """Add ``rows`` to the index and publish their tokens for ``partners`` (every verified
         partner when none is named).  A partner whose tokens are blinded under keys that are no
         longer current is re-blinded in the same update."""
-        entries, duplicates = _dedupe(rows)
         keys = self._keys(self._publish_for(partners), role="holder")
-        with self._index() as index, index.transaction():
+        with gc_paused(), self._index() as index, index.transaction():
+            entries, duplicates = _dedupe(rows)
             texts = [str(selector) for selector, _ in entries]
             known = index.partners_of(s for s, _ in entries) if index.count() else {}
             updates: dict[str, _PartnerUpdate] = {}
@@ -397,7 +399,7 @@ class Matcher(Concern):
     ) -> IndexChange:
         """Re-blind the tokens of every partner whose keys changed (all named ones with
         ``force``), replacing what the hub holds for them by the index under current keys."""
-        with self._index() as index, index.transaction():
+        with gc_paused(), self._index() as index, index.transaction():
             counts = index.partner_counts()
             involved = [p for p in counts if not partners or p in set(partners)]
             keys = self._keys(involved, role="holder") if involved else {}

@@ -156,18 +156,20 @@ class PartnerDirectory:
     ) -> dict[str, PartnerKeys]:
         """The checked records, fetched again when ``refresh`` is set or the copy held is older
         than ``max_age`` seconds."""
+        held = self._partners
         stale = max_age is not None and time.monotonic() - self.fetched_at > max_age
-        if self._partners is None or refresh or stale:
+        if held is None or refresh or stale:
             response = self._transport.call(
                 self._transport.directory.ListAgencies, directory_pb2.ListAgenciesRequest()
             )
             now = self._clock()
-            self._partners = {
+            held = {
                 record.agency_id: check_record(record, self._profile.partner_cas, now)
                 for record in sorted(response.agencies, key=lambda r: r.agency_id)
             }
-            self.fetched_at = time.monotonic()
-        return self._partners
+            # Replaced whole: a thread sharing the client sees the old copy or the new one.
+            self._partners, self.fetched_at = held, time.monotonic()
+        return held
 
     def latest_keys(self) -> dict[str, AgencyKeys]:
         """Every verified agency's latest key statement (for witness keys)."""

@@ -210,6 +210,7 @@ class Publisher(Concern):
         self, draft: Draft, *, supersedes: str | None = None, retry_seconds: float | None = None
     ) -> Receipt:
         """See :meth:`exchange_client.Client.publish`."""
+        self._transport.check_usable()  # before anything is sealed into the outbox
         flags = draft_flags(self._watchlist(), draft)
         plain = plain_items(draft)
         retry = self.retry_schedule(retry_seconds)
@@ -237,6 +238,7 @@ class Publisher(Concern):
 
     def flush_outbox(self, *, retry_seconds: float | None = None) -> list[Receipt]:
         """See :meth:`exchange_client.Client.flush_outbox`."""
+        self._transport.check_usable()
         self.retry_schedule(retry_seconds)  # refuses a negative budget before anything is sent
         receipts = []
         for entry in self._state.outbox():

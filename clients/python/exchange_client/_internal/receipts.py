@@ -23,7 +23,7 @@ from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.manifests import check_alert_id
 from exchange_client._internal.models import DeliveryRecord, StatementResult, timestamp_or_none
 from exchange_client._internal.signed_calls import send_statement, statement_result
-from exchange_client._internal.state import SentStatements
+from exchange_client._internal.state import KeyedLocks, SentStatements
 
 FEEDBACK_OUTCOMES = ("SEIZED", "NOTHING_FOUND", "INVESTIGATING", "FALSE_POSITIVE")
 """The outcomes a recipient can report with :meth:`Client.feedback`."""
@@ -111,6 +111,8 @@ class Deliveries(Concern):
     def __init__(self, context: ClientContext, *, sent: SentStatements) -> None:
         super().__init__(context)
         self._sent = sent
+        # Threads opening the same version send its receipt once, not once each.
+        self._version_locks = KeyedLocks()
 
     def feedback(
         self, alert_id: str, outcome: str, *, note: str = "", originator: str | None = None
@@ -157,6 +159,11 @@ class Deliveries(Concern):
         the purge of every revoked item once."""
         manifest = opened.manifest
         key = (manifest.originator, manifest.alert_id, manifest.version)
+        with self._version_locks(key):
+            self._send_due(opened, key)
+
+    def _send_due(self, opened: OpenedVersion, key: tuple[str, str, int]) -> None:
+        manifest = opened.manifest
         due = statements_due(
             opened,
             agency_id=self._profile.agency_id,

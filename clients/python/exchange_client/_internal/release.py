@@ -2,22 +2,32 @@
 
 The statements themselves are :mod:`exchange.statements.release`; the rules here are pure: how
 a served request and its decision are checked against each other (:func:`check_request_view`),
-how a request is shown (:func:`release_request`) and how the originator recovers an item key
-from its own grant (:func:`own_item_key`). :class:`ReleaseControls` does the I/O, each
-statement sent through :func:`~exchange_client._internal.signed_calls.send_statement`.
+how a request is shown (:func:`release_request`), how the originator recovers an item key
+from its own grant (:func:`own_item_key`), and which requests carry the alert's summary along
+with an item shared onward (:func:`summary_audience`, :func:`companion_summary_requests`).
+:class:`ReleaseControls` does the I/O, each statement sent through
+:func:`~exchange_client._internal.signed_calls.send_statement`.
+
+An item shared onward arrives with its alert's summary (title and kind), as an item received
+directly does: with an onward request for an item, the requester's client also asks for the
+summary item (``_summary``) for the same agency, unless the summary's audience already holds
+it; when the originator approves or denies the item, the pending summary requests for that
+agency and version are decided with it. Both are signed statements in the log, like any other
+release.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from exchange.crypto.keys import DecryptionKey, VerifyKey
 from exchange.errors import ConflictError, ExchangeError, NotFoundError, VerificationError
 from exchange.statements import release
-from exchange.statements.alert import AlertManifest, ItemHeader, KeyGrant
+from exchange.statements.alert import SUMMARY_ITEM_ID, AlertManifest, ItemHeader, KeyGrant
 from exchange.statements.codec import envelope_from_proto
 from exchange.v1 import alerts_pb2, release_pb2
 from exchange_client._internal.context import Concern
+from exchange_client._internal.manifests import check_alert_id
 from exchange_client._internal.models import ReleaseRequest, StatementResult, timestamp_or_none
 from exchange_client._internal.signed_calls import send_statement, statement_result
 
@@ -106,6 +116,41 @@ def own_item_key(
     raise NotFoundError(f"alert {manifest.alert_id} has no item {item_id!r}")
 
 
+def summary_audience(manifest: AlertManifest, view: alerts_pb2.AlertView) -> tuple[str, ...]:
+    """The audience the version's summary header declares (the header committed to by
+    ``manifest``, verified); empty if the view shows no summary header."""
+    for item_view in view.items:
+        header = ItemHeader.parse(bytes(item_view.header))
+        if header.message.summary and manifest.commits_to(header):
+            return tuple(header.policy.audience)
+    return ()
+
+
+def summary_reason(item_id: str, reason: str) -> str:
+    """The reason given for the summary request that goes with an onward request for
+    ``item_id``."""
+    return f"the alert's title and kind, to go with item {item_id!r} ({reason})"
+
+
+def companion_summary_requests(
+    decided: release.ReleaseRequest, pending: Iterable[release.ReleaseRequest]
+) -> list[release.ReleaseRequest]:
+    """The pending requests for the summary of ``decided``'s alert version to the same agency,
+    when ``decided`` is an onward request for another item: they are decided with it."""
+    message = decided.message
+    if message.item_id == SUMMARY_ITEM_ID or not message.release_to:
+        return []
+    return [
+        request
+        for request in pending
+        if request.message.item_id == SUMMARY_ITEM_ID
+        and request.request_id != decided.request_id
+        and request.target == decided.target
+        and (request.message.originator, request.message.alert_id, request.message.version)
+        == (message.originator, message.alert_id, message.version)
+    ]
+
+
 # --- the I/O --------------------------------------------------------------------------------------
 
 
@@ -124,13 +169,36 @@ class ReleaseControls(Concern):
         version: int | None = None,
     ) -> ReleaseRequest:
         """See :meth:`exchange_client.Client.request_release`."""
-        manifest = self._manifests.visible(alert_id, originator=originator, version=version)
+        view = self._manifests.view(check_alert_id(alert_id), originator=originator, version=version)
+        manifest = self._manifests.verified(
+            view, alert_id=alert_id, originator=originator, version=version
+        )
+        requested = self._send_request(manifest, item_id, reason=reason, release_to=for_agency)
+        if (
+            for_agency
+            and item_id != SUMMARY_ITEM_ID
+            and for_agency not in summary_audience(manifest, view)
+        ):
+            try:
+                self._send_request(
+                    manifest,
+                    SUMMARY_ITEM_ID,
+                    reason=summary_reason(item_id, reason),
+                    release_to=for_agency,
+                )
+            except ConflictError:
+                pass  # released to that agency already, with an earlier onward item
+        return requested
+
+    def _send_request(
+        self, manifest: AlertManifest, item_id: str, *, reason: str, release_to: str | None
+    ) -> ReleaseRequest:
         statement = release.ReleaseRequest.build(
             requester=self._profile.agency_id,
             manifest=manifest,
             item_id=item_id,
             reason=reason,
-            release_to=for_agency or "",
+            release_to=release_to or "",
             created_at=self._clock(),
             key=self._profile.signing_key,
         )
@@ -155,7 +223,17 @@ class ReleaseControls(Concern):
 
     def approve(self, request_id: str) -> StatementResult:
         """See :meth:`exchange_client.Client.approve`."""
-        request = self._pending_request(request_id)
+        request, pending = self._pending_request(request_id)
+        result = self._approve(request)
+        for companion in companion_summary_requests(request, pending):
+            try:
+                self._approve(companion)
+            except ConflictError:
+                pass  # the agency holds the summary already
+        return result
+
+    def _approve(self, request: release.ReleaseRequest) -> StatementResult:
+        request_id = request.request_id
         message = request.message
         view = self._manifests.own_view(message.alert_id, message.version)
         manifest = self._manifests.verified(
@@ -189,7 +267,13 @@ class ReleaseControls(Concern):
 
     def deny(self, request_id: str, *, reason: str) -> StatementResult:
         """See :meth:`exchange_client.Client.deny`."""
-        request = self._pending_request(request_id)
+        request, pending = self._pending_request(request_id)
+        result = self._deny(request, reason)
+        for companion in companion_summary_requests(request, pending):
+            self._deny(companion, reason)
+        return result
+
+    def _deny(self, request: release.ReleaseRequest, reason: str) -> StatementResult:
         decision = release.ReleaseDecision.deny(
             request, reason=reason, created_at=self._clock(), key=self._profile.signing_key
         )
@@ -227,11 +311,16 @@ class ReleaseControls(Concern):
         response = send_statement(self._transport, retraction)
         return statement_result("RETRACTION", manifest, log_index=response.log_index)
 
-    def _pending_request(self, request_id: str) -> release.ReleaseRequest:
+    def _pending_request(
+        self, request_id: str
+    ) -> tuple[release.ReleaseRequest, list[release.ReleaseRequest]]:
+        """The pending request ``request_id`` (verified), and every other pending request."""
         response = self._transport.call(
             self._transport.release.ListRequests,
             release_pb2.ListRequestsRequest(include_decided=True),
         )
+        found: release.ReleaseRequest | None = None
+        pending = []
         for view in response.requests:
             if view.request_id == request_id:
                 statement, listed = check_request_view(view, self._partners.verify_keys_of)
@@ -240,8 +329,19 @@ class ReleaseControls(Concern):
                         f"request {request_id} was already {listed.status.lower()}",
                         reason="ALREADY_DECIDED",
                     )
-                return statement
-        raise NotFoundError(f"no release request {request_id} made of {self._profile.agency_id}")
+                found = statement
+                continue
+            try:
+                statement, listed = check_request_view(view, self._partners.verify_keys_of)
+            except ExchangeError:
+                continue  # decided along with nothing: it is shown, with why, when listed
+            if listed.status == "PENDING":
+                pending.append(statement)
+        if found is None:
+            raise NotFoundError(
+                f"no release request {request_id} made of {self._profile.agency_id}"
+            )
+        return found, pending
 
     def _send_decision(
         self,

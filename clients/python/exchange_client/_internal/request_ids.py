@@ -4,12 +4,23 @@ call and returns; error messages name it (:mod:`exchange_client._internal.status
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 
 from exchange_client._internal.status import REQUEST_ID_METADATA
+
+
+def with_request_id(
+    metadata: Sequence[tuple[str, str]] | None,
+) -> tuple[tuple[str, str], ...]:
+    """``metadata`` with a fresh request id unless it carries one (``grpc.aio`` calls, which
+    the blocking channel's interceptor does not see)."""
+    pairs = tuple(metadata or ())
+    if any(key == REQUEST_ID_METADATA for key, _ in pairs):
+        return pairs
+    return (*pairs, (REQUEST_ID_METADATA, uuid.uuid4().hex))
 
 
 class _Details(grpc.ClientCallDetails):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -71,8 +72,14 @@ class _Details:
     violations: list[FieldViolation] = field(default_factory=list)
 
 
+def _answered(error: grpc.RpcError) -> TypeGuard[grpc.Call]:
+    """Whether ``error`` carries the hub's answer (a blocking call's, or a ``grpc.aio`` one's,
+    which has the same ``code``, ``details`` and ``trailing_metadata``)."""
+    return isinstance(error, grpc.Call | grpc.aio.AioRpcError)
+
+
 def _rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
-    if not isinstance(error, grpc.Call):
+    if not _answered(error):
         return None
     try:
         return rpc_status.from_call(error)
@@ -102,7 +109,7 @@ def _details(status: status_pb2.Status | None) -> _Details:
 
 
 def _code_and_message(error: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
-    if isinstance(error, grpc.Call):
+    if _answered(error):
         return error.code(), error.details() or ""
     return grpc.StatusCode.UNKNOWN, str(error)
 
@@ -125,7 +132,7 @@ REQUEST_ID_METADATA = "x-request-id"
 def _with_request_id(message: str, error: grpc.RpcError) -> str:
     """``message`` naming the request id the hub returned, so its log line can be found."""
     trailers: tuple[tuple[str, str | bytes], ...] = (
-        tuple(error.trailing_metadata() or ()) if isinstance(error, grpc.Call) else ()
+        tuple(error.trailing_metadata() or ()) if _answered(error) else ()
     )
     for key, value in trailers:
         if key == REQUEST_ID_METADATA and isinstance(value, str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from pathlib import Path
 
 from exchange.alerts.watchlist import Watchlist, WatchlistUpdate
@@ -27,6 +28,7 @@ class WatchlistUpdates:
 
     def __init__(self, state_dir: Path) -> None:
         self._path = state_dir / FILE_NAME
+        self._lock = threading.Lock()  # one read-modify-write of the file at a time
 
     def load(self) -> list[WatchlistUpdate]:
         """Every stored update (none if the file does not exist yet)."""
@@ -57,18 +59,19 @@ class WatchlistUpdates:
 
     def record(self, update: WatchlistUpdate) -> None:
         """Store ``update``, replacing an earlier record of the same alert version."""
-        kept = [u for u in self.load() if u.reference != update.reference]
-        kept.append(update)
-        records = [
-            {
-                "agency_id": u.agency_id,
-                "sequence": u.sequence,
-                "reference": u.reference,
-                "entries": [base64.b64encode(encode(e)).decode("ascii") for e in u.entries],
-            }
-            for u in kept
-        ]
-        write_atomically(self._path, json.dumps(records, indent=1).encode("utf-8"))
+        with self._lock:
+            kept = [u for u in self.load() if u.reference != update.reference]
+            kept.append(update)
+            records = [
+                {
+                    "agency_id": u.agency_id,
+                    "sequence": u.sequence,
+                    "reference": u.reference,
+                    "entries": [base64.b64encode(encode(e)).decode("ascii") for e in u.entries],
+                }
+                for u in kept
+            ]
+            write_atomically(self._path, json.dumps(records, indent=1).encode("utf-8"))
 
     def merged(self) -> Watchlist:
         """The shipped watchlist with every stored update applied."""

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -114,6 +115,12 @@ class Auditor:
 
     ``partner_keys`` returns every agency's latest key statement verified against this profile's
     CAs (for witness keys); ``signing_keys`` every agency's verify keys (for statements).
+
+    Safe to share between threads: the trusted checkpoint, the events awaiting proof and the
+    cosignature spacing change only under one lock, which is never held across a call to the
+    hub. A checkpoint is proven against the trusted one as it was read before the call; if
+    another thread moved the trusted checkpoint meanwhile, the proof is asked for again against
+    the new one, so a stale proof never decides and the trusted checkpoint only moves forward.
     """
 
     def __init__(
@@ -149,6 +156,7 @@ class Auditor:
         # slowed by one cosignature round trip per event.
         self._uncosigned: Checkpoint | None = None
         self._last_cosigned: float | None = None
+        self._lock = threading.RLock()
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -164,16 +172,17 @@ class Auditor:
             ) from e
 
     def _checkpoints(self) -> CheckpointVerifier:
-        if self._verifier is None:
-            stored = self._store.load()
-            try:
-                self._verifier = CheckpointVerifier(self.log_key, trusted_note=stored)
-            except (VerificationError, InvalidInputError) as e:
-                raise ConfigurationError(
-                    f"{self._store.path}: the stored checkpoint does not verify under the "
-                    f"profile's checkpoint key: {e.message}"
-                ) from e
-        return self._verifier
+        with self._lock:
+            if self._verifier is None:
+                stored = self._store.load()
+                try:
+                    self._verifier = CheckpointVerifier(self.log_key, trusted_note=stored)
+                except (VerificationError, InvalidInputError) as e:
+                    raise ConfigurationError(
+                        f"{self._store.path}: the stored checkpoint does not verify under the "
+                        f"profile's checkpoint key: {e.message}"
+                    ) from e
+            return self._verifier
 
     @property
     def trusted(self) -> SignedCheckpoint | None:
@@ -209,27 +218,42 @@ class Auditor:
         """
         verifier = self._checkpoints()
         signed = open_checkpoint(note, self.log_key, origin=self.log_key.name)
-        before = verifier.trusted
-        proof: list[bytes] = []
-        if before is not None:
-            proof = self._proof_to_trusted(before.checkpoint, signed.checkpoint, consistency)
-        accepted = verifier.accept(note, proof)
-        if verifier.trusted_note == note and verifier.trusted is not None:
-            self._store.save(verifier.trusted, note)
-            if before is None or accepted.checkpoint.size > before.checkpoint.size:
-                self._uncosigned = accepted.checkpoint
+        while True:
+            with self._lock:
+                before = verifier.trusted
+            # The proof is asked for without the lock (other threads go on meanwhile) ...
+            proof: list[bytes] = []
+            if before is not None:
+                proof = self._proof_to_trusted(before.checkpoint, signed.checkpoint, consistency)
+            with self._lock:
+                # ... and decides only if it still runs from the trusted checkpoint: when
+                # another thread has moved that on, it is asked for again from the new one.
+                if verifier.trusted is not before:
+                    continue
+                accepted = verifier.accept(note, proof)
+                grown = before is None or accepted.checkpoint.size > before.checkpoint.size
+                keep = verifier.trusted_note == note and verifier.trusted is not None
+                if keep and grown:
+                    self._uncosigned = accepted.checkpoint
+            break
+        if keep:
+            # Saved outside the lock: the store keeps the larger of two saves (so the file only
+            # moves forward), and threads saving side by side share the flush of the rename.
+            # It is durable before this returns, before anything is proven under it.
+            self._store.save(accepted, note, grown=grown)
         self._cosign_when_due(cosign_spacing)
         return accepted
 
     def _cosign_when_due(self, spacing: float) -> None:
         """Cosign the newest verified checkpoint unless one went out less than ``spacing`` ago."""
-        if self._uncosigned is None:
-            return
-        now = time.monotonic()
-        if self._last_cosigned is not None and now - self._last_cosigned < spacing:
-            return
-        checkpoint, self._uncosigned = self._uncosigned, None
-        self._last_cosigned = now
+        with self._lock:
+            if self._uncosigned is None:
+                return
+            now = time.monotonic()
+            if self._last_cosigned is not None and now - self._last_cosigned < spacing:
+                return
+            checkpoint, self._uncosigned = self._uncosigned, None
+            self._last_cosigned = now
         self._cosign(checkpoint)
 
     def _proof_to_trusted(
@@ -279,7 +303,8 @@ class Auditor:
             self._transport.audit.SubmitCosignature,
             audit_pb2.SubmitCosignatureRequest(checkpoint=text, cosignature=line),
         )
-        self._own_cosignatures[text] = line
+        with self._lock:
+            self._own_cosignatures[text] = line
 
     def _witnesses(self) -> list[CosignatureVerifier]:
         witnesses = []
@@ -464,7 +489,8 @@ class Auditor:
     def await_proof(self, event: alerts_pb2.FeedEvent) -> None:
         """Keep a delivered feed event until a verified checkpoint covers it (kept here, not in
         the stream, so that a reconnection does not forget it)."""
-        self._awaiting_proof.append(event)
+        with self._lock:
+            self._awaiting_proof.append(event)
 
     def prove_awaiting(
         self, checkpoint: Checkpoint, proofs: Iterable[alerts_pb2.EventProof] = ()
@@ -477,11 +503,12 @@ class Auditor:
             for proof in proofs
             if proof.inclusion.tree_size == checkpoint.size
         }
-        waiting = []
-        for event in self._awaiting_proof:
-            if event.log_index >= checkpoint.size:
-                waiting.append(event)
-                continue
+        with self._lock:
+            covered = [e for e in self._awaiting_proof if e.log_index < checkpoint.size]
+            self._awaiting_proof = [
+                e for e in self._awaiting_proof if e.log_index >= checkpoint.size
+            ]
+        for event in covered:
             body = logged_event(event)
             proof = given.get(event.log_index)
             if proof is None:
@@ -491,7 +518,6 @@ class Auditor:
                 self._check_inclusion(
                     checkpoint, event.log_index, body, hashes, leaf=bytes(proof.leaf)
                 )
-        self._awaiting_proof = waiting
 
     # --- the whole log --------------------------------------------------------------------------------
 
