@@ -398,6 +398,9 @@ def rotate_encryption_key(
     profile = load_profile(exchange_dir / "agencies" / agency)
     ca_key = pki.load_tls_private_key_pem(profile.config.paths.ca_key.read_bytes())
     new_key = DecryptionKey.generate()
+    # Past statement 1, made at init within this second (the frozen clock has whole seconds, a
+    # statement dated before its predecessor is refused as a rollback).
+    clock.advance(seconds=1)
     now = clock()
     certificate = pki.issue_key_certificate(
         ca_key, profile.ca_certificate, agency, new_key.public_key.native, "encryption", now=now
