@@ -27,6 +27,20 @@ replaced atomically under file locks), but each process needs its own ``Client``
 forked child raises :class:`ClientForkedError`, and one used after :meth:`Client.close`
 raises :class:`ClientClosedError` — before anything is sent or written.  One feed subscription
 per profile reads at a time; a second, in any thread or process, is refused at once.
+
+:class:`AsyncClient` is the client for agency services written with asyncio, on ``grpc.aio``::
+
+    async with AsyncClient(Profile.load("agencies/us-dea")) as client:
+        agencies = await client.agencies()
+        request = await client.request_release(alert_id, "bank-records", reason="hearing")
+        report = await client.auditor.verify()
+
+Its methods are coroutines running the very operations ``Client`` runs (each written once, as
+steps that either client drives over its transport), on the same state files: ``agencies``,
+``request_release``, ``release_requests``, ``approve``, ``deny``, ``revoke``, ``retract``,
+and the audit calls ``auditor.summary``, ``auditor.verify``, ``auditor.history`` and
+``auditor.compare``. Publishing, the inbox, opening and the feed are ``Client``'s only for
+now.
 """
 
 from __future__ import annotations
@@ -56,6 +70,7 @@ from exchange.errors import (
     UnknownKeyError,
     VerificationError,
 )
+from exchange_client._internal.async_client import AsyncClient
 from exchange_client._internal.cases import CaseView, LinkedAlert
 from exchange_client._internal.client import Client
 from exchange_client._internal.errors import (
@@ -79,6 +94,7 @@ from exchange_client._internal.profile import Profile
 
 __all__ = [
     "AgencyInfo",
+    "AsyncClient",
     "CaseView",
     "CertificateError",
     "Client",

@@ -66,6 +66,18 @@ def call(service: str, method: str, request: Any, *, metadata: Metadata | None =
     return response
 
 
+def done(value: T) -> Steps[T]:
+    """The operation of no step: ``value`` at once."""
+    yield from ()
+    return value
+
+
+def publish_bytes(request: bytes, *, metadata: Metadata) -> Steps[Any]:
+    """The one-step operation: the hub's answer to a sealed ``PublishRequest`` sent as saved."""
+    response = yield PublishBytes(request, metadata)
+    return response
+
+
 def sleep(seconds: float) -> Steps[None]:
     """The one-step operation: a wait."""
     yield Sleep(seconds)
@@ -93,6 +105,22 @@ def run(
                 wait(step.seconds)
         except Exception as e:  # noqa: BLE001 - thrown into the operation at its yield
             error = e
+
+
+def run_blocking(
+    steps: Steps[T], transport: Transport | AsyncTransport, *, wait: Callable[[float], None] = time.sleep
+) -> T:
+    """:func:`run`, for a part shared by both clients that was handed either transport: only a
+    blocking one can drive a blocking call (an ``AsyncClient`` awaits the steps instead)."""
+    from exchange_client._internal.transport import Transport
+
+    if not isinstance(transport, Transport):
+        steps.close()
+        raise TypeError(
+            "a blocking call on an asynchronous transport: await the operation's steps "
+            "with run_async"
+        )
+    return run(steps, transport, wait=wait)
 
 
 async def run_async(steps: Steps[T], transport: AsyncTransport) -> T:

@@ -28,12 +28,11 @@ from typing import Self
 
 from exchange.alerts.draft import Draft
 from exchange.audit.cooperation import CooperationReport
-from exchange_client._internal.audit import Auditor, Progress
+from exchange_client._internal.audit import Progress
 from exchange_client._internal.cases import JointCases
-from exchange_client._internal.context import ClientContext
+from exchange_client._internal.context import wire
 from exchange_client._internal.events import FeedReader
 from exchange_client._internal.feed import FeedSubscription, Reconnecting
-from exchange_client._internal.manifests import Manifests
 from exchange_client._internal.matching import Matcher
 from exchange_client._internal.models import (
     AgencyInfo,
@@ -46,7 +45,7 @@ from exchange_client._internal.models import (
     StatementResult,
 )
 from exchange_client._internal.opening import Opener
-from exchange_client._internal.partners import PartnerDirectory, agency_info
+from exchange_client._internal.partners import agency_info
 from exchange_client._internal.profile import Profile
 from exchange_client._internal.publishing import PUBLISH_RETRY_SECONDS, Publisher, Retrying
 from exchange_client._internal.receipts import Deliveries
@@ -95,30 +94,10 @@ class Client:
         self._monotonic: Callable[[], float] = time.monotonic
         self._transport = Transport.secure(profile, target=self.target, timeout=timeout)
         self._state = ClientState(profile.state_dir)
-        self._partners = PartnerDirectory(self._transport, profile, clock=self._clock)
+        context = wire(self._transport, profile, clock=self._clock)
+        self._partners = context.partners
         # The audit log: checkpoints, inclusion proofs, cosignatures (see _internal/audit/).
-        self.auditor = Auditor(
-            self._transport,
-            agency_id=profile.agency_id,
-            state_dir=profile.state_dir,
-            checkpoint_verifier_key=profile.checkpoint_verifier_key,
-            witness_key=profile.witness_key,
-            clock=self._clock,
-            partner_keys=self._partners.latest_keys,
-            signing_keys=self._partners.signing_keys,
-            require_cosigners=profile.require_cosigners,
-            max_cosignature_age_seconds=profile.max_cosignature_age_seconds,
-        )
-        context = ClientContext(
-            transport=self._transport,
-            profile=profile,
-            partners=self._partners,
-            manifests=Manifests(
-                self._transport, self._partners, self.auditor, agency_id=profile.agency_id
-            ),
-            auditor=self.auditor,
-            clock=self._clock,
-        )
+        self.auditor = context.auditor
         self._release = ReleaseControls(context)
         self.matching = Matcher(context)
         """Private hit/no-hit matching: this agency's index, its queries, the hits on it."""

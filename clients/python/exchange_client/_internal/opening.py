@@ -27,6 +27,7 @@ from exchange.statements.sealing import (
 )
 from exchange.v1 import alerts_pb2, payloads_pb2
 from exchange_client._internal.audit import logged_envelope
+from exchange_client._internal.calls import call
 from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.manifests import check_answer, claimed_originator
 from exchange_client._internal.models import (
@@ -197,9 +198,8 @@ class Opener(Concern):
 
     def inbox(self, *, limit: int = 100) -> list[InboxEntry]:
         """See :meth:`exchange_client.Client.inbox`."""
-        response = self._transport.call(
-            self._transport.alerts.ListAlerts,
-            alerts_pb2.ListAlertsRequest(include_own=False, limit=limit),
+        response = self._run(
+            call("alerts", "ListAlerts", alerts_pb2.ListAlertsRequest(include_own=False, limit=limit))
         )
         entries = []
         for summary in response.alerts:
@@ -238,7 +238,7 @@ class Opener(Concern):
         request = alerts_pb2.GetAlertRequest(
             alert_id=alert_id, originator=originator or "", version=version or 0
         )
-        view = self._transport.call(self._transport.alerts.GetAlert, request)
+        view = self._run(call("alerts", "GetAlert", request))
         opened = open_version(
             view,
             recipient=self._profile.agency_id,

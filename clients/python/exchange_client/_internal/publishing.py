@@ -36,6 +36,7 @@ from exchange.statements.publish import KNOWN_LOG_SIZE_METADATA
 from exchange.statements.sealing import PlainItem, seal_alert, summary_item
 from exchange.v1 import alerts_pb2, statements_pb2
 from exchange_client._internal.audit import logged_manifest
+from exchange_client._internal.calls import publish_bytes
 from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.manifests import check_alert_id
 from exchange_client._internal.models import Receipt, timestamp_or_none
@@ -376,10 +377,15 @@ class Publisher(Concern):
         while True:
             try:
                 trusted = self._auditor.trusted
-                return self._transport.publish_bytes(
-                    request,
-                    metadata=known_log_size(None if trusted is None else trusted.checkpoint.size),
+                response: alerts_pb2.PublishResponse = self._run(
+                    publish_bytes(
+                        request,
+                        metadata=known_log_size(
+                            None if trusted is None else trusted.checkpoint.size
+                        ),
+                    )
                 )
+                return response
             except UnavailableError as e:
                 if not schedule.wait(functools.partial(self._announce_retry, e)):
                     tries = schedule.failures

@@ -19,10 +19,11 @@ from exchange.statements.alert import AlertManifest, ItemHeader
 from exchange.statements.codec import envelope_from_proto
 from exchange.statements.sealing import INVALID, REVOKED, VISIBLE, WITHHELD, OpenedVersion
 from exchange.v1 import release_pb2, statements_pb2
+from exchange_client._internal.calls import call
 from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.manifests import check_alert_id
 from exchange_client._internal.models import DeliveryRecord, StatementResult, timestamp_or_none
-from exchange_client._internal.signed_calls import send_statement, statement_result
+from exchange_client._internal.signed_calls import statement_call, statement_result
 from exchange_client._internal.state import KeyedLocks, SentStatements
 
 FEEDBACK_OUTCOMES = ("SEIZED", "NOTHING_FOUND", "INVESTIGATING", "FALSE_POSITIVE")
@@ -131,7 +132,7 @@ class Deliveries(Concern):
             created_at=self._clock(),
             key=self._profile.signing_key,
         )
-        response = send_statement(self._transport, statement)
+        response = self._run(statement_call(statement))
         return statement_result(
             "FEEDBACK", manifest, log_index=response.log_index, outcome=outcome.upper()
         )
@@ -148,7 +149,7 @@ class Deliveries(Concern):
             created_at=self._clock(),
             key=self._profile.signing_key,
         )
-        response = send_statement(self._transport, ack)
+        response = self._run(statement_call(ack))
         self._sent.record_purge_ack(originator, alert_id, version, item_id)
         return statement_result(
             "PURGE_ACK", manifest, log_index=response.log_index, item_id=item_id
@@ -185,14 +186,17 @@ class Deliveries(Concern):
             created_at=self._clock(),
             key=self._profile.signing_key,
         )
-        send_statement(self._transport, receipt)
+        self._run(statement_call(receipt))
         self._sent.record_receipt(*key, set(opened_hashes))
 
     def receipts(self, alert_id: str) -> list[DeliveryRecord]:
         """See :meth:`exchange_client.Client.receipts`."""
-        response = self._transport.call(
-            self._transport.release.ListReceipts,
-            release_pb2.ListReceiptsRequest(alert_id=check_alert_id(alert_id)),
+        response = self._run(
+            call(
+                "release",
+                "ListReceipts",
+                release_pb2.ListReceiptsRequest(alert_id=check_alert_id(alert_id)),
+            )
         )
         versions: dict[int, tuple[AlertManifest, dict[bytes, str]]] = {}
 
