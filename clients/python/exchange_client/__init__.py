@@ -31,16 +31,20 @@ per profile reads at a time; a second, in any thread or process, is refused at o
 :class:`AsyncClient` is the client for agency services written with asyncio, on ``grpc.aio``::
 
     async with AsyncClient(Profile.load("agencies/us-dea")) as client:
-        agencies = await client.agencies()
+        receipt = await client.publish(Draft.from_file("alert.yaml"))
+        entries = await client.inbox()
         request = await client.request_release(alert_id, "bank-records", reason="hearing")
         report = await client.auditor.verify()
+        async for event in client.watch():
+            ...
 
 Its methods are coroutines running the very operations ``Client`` runs (each written once, as
-steps that either client drives over its transport), on the same state files: ``agencies``,
-``request_release``, ``release_requests``, ``approve``, ``deny``, ``revoke``, ``retract``,
-and the audit calls ``auditor.summary``, ``auditor.verify``, ``auditor.history`` and
-``auditor.compare``. Publishing, the inbox, opening and the feed are ``Client``'s only for
-now.
+steps that either client drives over its transport), on the same state files: ``publish``,
+``flush_outbox``, ``inbox``, ``open``, ``events``, ``commit_cursor``, ``cursor``, ``agencies``, ``request_release``, ``release_requests``,
+``approve``, ``deny``, ``revoke``, ``retract``, ``feedback``, ``acknowledge_purge``,
+``receipts``, ``close``, and the audit calls ``auditor.summary``, ``auditor.verify``,
+``auditor.history`` and ``auditor.compare``; ``watch`` is ``Client.subscribe`` as an async
+iterator. Joint cases, matching and the cooperation report are ``Client``'s only for now.
 """
 
 from __future__ import annotations

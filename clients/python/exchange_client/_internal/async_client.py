@@ -11,20 +11,35 @@ profile's ``state/``) are therefore shared, rule for rule, with ``Client``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self, TypeVar
 
+from exchange.alerts.draft import Draft
 from exchange.audit.verify import VerificationReport
 from exchange_client._internal.audit import Auditor, Progress
 from exchange_client._internal.audit.results import CheckpointSummary, Comparison, HistoryEntry
 from exchange_client._internal.calls import Steps, run_async
+from exchange_client._internal.concerns import Concerns
 from exchange_client._internal.context import wire
-from exchange_client._internal.models import AgencyInfo, ReleaseRequest, StatementResult
+from exchange_client._internal.events import FeedReader
+from exchange_client._internal.feed import AsyncFeedSubscription, Reconnecting
+from exchange_client._internal.models import (
+    AgencyInfo,
+    DeliveryRecord,
+    FeedEvent,
+    InboxEntry,
+    OpenedAlert,
+    Receipt,
+    ReleaseRequest,
+    StatementResult,
+)
 from exchange_client._internal.partners import agency_info
 from exchange_client._internal.profile import Profile
-from exchange_client._internal.release import ReleaseControls
+from exchange_client._internal.publishing import PUBLISH_RETRY_SECONDS, Retrying
+from exchange_client._internal.state import ClientState
 from exchange_client._internal.transport import AsyncTransport
 
 T = TypeVar("T")
@@ -32,6 +47,10 @@ T = TypeVar("T")
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _no_blocking_sleep(seconds: float) -> None:
+    raise AssertionError("an AsyncClient awaits its waits as steps; it never sleeps blocking")
 
 
 class AsyncAuditor:
@@ -66,7 +85,8 @@ class AsyncAuditor:
 class AsyncClient:
     """A ``grpc.aio`` connection to the hub acting as the agency of ``profile``.
 
-    ``hub``, ``clock`` and ``timeout`` as for :class:`~exchange_client.Client`. Use it as an
+    ``hub``, ``clock``, ``timeout``, ``retry_seconds`` and ``on_retry`` as for
+    :class:`~exchange_client.Client` (a publish's waits between attempts are awaited). Use it as an
     async context manager, or await :meth:`close`. Every method is a coroutine running the
     same operation as the ``Client`` method of the same name; ``auditor`` holds the audit calls
     (:class:`AsyncAuditor`). One ``AsyncClient`` belongs to one event loop (``grpc.aio``'s
@@ -80,6 +100,8 @@ class AsyncClient:
         hub: str | None = None,
         clock: Callable[[], datetime] | None = None,
         timeout: float = 10.0,
+        retry_seconds: float = PUBLISH_RETRY_SECONDS,
+        on_retry: Retrying | None = None,
     ) -> None:
         self.profile = profile
         self.target = hub or profile.hub_address
@@ -89,7 +111,26 @@ class AsyncClient:
         self._partners = context.partners
         self.auditor = AsyncAuditor(context.auditor, self._transport)
         """The audit calls: checkpoint, whole-log verification, history, comparison."""
-        self._release = ReleaseControls(context)
+        state = ClientState(profile.state_dir)
+        concerns = Concerns.wire(
+            context,
+            state=state,
+            sleep=_no_blocking_sleep,
+            monotonic=time.monotonic,
+            retry_seconds=retry_seconds,
+            on_retry=on_retry,
+        )
+        self._publisher = concerns.publisher
+        self._feed = FeedReader(
+            self._transport,
+            state=state,
+            auditor=context.auditor,
+            sleep=_no_blocking_sleep,
+            monotonic=time.monotonic,
+        )
+        self._release = concerns.release
+        self._deliveries = concerns.deliveries
+        self._opener = concerns.opener
 
     async def _run(self, steps: Steps[T]) -> T:
         return await run_async(steps, self._transport)
@@ -117,6 +158,77 @@ class AsyncClient:
         """See :meth:`exchange_client.Client.agencies`."""
         partners = await self._run(self._partners.fetch(refresh=True))
         return [agency_info(p) for p in partners.values()]
+
+    # --- publishing -----------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        draft: Draft,
+        *,
+        supersedes: str | None = None,
+        retry_seconds: float | None = None,
+    ) -> Receipt:
+        """See :meth:`exchange_client.Client.publish`: the same outbox in the profile's
+        ``state/outbox/``, the same resends with the same bytes, the waits awaited."""
+        return await self._run(
+            self._publisher.publish_steps(
+                draft, supersedes=supersedes, retry_seconds=retry_seconds
+            )
+        )
+
+    async def flush_outbox(self, *, retry_seconds: float | None = None) -> list[Receipt]:
+        """See :meth:`exchange_client.Client.flush_outbox`."""
+        return await self._run(self._publisher.flush_outbox_steps(retry_seconds=retry_seconds))
+
+    # --- reading --------------------------------------------------------------------------------
+
+    async def inbox(self, *, limit: int = 100) -> list[InboxEntry]:
+        """See :meth:`exchange_client.Client.inbox`."""
+        return await self._run(self._opener.inbox_steps(limit=limit))
+
+    async def open(
+        self, alert_id: str, *, originator: str | None = None, version: int | None = None
+    ) -> OpenedAlert:
+        """See :meth:`exchange_client.Client.open` (receipts and purge acknowledgements are sent
+        as ``Client`` sends them)."""
+        return await self._run(
+            self._opener.open_steps(alert_id, originator=originator, version=version)
+        )
+
+    # --- the feed -------------------------------------------------------------------------------
+
+    async def events(self, after: int | None = None, *, limit: int = 100) -> list[FeedEvent]:
+        """See :meth:`exchange_client.Client.events`."""
+        return await self._run(self._feed.events_steps(after, limit=limit))
+
+    async def commit_cursor(self, sequence: int) -> None:
+        """See :meth:`exchange_client.Client.commit_cursor`."""
+        self._transport.check_usable()
+        self._feed.commit_cursor(sequence)
+
+    async def cursor(self) -> int:
+        """See :meth:`exchange_client.Client.cursor`."""
+        return self._feed.cursor()
+
+    def watch(
+        self,
+        after: int | None = None,
+        *,
+        heartbeats: bool = False,
+        give_up_after: float | None = None,
+        on_reconnect: Reconnecting | None = None,
+    ) -> AsyncFeedSubscription:
+        """Stream the feed from ``after`` (default: the saved cursor) as an async iterator:
+        ``async for event in client.watch(): ...``.
+
+        :meth:`exchange_client.Client.subscribe`'s subscription, each event awaited: the same
+        catch-up then live delivery, reconnections (waits awaited), gap checks, proofs in the
+        log, and cursor saves (use ``async with`` to save the last event on a clean exit). It
+        takes the profile's cursor lock at once, shared with ``Client``: one reader per profile.
+        """
+        return self._feed.watch(
+            after, heartbeats=heartbeats, give_up_after=give_up_after, on_reconnect=on_reconnect
+        )
 
     # --- release controls -------------------------------------------------------------------
 
@@ -169,3 +281,27 @@ class AsyncClient:
     async def retract(self, alert_id: str, *, reason: str) -> StatementResult:
         """See :meth:`exchange_client.Client.retract`."""
         return await self._run(self._release.retract_steps(alert_id, reason=reason))
+
+    # --- receipts and feedback ------------------------------------------------------------------
+
+    async def feedback(
+        self, alert_id: str, outcome: str, *, note: str = "", originator: str | None = None
+    ) -> StatementResult:
+        """See :meth:`exchange_client.Client.feedback`."""
+        return await self._run(
+            self._deliveries.feedback_steps(alert_id, outcome, note=note, originator=originator)
+        )
+
+    async def receipts(self, alert_id: str) -> list[DeliveryRecord]:
+        """See :meth:`exchange_client.Client.receipts`."""
+        return await self._run(self._deliveries.receipts_steps(alert_id))
+
+    async def acknowledge_purge(
+        self, alert_id: str, item_id: str, *, originator: str, version: int
+    ) -> StatementResult:
+        """See :meth:`exchange_client.Client.acknowledge_purge`."""
+        return await self._run(
+            self._deliveries.acknowledge_purge_steps(
+                alert_id, item_id, originator=originator, version=version
+            )
+        )

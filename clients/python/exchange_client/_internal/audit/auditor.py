@@ -561,6 +561,27 @@ class Auditor:
         """
         return cast("grpc.CallIterator[alerts_pb2.SubscribeResponse]", AuditedStream(call, self))
 
+    def audit_response(self, response: alerts_pb2.SubscribeResponse) -> None:
+        """:meth:`audit_response_steps`, run over the blocking transport."""
+        self._run(self.audit_response_steps(response))
+
+    def audit_response_steps(self, response: alerts_pb2.SubscribeResponse) -> Steps[None]:
+        """Verify one response of a feed stream as it passes: a heartbeat's checkpoint is
+        accepted (consistency proof, saved, cosigned) and the events it covers proven; an event
+        waits until a verified checkpoint covers it (a feed event's logged body is the event
+        without its log index)."""
+        kind = response.WhichOneof("message")
+        if kind == "event":
+            self.await_proof(response.event)
+        elif kind == "heartbeat" and response.heartbeat.checkpoint:
+            heartbeat = response.heartbeat
+            signed = yield from self.accept_steps(
+                heartbeat.checkpoint,
+                cosign_spacing=COSIGN_SPACING_SECONDS,
+                consistency=heartbeat.consistency if heartbeat.HasField("consistency") else None,
+            )
+            yield from self.prove_awaiting_steps(signed.checkpoint, heartbeat.event_proofs)
+
     def await_proof(self, event: alerts_pb2.FeedEvent) -> None:
         """Keep a delivered feed event until a verified checkpoint covers it (kept here, not in
         the stream, so that a reconnection does not forget it)."""
