@@ -383,6 +383,8 @@ class _Tally:
     references: int = 0
     feed_events: dict[int, int] = field(default_factory=dict)
     """The reader's feed sequence numbers seen in bodies, to the index of their leaf."""
+    key_statements: dict[tuple[str, int], dict[bytes, int]] = field(default_factory=dict)
+    """(agency, key number) -> statement hash -> the first leaf that logged it."""
 
 
 def verify_log(
@@ -442,6 +444,7 @@ def verify_log(
         if leaf is not None:
             _check_body(index, leaf, body, signing_keys or {}, reader, tally)
     feed_sequence = _check_feed(tally, reader)
+    _check_key_forks(tally)
     tally.failures.sort(key=lambda f: -1 if f.index is None else f.index)
     return VerificationReport(
         size=size,
@@ -647,10 +650,32 @@ def _references(
             f"the {entry_type} statement names {named!r} but is signed by {signer!r}",
             reason="SIGNER_MISMATCH",
         )
+    if entry_type == leaves.AGENCY_KEYS:
+        number = int(getattr(message, "key_number"))  # noqa: B009
+        statement_hash = hashlib.sha256(envelope.payload).digest()
+        logged = tally.key_statements.setdefault((named, number), {})
+        logged.setdefault(statement_hash, index)
+        return [named, str(number)]
     alert_fields = ("originator", "alert_id", "version")
     if not all(name in message.DESCRIPTOR.fields_by_name for name in alert_fields):
         return None  # a statement that does not name its alert (a decision names the request)
     return [str(getattr(message, name)) for name in alert_fields]
+
+
+def _check_key_forks(tally: _Tally) -> None:
+    """Two different key statements logged under one agency and number: the hub showed
+    partners different keys (DESIGN §4.1)."""
+    for (agency, number), logged in sorted(tally.key_statements.items()):
+        if len(logged) > 1:
+            indices = sorted(logged.values())
+            tally.failures.append(
+                LogFailure(
+                    "KEY_SEQUENCE_FORK",
+                    f"{agency!r} has {len(logged)} different key statements number {number} "
+                    f"in the log (entries {', '.join(map(str, indices))})",
+                    indices[1],
+                )
+            )
 
 
 def _verify_signature(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from concurrent import futures
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
@@ -18,10 +21,11 @@ from exchange.crypto.notes import NoteSigner
 from exchange.errors import ConfigurationError
 from exchange.hub.audit_service import AuditServicer
 from exchange.hub.background import Checkpointer, ReleaseSweeper, ReplicaListener
+from exchange.hub.blocking import BLOCKING_WORKERS
 from exchange.hub.config import HubConfig
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import GuardInterceptor
-from exchange.hub.health import DatabaseProbe, serve_health_port
+from exchange.hub.health import AsyncHealth, DatabaseProbe, serve_health_port
 from exchange.hub.init import read_public_bundle
 from exchange.hub.log_state import LogStateFile
 from exchange.hub.match_service import MatchServicer
@@ -59,6 +63,22 @@ log = logging.getLogger(__name__)
 # answer with details from the application rather than a bare RESOURCE_EXHAUSTED from grpc core.
 TRANSPORT_MESSAGE_LIMIT = 64 * 1024 * 1024
 
+MAXIMUM_CONCURRENT_RPCS = 1024
+"""Calls served at once (open feed streams included: each holds a coroutine, not a thread)."""
+
+T = TypeVar("T")
+
+
+SERVICE_NAMES = (
+    directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
+    alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
+    release_pb2.DESCRIPTOR.services_by_name["ReleaseService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    match_pb2.DESCRIPTOR.services_by_name["MatchService"].full_name,
+    health.SERVICE_NAME,
+    reflection.SERVICE_NAME,
+)
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -90,14 +110,20 @@ def import_registry(
 
 
 class Hub:
-    """One hub replica.  ``start()`` binds and serves; ``stop()`` drains and closes."""
+    """One hub replica.  ``start()`` binds and serves; ``stop()`` drains and closes.
+
+    The gRPC server is ``grpc.aio``'s, on an event loop in a thread of its own (``hub-loop``), so
+    ``start``, ``stop`` and the rest stay plain calls for the command line and the tests. Store
+    transactions run on that loop's executor of ``max_workers`` threads
+    (:mod:`exchange.hub.blocking`).
+    """
 
     def __init__(
         self,
         config: HubConfig,
         *,
         clock: Callable[[], datetime] = utc_now,
-        max_workers: int = 64,
+        max_workers: int = BLOCKING_WORKERS,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -107,7 +133,11 @@ class Hub:
         self.directory = AgencyDirectory(self.db, clock=clock)
         self.release_sweeper = ReleaseSweeper(self.db, self.notifier, clock=clock)
         self._max_workers = max_workers
-        self._server: grpc.Server | None = None
+        self._server: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._executor: futures.ThreadPoolExecutor | None = None
+        self._stopped = threading.Event()
         self._health = health.HealthServicer()
         self.metrics = HubMetrics()
         self.metrics.watch_store(self.db, clock=clock)
@@ -215,53 +245,18 @@ class Hub:
             checkpointer=self.checkpointer,
             sweep_on_read=self.release_sweeper.sweep_on_read,
         )
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="hub"),
-            # Observed first, so every call is counted and logged with the status it got.
-            interceptors=[
-                ObservingInterceptor(CallObserver(self.metrics)),
-                GuardInterceptor(self.directory),
-            ],
-            options=[
-                ("grpc.max_receive_message_length", TRANSPORT_MESSAGE_LIMIT),
-                ("grpc.max_send_message_length", TRANSPORT_MESSAGE_LIMIT),
-                # No port sharing: a second hub on this address fails instead of splitting
-                # the traffic with the first.
-                ("grpc.so_reuseport", 0),
-            ],
-            maximum_concurrent_rpcs=self._max_workers * 4,
-        )
-        directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(context), server)
-        alerts_pb2_grpc.add_AlertServiceServicer_to_server(AlertServicer(context), server)
-        release_pb2_grpc.add_ReleaseServiceServicer_to_server(ReleaseServicer(context), server)
-        audit_pb2_grpc.add_AuditServiceServicer_to_server(
-            AuditServicer(self.db, clock=self.clock), server
-        )
-        match_pb2_grpc.add_MatchServiceServicer_to_server(MatchServicer(context, metrics=self.metrics), server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        service_names = (
-            directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
-            alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
-            release_pb2.DESCRIPTOR.services_by_name["ReleaseService"].full_name,
-            audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
-            match_pb2.DESCRIPTOR.services_by_name["MatchService"].full_name,
-            health.SERVICE_NAME,
-            reflection.SERVICE_NAME,
-        )
-        reflection.enable_server_reflection(service_names, server)
+        self._start_loop()
         address = listen or self.config.listen
         try:
-            port = server.add_secure_port(address, self._credentials())
-        except RuntimeError as e:
-            check_address_free(address)  # names why, when the address is taken
-            raise ConfigurationError(f"cannot listen on {address}: {e}") from e
-        server.start()
-        self._server = server
+            port = self._on_loop(self._serve(context, address))
+        except BaseException:
+            self._stop_loop()
+            raise
         self.port = port
         self._probe = DatabaseProbe(
             self.db,
             self._health,
-            service_names[:5],
+            SERVICE_NAMES[:5],
             log_state=self.log_state,
             on_change=lambda up: self.metrics.database_up.set(1 if up else 0),
         )
@@ -280,9 +275,64 @@ class Hub:
             self._replica_listener.start()
         return port
 
+    def _start_loop(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._executor = futures.ThreadPoolExecutor(
+            max_workers=self._max_workers, thread_name_prefix="hub-db"
+        )
+        loop.set_default_executor(self._executor)
+        self._loop = loop
+        self._loop_thread = threading.Thread(target=loop.run_forever, name="hub-loop", daemon=True)
+        self._loop_thread.start()
+        self.notifier.attach(loop)
+        self._stopped.clear()
+
+    def _on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the hub's loop and wait for its result."""
+        if self._loop is None:
+            raise ConfigurationError("the hub is not started")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    async def _serve(self, context: HubContext, address: str) -> int:
+        server = grpc.aio.server(
+            # Observed first, so every call is counted and logged with the status it got.
+            interceptors=[
+                ObservingInterceptor(CallObserver(self.metrics)),
+                GuardInterceptor(self.directory),
+            ],
+            options=[
+                ("grpc.max_receive_message_length", TRANSPORT_MESSAGE_LIMIT),
+                ("grpc.max_send_message_length", TRANSPORT_MESSAGE_LIMIT),
+                # No port sharing: a second hub on this address fails instead of splitting
+                # the traffic with the first.
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=MAXIMUM_CONCURRENT_RPCS,
+        )
+        directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(context), server)
+        alerts_pb2_grpc.add_AlertServiceServicer_to_server(AlertServicer(context), server)
+        release_pb2_grpc.add_ReleaseServiceServicer_to_server(ReleaseServicer(context), server)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(
+            AuditServicer(self.db, clock=self.clock), server
+        )
+        match_pb2_grpc.add_MatchServiceServicer_to_server(
+            MatchServicer(context, metrics=self.metrics), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(AsyncHealth(self._health), server)
+        reflection.enable_server_reflection(SERVICE_NAMES, server)
+        try:
+            port = server.add_secure_port(address, self._credentials())
+        except RuntimeError as e:
+            check_address_free(address)  # names why, when the address is taken
+            raise ConfigurationError(f"cannot listen on {address}: {e}") from e
+        await server.start()
+        self._server = server
+        return port
+
     def wait(self) -> None:
+        """Block until :meth:`stop` has stopped the hub."""
         if self._server is not None:
-            self._server.wait_for_termination()
+            self._stopped.wait()
 
     def probe_database(self) -> bool:
         """Probe the database now and set the health service by the answer (tests)."""
@@ -296,7 +346,9 @@ class Hub:
             self._probe.stop()
         self._health.enter_graceful_shutdown()
         if self._server is not None:
-            self._server.stop(grace).wait()
+            self._on_loop(self._server.stop(grace))
+            self._server = None
+        self._stop_loop()
         if self._health_server is not None:
             self._health_server.stop(0).wait()
         if self._metrics_server is not None:
@@ -308,3 +360,16 @@ class Hub:
             self.checkpointer.stop()
         self.db.dispose()
         self._release_database()
+        self._stopped.set()
+
+    def _stop_loop(self) -> None:
+        loop, thread = self._loop, self._loop_thread
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+        self._loop = self._loop_thread = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None

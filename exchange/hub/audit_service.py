@@ -18,6 +18,7 @@ import grpc
 
 from exchange.audit.verify import witness_verifier
 from exchange.errors import InvalidInputError, NotFoundError
+from exchange.hub.blocking import blocking
 from exchange.hub.guard import current_caller
 from exchange.limits import over_limit
 from exchange.store import registry
@@ -67,6 +68,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         self._db = db
         self._clock = clock
 
+    @blocking
     def GetCheckpoint(
         self, request: audit_pb2.GetCheckpointRequest, context: grpc.ServicerContext
     ) -> audit_pb2.CheckpointView:
@@ -74,6 +76,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         with self._db.read() as connection:
             return checkpoint_view(signed_checkpoint(connection))
 
+    @blocking
     def GetInclusionProof(
         self, request: audit_pb2.GetInclusionProofRequest, context: grpc.ServicerContext
     ) -> audit_pb2.InclusionProof:
@@ -96,6 +99,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             hashes = StoredTree(connection).inclusion_proof(index, size)
         return audit_pb2.InclusionProof(index=index, tree_size=size, hashes=hashes)
 
+    @blocking
     def GetConsistencyProof(
         self, request: audit_pb2.GetConsistencyProofRequest, context: grpc.ServicerContext
     ) -> audit_pb2.ConsistencyProof:
@@ -112,6 +116,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             from_size=request.from_size, to_size=to_size, hashes=hashes
         )
 
+    @blocking
     def GetLeaves(
         self, request: audit_pb2.GetLeavesRequest, context: grpc.ServicerContext
     ) -> audit_pb2.GetLeavesResponse:
@@ -127,6 +132,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             leaves.append(message)
         return audit_pb2.GetLeavesResponse(leaves=leaves)
 
+    @blocking
     def GetEntryBodies(
         self, request: audit_pb2.GetEntryBodiesRequest, context: grpc.ServicerContext
     ) -> audit_pb2.GetEntryBodiesResponse:
@@ -156,6 +162,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 )
         return audit_pb2.GetEntryBodiesResponse(bodies=bodies)
 
+    @blocking
     def SubmitCosignature(
         self, request: audit_pb2.SubmitCosignatureRequest, context: grpc.ServicerContext
     ) -> audit_pb2.SubmitCosignatureResponse:

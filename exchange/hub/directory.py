@@ -66,6 +66,12 @@ class AgencyDirectory:
             return self.refresh()
         return current
 
+    @property
+    def fresh(self) -> bool:
+        """Whether :meth:`snapshot` answers without reading the database."""
+        current = self._snapshot
+        return current is not None and time.monotonic() - current.loaded_at <= self._ttl
+
     def ca_bundle_pem(self) -> bytes:
         """Every registered CA, for the TLS handshake; identity is then checked per agency."""
         return self.snapshot().ca_bundle_pem

@@ -1,6 +1,7 @@
 """The hub's one interceptor: authenticates every call and maps domain errors to statuses.
 
-``grpc`` server interceptors see only the method name, so this wraps each handler: the wrapper
+``grpc.aio`` server interceptors see only the method name, so this wraps each handler (each a
+coroutine or an asynchronous generator): the wrapper
 reads the peer certificate from the call's auth context, resolves the agency (its certificate
 must chain to the CA registered for the id it claims), runs the servicer with the caller set,
 and turns any :class:`ExchangeError` into a status with ``ErrorInfo`` details.
@@ -9,14 +10,16 @@ and turns any :class:`ExchangeError` into a status with ``ErrorInfo`` details.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from grpc_status import rpc_status
 
 from exchange.errors import ExchangeError, NotAuthenticatedError
+from exchange.hub.blocking import run_blocking
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.status import rich_status
 
@@ -36,25 +39,40 @@ def current_caller() -> str:
         raise NotAuthenticatedError("no authenticated caller") from e
 
 
-def _abort(context: grpc.ServicerContext, error: ExchangeError) -> None:
-    context.abort_with_status(rpc_status.to_status(rich_status(error)))
+def _refuse(context: grpc.aio.ServicerContext[Any, Any], error: ExchangeError) -> None:
+    """Answer the call with the error's status when the handler returns.
+
+    Not ``abort``: that sends the status at once, before the observer outside has logged the
+    call, and without the trailers it sets later. Trailers set before (the observer's request
+    id) go with the status.
+    """
+    status = rpc_status.to_status(rich_status(error))
+    context.set_trailing_metadata(
+        (*(context.trailing_metadata() or ()), *status.trailing_metadata)
+    )
+    context.set_code(status.code)
+    context.set_details(status.details)
 
 
-class GuardInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Authenticate, set the caller, map errors: for every application method."""
 
     def __init__(self, directory: AgencyDirectory) -> None:
         self._directory = directory
 
-    def _authenticate(self, context: grpc.ServicerContext) -> str:
+    async def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         certs = context.auth_context().get("x509_pem_cert")
         first = certs[0] if isinstance(certs, list) and certs else None
-        return self._directory.authenticate(first)
+        if self._directory.fresh:  # no database read: checked on the loop
+            return self._directory.authenticate(first)
+        return await run_blocking(functools.partial(self._directory.authenticate, first))
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = continuation(details)
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(details)
         if handler is None or details.method.startswith(_OPEN_PREFIXES):
             return handler
         if handler.unary_unary is not None:
@@ -77,32 +95,35 @@ class GuardInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             )
         return handler
 
-    def _wrap_unary(self, behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
-        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+    def _wrap_unary(self, behavior: Callable[..., Awaitable[Any]]) -> Any:
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
-                token = _caller.set(self._authenticate(context))
+                token = _caller.set(await self._authenticate(context))
                 try:
-                    return behavior(request, context)
+                    return await behavior(request, context)
                 finally:
                     _caller.reset(token)
             except ExchangeError as error:
                 _log_refusal(error)
-                _abort(context, error)
-            return None  # unreachable: abort raises
+                _refuse(context, error)
+            return None  # the status set on the context is the answer
 
         return unary
 
-    def _wrap_stream(self, behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]]) -> Any:
-        def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def _wrap_stream(self, behavior: Callable[..., Any]) -> Any:
+        async def stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
             try:
-                token = _caller.set(self._authenticate(context))
+                token = _caller.set(await self._authenticate(context))
                 try:
-                    yield from behavior(request, context)
+                    async for response in behavior(request, context):
+                        yield response
                 finally:
                     _caller.reset(token)
             except ExchangeError as error:
                 _log_refusal(error)
-                _abort(context, error)
+                _refuse(context, error)
 
         return stream
 

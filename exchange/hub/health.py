@@ -16,9 +16,11 @@ else, so that probes which hold no agency certificate — ``exchange-hub health`
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent import futures
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -111,6 +113,37 @@ class DatabaseProbe(BackgroundThread):
     def stop(self, timeout: float | None = None) -> None:
         super().stop(timeout)
         self._worker.shutdown(wait=False, cancel_futures=True)
+
+
+class AsyncHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """The health service on the hub's asyncio server, answering from the state that
+    :class:`DatabaseProbe` sets on a synchronous :class:`~grpc_health.v1.health.HealthServicer`
+    (which the plaintext health port serves as it is)."""
+
+    def __init__(self, states: health.HealthServicer, *, watch_interval: float = 1.0) -> None:
+        self._states = states
+        self._watch_interval = watch_interval
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: Any
+    ) -> health_pb2.HealthCheckResponse:
+        # The synchronous servicer's Check only reads its map (NOT_FOUND set on the context).
+        return self._states.Check(request, context)
+
+    async def Watch(
+        self, request: health_pb2.HealthCheckRequest, context: Any
+    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        """The status now and at every change (looked at every ``watch_interval`` seconds)."""
+        last = None
+        while True:
+            with self._states._lock:  # the map has no public reader
+                status = self._states._server_status.get(
+                    request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+                )
+            if status != last:
+                yield health_pb2.HealthCheckResponse(status=status)
+                last = status
+            await asyncio.sleep(self._watch_interval)
 
 
 def serve_health_port(servicer: health.HealthServicer, listen: str) -> tuple[grpc.Server, int]:

@@ -14,6 +14,7 @@ from datetime import timedelta
 import grpc
 
 from exchange.errors import FieldViolation, InvalidInputError, NotPermittedError
+from exchange.hub.blocking import blocking
 from exchange.hub.guard import current_caller
 from exchange.hub.metrics import HubMetrics
 from exchange.hub.servicers import HubContext
@@ -41,6 +42,7 @@ class MatchServicer(match_pb2_grpc.MatchServiceServicer):
         self._hub = hub
         self._metrics = metrics
 
+    @blocking
     def UpdateTokens(
         self, request_iterator: Iterator[match_pb2.UpdateTokensRequest], context: grpc.ServicerContext
     ) -> match_pb2.UpdateTokensResponse:
@@ -61,6 +63,7 @@ class MatchServicer(match_pb2_grpc.MatchServiceServicer):
             ]
         )
 
+    @blocking
     def Query(
         self, request: match_pb2.QueryRequest, context: grpc.ServicerContext
     ) -> match_pb2.QueryResponse:
@@ -81,6 +84,7 @@ class MatchServicer(match_pb2_grpc.MatchServiceServicer):
             hits=outcome.hits, log_index=outcome.log_index, budget_left=outcome.budget_left
         )
 
+    @blocking
     def ListHits(
         self, request: match_pb2.ListHitsRequest, context: grpc.ServicerContext
     ) -> match_pb2.ListHitsResponse:
@@ -89,6 +93,7 @@ class MatchServicer(match_pb2_grpc.MatchServiceServicer):
             hits = match_store.hits_after(connection, current_caller(), request.after, limit)
         return match_pb2.ListHitsResponse(hits=hits)
 
+    @blocking
     def SetPolicy(
         self, request: match_pb2.SetPolicyRequest, context: grpc.ServicerContext
     ) -> match_pb2.SetPolicyResponse:
@@ -110,6 +115,7 @@ class MatchServicer(match_pb2_grpc.MatchServiceServicer):
             log_index = match_store.store_policy(connection, policy, now=self._hub.clock())
         return match_pb2.SetPolicyResponse(log_index=log_index)
 
+    @blocking
     def GetStats(
         self, request: match_pb2.GetStatsRequest, context: grpc.ServicerContext
     ) -> match_pb2.GetStatsResponse:

@@ -7,10 +7,15 @@ channel at its commit (:mod:`exchange.store.feed`), and each replica's
 turns what it hears into a local wake-up.  The stream re-reads the database either way, so a
 missed wake-up (a listener reconnecting) only delays an event until the next heartbeat, never
 loses it.
+
+The hub's streams are coroutines on one event loop (:meth:`FeedNotifier.attach`): they wait with
+:meth:`FeedNotifier.wait_async`, and a notification from any thread (the writer, the sweeper,
+the replica listener) wakes them with one call scheduled on that loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
@@ -25,6 +30,12 @@ class FeedNotifier:
         self._condition = threading.Condition()
         self._version = 0
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken: asyncio.Event | None = None  # set (and replaced) on the loop per wake-up
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake the coroutines waiting on ``loop`` (:meth:`wait_async`) at every notification."""
+        self._loop = loop
 
     @property
     def version(self) -> int:
@@ -35,6 +46,36 @@ class FeedNotifier:
         with self._condition:
             self._version += 1
             self._condition.notify_all()
+        self._wake_loop()
+
+    def _wake_loop(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the loop is closed: nobody waits on it any more
+            pass
+
+    def _wake(self) -> None:
+        """On the loop: release every coroutine waiting now; later ones wait on a new event."""
+        woken, self._woken = self._woken, None
+        if woken is not None:
+            woken.set()
+
+    async def wait_async(self, seen_version: int, timeout: float) -> None:
+        """On the attached loop: return when the version moved past ``seen_version``, on close,
+        or after ``timeout``."""
+        if self._version != seen_version or self._closed:
+            return
+        if self._woken is None:
+            self._woken = asyncio.Event()
+        woken = self._woken
+        try:
+            async with asyncio.timeout(timeout):
+                await woken.wait()
+        except TimeoutError:
+            pass
 
     def wait(self, seen_version: int, timeout: float) -> None:
         """Return when the version moved past ``seen_version``, on close, or after ``timeout``."""
@@ -47,6 +88,7 @@ class FeedNotifier:
         with self._condition:
             self._closed = True
             self._condition.notify_all()
+        self._wake_loop()
 
     @property
     def closed(self) -> bool:

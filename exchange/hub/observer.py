@@ -1,8 +1,8 @@
 """What every call leaves behind: metric samples and one structured log line.
 
 :class:`CallObserver` is plain Python — it takes a method name, the call's metadata and peer,
-and the status it was answered with — so a synchronous interceptor (:class:`ObservingInterceptor`,
-here) and an asynchronous one can share it. It sits outside the guard that authenticates and maps
+and the status it was answered with — so the asyncio server's interceptor (:class:`ObservingInterceptor`,
+here) and any other adapter can share it. It sits outside the guard that authenticates and maps
 errors, so it sees every refusal with the ``ErrorInfo`` reason that mapping attached.
 
 **Request ids.** A caller may send ``x-request-id`` (1-64 characters of letters, digits and
@@ -18,11 +18,12 @@ agency it claimed to be.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,16 +158,18 @@ _SERVER_FAULTS = frozenset(
 )
 
 
-class ObservingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """The synchronous server's adapter of :class:`CallObserver`; goes first in the chain."""
+class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """The asyncio server's adapter of :class:`CallObserver`; goes first in the chain."""
 
     def __init__(self, observer: CallObserver) -> None:
         self._observer = observer
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = continuation(details)
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(details)
         if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED, never a label
             return None
         method = details.method
@@ -184,52 +187,62 @@ class ObservingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             )
         return handler
 
-    def _begin(self, method: str, context: grpc.ServicerContext) -> CallRecord:
-        return self._observer.begin(
+    def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> CallRecord:
+        record = self._observer.begin(
             method,
-            context.invocation_metadata(),
+            context.invocation_metadata(),  # type: ignore[arg-type]
             agency_from_auth_context(context.auth_context()),
         )
+        # Set first: an abort (the guard's) sends the trailers already set with its own.
+        context.set_trailing_metadata(((REQUEST_ID_METADATA, record.request_id),))
+        return record
 
     def _finish(
-        self, record: CallRecord, context: grpc.ServicerContext, unset: grpc.StatusCode
+        self,
+        record: CallRecord,
+        context: grpc.aio.ServicerContext[Any, Any],
+        unset: grpc.StatusCode,
     ) -> None:
-        """Read the answer off the context, hand the request id back and record the call.
+        """Read the answer off the context and record the call.
 
-        The guard's ``abort_with_status`` left the code and the details trailer on the
-        context; trailing metadata set here, before the status is sent, goes with it.
+        The guard's abort left the code and the details trailer on the context (beside the
+        request id set by :meth:`_begin`).
         """
         trailers = tuple(context.trailing_metadata() or ())
-        context.set_trailing_metadata((*trailers, (REQUEST_ID_METADATA, record.request_id)))
-        code = context.code() or unset  # type: ignore[attr-defined]
+        code = context.code() or unset
         self._observer.finish(record, code, reason_from_trailers(trailers))
 
-    def _wrap_unary(self, method: str, behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
-        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+    def _wrap_unary(self, method: str, behavior: Callable[..., Awaitable[Any]]) -> Any:
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             record = self._begin(method, context)
             unset = grpc.StatusCode.UNKNOWN  # what grpc answers an exception without a status
             try:
-                response = behavior(request, context)
+                response = await behavior(request, context)
                 self._observer.sent(record, response)
                 unset = grpc.StatusCode.OK
                 return response
+            except asyncio.CancelledError:  # the caller went away or the hub stops
+                unset = grpc.StatusCode.CANCELLED
+                raise
             finally:
                 self._finish(record, context, unset)
 
         return unary
 
     def _wrap_stream(
-        self, method: str, behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]]
+        self, method: str, behavior: Callable[..., Any]
     ) -> Any:
-        def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        async def stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
             record = self._begin(method, context)
             unset = grpc.StatusCode.UNKNOWN
             try:
-                for response in behavior(request, context):
+                async for response in behavior(request, context):
                     self._observer.sent(record, response)
                     yield response
                 unset = grpc.StatusCode.OK
-            except GeneratorExit:  # the caller went away or the hub stops: no status is sent
+            except (asyncio.CancelledError, GeneratorExit):  # no status is sent
                 unset = grpc.StatusCode.CANCELLED
                 raise
             finally:

@@ -23,6 +23,7 @@ from exchange.errors import (
     InvalidInputError,
     NotPermittedError,
 )
+from exchange.hub.blocking import blocking
 from exchange.hub.guard import current_caller
 from exchange.hub.servicers import HubContext
 from exchange.statements import release
@@ -69,6 +70,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             self._hub.notifier.notify()
         return outcome
 
+    @blocking
     def RequestRelease(
         self, request: release_pb2.RequestReleaseRequest, context: grpc.ServicerContext
     ) -> release_pb2.RequestReleaseResponse:
@@ -81,6 +83,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             request_id=outcome.request_id, log_index=outcome.log_index
         )
 
+    @blocking
     def ListRequests(
         self, request: release_pb2.ListRequestsRequest, context: grpc.ServicerContext
     ) -> release_pb2.ListRequestsResponse:
@@ -93,6 +96,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             )
         return release_pb2.ListRequestsResponse(requests=views)
 
+    @blocking
     def DecideRelease(
         self, request: release_pb2.DecideReleaseRequest, context: grpc.ServicerContext
     ) -> release_pb2.DecideReleaseResponse:
@@ -106,6 +110,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         )
         return release_pb2.DecideReleaseResponse(log_index=outcome.log_index)
 
+    @blocking
     def Revoke(
         self, request: release_pb2.RevokeRequest, context: grpc.ServicerContext
     ) -> release_pb2.RevokeResponse:
@@ -115,6 +120,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             log_index=outcome.log_index, grants_deleted=outcome.grants_deleted
         )
 
+    @blocking
     def AcknowledgePurge(
         self, request: release_pb2.AcknowledgePurgeRequest, context: grpc.ServicerContext
     ) -> release_pb2.AcknowledgePurgeResponse:
@@ -122,6 +128,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         outcome = self._store(lambda c, now: release_store.record_purge_ack(c, statement, now=now))
         return release_pb2.AcknowledgePurgeResponse(log_index=outcome.log_index)
 
+    @blocking
     def SubmitReceipt(
         self, request: release_pb2.SubmitReceiptRequest, context: grpc.ServicerContext
     ) -> release_pb2.SubmitReceiptResponse:
@@ -129,6 +136,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         outcome = self._store(lambda c, now: release_store.record_receipt(c, statement, now=now))
         return release_pb2.SubmitReceiptResponse(log_index=outcome.log_index)
 
+    @blocking
     def ListReceipts(
         self, request: release_pb2.ListReceiptsRequest, context: grpc.ServicerContext
     ) -> release_pb2.ListReceiptsResponse:
@@ -139,6 +147,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         with self._hub.db.read() as connection:
             return release_store.list_receipts(connection, current_caller(), request.alert_id)
 
+    @blocking
     def SubmitFeedback(
         self, request: release_pb2.SubmitFeedbackRequest, context: grpc.ServicerContext
     ) -> release_pb2.SubmitFeedbackResponse:
@@ -151,6 +160,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         )
         return release_pb2.SubmitFeedbackResponse(log_index=outcome.log_index)
 
+    @blocking
     def Retract(
         self, request: release_pb2.RetractRequest, context: grpc.ServicerContext
     ) -> release_pb2.RetractResponse:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import grpc
 
 from exchange.errors import InvalidInputError, NotFoundError
 from exchange.hub.background import Checkpointer
+from exchange.hub.blocking import blocking, run_blocking
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import current_caller
 from exchange.hub.log_proofs import heartbeat_log_state, receipt_proof
 from exchange.hub.notifier import FeedNotifier
+from exchange.statements.codec import envelope_from_proto
 from exchange.statements.publish import KNOWN_LOG_SIZE_METADATA, PublishLimits, check_publish
 from exchange.store import alerts as alert_store
 from exchange.store import feed, registry
@@ -63,6 +67,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     def __init__(self, hub: HubContext) -> None:
         self._hub = hub
 
+    @blocking
     def ListAgencies(
         self, request: directory_pb2.ListAgenciesRequest, context: grpc.ServicerContext
     ) -> directory_pb2.ListAgenciesResponse:
@@ -70,6 +75,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
             rows = registry.list_agencies(connection)
         return directory_pb2.ListAgenciesResponse(agencies=[_agency_record(r) for r in rows])
 
+    @blocking
     def GetAgency(
         self, request: directory_pb2.GetAgencyRequest, context: grpc.ServicerContext
     ) -> directory_pb2.AgencyRecord:
@@ -80,11 +86,17 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
                 return _agency_record(row)
         raise NotFoundError(f"no agency {request.agency_id!r}")
 
+    @blocking
     def PublishKeys(
         self, request: directory_pb2.PublishKeysRequest, context: grpc.ServicerContext
     ) -> directory_pb2.PublishKeysResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "key rotation is not available yet")
-        raise AssertionError("abort raises")
+        caller = current_caller()
+        envelope = envelope_from_proto(request.keys)
+        now = self._hub.clock()
+        with self._hub.db.write() as connection:
+            published = registry.publish_keys(connection, envelope, caller=caller, now=now)
+        self._hub.directory.refresh()
+        return directory_pb2.PublishKeysResponse(key_number=published.keys.key_number)
 
 
 def _agency_record(row: registry.AgencyRow) -> directory_pb2.AgencyRecord:
@@ -118,6 +130,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
     def __init__(self, hub: HubContext) -> None:
         self._hub = hub
 
+    @blocking
     def Publish(
         self, request: alerts_pb2.PublishRequest, context: grpc.ServicerContext
     ) -> alerts_pb2.PublishResponse:
@@ -159,6 +172,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
                     response.consistency.CopyFrom(proven.consistency)
         return response
 
+    @blocking
     def ListAlerts(
         self, request: alerts_pb2.ListAlertsRequest, context: grpc.ServicerContext
     ) -> alerts_pb2.ListAlertsResponse:
@@ -174,6 +188,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
             )
         return alerts_pb2.ListAlertsResponse(alerts=summaries)
 
+    @blocking
     def GetAlert(
         self, request: alerts_pb2.GetAlertRequest, context: grpc.ServicerContext
     ) -> alerts_pb2.AlertView:
@@ -197,6 +212,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
                 alert_store.record_deliveries(connection, undelivered, now=now)
         return view
 
+    @blocking
     def ListEvents(
         self, request: alerts_pb2.ListEventsRequest, context: grpc.ServicerContext
     ) -> alerts_pb2.ListEventsResponse:
@@ -215,27 +231,27 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
             events=events, latest_sequence=latest, checkpoint=_note(checkpoint)
         )
 
-    def Subscribe(
-        self, request: alerts_pb2.SubscribeRequest, context: grpc.ServicerContext
-    ) -> Iterator[alerts_pb2.SubscribeResponse]:
+    async def Subscribe(
+        self, request: alerts_pb2.SubscribeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[alerts_pb2.SubscribeResponse]:
         """Catch up from ``after``, then stream live; a heartbeat follows every catch-up (within
         ``HEARTBEAT_SPACING_SECONDS`` of the previous one) and every quiet interval, carrying the
         latest sequence read with the events just sent, a checkpoint covering it, the proofs of
-        those events under it and of its consistency with the stream's previous one."""
+        those events under it and of its consistency with the stream's previous one.
+
+        An asynchronous generator: it holds no thread while it waits, and the notifier wakes it
+        when feed events commit; its reads run on the executor (:mod:`exchange.hub.blocking`)."""
         caller = current_caller()
         notifier = self._hub.notifier
-        context.add_callback(notifier.notify)
         cursor = request.after
         last_heartbeat = 0.0
         unproven: list[int] = []  # log indices of the events sent since the last heartbeat
         previous_size = 0  # of the checkpoint this stream last sent
         owed = False  # events went out since the last heartbeat
         spacing = min(HEARTBEAT_SPACING_SECONDS, self._hub.heartbeat_interval)
-        while context.is_active() and not notifier.closed:
+        while not context.done() and not notifier.closed:
             seen = notifier.version
-            with self._hub.db.read() as connection:
-                events = feed.events_after(connection, caller, cursor, MAX_EVENTS_PER_PAGE)
-                latest = feed.latest_sequence(connection, caller)
+            events, latest = await run_blocking(functools.partial(self._page, caller, cursor))
             for event in events:
                 yield alerts_pb2.SubscribeResponse(event=event)
                 cursor = event.sequence
@@ -245,12 +261,21 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
                 continue
             since = time.monotonic() - last_heartbeat
             if (owed and since >= spacing) or since >= self._hub.heartbeat_interval:
-                heartbeat, previous_size = self._heartbeat(caller, latest, unproven, previous_size)
+                heartbeat, previous_size = await run_blocking(
+                    functools.partial(self._heartbeat, caller, latest, unproven, previous_size)
+                )
                 yield alerts_pb2.SubscribeResponse(heartbeat=heartbeat)
                 unproven, owed = [], False
                 last_heartbeat, since = time.monotonic(), 0.0
             due = (spacing if owed else self._hub.heartbeat_interval) - since
-            notifier.wait(seen, timeout=max(due, 0.0))
+            await notifier.wait_async(seen, timeout=max(due, 0.0))
+
+    def _page(self, caller: str, cursor: int) -> tuple[list[alerts_pb2.FeedEvent], int]:
+        """The caller's events after ``cursor`` (one page) and its latest sequence, one snapshot."""
+        with self._hub.db.read() as connection:
+            events = feed.events_after(connection, caller, cursor, MAX_EVENTS_PER_PAGE)
+            latest = feed.latest_sequence(connection, caller)
+        return events, latest
 
     def _heartbeat(
         self, caller: str, latest: int, unproven: list[int], previous_size: int

@@ -9,10 +9,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Connection, insert, select, update
 
+from exchange.audit import leaves
 from exchange.crypto.dsse import Envelope
-from exchange.errors import ConflictError, NotFoundError
-from exchange.statements.agency_keys import AgencyKeys
+from exchange.errors import ConflictError, NotFoundError, NotPermittedError
+from exchange.statements import key_sequence
+from exchange.statements.agency_keys import AgencyKeys, parse_unverified
 from exchange.statements.codec import encode, envelope_from_proto, envelope_to_proto
+from exchange.store.log import append_entry
 from exchange.store.schema import agencies, agency_keys
 from exchange.v1 import statements_pb2
 
@@ -83,6 +86,77 @@ def register_agency(
             f"agency {agency_id!r} already has a different key statement number {keys.key_number}"
         )
     return changed
+
+
+@dataclass(frozen=True)
+class PublishedKeys:
+    """The outcome of :func:`publish_keys`."""
+
+    keys: AgencyKeys
+    log_index: int | None
+    """The statement's log entry; ``None`` for a retry of a statement already published."""
+
+
+def publish_keys(
+    connection: Connection, envelope: Envelope, *, caller: str, now: datetime
+) -> PublishedKeys:
+    """Add the next ``AgencyKeys`` statement of ``caller`` (a key rotation) as a log entry.
+
+    The statement must follow the agency's latest one by the rules of
+    :mod:`exchange.statements.key_sequence` (next number, chained to the latest, signed by the
+    agency's CA, by the signing key it replaces and by its own), checked against the CA
+    registered for the agency. The same statement again is a no-op; another statement under a
+    number already taken is refused (:class:`ConflictError`, ``KEY_SEQUENCE_FORK``), so the hub
+    never holds two statements with one number.
+    """
+    message = parse_unverified(envelope)
+    if message.agency_id != caller:
+        raise NotPermittedError(
+            f"{caller!r} cannot publish key statements of {message.agency_id!r}",
+            reason="NOT_OWN_KEYS",
+        )
+    row = next((r for r in list_agencies(connection) if r.agency_id == caller), None)
+    if row is None or not row.keys:
+        raise NotFoundError(f"agency {caller!r} has no key statement to follow")
+    if row.revoked:
+        raise NotPermittedError(f"agency {caller!r} is revoked", reason="AGENCY_REVOKED")
+    ca = x509.load_der_x509_certificate(row.ca_certificate_der)
+    served = [envelope_of(raw) for raw in row.keys]
+    latest_number = parse_unverified(served[-1]).key_number
+    if message.key_number <= latest_number:
+        for known in served:
+            if parse_unverified(known).key_number == message.key_number:
+                if known.payload == envelope.payload:
+                    return PublishedKeys(keys=AgencyKeys.verify(known, ca, now=now), log_index=None)
+                raise ConflictError(
+                    f"{caller!r} already has key statement {message.key_number}: publish "
+                    f"statement {latest_number + 1}, replacing {latest_number}",
+                    reason=key_sequence.FORK,
+                )
+    sequence = key_sequence.replay(served, ca, now=now)
+    keys = key_sequence.verify_successor(sequence.latest, envelope, ca, now=now)
+    body = encode(envelope_to_proto(envelope))
+    log_index = append_entry(
+        connection,
+        entry_type=leaves.AGENCY_KEYS,
+        body=body,
+        references=[caller, str(keys.key_number)],
+        entitled=[r.agency_id for r in list_agencies(connection)],
+        now=now,
+    )
+    connection.execute(
+        insert(agency_keys).values(
+            agency_id=caller,
+            key_number=keys.key_number,
+            envelope=body,
+            signing_key_id=keys.verify_key.key_id,
+            encryption_key_id=keys.encryption_key.key_id,
+            signing_public_key=keys.verify_key.raw,
+            encryption_public_key=keys.encryption_key.raw,
+            added_at=now,
+        )
+    )
+    return PublishedKeys(keys=keys, log_index=log_index)
 
 
 def revoke_agency(connection: Connection, agency_id: str, *, now: datetime) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -119,6 +120,14 @@ items = Table(
     Column("summary", Boolean, nullable=False, default=False),
 )
 
+# The expiry sweep's lookup: items whose ciphertext is still held, by expiry time (migration 0006).
+Index(
+    "ix_items_expiring",
+    items.c.expires_at,
+    sqlite_where=and_(items.c.expires_at.is_not(None), items.c.ciphertext.is_not(None)),
+    postgresql_where=and_(items.c.expires_at.is_not(None), items.c.ciphertext.is_not(None)),
+)
+
 item_audience = Table(
     "item_audience",
     metadata,
@@ -143,6 +152,14 @@ grants = Table(
     # When the hub first handed the grant to its recipient (a log entry records it).
     Column("delivered_at", Timestamp, nullable=True),
     UniqueConstraint("alert_pk", "item_id", "recipient", name="uq_grants_item_recipient"),
+)
+
+# The embargo sweep's lookup: only grants made under an embargo, by the time it lapses (0006).
+Index(
+    "ix_grants_embargoed",
+    grants.c.available_at,
+    sqlite_where=grants.c.available_at > grants.c.created_at,
+    postgresql_where=grants.c.available_at > grants.c.created_at,
 )
 
 feed_events = Table(

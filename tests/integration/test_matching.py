@@ -402,15 +402,16 @@ def rotate_encryption_key(
     certificate = pki.issue_key_certificate(
         ca_key, profile.ca_certificate, agency, new_key.public_key.native, "encryption", now=now
     )
-    envelope = AgencyKeys.create(
-        agency_id=agency,
-        key_number=2,
+    envelope = AgencyKeys.create_rotation(
+        AgencyKeys.verify(profile.keys_envelope, profile.ca_certificate, now=now),
+        previous_signing_key=profile.signing_key,
         signing_key=profile.signing_key,
+        ca_key=ca_key,
+        ca_certificate=profile.ca_certificate,
         signing_certificate=profile.signing_certificate,
         encryption_certificate=certificate,
         witness_certificate=profile.witness_certificate,
         created_at=now,
-        previous_keys_hash=hashlib.sha256(profile.keys_envelope.payload).digest(),
     )
     keys = AgencyKeys.verify(envelope, profile.ca_certificate, now=now)
     with hub.db.write() as connection:  # type: ignore[attr-defined]

@@ -103,13 +103,17 @@ def test_the_hubs_copy_of_a_ca_is_ignored_but_a_difference_is_reported(
     assert "differs" in partner.problem
 
 
-def test_a_newest_statement_that_fails_leaves_no_key_to_encrypt_to(
+def test_a_sequence_with_a_foreign_statement_leaves_no_key_at_all(
     client: Client, material: dict[str, ProfileData], now: datetime
 ) -> None:
+    # Numbered key statements are trusted as one sequence: a second statement 1 (here another
+    # agency's) is a fork, and a forked sequence gives no key, old or new.
     partner = check_record(
         record(material, "agency-b", keys_of=("agency-b", "agency-c")),
         client.profile.partner_cas,
         now,
     )
     assert not partner.verified
-    assert list(partner.verify_keys) == [material["agency-b"].signing_key.public_key.key_id]
+    assert partner.tampered
+    assert partner.verify_keys == {}
+    assert "KEY_SEQUENCE" in partner.problem or "names both" in partner.problem

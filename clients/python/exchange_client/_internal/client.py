@@ -28,12 +28,14 @@ from typing import Self
 
 from exchange.alerts.draft import Draft
 from exchange.audit.cooperation import CooperationReport
+from exchange.errors import NotFoundError, VerificationError
 from exchange_client._internal.audit import Progress
 from exchange_client._internal.cases import JointCases
 from exchange_client._internal.concerns import Concerns
 from exchange_client._internal.context import wire
 from exchange_client._internal.events import FeedReader
 from exchange_client._internal.feed import FeedSubscription, Reconnecting
+from exchange_client._internal.key_lifecycle import KeyStatementInfo, describe_sequence
 from exchange_client._internal.matching import Matcher
 from exchange_client._internal.models import (
     AgencyInfo,
@@ -146,6 +148,29 @@ class Client:
         self.close()
 
     # --- directory ----------------------------------------------------------------------------
+
+    @property
+    def key_notices(self) -> list[str]:
+        """A line for each partner key rotation this client has followed (on any call that
+        fetched keys), for the operator to read."""
+        return list(self._partners.notices)
+
+    def key_statements(self, agency_id: str | None = None) -> list[KeyStatementInfo]:
+        """The numbered key statements of ``agency_id`` (default: this agency), as this profile
+        verifies them: replayed from its pin against the agency's CA in the profile.
+
+        Raises :class:`VerificationError` naming the broken rule when the sequence is refused.
+        """
+        wanted = agency_id or self.profile.agency_id
+        partner = self._partners.load(refresh=True).get(wanted)
+        if partner is None:
+            raise NotFoundError(f"no agency {wanted!r} on the hub")
+        if not partner.statements:
+            raise VerificationError(
+                f"the key statements of {wanted!r} are refused: {partner.problem}",
+                reason="KEY_SEQUENCE_REFUSED",
+            )
+        return describe_sequence(partner.statements, self.profile.partner_cas[wanted])
 
     def agencies(self) -> list[AgencyInfo]:
         """Every agency on the hub, each one's keys verified against the CA in this profile.

@@ -353,6 +353,10 @@ class AgencyInfo:
     verified: bool
     problem: str = ""
     ca_fingerprint: str = ""
+    notice: str = ""
+    """Set when the agency rotated its keys since this profile last looked."""
+    tampered: bool = False
+    """Its key sequence was refused: a gap, a fork, a rollback or a forged rotation."""
 
     def to_json(self) -> JsonObject:
         """The agency for scripts (``agencies --json`` prints a list of these)."""
@@ -365,6 +369,8 @@ class AgencyInfo:
             "revoked": self.revoked,
             "verified": self.verified,
             "problem": self.problem,
+            "notice": self.notice,
+            "tampered": self.tampered,
         }
 
 

@@ -1,29 +1,45 @@
 """Partner agencies' keys, as this profile verifies them (DESIGN §2): never the hub's word.
 
-The pure part checks one directory record against the CA this profile holds for the agency
-(:func:`check_record`) and picks the keys to encrypt to (:func:`encryption_keys`);
-:class:`PartnerDirectory` fetches the records and keeps the verified copy.
+The pure part checks one directory record against the CA this profile holds for the agency,
+replaying its numbered key statements from the pin this profile keeps
+(:func:`check_record`, :mod:`exchange.statements.key_sequence`), and picks the keys to encrypt to
+(:func:`encryption_keys`); :class:`PartnerDirectory` fetches the records, keeps the verified copy
+and the pins (``state/key-pins.json``), and collects a notice for every rotation it follows.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from cryptography import x509
 
 from exchange import pki
 from exchange.crypto.keys import EncryptionKey, VerifyKey
-from exchange.errors import ExchangeError, InvalidInputError, UnknownKeyError, VerificationError
+from exchange.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    MalformedError,
+    UnknownKeyError,
+    VerificationError,
+)
+from exchange.statements import key_sequence
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.codec import envelope_from_proto
+from exchange.statements.key_sequence import KeyPin, KeySequenceError
 from exchange.v1 import directory_pb2
-from exchange_client._internal.calls import Steps, call, run_blocking
+from exchange_client._internal.calls import Steps, acquire, call, run_blocking
 from exchange_client._internal.models import AgencyInfo
 from exchange_client._internal.profile import Profile
+from exchange_client._internal.state import write_atomically
 from exchange_client._internal.transport import AsyncTransport, Transport
+
+KEY_PINS_FILE = "key-pins.json"
+"""Under the profile's state directory: the first and latest key statement seen per agency."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,14 @@ class PartnerKeys:
     verify_keys: Mapping[str, VerifyKey] = field(default_factory=dict)
     problem: str = ""
     ca_fingerprint: str = ""
+    pin: KeyPin | None = None
+    """What to remember of the sequence accepted (``None`` when nothing was)."""
+    notice: str = ""
+    """Set when the agency rotated its keys since the pin this record was checked from."""
+    tampered: bool = False
+    """The key sequence itself was refused: a gap, a fork, a rollback or a forged rotation."""
+    statements: tuple[AgencyKeys, ...] = ()
+    """The verified sequence, from the pinned statement to the latest."""
 
     @property
     def verified(self) -> bool:
@@ -46,10 +70,18 @@ class PartnerKeys:
 
 
 def check_record(
-    record: directory_pb2.AgencyRecord, partner_cas: Mapping[str, x509.Certificate], now: datetime
+    record: directory_pb2.AgencyRecord,
+    partner_cas: Mapping[str, x509.Certificate],
+    now: datetime,
+    *,
+    pin: KeyPin | None = None,
 ) -> PartnerKeys:
     """``record`` checked against the agency's CA in ``partner_cas`` (the hub's copy of the CA
-    is never trusted; a difference is reported)."""
+    is never trusted; a difference is reported), its key statements replayed from ``pin``.
+
+    A sequence with a gap, a fork, a rollback below ``pin`` or a rotation not signed as the rules
+    require leaves the agency unverified (``tampered``), so nothing is encrypted to it.
+    """
     ca = partner_cas.get(record.agency_id)
     if ca is None:
         return PartnerKeys(
@@ -64,32 +96,55 @@ def check_record(
     problems: list[str] = []
     if bytes(record.ca_certificate) != pki.certificate_to_der(ca):
         problems.append("the hub serves a CA certificate that differs from this profile's")
-    verified: list[AgencyKeys] = []
-    newest_verified = False
-    for envelope in record.keys:
-        newest_verified = False
-        try:
-            keys = AgencyKeys.verify(envelope_from_proto(envelope), ca, now=now)
-        except ExchangeError as e:
-            problems.append(f"a key statement does not verify against its CA: {e.message}")
-            continue
-        if keys.agency_id != record.agency_id:
-            problems.append(f"a key statement names {keys.agency_id!r}")
-            continue
-        verified.append(keys)
-        newest_verified = True
-    # Only the newest statement may be encrypted to: falling back to an older key when the
-    # newest fails would hide the failure (and could be a rotated-out, compromised key).
-    latest = verified[-1] if newest_verified else None
-    if latest is None and not problems:
+    if not record.keys:
         problems.append("the hub lists no key statement for it")
+        return PartnerKeys(
+            agency_id=record.agency_id,
+            revoked=record.revoked,
+            latest=None,
+            problem="; ".join(problems),
+            ca_fingerprint=pki.fingerprint(ca),
+            pin=pin,
+        )
+    try:
+        sequence = key_sequence.replay(
+            [envelope_from_proto(e) for e in record.keys], ca, now=now, pin=pin
+        )
+    except KeySequenceError as e:
+        problems.append(f"its key statements are refused ({e.reason}): {e.message}")
+        return PartnerKeys(
+            agency_id=record.agency_id,
+            revoked=record.revoked,
+            latest=None,
+            problem="; ".join(problems),
+            ca_fingerprint=pki.fingerprint(ca),
+            pin=pin,
+            tampered=e.reason != key_sequence.INVALID,
+        )
+    if sequence.agency_id != record.agency_id:
+        problems.append(f"a key statement names {sequence.agency_id!r}")
+        return PartnerKeys(
+            agency_id=record.agency_id,
+            revoked=record.revoked,
+            latest=None,
+            problem="; ".join(problems),
+            ca_fingerprint=pki.fingerprint(ca),
+            pin=pin,
+            tampered=True,
+        )
+    notices = key_sequence.changes({} if pin is None else {record.agency_id: pin}, {
+        record.agency_id: sequence
+    })
     return PartnerKeys(
         agency_id=record.agency_id,
         revoked=record.revoked,
-        latest=latest,
-        verify_keys={k.verify_key.key_id: k.verify_key for k in verified},
+        latest=sequence.latest,
+        verify_keys=sequence.verify_keys(),
         problem="; ".join(problems),
         ca_fingerprint=pki.fingerprint(ca),
+        pin=sequence.pin(),
+        notice=notices[0] if notices else "",
+        statements=sequence.statements,
     )
 
 
@@ -105,6 +160,8 @@ def agency_info(partner: PartnerKeys) -> AgencyInfo:
         verified=partner.verified,
         problem=partner.problem,
         ca_fingerprint=partner.ca_fingerprint,
+        notice=partner.notice,
+        tampered=partner.tampered,
     )
 
 
@@ -155,6 +212,9 @@ class PartnerDirectory:
         self._partners: dict[str, PartnerKeys] | None = None
         self.fetched_at = 0.0
         """``time.monotonic()`` of the last ``ListAgencies``."""
+        self.notices: list[str] = []
+        """One line per rotation followed since this directory was made, for people to read."""
+        self._refresh_lock = threading.Lock()
 
     def load(
         self, *, refresh: bool = False, max_age: float | None = None
@@ -170,17 +230,62 @@ class PartnerDirectory:
         held = self._partners
         stale = max_age is not None and time.monotonic() - self.fetched_at > max_age
         if held is None or refresh or stale:
-            response = yield from call(
-                "directory", "ListAgencies", directory_pb2.ListAgenciesRequest()
-            )
-            now = self._clock()
-            held = {
-                record.agency_id: check_record(record, self._profile.partner_cas, now)
-                for record in sorted(response.agencies, key=lambda r: r.agency_id)
-            }
-            # Replaced whole: a thread sharing the client sees the old copy or the new one.
-            self._partners, self.fetched_at = held, time.monotonic()
+            # One refresh at a time: the pins are read, checked against and written in order,
+            # so an older answer is never checked against the pin a newer one has just written
+            # (which would look like a rollback).
+            yield from acquire(self._refresh_lock)
+            try:
+                response = yield from call(
+                    "directory", "ListAgencies", directory_pb2.ListAgenciesRequest()
+                )
+                now = self._clock()
+                pins = self._read_pins()
+                held = {
+                    record.agency_id: check_record(
+                        record, self._profile.partner_cas, now, pin=pins.get(record.agency_id)
+                    )
+                    for record in sorted(response.agencies, key=lambda r: r.agency_id)
+                }
+                self.notices.extend(p.notice for p in held.values() if p.notice)
+                self._write_pins(pins, held)
+                # Replaced whole: a thread sharing the client sees the old copy or the new one.
+                self._partners, self.fetched_at = held, time.monotonic()
+            finally:
+                self._refresh_lock.release()
         return held
+
+    def _pins_path(self) -> Path:
+        return self._profile.state_dir / KEY_PINS_FILE
+
+    def _read_pins(self) -> dict[str, KeyPin]:
+        path = self._pins_path()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as e:
+            raise ConfigurationError(f"{path}: cannot read the key pins: {e}") from e
+        try:
+            return key_sequence.load_pins(data)
+        except MalformedError as e:
+            raise ConfigurationError(
+                f"{path}: {e.message}; restore it from a backup (deleting it trusts the hub's "
+                "keys afresh, on first use)"
+            ) from e
+
+    def _write_pins(self, before: Mapping[str, KeyPin], partners: Mapping[str, PartnerKeys]) -> None:
+        """Keep the pins of sequences accepted; a refused one keeps its old pin."""
+        pins = dict(before)
+        for agency_id, partner in partners.items():
+            if partner.pin is not None:
+                pins[agency_id] = partner.pin
+        if pins != dict(before):
+            path = self._pins_path()
+            try:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigurationError(f"{path.parent}: cannot create the state directory: {e}") from e
+            write_atomically(path, key_sequence.dump_pins(pins))
 
     def latest_keys(self) -> Steps[dict[str, AgencyKeys]]:
         """Every verified agency's latest key statement (for witness keys), as steps."""

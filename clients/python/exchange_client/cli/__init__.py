@@ -42,6 +42,7 @@ from exchange_client.cli import _render
 from exchange_client.cli.audit import register as register_audit_commands
 from exchange_client.cli.cases import register as register_case_commands
 from exchange_client.cli.interop import register as register_interop_commands
+from exchange_client.cli.keys import register as register_keys_commands
 from exchange_client.cli.match import register as register_match_commands
 from exchange_client.cli.offline import print_notices
 from exchange_client.cli.offline import register as register_offline_commands
@@ -166,7 +167,11 @@ def _client(ctx: typer.Context, **options: Any) -> Iterator[Client]:
     with _reported_errors(ctx):
         profile = Profile.load(global_options.profile)
         with Client(profile, hub=global_options.hub, **options) as client:
-            yield client
+            try:
+                yield client
+            finally:
+                for notice in client.key_notices:
+                    _stderr().print(f"notice: {notice}", markup=False, highlight=False)
 
 
 def _check_hub(value: str | None) -> str | None:
@@ -432,10 +437,13 @@ def _short_reason(error: ExchangeError) -> str:
 
 @app.command()
 def agencies(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """List the agencies on the hub with their key fingerprints.
+    """List the agencies on the hub with their current key statement number and fingerprints.
 
     Each agency's keys are verified against its CA certificate in this profile, never the hub's
-    copy; compare fingerprints with the partner out of band.
+    copy, and its numbered key statements are replayed from the first one this profile pinned;
+    compare fingerprints with the partner out of band. Exits 3 when an agency's key sequence is
+    refused (a gap, a fork, a rollback or a forged rotation): the hub may be showing this profile
+    keys it shows no one else.
     """
     with _client(ctx) as client, _reported_errors(ctx):
         found = client.agencies()
@@ -443,6 +451,8 @@ def agencies(ctx: typer.Context, json_output: JsonOption = False) -> None:
         _print_json([agency.to_json() for agency in found])
     else:
         _render.print_agencies(_stdout(), found)
+    if any(agency.tampered for agency in found):
+        raise typer.Exit(EXIT_VERIFICATION_FAILED)
 
 
 ReasonOption = Annotated[
@@ -633,6 +643,7 @@ register_offline_commands(app, watchlist_provider=_profile_watchlist)
 register_audit_commands(app)
 register_report_commands(app)
 register_case_commands(app)
+register_keys_commands(app)
 register_interop_commands(app)
 register_match_commands(app)
 

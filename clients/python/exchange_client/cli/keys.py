@@ -1,0 +1,152 @@
+"""``exchange keys``: this agency's (or a partner's) numbered key statements.
+
+``show`` lists the sequence as this profile verifies it: replayed from the statement it pinned,
+against the agency's CA in the profile, never the hub's word. ``status`` says when each of the
+profile's certificates expires, for monitoring (exit 1 within the warning period).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from exchange import pki
+from exchange.config.profile import ProfileConfig
+from exchange.errors import ConfigurationError, MalformedError
+from exchange_client._internal.key_lifecycle import DEFAULT_WARNING_DAYS, expiry_report
+from exchange_client._internal.models import rfc3339
+from exchange_client.cli.audit import (
+    JsonOption,
+    _client,
+    _print_json,
+    _profile_dir,
+    _reported,
+    _stderr,
+    _stdout,
+)
+
+__all__ = ["keys_app", "register"]
+
+keys_app = typer.Typer(
+    name="keys",
+    help=(
+        "This agency's keys as numbered key statements: list the sequence with fingerprints, "
+        "dates and who signed each statement (show); check certificate expiry (status)."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``keys`` group to the ``exchange`` application."""
+    app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("show")
+def show_command(
+    ctx: typer.Context,
+    agency: Annotated[
+        str | None,
+        typer.Option("--agency", metavar="AGENCY", help="Another agency's sequence (default: ours)."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the key statements with their number, date, fingerprints, expiry and signers.
+
+    Exits 3 when the sequence is refused (a gap, a fork, a rollback or a forged rotation).
+    """
+    with _client(ctx, json_output) as client, _reported(json_output):
+        statements = client.key_statements(agency)
+    if json_output:
+        _print_json([statement.to_json() for statement in statements])
+        return
+    table = Table()
+    for column in ("#", "created", "signing key", "encryption key", "witness key", "expires"):
+        table.add_column(column, no_wrap=column != "created")
+    table.add_column("signed by")
+    for statement in statements:
+        number = Text(str(statement.key_number), style="bold" if statement.current else "")
+        table.add_row(
+            number,
+            rfc3339(statement.created_at) or "-",
+            statement.signing_key_fingerprint,
+            statement.encryption_key_fingerprint,
+            statement.witness_key_fingerprint or "-",
+            rfc3339(statement.expires_at) or "-",
+            ", ".join(statement.signed_by),
+        )
+    _stdout().print(table)
+
+
+@keys_app.command("status")
+def status_command(
+    ctx: typer.Context,
+    warning_days: Annotated[
+        int,
+        typer.Option(
+            "--warning-days",
+            metavar="DAYS",
+            min=0,
+            help="Warn of certificates that expire within this many days.",
+        ),
+    ] = DEFAULT_WARNING_DAYS,
+    json_output: JsonOption = False,
+) -> None:
+    """Show when each of this profile's certificates expires, for monitoring.
+
+    Reads the profile's files only (no hub call), so it works on a profile whose certificates
+    have already expired. Exits 1 when anything has expired or expires within the warning
+    period (default 30 days), 0 otherwise.
+    """
+    profile_dir = _profile_dir(ctx)
+    with _reported(json_output):
+        paths = ProfileConfig.from_file(profile_dir).paths
+        files = (
+            ("ca", paths.ca_certificate),
+            ("tls", paths.tls_certificate),
+            ("signing", paths.signing_certificate),
+            ("encryption", paths.encryption_certificate),
+            ("witness", paths.witness_certificate),
+        )
+        certificates = []
+        for kind, path in files:
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                raise ConfigurationError(f"{path}: cannot read the {kind} certificate: {e}") from e
+            try:
+                certificates.append((kind, str(path), pki.load_certificate_pem(data)))
+            except MalformedError as e:
+                raise ConfigurationError(f"{path}: {e.message}") from e
+        report = expiry_report(
+            certificates, now=datetime.now(UTC), warning_days=warning_days
+        )
+    if json_output:
+        _print_json([entry.to_json() for entry in report])
+    else:
+        table = Table()
+        for column in ("certificate", "expires", "days left", "state", "file"):
+            table.add_column(column, no_wrap=column != "file")
+        styles = {"ok": "green", "expiring": "yellow", "expired": "bold red"}
+        for entry in report:
+            table.add_row(
+                entry.kind,
+                rfc3339(entry.not_after) or "-",
+                str(entry.days_left),
+                Text(entry.state, style=styles[entry.state]),
+                entry.path,
+            )
+        _stdout().print(table)
+    if any(entry.needs_action for entry in report):
+        if not json_output:
+            _stderr().print(
+                "some certificates expire soon or have expired: renew them "
+                "(`exchange keys rotate` is not available yet; re-issue from the agency CA)",
+                markup=False,
+            )
+        raise typer.Exit(1)
