@@ -27,6 +27,24 @@ replaced atomically under file locks), but each process needs its own ``Client``
 forked child raises :class:`ClientForkedError`, and one used after :meth:`Client.close`
 raises :class:`ClientClosedError` — before anything is sent or written.  One feed subscription
 per profile reads at a time; a second, in any thread or process, is refused at once.
+
+:class:`AsyncClient` is the client for agency services written with asyncio, on ``grpc.aio``::
+
+    async with AsyncClient(Profile.load("agencies/us-dea")) as client:
+        receipt = await client.publish(Draft.from_file("alert.yaml"))
+        entries = await client.inbox()
+        request = await client.request_release(alert_id, "bank-records", reason="hearing")
+        report = await client.auditor.verify()
+        async for event in client.watch():
+            ...
+
+Its methods are coroutines running the very operations ``Client`` runs (each written once, as
+steps that either client drives over its transport), on the same state files: ``publish``,
+``flush_outbox``, ``inbox``, ``open``, ``events``, ``commit_cursor``, ``cursor``, ``agencies``, ``request_release``, ``release_requests``,
+``approve``, ``deny``, ``revoke``, ``retract``, ``feedback``, ``acknowledge_purge``,
+``receipts``, ``close``, and the audit calls ``auditor.summary``, ``auditor.verify``,
+``auditor.history`` and ``auditor.compare``; ``watch`` is ``Client.subscribe`` as an async
+iterator. Joint cases, matching and the cooperation report are ``Client``'s only for now.
 """
 
 from __future__ import annotations
@@ -56,6 +74,7 @@ from exchange.errors import (
     UnknownKeyError,
     VerificationError,
 )
+from exchange_client._internal.async_client import AsyncClient
 from exchange_client._internal.cases import CaseView, LinkedAlert
 from exchange_client._internal.client import Client
 from exchange_client._internal.errors import (
@@ -79,6 +98,7 @@ from exchange_client._internal.profile import Profile
 
 __all__ = [
     "AgencyInfo",
+    "AsyncClient",
     "CaseView",
     "CertificateError",
     "Client",

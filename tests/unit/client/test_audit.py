@@ -36,6 +36,7 @@ from exchange.crypto.notes import (
 from exchange.errors import ConfigurationError, SignatureError, VerificationError
 from exchange.v1 import alerts_pb2, alerts_pb2_grpc, audit_pb2, audit_pb2_grpc
 from exchange_client._internal.audit import Auditor, CheckpointStore, checkpoint_text
+from exchange_client._internal.calls import done
 from exchange_client._internal.transport import Transport
 
 ORIGIN = "hub.example/log"
@@ -167,8 +168,8 @@ def make_auditor(
         checkpoint_verifier_key=HUB_KEY.verifier().to_string(),
         witness_key=WITNESS_KEYS[agency],
         clock=lambda: moments[-1],
-        partner_keys=lambda: {a: witness_keys(a) for a in WITNESS_KEYS},  # type: ignore[misc]
-        signing_keys=dict,
+        partner_keys=lambda: done({a: witness_keys(a) for a in WITNESS_KEYS}),  # type: ignore[misc,arg-type]
+        signing_keys=lambda: done({}),
         **options,
     )
 

@@ -10,6 +10,7 @@ from exchange import errors
 
 EXPECTED = {
     "Client",
+    "AsyncClient",
     "Profile",
     "Draft",
     "Receipt",

@@ -3,25 +3,31 @@
 Each operation of the client that talks to the hub (publish, open, a release decision, an
 audit check, ...) is a generator: it *yields* the steps it needs done — a unary call
 (:class:`Rpc`), a publish of sealed bytes (:class:`PublishBytes`), a wait before a retry
-(:class:`Sleep`) — and is sent back each step's result, or has the step's error thrown in at
-the ``yield``. Everything between the steps (verification, sealing, opening, the audit log's
+(:class:`Sleep`), a lock (:class:`Acquire`), a stream's next response (:class:`Read`) — and is
+sent back each step's result, or has the step's error thrown in at the ``yield``. Everything between the steps (verification, sealing, opening, the audit log's
 rules) runs in the generator and is the same code for both clients. :func:`run` drives an
 operation with a blocking :class:`~exchange_client._internal.transport.Transport`;
 :func:`run_async` with an :class:`~exchange_client._internal.transport.AsyncTransport`.
 
 Operations compose with ``yield from``; a helper that needs no I/O stays a plain function.
 
-This is the layer ``AsyncClient`` (issue 9, item 2) is to be built on: the concerns' operations
-move onto it one by one, the blocking ``Client`` driving them with :func:`run`.
+``AsyncClient`` is built on it: a concern's ``*_steps`` method is the operation, its plain
+method runs it over the blocking transport (:func:`run_blocking`) for ``Client``, and
+``AsyncClient`` awaits the same steps. A lock held across calls is taken with :class:`Acquire`
+(polled by the asynchronous driver so that the event loop goes on), a feed stream read with
+:class:`Read`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
 
 if TYPE_CHECKING:
     from exchange_client._internal.transport import AsyncTransport, Metadata, Transport
@@ -55,7 +61,28 @@ class Sleep:
     seconds: float
 
 
-Step = Rpc | PublishBytes | Sleep
+@dataclass(frozen=True)
+class Acquire:
+    """Take ``lock`` (one the operation releases itself, in a ``finally``): blocking for the
+    blocking driver; for the asynchronous one, polled, so that the event loop goes on while
+    another task holds it."""
+
+    lock: threading.Lock
+
+
+@dataclass(frozen=True)
+class Read:
+    """The next response of a server stream (a feed subscription): ``None`` when it ended.
+
+    ``stream`` is an iterator over the responses (blocking) or a ``grpc.aio`` stream call."""
+
+    stream: Any
+
+
+LOCK_POLL_SECONDS = 0.002
+"""How often an asynchronous operation waiting for a lock tries it again."""
+
+Step = Rpc | PublishBytes | Sleep | Acquire | Read
 Steps = Generator[Step, Any, T]
 """An operation: yields steps, is sent their results, returns a ``T``."""
 
@@ -66,15 +93,39 @@ def call(service: str, method: str, request: Any, *, metadata: Metadata | None =
     return response
 
 
+def done(value: T) -> Steps[T]:
+    """The operation of no step: ``value`` at once."""
+    yield from ()
+    return value
+
+
+def publish_bytes(request: bytes, *, metadata: Metadata) -> Steps[Any]:
+    """The one-step operation: the hub's answer to a sealed ``PublishRequest`` sent as saved."""
+    response = yield PublishBytes(request, metadata)
+    return response
+
+
+def acquire(lock: threading.Lock) -> Steps[None]:
+    """The one-step operation: ``lock`` taken (the caller releases it)."""
+    yield Acquire(lock)
+
+
+def read(stream: Any) -> Steps[Any]:
+    """The one-step operation: the next response of ``stream``, ``None`` at its end."""
+    response = yield Read(stream)
+    return response
+
+
 def sleep(seconds: float) -> Steps[None]:
     """The one-step operation: a wait."""
     yield Sleep(seconds)
 
 
 def run(
-    steps: Steps[T], transport: Transport, *, wait: Callable[[float], None] = time.sleep
+    steps: Steps[T], transport: Transport | None, *, wait: Callable[[float], None] = time.sleep
 ) -> T:
-    """Drive ``steps`` to its result with the blocking ``transport``."""
+    """Drive ``steps`` to its result with the blocking ``transport`` (``None``: for steps that
+    call no method of the hub, such as reading a stream already open)."""
     result: Any = None
     error: BaseException | None = None
     while True:
@@ -84,15 +135,40 @@ def run(
             return finished.value  # type: ignore[no-any-return]
         result, error = None, None
         try:
-            if isinstance(step, Rpc):
+            if isinstance(step, Read):
+                result = next(step.stream, None)
+            elif isinstance(step, Acquire):
+                step.lock.acquire()
+            elif isinstance(step, Sleep):
+                wait(step.seconds)
+            elif transport is None:
+                raise TypeError(f"{step!r} needs a transport")
+            elif isinstance(step, Rpc):
                 method = getattr(getattr(transport, step.service), step.method)
                 result = transport.call(method, step.request, metadata=step.metadata)
-            elif isinstance(step, PublishBytes):
-                result = transport.publish_bytes(step.request, metadata=step.metadata)
             else:
-                wait(step.seconds)
+                result = transport.publish_bytes(step.request, metadata=step.metadata)
         except Exception as e:  # noqa: BLE001 - thrown into the operation at its yield
             error = e
+        except BaseException:
+            steps.close()  # interrupted: its ``finally`` blocks run (a lock taken is released)
+            raise
+
+
+def run_blocking(
+    steps: Steps[T], transport: Transport | AsyncTransport, *, wait: Callable[[float], None] = time.sleep
+) -> T:
+    """:func:`run`, for a part shared by both clients that was handed either transport: only a
+    blocking one can drive a blocking call (an ``AsyncClient`` awaits the steps instead)."""
+    from exchange_client._internal.transport import Transport
+
+    if not isinstance(transport, Transport):
+        steps.close()
+        raise TypeError(
+            "a blocking call on an asynchronous transport: await the operation's steps "
+            "with run_async"
+        )
+    return run(steps, transport, wait=wait)
 
 
 async def run_async(steps: Steps[T], transport: AsyncTransport) -> T:
@@ -111,7 +187,16 @@ async def run_async(steps: Steps[T], transport: AsyncTransport) -> T:
                 result = await transport.call(method, step.request, metadata=step.metadata)
             elif isinstance(step, PublishBytes):
                 result = await transport.publish_bytes(step.request, metadata=step.metadata)
+            elif isinstance(step, Acquire):
+                while not step.lock.acquire(blocking=False):
+                    await asyncio.sleep(LOCK_POLL_SECONDS)
+            elif isinstance(step, Read):
+                response = await step.stream.read()
+                result = None if response is grpc.aio.EOF else response  # type: ignore[attr-defined]
             else:
                 await asyncio.sleep(step.seconds)
         except Exception as e:  # noqa: BLE001 - thrown into the operation at its yield
             error = e
+        except BaseException:
+            steps.close()  # cancelled or interrupted: its ``finally`` blocks run
+            raise

@@ -28,6 +28,7 @@ from exchange.alerts.draft import Draft
 from exchange.errors import ConfigurationError, ExchangeError, InvalidInputError, NotFoundError
 from exchange.v1 import alerts_pb2, payloads_pb2
 from exchange_client._internal.audit import HistoryEntry
+from exchange_client._internal.calls import call
 from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.models import JsonObject, OpenedAlert, Receipt, rfc3339
 from exchange_client._internal.state import PRIVATE_DIRECTORY_MODE, write_atomically
@@ -212,9 +213,8 @@ class JointCases(Concern):
     def _list_alerts(self) -> list[AlertRef]:
         """Every alert version this agency may see, its own included (newest first, 1000 at
         most: the hub's limit)."""
-        response = self._transport.call(
-            self._transport.alerts.ListAlerts,
-            alerts_pb2.ListAlertsRequest(include_own=True, limit=1000),
+        response = self._run(
+            call("alerts", "ListAlerts", alerts_pb2.ListAlertsRequest(include_own=True, limit=1000))
         )
         return [(a.originator, a.alert_id, a.version) for a in response.alerts]
 

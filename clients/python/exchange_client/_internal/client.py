@@ -29,13 +29,13 @@ from typing import Self
 from exchange.alerts.draft import Draft
 from exchange.audit.cooperation import CooperationReport
 from exchange.errors import NotFoundError, VerificationError
-from exchange_client._internal.audit import Auditor, Progress
+from exchange_client._internal.audit import Progress
 from exchange_client._internal.cases import JointCases
-from exchange_client._internal.context import ClientContext
+from exchange_client._internal.concerns import Concerns
+from exchange_client._internal.context import wire
 from exchange_client._internal.events import FeedReader
 from exchange_client._internal.feed import FeedSubscription, Reconnecting
 from exchange_client._internal.key_lifecycle import KeyStatementInfo, describe_sequence
-from exchange_client._internal.manifests import Manifests
 from exchange_client._internal.matching import Matcher
 from exchange_client._internal.models import (
     AgencyInfo,
@@ -47,16 +47,12 @@ from exchange_client._internal.models import (
     ReleaseRequest,
     StatementResult,
 )
-from exchange_client._internal.opening import Opener
-from exchange_client._internal.partners import PartnerDirectory, agency_info
+from exchange_client._internal.partners import agency_info
 from exchange_client._internal.profile import Profile
-from exchange_client._internal.publishing import PUBLISH_RETRY_SECONDS, Publisher, Retrying
-from exchange_client._internal.receipts import Deliveries
-from exchange_client._internal.release import ReleaseControls
+from exchange_client._internal.publishing import PUBLISH_RETRY_SECONDS, Retrying
 from exchange_client._internal.report import CooperationReporter, sign_report
-from exchange_client._internal.state import ClientState, SentStatements
+from exchange_client._internal.state import ClientState
 from exchange_client._internal.transport import Transport
-from exchange_client._internal.watchlist_updates import WatchlistUpdates
 
 
 def _utc_now() -> datetime:
@@ -97,49 +93,24 @@ class Client:
         self._monotonic: Callable[[], float] = time.monotonic
         self._transport = Transport.secure(profile, target=self.target, timeout=timeout)
         self._state = ClientState(profile.state_dir)
-        self._partners = PartnerDirectory(self._transport, profile, clock=self._clock)
+        context = wire(self._transport, profile, clock=self._clock)
+        self._partners = context.partners
         # The audit log: checkpoints, inclusion proofs, cosignatures (see _internal/audit/).
-        self.auditor = Auditor(
-            self._transport,
-            agency_id=profile.agency_id,
-            state_dir=profile.state_dir,
-            checkpoint_verifier_key=profile.checkpoint_verifier_key,
-            witness_key=profile.witness_key,
-            clock=self._clock,
-            partner_keys=self._partners.latest_keys,
-            signing_keys=self._partners.signing_keys,
-            require_cosigners=profile.require_cosigners,
-            max_cosignature_age_seconds=profile.max_cosignature_age_seconds,
-        )
-        context = ClientContext(
-            transport=self._transport,
-            profile=profile,
-            partners=self._partners,
-            manifests=Manifests(
-                self._transport, self._partners, self.auditor, agency_id=profile.agency_id
-            ),
-            auditor=self.auditor,
-            clock=self._clock,
-        )
-        self._release = ReleaseControls(context)
-        self.matching = Matcher(context)
-        """Private hit/no-hit matching: this agency's index, its queries, the hits on it."""
-        self._deliveries = Deliveries(context, sent=SentStatements(profile.state_dir))
-        self._opener = Opener(
-            context,
-            watchlist_updates=WatchlistUpdates(profile.state_dir),
-            after_open=self._deliveries.after_open,
-            own_requests=lambda: self._release.release_requests(mine=True, include_decided=True),
-        )
-        self._publisher = Publisher(
+        self.auditor = context.auditor
+        concerns = Concerns.wire(
             context,
             state=self._state,
-            watchlist=lambda: self._opener.watchlist,
             sleep=lambda seconds: self._sleep(seconds),
             monotonic=lambda: self._monotonic(),
             retry_seconds=retry_seconds,
             on_retry=on_retry,
         )
+        self._release = concerns.release
+        self.matching = Matcher(context)
+        """Private hit/no-hit matching: this agency's index, its queries, the hits on it."""
+        self._deliveries = concerns.deliveries
+        self._opener = concerns.opener
+        self._publisher = concerns.publisher
         self._reporter = CooperationReporter(context)
         self._cases = JointCases(
             context,

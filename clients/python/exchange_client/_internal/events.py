@@ -14,15 +14,18 @@ import grpc
 from exchange.errors import VerificationError
 from exchange.v1 import alerts_pb2
 from exchange_client._internal.audit import Auditor
+from exchange_client._internal.calls import Steps, call, run_blocking
 from exchange_client._internal.feed import (
+    AsyncFeedSubscription,
     FeedSubscription,
+    OpenStream,
     Reconnecting,
     check_heartbeat,
     check_sequence,
 )
 from exchange_client._internal.models import FeedEvent
 from exchange_client._internal.state import ClientState
-from exchange_client._internal.transport import Transport
+from exchange_client._internal.transport import AsyncTransport, Transport
 
 
 def new_events(response: alerts_pb2.ListEventsResponse, start: int) -> list[FeedEvent]:
@@ -47,7 +50,7 @@ class FeedReader:
 
     def __init__(
         self,
-        transport: Transport,
+        transport: Transport | AsyncTransport,
         *,
         state: ClientState,
         auditor: Auditor,
@@ -62,10 +65,13 @@ class FeedReader:
 
     def events(self, after: int | None = None, *, limit: int = 100) -> list[FeedEvent]:
         """See :meth:`exchange_client.Client.events`."""
+        return run_blocking(self.events_steps(after, limit=limit), self._transport)
+
+    def events_steps(self, after: int | None = None, *, limit: int = 100) -> Steps[list[FeedEvent]]:
+        """:meth:`events` as steps."""
         start = self._state.read_cursor() if after is None else after
-        response = self._transport.call(
-            self._transport.alerts.ListEvents,
-            alerts_pb2.ListEventsRequest(after=start, limit=limit),
+        response = yield from call(
+            "alerts", "ListEvents", alerts_pb2.ListEventsRequest(after=start, limit=limit)
         )
         events = new_events(response, start)
         if not events:
@@ -76,11 +82,11 @@ class FeedReader:
                 "the hub returned feed events without a checkpoint to prove them in the log",
                 reason="NOT_YET_CHECKPOINTED",
             )
-        signed = self._auditor.accept(response.checkpoint)
+        signed = yield from self._auditor.accept_steps(response.checkpoint)
         for event in response.events:
             if event.sequence > start:
                 self._auditor.await_proof(event)
-        self._auditor.prove_awaiting(signed.checkpoint)
+        yield from self._auditor.prove_awaiting_steps(signed.checkpoint)
         return events
 
     def commit_cursor(self, sequence: int) -> None:
@@ -101,17 +107,62 @@ class FeedReader:
         on_reconnect: Reconnecting | None = None,
     ) -> FeedSubscription:
         """See :meth:`exchange_client.Client.subscribe`."""
+        transport = self._transport
+        if not isinstance(transport, Transport):
+            raise TypeError("an asynchronous client watches the feed with watch()")
+
+        def open_stream(after_sequence: int) -> grpc.CallIterator[alerts_pb2.SubscribeResponse]:
+            # The audit log: heartbeats' checkpoints and the events are verified as they pass.
+            return self._auditor.audited_stream(transport.subscribe(after_sequence))
+
+        return self._subscription(
+            open_stream,
+            None,
+            after,
+            heartbeats=heartbeats,
+            give_up_after=give_up_after,
+            on_reconnect=on_reconnect,
+        )
+
+    def watch(
+        self,
+        after: int | None = None,
+        *,
+        heartbeats: bool = False,
+        give_up_after: float | None = None,
+        on_reconnect: Reconnecting | None = None,
+    ) -> AsyncFeedSubscription:
+        """:meth:`subscribe` over ``grpc.aio``: the same subscription, as an async iterator,
+        each response audited by the same steps."""
+        transport = self._transport
+        if not isinstance(transport, AsyncTransport):
+            raise TypeError("a blocking client subscribes to the feed with subscribe()")
+        subscription = self._subscription(
+            transport.subscribe,
+            self._auditor.audit_response_steps,
+            after,
+            heartbeats=heartbeats,
+            give_up_after=give_up_after,
+            on_reconnect=on_reconnect,
+        )
+        return AsyncFeedSubscription(subscription, transport)
+
+    def _subscription(
+        self,
+        open_stream: OpenStream,
+        audit: Callable[[alerts_pb2.SubscribeResponse], Steps[None]] | None,
+        after: int | None,
+        *,
+        heartbeats: bool,
+        give_up_after: float | None,
+        on_reconnect: Reconnecting | None,
+    ) -> FeedSubscription:
         lock = self._state.lock_cursor()
         try:
             start = self._state.read_cursor() if after is None else after
         except BaseException:
             lock.release()
             raise
-
-        def open_stream(after_sequence: int) -> grpc.CallIterator[alerts_pb2.SubscribeResponse]:
-            # The audit log: heartbeats' checkpoints and the events are verified as they pass.
-            return self._auditor.audited_stream(self._transport.subscribe(after_sequence))
-
         return FeedSubscription(
             open_stream=open_stream,
             target=self._transport.target,
@@ -122,4 +173,5 @@ class FeedReader:
             clock=self._monotonic,
             give_up_after=give_up_after,
             on_reconnect=on_reconnect,
+            audit=audit,
         )

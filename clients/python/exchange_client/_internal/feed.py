@@ -14,19 +14,23 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Self
-
-import grpc
+from typing import TYPE_CHECKING, Any, Self
 
 from exchange.errors import ExchangeError, UnavailableError
 from exchange.v1 import alerts_pb2
+from exchange_client._internal.calls import Steps, read, run, run_async, sleep
 from exchange_client._internal.errors import FeedGapError, check_same_process
 from exchange_client._internal.models import FeedEvent
 from exchange_client._internal.retry import Backoff, RetrySchedule
 from exchange_client._internal.state import CursorLock
 from exchange_client._internal.status import hub_errors
 
-OpenStream = Callable[[int], "grpc.CallIterator[alerts_pb2.SubscribeResponse]"]
+if TYPE_CHECKING:
+    from exchange_client._internal.transport import AsyncTransport
+
+OpenStream = Callable[[int], Any]
+"""Opens the feed stream after a sequence: a blocking ``grpc.CallIterator`` (audited as it is
+iterated) or, with an ``audit`` function, a ``grpc.aio`` stream call."""
 
 RECONNECT_BACKOFF = Backoff(first_delay=0.5, max_delay=30.0)
 """The waits between reconnections: 0.5 s, doubled after each further failure, at most 30 s."""
@@ -82,8 +86,11 @@ class FeedSubscription(Iterator[FeedEvent]):
         clock: Callable[[], float] = time.monotonic,
         give_up_after: float | None = None,
         on_reconnect: Reconnecting | None = None,
+        audit: Callable[[alerts_pb2.SubscribeResponse], Steps[None]] | None = None,
     ) -> None:
         self._open_stream = open_stream
+        self._audit = audit
+        self._sleep = sleep
         self._target = target
         self._lock = lock
         self._heartbeats = heartbeats
@@ -94,8 +101,8 @@ class FeedSubscription(Iterator[FeedEvent]):
         self._received = after
         self._handed_out = after
         self._unsaved = False
-        self._call: grpc.CallIterator[alerts_pb2.SubscribeResponse] | None = None
-        self._responses: Iterator[alerts_pb2.SubscribeResponse] | None = None
+        self._call: Any = None
+        self._responses: Any = None
         self._closed = False
         self._created_in = os.getpid()
 
@@ -108,20 +115,28 @@ class FeedSubscription(Iterator[FeedEvent]):
         return self
 
     def __next__(self) -> FeedEvent:
-        if self._closed:
+        event = run(self.next_steps(), None, wait=self._sleep)
+        if event is None:
             raise StopIteration
+        return event
+
+    def next_steps(self) -> Steps[FeedEvent | None]:
+        """The next event (``None`` once closed) as steps: the blocking subscription runs them,
+        :class:`AsyncFeedSubscription` awaits them."""
+        if self._closed:
+            return None
         # A forked child must not read the parent's stream nor save under its lock.
         check_same_process(self._created_in, "this feed subscription")
         try:
             self._save_cursor()
-            return self._next_entry()
+            return (yield from self._next_entry())
         except BaseException:
             self._shut_down()
             raise
 
-    def _next_entry(self) -> FeedEvent:
+    def _next_entry(self) -> Steps[FeedEvent]:
         while True:
-            response = self._receive()
+            response = yield from self._receive()
             kind = response.WhichOneof("message")
             if kind == "event":
                 event = response.event
@@ -141,23 +156,31 @@ class FeedSubscription(Iterator[FeedEvent]):
             self._lock.commit(self._handed_out)
             self._unsaved = False
 
-    def _receive(self) -> alerts_pb2.SubscribeResponse:
+    def _receive(self) -> Steps[alerts_pb2.SubscribeResponse]:
         while True:
             try:
                 if self._responses is None:
                     self._call = self._open_stream(self._received)
-                    self._responses = iter(self._call)
+                    # A blocking call is read through its iterator (audited as it is iterated);
+                    # a grpc.aio call, audited here by ``audit``, is read as it is.
+                    self._responses = self._call if self._audit is not None else iter(self._call)
                 with hub_errors(self._target):
-                    response = next(self._responses, None)
+                    response: alerts_pb2.SubscribeResponse | None = yield from read(
+                        self._responses
+                    )
                 if response is not None:
+                    if self._audit is not None:
+                        yield from self._audit(response)
                     self._retries.reset()
                     return response
                 problem = UnavailableError(f"the hub at {self._target} ended the feed stream")
             except UnavailableError as e:
                 problem = e
             self._drop_stream()
-            if not self._retries.wait(functools.partial(self._announce, problem)):
+            delay = self._retries.next_delay(functools.partial(self._announce, problem))
+            if delay is None:
                 raise problem
+            yield from sleep(delay)
 
     def _announce(self, problem: ExchangeError, seconds: float) -> None:
         if self._on_reconnect is not None:
@@ -165,7 +188,7 @@ class FeedSubscription(Iterator[FeedEvent]):
 
     def _drop_stream(self) -> None:
         if self._call is not None:
-            self._call.cancel()  # type: ignore[no-untyped-call]
+            self._call.cancel()
         self._call = None
         self._responses = None
 
@@ -195,6 +218,56 @@ class FeedSubscription(Iterator[FeedEvent]):
         return self
 
     def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
+
+
+class AsyncFeedSubscription:
+    """:class:`FeedSubscription` as an async iterator (``async for event in client.watch()``):
+    the same subscription, each next event awaited over ``grpc.aio`` — the same cursor saves,
+    gap checks, reconnections and audit of every response.
+
+    Leaving an ``async with`` block cleanly saves the cursor; by an exception, nothing is saved
+    for the event in hand (as for :class:`FeedSubscription`).
+    """
+
+    def __init__(self, subscription: FeedSubscription, transport: AsyncTransport) -> None:
+        self._subscription = subscription
+        self._transport = transport
+
+    @property
+    def position(self) -> int:
+        """See :attr:`FeedSubscription.position`."""
+        return self._subscription.position
+
+    def __aiter__(self) -> AsyncFeedSubscription:
+        return self
+
+    async def __anext__(self) -> FeedEvent:
+        event = await run_async(self._subscription.next_steps(), self._transport)
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    def close(self) -> None:
+        """See :meth:`FeedSubscription.close`."""
+        self._subscription.close()
+
+    def abandon(self) -> None:
+        """See :meth:`FeedSubscription.abandon`."""
+        self._subscription.abandon()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,

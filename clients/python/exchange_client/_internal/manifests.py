@@ -14,8 +14,9 @@ from exchange.statements.alert import AlertManifest
 from exchange.statements.codec import envelope_from_proto, parse_canonical
 from exchange.v1 import alerts_pb2, statements_pb2
 from exchange_client._internal.audit import Auditor, logged_envelope
+from exchange_client._internal.calls import Steps, call, run_blocking
 from exchange_client._internal.partners import PartnerDirectory
-from exchange_client._internal.transport import Transport
+from exchange_client._internal.transport import AsyncTransport, Transport
 
 
 def check_alert_id(alert_id: str) -> str:
@@ -61,10 +62,15 @@ def check_answer(
 
 
 class Manifests:
-    """Alert versions from the hub, their manifests verified and proven in the log."""
+    """Alert versions from the hub, their manifests verified and proven in the log.
+
+    Each method has its steps (``*_steps``, see :mod:`~exchange_client._internal.calls`); the
+    plain method runs them over the blocking transport."""
 
     def __init__(
-        self, transport: Transport, partners: PartnerDirectory, auditor: Auditor, *, agency_id: str
+        self,
+        transport: Transport | AsyncTransport,
+        partners: PartnerDirectory, auditor: Auditor, *, agency_id: str
     ) -> None:
         self._transport = transport
         self._partners = partners
@@ -75,15 +81,34 @@ class Manifests:
         self, alert_id: str, *, originator: str | None = None, version: int | None = None
     ) -> alerts_pb2.AlertView:
         """The hub's view of an alert version this agency may see (latest by default)."""
+        return run_blocking(
+            self.view_steps(alert_id, originator=originator, version=version), self._transport
+        )
+
+    def view_steps(
+        self, alert_id: str, *, originator: str | None = None, version: int | None = None
+    ) -> Steps[alerts_pb2.AlertView]:
+        """:meth:`view` as steps."""
         request = alerts_pb2.GetAlertRequest(
             alert_id=alert_id, originator=originator or "", version=version or 0
         )
-        return self._transport.call(self._transport.alerts.GetAlert, request)
+        view: alerts_pb2.AlertView = yield from call("alerts", "GetAlert", request)
+        return view
 
     def own_view(self, alert_id: str, version: int | None = None) -> alerts_pb2.AlertView:
         """The view of one of this agency's alerts (its latest version by default)."""
+        return run_blocking(self.own_view_steps(alert_id, version), self._transport)
+
+    def own_view_steps(
+        self, alert_id: str, version: int | None = None
+    ) -> Steps[alerts_pb2.AlertView]:
+        """:meth:`own_view` as steps."""
         try:
-            return self.view(check_alert_id(alert_id), originator=self._agency_id, version=version)
+            return (
+                yield from self.view_steps(
+                    check_alert_id(alert_id), originator=self._agency_id, version=version
+                )
+            )
         except NotFoundError as e:
             raise NotFoundError(
                 f"no alert {alert_id} published by {self._agency_id}", reason=e.reason
@@ -98,27 +123,59 @@ class Manifests:
         version: int | None = None,
     ) -> AlertManifest:
         """The manifest of ``view``, verified, the version asked for, and in the verified log."""
-        manifest = AlertManifest.verify(
-            envelope_from_proto(view.manifest),
-            self._partners.verify_keys_of(claimed_originator(view)),
+        return run_blocking(
+            self.verified_steps(view, alert_id=alert_id, originator=originator, version=version),
+            self._transport,
         )
+
+    def verified_steps(
+        self,
+        view: alerts_pb2.AlertView,
+        *,
+        alert_id: str,
+        originator: str | None = None,
+        version: int | None = None,
+    ) -> Steps[AlertManifest]:
+        """:meth:`verified` as steps."""
+        keys = yield from self._partners.keys_of(claimed_originator(view))
+        manifest = AlertManifest.verify(envelope_from_proto(view.manifest), keys)
         check_answer(manifest, alert_id, originator=originator, version=version)
         # The audit log: act on no manifest that the verified log does not hold.
-        self._auditor.prove_statement(logged_envelope(view.manifest), view.log_index, acting=True)
+        yield from self._auditor.prove_statement_steps(
+            logged_envelope(view.manifest), view.log_index, acting=True
+        )
         return manifest
 
     def visible(
         self, alert_id: str, *, originator: str | None = None, version: int | None = None
     ) -> AlertManifest:
         """The verified manifest of an alert version this agency may see (latest by default)."""
-        view = self.view(check_alert_id(alert_id), originator=originator, version=version)
-        return self.verified(view, alert_id=alert_id, originator=originator, version=version)
+        return run_blocking(
+            self.visible_steps(alert_id, originator=originator, version=version), self._transport
+        )
+
+    def visible_steps(
+        self, alert_id: str, *, originator: str | None = None, version: int | None = None
+    ) -> Steps[AlertManifest]:
+        """:meth:`visible` as steps."""
+        view = yield from self.view_steps(
+            check_alert_id(alert_id), originator=originator, version=version
+        )
+        return (
+            yield from self.verified_steps(
+                view, alert_id=alert_id, originator=originator, version=version
+            )
+        )
 
     def own(self, alert_id: str, version: int | None = None) -> AlertManifest:
         """The verified manifest of one of this agency's alerts (latest version by default)."""
-        return self.verified(
-            self.own_view(alert_id, version),
-            alert_id=alert_id,
-            originator=self._agency_id,
-            version=version,
+        return run_blocking(self.own_steps(alert_id, version), self._transport)
+
+    def own_steps(self, alert_id: str, version: int | None = None) -> Steps[AlertManifest]:
+        """:meth:`own` as steps."""
+        view = yield from self.own_view_steps(alert_id, version)
+        return (
+            yield from self.verified_steps(
+                view, alert_id=alert_id, originator=self._agency_id, version=version
+            )
         )

@@ -27,6 +27,7 @@ from exchange.statements.sealing import (
 )
 from exchange.v1 import alerts_pb2, payloads_pb2
 from exchange_client._internal.audit import logged_envelope
+from exchange_client._internal.calls import Steps, call
 from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.manifests import check_answer, claimed_originator
 from exchange_client._internal.models import (
@@ -177,7 +178,8 @@ class Opener(Concern):
     """Lists and opens alert versions addressed to this agency.
 
     ``after_open`` runs for every opened version (receipts and purge acknowledgements);
-    ``own_requests`` lists this agency's release requests (to explain withheld items).
+    ``own_requests`` lists this agency's release requests (to explain withheld items); both
+    are steps, as are :meth:`inbox_steps` and :meth:`open_steps`.
     """
 
     def __init__(
@@ -185,8 +187,8 @@ class Opener(Concern):
         context: ClientContext,
         *,
         watchlist_updates: WatchlistUpdates,
-        after_open: Callable[[OpenedVersion], None],
-        own_requests: Callable[[], list[ReleaseRequest]],
+        after_open: Callable[[OpenedVersion], Steps[None]],
+        own_requests: Callable[[], Steps[list[ReleaseRequest]]],
     ) -> None:
         super().__init__(context)
         self._watchlist_updates = watchlist_updates
@@ -197,9 +199,12 @@ class Opener(Concern):
 
     def inbox(self, *, limit: int = 100) -> list[InboxEntry]:
         """See :meth:`exchange_client.Client.inbox`."""
-        response = self._transport.call(
-            self._transport.alerts.ListAlerts,
-            alerts_pb2.ListAlertsRequest(include_own=False, limit=limit),
+        return self._run(self.inbox_steps(limit=limit))
+
+    def inbox_steps(self, *, limit: int = 100) -> Steps[list[InboxEntry]]:
+        """:meth:`inbox` as steps."""
+        response = yield from call(
+            "alerts", "ListAlerts", alerts_pb2.ListAlertsRequest(include_own=False, limit=limit)
         )
         entries = []
         for summary in response.alerts:
@@ -207,7 +212,7 @@ class Opener(Concern):
             kind: str | None = None
             problem = ""
             try:
-                opened = self.open(
+                opened = yield from self.open_steps(
                     summary.alert_id, originator=summary.originator, version=summary.version
                 )
                 title, kind = opened.title, opened.kind
@@ -235,15 +240,22 @@ class Opener(Concern):
         self, alert_id: str, *, originator: str | None = None, version: int | None = None
     ) -> OpenedAlert:
         """See :meth:`exchange_client.Client.open`."""
+        return self._run(self.open_steps(alert_id, originator=originator, version=version))
+
+    def open_steps(
+        self, alert_id: str, *, originator: str | None = None, version: int | None = None
+    ) -> Steps[OpenedAlert]:
+        """:meth:`open` as steps."""
         request = alerts_pb2.GetAlertRequest(
             alert_id=alert_id, originator=originator or "", version=version or 0
         )
-        view = self._transport.call(self._transport.alerts.GetAlert, request)
+        view = yield from call("alerts", "GetAlert", request)
+        originator_keys = yield from self._partners.keys_of(claimed_originator(view))
         opened = open_version(
             view,
             recipient=self._profile.agency_id,
             decryption_key=self._profile.decryption_key,
-            originator_keys=self._partners.verify_keys_of(claimed_originator(view)),
+            originator_keys=originator_keys,
             now=self._clock(),
         )
         check_answer(
@@ -254,12 +266,15 @@ class Opener(Concern):
             asked=f" (originator {originator or 'any'}, version {version or 'latest'})",
         )
         # The audit log: act on no manifest that the verified log does not hold.
-        self._auditor.prove_statement(logged_envelope(view.manifest), view.log_index, acting=True)
-        self._after_open(opened)
+        yield from self._auditor.prove_statement_steps(
+            logged_envelope(view.manifest), view.log_index, acting=True
+        )
+        yield from self._after_open(opened)
         self._record_watchlist_update(opened)
         details: dict[str, str] = {}
         if asks_about_withheld(opened, self._profile.agency_id):
-            details = withheld_details(opened, self._own_requests(), self._profile.agency_id)
+            own_requests = yield from self._own_requests()
+            details = withheld_details(opened, own_requests, self._profile.agency_id)
         return opened_alert(opened, self.watchlist, details)
 
     def _record_watchlist_update(self, opened: OpenedVersion) -> None:

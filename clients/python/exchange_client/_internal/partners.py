@@ -32,10 +32,11 @@ from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.codec import envelope_from_proto
 from exchange.statements.key_sequence import KeyPin, KeySequenceError
 from exchange.v1 import directory_pb2
+from exchange_client._internal.calls import Steps, acquire, call, run_blocking
 from exchange_client._internal.models import AgencyInfo
 from exchange_client._internal.profile import Profile
 from exchange_client._internal.state import write_atomically
-from exchange_client._internal.transport import Transport
+from exchange_client._internal.transport import AsyncTransport, Transport
 
 KEY_PINS_FILE = "key-pins.json"
 """Under the profile's state directory: the first and latest key statement seen per agency."""
@@ -199,7 +200,11 @@ class PartnerDirectory:
     """The hub's agencies with their key statements verified against this profile's CAs."""
 
     def __init__(
-        self, transport: Transport, profile: Profile, *, clock: Callable[[], datetime]
+        self,
+        transport: Transport | AsyncTransport,
+        profile: Profile,
+        *,
+        clock: Callable[[], datetime],
     ) -> None:
         self._transport = transport
         self._profile = profile
@@ -216,15 +221,22 @@ class PartnerDirectory:
     ) -> dict[str, PartnerKeys]:
         """The checked records, fetched again when ``refresh`` is set or the copy held is older
         than ``max_age`` seconds."""
+        return run_blocking(self.fetch(refresh=refresh, max_age=max_age), self._transport)
+
+    def fetch(
+        self, *, refresh: bool = False, max_age: float | None = None
+    ) -> Steps[dict[str, PartnerKeys]]:
+        """:meth:`load` as steps (see :mod:`~exchange_client._internal.calls`)."""
         held = self._partners
         stale = max_age is not None and time.monotonic() - self.fetched_at > max_age
         if held is None or refresh or stale:
             # One refresh at a time: the pins are read, checked against and written in order,
             # so an older answer is never checked against the pin a newer one has just written
             # (which would look like a rollback).
-            with self._refresh_lock:
-                response = self._transport.call(
-                    self._transport.directory.ListAgencies, directory_pb2.ListAgenciesRequest()
+            yield from acquire(self._refresh_lock)
+            try:
+                response = yield from call(
+                    "directory", "ListAgencies", directory_pb2.ListAgenciesRequest()
                 )
                 now = self._clock()
                 pins = self._read_pins()
@@ -238,6 +250,8 @@ class PartnerDirectory:
                 self._write_pins(pins, held)
                 # Replaced whole: a thread sharing the client sees the old copy or the new one.
                 self._partners, self.fetched_at = held, time.monotonic()
+            finally:
+                self._refresh_lock.release()
         return held
 
     def _pins_path(self) -> Path:
@@ -273,19 +287,25 @@ class PartnerDirectory:
                 raise ConfigurationError(f"{path.parent}: cannot create the state directory: {e}") from e
             write_atomically(path, key_sequence.dump_pins(pins))
 
-    def latest_keys(self) -> dict[str, AgencyKeys]:
-        """Every verified agency's latest key statement (for witness keys)."""
-        return {p.agency_id: p.latest for p in self.load().values() if p.latest}
+    def latest_keys(self) -> Steps[dict[str, AgencyKeys]]:
+        """Every verified agency's latest key statement (for witness keys), as steps."""
+        partners = yield from self.fetch()
+        return {p.agency_id: p.latest for p in partners.values() if p.latest}
 
-    def signing_keys(self) -> dict[str, list[VerifyKey]]:
-        """Every agency's verified signing keys (for statements in the log)."""
-        return {p.agency_id: list(p.verify_keys.values()) for p in self.load().values()}
+    def signing_keys(self) -> Steps[dict[str, list[VerifyKey]]]:
+        """Every agency's verified signing keys (for statements in the log), as steps."""
+        partners = yield from self.fetch()
+        return {p.agency_id: list(p.verify_keys.values()) for p in partners.values()}
 
     def verify_keys_of(self, originator: str) -> dict[str, VerifyKey]:
         """The keys statements of ``originator`` must verify under (ours from the profile)."""
-        partners = self.load()
+        return run_blocking(self.keys_of(originator), self._transport)
+
+    def keys_of(self, originator: str) -> Steps[dict[str, VerifyKey]]:
+        """:meth:`verify_keys_of` as steps."""
+        partners = yield from self.fetch()
         if originator not in partners:
-            partners = self.load(refresh=True)
+            partners = yield from self.fetch(refresh=True)
         partner = partners.get(originator)
         keys: dict[str, VerifyKey] = dict(partner.verify_keys) if partner else {}
         if originator == self._profile.agency_id:
@@ -304,7 +324,14 @@ class PartnerDirectory:
         Fresh from the hub unless ``max_age`` allows a copy that recent, so that a rotated or
         revoked key shows at once; always verified against this profile's CAs.
         """
+        return run_blocking(self.recipient_keys_steps(recipients, max_age=max_age), self._transport)
+
+    def recipient_keys_steps(
+        self, recipients: Iterable[str], *, max_age: float | None = None
+    ) -> Steps[dict[str, EncryptionKey]]:
+        """:meth:`recipient_keys` as steps."""
         others = sorted(set(recipients) - {self._profile.agency_id})
         if not others:
             return {}
-        return encryption_keys(self.load(refresh=max_age is None, max_age=max_age), others)
+        partners = yield from self.fetch(refresh=max_age is None, max_age=max_age)
+        return encryption_keys(partners, others)

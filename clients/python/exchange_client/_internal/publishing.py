@@ -14,6 +14,7 @@ import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from exchange.alerts.draft import Draft
 from exchange.alerts.watchlist import Watchlist
@@ -36,6 +37,7 @@ from exchange.statements.publish import KNOWN_LOG_SIZE_METADATA
 from exchange.statements.sealing import PlainItem, seal_alert, summary_item
 from exchange.v1 import alerts_pb2, statements_pb2
 from exchange_client._internal.audit import logged_manifest
+from exchange_client._internal.calls import Steps, publish_bytes, run_blocking, sleep
 from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.manifests import check_alert_id
 from exchange_client._internal.models import Receipt, timestamp_or_none
@@ -158,6 +160,8 @@ def next_version(manifest: AlertManifest, *, alert_id: str, originator: str) -> 
 
 # --- the I/O --------------------------------------------------------------------------------------
 
+T = TypeVar("T")
+
 
 DEFINITE_REFUSALS: tuple[type[ExchangeError], ...] = (
     NotAuthenticatedError,
@@ -206,10 +210,30 @@ class Publisher(Concern):
             PUBLISH_BACKOFF, give_up_after=retry_seconds, sleep=self._sleep, clock=self._monotonic
         )
 
+    def _run(self, steps: Steps[T]) -> T:
+        """Run ``steps`` over the blocking transport, a retry's waits with the client's sleep."""
+        return run_blocking(steps, self._transport, wait=self._sleep)
+
+    def _wait(self, schedule: RetrySchedule, error: ExchangeError) -> Steps[bool]:
+        """Count a failure and wait before the next attempt; ``False`` when the budget is spent."""
+        delay = schedule.next_delay(functools.partial(self._announce_retry, error))
+        if delay is None:
+            return False
+        yield from sleep(delay)
+        return True
+
     def publish(
         self, draft: Draft, *, supersedes: str | None = None, retry_seconds: float | None = None
     ) -> Receipt:
         """See :meth:`exchange_client.Client.publish`."""
+        return self._run(
+            self.publish_steps(draft, supersedes=supersedes, retry_seconds=retry_seconds)
+        )
+
+    def publish_steps(
+        self, draft: Draft, *, supersedes: str | None = None, retry_seconds: float | None = None
+    ) -> Steps[Receipt]:
+        """:meth:`publish` as steps."""
         self._transport.check_usable()  # before anything is sealed into the outbox
         flags = draft_flags(self._watchlist(), draft)
         plain = plain_items(draft)
@@ -219,13 +243,15 @@ class Publisher(Concern):
             return Unsealed(plain, alert_id, number, previous_hash, flags, retry)
 
         if supersedes is None:
-            return self._publish_version(version(str(uuid.uuid4()), 1, b""))
+            return (yield from self._publish_version(version(str(uuid.uuid4()), 1, b"")))
         alert_id = check_alert_id(supersedes)
         known = self._state.latest_published(alert_id)
         if known is not None:
             try:
-                return self._publish_version(
-                    version(alert_id, known.version + 1, known.manifest_hash)
+                return (
+                    yield from self._publish_version(
+                        version(alert_id, known.version + 1, known.manifest_hash)
+                    )
                 )
             except ConflictError:
                 # The hub holds that version already. If this profile recorded it meanwhile,
@@ -234,21 +260,28 @@ class Publisher(Concern):
                 newest = self._state.latest_published(alert_id)
                 if newest is not None and newest.version > known.version:
                     raise
-        return self._publish_version(version(alert_id, *self._next_version_from_hub(alert_id)))
+        number, previous_hash = yield from self._next_version_from_hub(alert_id)
+        return (yield from self._publish_version(version(alert_id, number, previous_hash)))
 
     def flush_outbox(self, *, retry_seconds: float | None = None) -> list[Receipt]:
         """See :meth:`exchange_client.Client.flush_outbox`."""
+        return self._run(self.flush_outbox_steps(retry_seconds=retry_seconds))
+
+    def flush_outbox_steps(self, *, retry_seconds: float | None = None) -> Steps[list[Receipt]]:
+        """:meth:`flush_outbox` as steps."""
         self._transport.check_usable()
         self.retry_schedule(retry_seconds)  # refuses a negative budget before anything is sent
         receipts = []
         for entry in self._state.outbox():
             request = entry.read()
             receipts.append(
-                self._send(
-                    entry,
-                    request,
-                    outbox_manifest_hash(entry, request),
-                    retry=self.retry_schedule(retry_seconds),
+                (
+                    yield from self._send(
+                        entry,
+                        request,
+                        outbox_manifest_hash(entry, request),
+                        retry=self.retry_schedule(retry_seconds),
+                    )
                 )
             )
         return receipts
@@ -257,26 +290,28 @@ class Publisher(Concern):
         if self._on_retry is not None:
             self._on_retry(seconds, error)
 
-    def _publish_version(self, unsealed: Unsealed) -> Receipt:
+    def _publish_version(self, unsealed: Unsealed) -> Steps[Receipt]:
         fetched_at = self._partners.fetched_at
         try:
-            return self._seal_and_send(unsealed, max_age=PARTNER_KEYS_MAX_AGE)
+            return (yield from self._seal_and_send(unsealed, max_age=PARTNER_KEYS_MAX_AGE))
         except InvalidInputError as e:
             # Sealed to partner keys held from before this call: the hub's refusal of the
             # audience or of a grant's key may only mean a partner was revoked or re-keyed
             # since. Nothing was stored; seal again to the hub's current directory, once.
             if e.reason != "POLICY_INVALID" or self._partners.fetched_at != fetched_at:
                 raise
-        return self._seal_and_send(unsealed, max_age=None)
+        return (yield from self._seal_and_send(unsealed, max_age=None))
 
-    def _seal_and_send(self, unsealed: Unsealed, *, max_age: float | None) -> Receipt:
+    def _seal_and_send(self, unsealed: Unsealed, *, max_age: float | None) -> Steps[Receipt]:
         audience = {a for item in unsealed.items for a in item.policy.audience}
         while True:  # the hub may be restarting: its directory is asked within the same budget
             try:
-                recipient_keys = self._partners.recipient_keys(audience, max_age=max_age)
+                recipient_keys = yield from self._partners.recipient_keys_steps(
+                    audience, max_age=max_age
+                )
                 break
             except UnavailableError as e:
-                if not unsealed.retry.wait(functools.partial(self._announce_retry, e)):
+                if not (yield from self._wait(unsealed.retry, e)):
                     raise
         sealed = seal_alert(
             originator=self._profile.agency_id,
@@ -291,23 +326,24 @@ class Publisher(Concern):
         )
         request = encode(sealed.request)
         entry = self._state.save_outbox(unsealed.alert_id, unsealed.version, request)
-        return self._send(
-            entry, request, sealed.manifest.hash, flags=unsealed.flags, retry=unsealed.retry
+        return (
+            yield from self._send(
+                entry, request, sealed.manifest.hash, flags=unsealed.flags, retry=unsealed.retry
+            )
         )
 
-    def _next_version_from_hub(self, alert_id: str) -> tuple[int, bytes]:
+    def _next_version_from_hub(self, alert_id: str) -> Steps[tuple[int, bytes]]:
         """The version after the hub's latest of this agency's ``alert_id``, and its manifest
         hash (verified)."""
         agency_id = self._profile.agency_id
         try:
-            view = self._manifests.view(alert_id, originator=agency_id)
+            view = yield from self._manifests.view_steps(alert_id, originator=agency_id)
         except NotFoundError as e:
             raise NotFoundError(
                 f"no alert {alert_id} published by {agency_id} to supersede", reason=e.reason
             ) from e
-        manifest = AlertManifest.verify(
-            envelope_from_proto(view.manifest), self._partners.verify_keys_of(agency_id)
-        )
+        keys = yield from self._partners.keys_of(agency_id)
+        manifest = AlertManifest.verify(envelope_from_proto(view.manifest), keys)
         return next_version(manifest, alert_id=alert_id, originator=agency_id)
 
     def _send(
@@ -318,9 +354,9 @@ class Publisher(Concern):
         *,
         flags: Sequence[str] = (),
         retry: RetrySchedule,
-    ) -> Receipt:
+    ) -> Steps[Receipt]:
         try:
-            response = self._send_with_retries(entry, request, retry)
+            response = yield from self._send_with_retries(entry, request, retry)
         except UnavailableError:
             raise  # the entry stays; the error names it
         except DEFINITE_REFUSALS:
@@ -352,7 +388,7 @@ class Publisher(Concern):
         # The audit log: the published manifest must be in the verified log. Until it is proven
         # the entry stays in the outbox, so a resend (answered with the first receipt) proves it.
         try:
-            self._auditor.prove_statement(
+            yield from self._auditor.prove_statement_steps(
                 logged_manifest(request),
                 receipt.log_index,
                 proof=response.inclusion_proof if response.HasField("inclusion_proof") else None,
@@ -372,16 +408,17 @@ class Publisher(Concern):
 
     def _send_with_retries(
         self, entry: OutboxEntry, request: bytes, schedule: RetrySchedule
-    ) -> alerts_pb2.PublishResponse:
+    ) -> Steps[alerts_pb2.PublishResponse]:
         while True:
             try:
                 trusted = self._auditor.trusted
-                return self._transport.publish_bytes(
+                response: alerts_pb2.PublishResponse = yield from publish_bytes(
                     request,
                     metadata=known_log_size(None if trusted is None else trusted.checkpoint.size),
                 )
+                return response
             except UnavailableError as e:
-                if not schedule.wait(functools.partial(self._announce_retry, e)):
+                if not (yield from self._wait(schedule, e)):
                     tries = schedule.failures
                     raise UnavailableError(
                         f"{e.message}. Tried {tries} time{'s' if tries != 1 else ''} in "

@@ -19,10 +19,11 @@ from exchange.statements.alert import AlertManifest, ItemHeader
 from exchange.statements.codec import envelope_from_proto
 from exchange.statements.sealing import INVALID, REVOKED, VISIBLE, WITHHELD, OpenedVersion
 from exchange.v1 import release_pb2, statements_pb2
+from exchange_client._internal.calls import Steps, acquire, call
 from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.manifests import check_alert_id
 from exchange_client._internal.models import DeliveryRecord, StatementResult, timestamp_or_none
-from exchange_client._internal.signed_calls import send_statement, statement_result
+from exchange_client._internal.signed_calls import statement_call, statement_result
 from exchange_client._internal.state import KeyedLocks, SentStatements
 
 FEEDBACK_OUTCOMES = ("SEIZED", "NOTHING_FOUND", "INVESTIGATING", "FALSE_POSITIVE")
@@ -87,12 +88,13 @@ def verified_about_own(
     *,
     alert_id: str,
     agency_id: str,
-    keys_of: Callable[[str], Mapping[str, VerifyKey]],
-) -> _Statement:
+    keys_of: Callable[[str], Steps[Mapping[str, VerifyKey]]],
+) -> Steps[_Statement]:
     """A statement the hub lists for our alert ``alert_id``, verified under its signer's keys
-    and about that alert."""
+    (the steps ``keys_of``) and about that alert."""
     unverified = envelope_from_proto(envelope)
-    statement = kind.verify(unverified, keys_of(kind.peek_signer(unverified)))
+    keys = yield from keys_of(kind.peek_signer(unverified))
+    statement = kind.verify(unverified, keys)
     about = (statement.message.originator, statement.message.alert_id)
     if about != (agency_id, alert_id):
         raise VerificationError(
@@ -118,9 +120,16 @@ class Deliveries(Concern):
         self, alert_id: str, outcome: str, *, note: str = "", originator: str | None = None
     ) -> StatementResult:
         """See :meth:`exchange_client.Client.feedback`."""
+        return self._run(self.feedback_steps(alert_id, outcome, note=note, originator=originator))
+
+    def feedback_steps(
+        self, alert_id: str, outcome: str, *, note: str = "", originator: str | None = None
+    ) -> Steps[StatementResult]:
+        """:meth:`feedback` as steps."""
         value = feedback_outcome(outcome)
-        manifest = self._manifests.visible(alert_id, originator=originator)
-        originator_key = self._partners.recipient_keys([manifest.originator])[manifest.originator]
+        manifest = yield from self._manifests.visible_steps(alert_id, originator=originator)
+        keys = yield from self._partners.recipient_keys_steps([manifest.originator])
+        originator_key = keys[manifest.originator]
         statement = release.Feedback.seal(
             manifest,
             recipient=self._profile.agency_id,
@@ -131,7 +140,7 @@ class Deliveries(Concern):
             created_at=self._clock(),
             key=self._profile.signing_key,
         )
-        response = send_statement(self._transport, statement)
+        response = yield from statement_call(statement)
         return statement_result(
             "FEEDBACK", manifest, log_index=response.log_index, outcome=outcome.upper()
         )
@@ -140,7 +149,17 @@ class Deliveries(Concern):
         self, alert_id: str, item_id: str, *, originator: str, version: int
     ) -> StatementResult:
         """See :meth:`exchange_client.Client.acknowledge_purge`."""
-        manifest = self._manifests.visible(alert_id, originator=originator, version=version)
+        return self._run(
+            self.acknowledge_purge_steps(alert_id, item_id, originator=originator, version=version)
+        )
+
+    def acknowledge_purge_steps(
+        self, alert_id: str, item_id: str, *, originator: str, version: int
+    ) -> Steps[StatementResult]:
+        """:meth:`acknowledge_purge` as steps."""
+        manifest = yield from self._manifests.visible_steps(
+            alert_id, originator=originator, version=version
+        )
         ack = release.PurgeAck.build(
             manifest,
             recipient=self._profile.agency_id,
@@ -148,21 +167,25 @@ class Deliveries(Concern):
             created_at=self._clock(),
             key=self._profile.signing_key,
         )
-        response = send_statement(self._transport, ack)
+        response = yield from statement_call(ack)
         self._sent.record_purge_ack(originator, alert_id, version, item_id)
         return statement_result(
             "PURGE_ACK", manifest, log_index=response.log_index, item_id=item_id
         )
 
-    def after_open(self, opened: OpenedVersion) -> None:
+    def after_open(self, opened: OpenedVersion) -> Steps[None]:
         """Send a receipt when a version first opens (or more of it opens), and acknowledge
-        the purge of every revoked item once."""
+        the purge of every revoked item once (steps)."""
         manifest = opened.manifest
         key = (manifest.originator, manifest.alert_id, manifest.version)
-        with self._version_locks(key):
-            self._send_due(opened, key)
+        lock = self._version_locks(key)
+        yield from acquire(lock)
+        try:
+            yield from self._send_due(opened, key)
+        finally:
+            lock.release()
 
-    def _send_due(self, opened: OpenedVersion, key: tuple[str, str, int]) -> None:
+    def _send_due(self, opened: OpenedVersion, key: tuple[str, str, int]) -> Steps[None]:
         manifest = opened.manifest
         due = statements_due(
             opened,
@@ -171,7 +194,7 @@ class Deliveries(Concern):
             receipt_opened=self._sent.receipt_opened(*key),
         )
         for item_id in due.purge_acks:
-            self.acknowledge_purge(
+            yield from self.acknowledge_purge_steps(
                 manifest.alert_id, item_id, originator=manifest.originator, version=manifest.version
             )
         if due.receipt is None:
@@ -185,23 +208,28 @@ class Deliveries(Concern):
             created_at=self._clock(),
             key=self._profile.signing_key,
         )
-        send_statement(self._transport, receipt)
+        yield from statement_call(receipt)
         self._sent.record_receipt(*key, set(opened_hashes))
 
     def receipts(self, alert_id: str) -> list[DeliveryRecord]:
         """See :meth:`exchange_client.Client.receipts`."""
-        response = self._transport.call(
-            self._transport.release.ListReceipts,
+        return self._run(self.receipts_steps(alert_id))
+
+    def receipts_steps(self, alert_id: str) -> Steps[list[DeliveryRecord]]:
+        """:meth:`receipts` as steps."""
+        response = yield from call(
+            "release",
+            "ListReceipts",
             release_pb2.ListReceiptsRequest(alert_id=check_alert_id(alert_id)),
         )
         versions: dict[int, tuple[AlertManifest, dict[bytes, str]]] = {}
 
         def version_of(
             version: int, manifest_hash: bytes
-        ) -> tuple[AlertManifest, dict[bytes, str]]:
+        ) -> Steps[tuple[AlertManifest, dict[bytes, str]]]:
             if version not in versions:
-                view = self._manifests.own_view(alert_id, version)
-                manifest = self._manifests.verified(
+                view = yield from self._manifests.own_view_steps(alert_id, version)
+                manifest = yield from self._manifests.verified_steps(
                     view, alert_id=alert_id, originator=self._profile.agency_id, version=version
                 )
                 names = {}
@@ -217,13 +245,17 @@ class Deliveries(Concern):
                 )
             return manifest, names
 
-        def verified(kind: type[_Statement], envelope: statements_pb2.Envelope) -> _Statement:
-            return verified_about_own(
-                kind,
-                envelope,
-                alert_id=alert_id,
-                agency_id=self._profile.agency_id,
-                keys_of=self._partners.verify_keys_of,
+        def verified(
+            kind: type[_Statement], envelope: statements_pb2.Envelope
+        ) -> Steps[_Statement]:
+            return (
+                yield from verified_about_own(
+                    kind,
+                    envelope,
+                    alert_id=alert_id,
+                    agency_id=self._profile.agency_id,
+                    keys_of=self._partners.keys_of,
+                )
             )
 
         def record(kind: str, statement: release.SignedStatement[Any], **fields: Any) -> None:
@@ -241,8 +273,10 @@ class Deliveries(Concern):
 
         records: list[DeliveryRecord] = []
         for envelope in response.receipts:
-            receipt = verified(release.Receipt, envelope)
-            _, names = version_of(receipt.message.version, bytes(receipt.message.manifest_hash))
+            receipt = yield from verified(release.Receipt, envelope)
+            _, names = yield from version_of(
+                receipt.message.version, bytes(receipt.message.manifest_hash)
+            )
             record(
                 "RECEIPT",
                 receipt,
@@ -252,11 +286,11 @@ class Deliveries(Concern):
                 ),
             )
         for envelope in response.purge_acks:
-            ack = verified(release.PurgeAck, envelope)
+            ack = yield from verified(release.PurgeAck, envelope)
             record("PURGE_ACK", ack, item_id=ack.message.item_id)
         for envelope in response.feedback:
-            statement = verified(release.Feedback, envelope)
-            manifest, _ = version_of(
+            statement = yield from verified(release.Feedback, envelope)
+            manifest, _ = yield from version_of(
                 statement.message.version, bytes(statement.message.manifest_hash)
             )
             body = statement.open(manifest, self._profile.decryption_key)

@@ -5,8 +5,10 @@ a served request and its decision are checked against each other (:func:`check_r
 how a request is shown (:func:`release_request`), how the originator recovers an item key
 from its own grant (:func:`own_item_key`), and which requests carry the alert's summary along
 with an item shared onward (:func:`summary_audience`, :func:`companion_summary_requests`).
-:class:`ReleaseControls` does the I/O, each statement sent through
-:func:`~exchange_client._internal.signed_calls.send_statement`.
+:class:`ReleaseControls` does the I/O as steps (each method's ``*_steps``, driven by the
+blocking client with :func:`~exchange_client._internal.calls.run` and by the asynchronous one
+with :func:`~exchange_client._internal.calls.run_async`), each statement sent through
+:func:`~exchange_client._internal.signed_calls.statement_call`.
 
 An item shared onward arrives with its alert's summary (title and kind), as an item received
 directly does: with an onward request for an item, the requester's client also asks for the
@@ -26,10 +28,11 @@ from exchange.statements import release
 from exchange.statements.alert import SUMMARY_ITEM_ID, AlertManifest, ItemHeader, KeyGrant
 from exchange.statements.codec import envelope_from_proto
 from exchange.v1 import alerts_pb2, release_pb2
+from exchange_client._internal.calls import Steps, call
 from exchange_client._internal.context import Concern
 from exchange_client._internal.manifests import check_alert_id
 from exchange_client._internal.models import ReleaseRequest, StatementResult, timestamp_or_none
-from exchange_client._internal.signed_calls import send_statement, statement_result
+from exchange_client._internal.signed_calls import statement_call, statement_result
 
 # --- the rules ----------------------------------------------------------------------------------
 
@@ -62,17 +65,19 @@ def release_request(
 
 
 def check_request_view(
-    view: release_pb2.ReleaseRequestView, keys_of: Callable[[str], Mapping[str, VerifyKey]]
-) -> tuple[release.ReleaseRequest, ReleaseRequest]:
+    view: release_pb2.ReleaseRequestView,
+    keys_of: Callable[[str], Steps[Mapping[str, VerifyKey]]],
+) -> Steps[tuple[release.ReleaseRequest, ReleaseRequest]]:
     """The request served in ``view`` and its decision, each verified under its signer's keys
-    (``keys_of``), about each other, and served under the request's own id."""
+    (the steps ``keys_of``), about each other, and served under the request's own id."""
     envelope = envelope_from_proto(view.request)
     requester = release.ReleaseRequest.peek_signer(envelope)
-    statement = release.ReleaseRequest.verify(envelope, keys_of(requester))
+    statement = release.ReleaseRequest.verify(envelope, (yield from keys_of(requester)))
     decision: release.ReleaseDecision | None = None
     if view.HasField("decision"):
+        originator_keys = yield from keys_of(statement.message.originator)
         decision = release.ReleaseDecision.verify(
-            envelope_from_proto(view.decision), keys_of(statement.message.originator)
+            envelope_from_proto(view.decision), originator_keys
         )
         if decision.request_id != statement.request_id or (
             decision.message.originator != statement.message.originator
@@ -155,8 +160,9 @@ def companion_summary_requests(
 
 
 class ReleaseControls(Concern):
-    """This agency's release requests and, as an originator, its decisions and revocations."""
+    """This agency's release requests and, as an originator, its decisions and revocations.
 
+    Each public method runs its ``*_steps`` over the blocking transport."""
 
     def request_release(
         self,
@@ -169,18 +175,44 @@ class ReleaseControls(Concern):
         version: int | None = None,
     ) -> ReleaseRequest:
         """See :meth:`exchange_client.Client.request_release`."""
-        view = self._manifests.view(check_alert_id(alert_id), originator=originator, version=version)
-        manifest = self._manifests.verified(
+        return self._run(
+            self.request_release_steps(
+                alert_id,
+                item_id,
+                reason=reason,
+                for_agency=for_agency,
+                originator=originator,
+                version=version,
+            )
+        )
+
+    def request_release_steps(
+        self,
+        alert_id: str,
+        item_id: str,
+        *,
+        reason: str,
+        for_agency: str | None = None,
+        originator: str | None = None,
+        version: int | None = None,
+    ) -> Steps[ReleaseRequest]:
+        """:meth:`request_release` as steps."""
+        view = yield from self._manifests.view_steps(
+            check_alert_id(alert_id), originator=originator, version=version
+        )
+        manifest = yield from self._manifests.verified_steps(
             view, alert_id=alert_id, originator=originator, version=version
         )
-        requested = self._send_request(manifest, item_id, reason=reason, release_to=for_agency)
+        requested = yield from self._send_request(
+            manifest, item_id, reason=reason, release_to=for_agency
+        )
         if (
             for_agency
             and item_id != SUMMARY_ITEM_ID
             and for_agency not in summary_audience(manifest, view)
         ):
             try:
-                self._send_request(
+                yield from self._send_request(
                     manifest,
                     SUMMARY_ITEM_ID,
                     reason=summary_reason(item_id, reason),
@@ -192,7 +224,7 @@ class ReleaseControls(Concern):
 
     def _send_request(
         self, manifest: AlertManifest, item_id: str, *, reason: str, release_to: str | None
-    ) -> ReleaseRequest:
+    ) -> Steps[ReleaseRequest]:
         statement = release.ReleaseRequest.build(
             requester=self._profile.agency_id,
             manifest=manifest,
@@ -202,7 +234,7 @@ class ReleaseControls(Concern):
             created_at=self._clock(),
             key=self._profile.signing_key,
         )
-        response = send_statement(self._transport, statement)
+        response = yield from statement_call(statement)
         if response.request_id != statement.request_id:
             raise VerificationError(
                 "the hub acknowledged another request than the one sent", reason="RECEIPT_MISMATCH"
@@ -213,30 +245,43 @@ class ReleaseControls(Concern):
         self, *, mine: bool = False, include_decided: bool = False
     ) -> list[ReleaseRequest]:
         """See :meth:`exchange_client.Client.release_requests`."""
-        response = self._transport.call(
-            self._transport.release.ListRequests,
+        return self._run(self.release_requests_steps(mine=mine, include_decided=include_decided))
+
+    def release_requests_steps(
+        self, *, mine: bool = False, include_decided: bool = False
+    ) -> Steps[list[ReleaseRequest]]:
+        """:meth:`release_requests` as steps."""
+        response = yield from call(
+            "release",
+            "ListRequests",
             release_pb2.ListRequestsRequest(mine=mine, include_decided=include_decided),
         )
-        return [
-            check_request_view(view, self._partners.verify_keys_of)[1] for view in response.requests
-        ]
+        listed = []
+        for view in response.requests:
+            _, shown = yield from check_request_view(view, self._partners.keys_of)
+            listed.append(shown)
+        return listed
 
     def approve(self, request_id: str) -> StatementResult:
         """See :meth:`exchange_client.Client.approve`."""
-        request, pending = self._pending_request(request_id)
-        result = self._approve(request)
+        return self._run(self.approve_steps(request_id))
+
+    def approve_steps(self, request_id: str) -> Steps[StatementResult]:
+        """:meth:`approve` as steps."""
+        request, pending = yield from self._pending_request(request_id)
+        result = yield from self._approve(request)
         for companion in companion_summary_requests(request, pending):
             try:
-                self._approve(companion)
+                yield from self._approve(companion)
             except ConflictError:
                 pass  # the agency holds the summary already
         return result
 
-    def _approve(self, request: release.ReleaseRequest) -> StatementResult:
+    def _approve(self, request: release.ReleaseRequest) -> Steps[StatementResult]:
         request_id = request.request_id
         message = request.message
-        view = self._manifests.own_view(message.alert_id, message.version)
-        manifest = self._manifests.verified(
+        view = yield from self._manifests.own_view_steps(message.alert_id, message.version)
+        manifest = yield from self._manifests.verified_steps(
             view, alert_id=message.alert_id, originator=self._profile.agency_id
         )
         if manifest.hash != bytes(message.manifest_hash):
@@ -252,38 +297,50 @@ class ReleaseControls(Concern):
             agency_id=self._profile.agency_id,
             key=self._profile.decryption_key,
         )
-        target_key = self._partners.recipient_keys([request.target])[request.target]
+        target_keys = yield from self._partners.recipient_keys_steps([request.target])
         grant = KeyGrant.make(
             manifest,
             item_id=message.item_id,
             item_key=item_key,
             recipient=request.target,
-            recipient_key=target_key,
+            recipient_key=target_keys[request.target],
         )
         decision = release.ReleaseDecision.approve(
             request, grant, created_at=self._clock(), key=self._profile.signing_key
         )
-        return self._send_decision(request, decision, grant)
+        return (yield from self._send_decision(request, decision, grant))
 
     def deny(self, request_id: str, *, reason: str) -> StatementResult:
         """See :meth:`exchange_client.Client.deny`."""
-        request, pending = self._pending_request(request_id)
-        result = self._deny(request, reason)
+        return self._run(self.deny_steps(request_id, reason=reason))
+
+    def deny_steps(self, request_id: str, *, reason: str) -> Steps[StatementResult]:
+        """:meth:`deny` as steps."""
+        request, pending = yield from self._pending_request(request_id)
+        result = yield from self._deny(request, reason)
         for companion in companion_summary_requests(request, pending):
-            self._deny(companion, reason)
+            yield from self._deny(companion, reason)
         return result
 
-    def _deny(self, request: release.ReleaseRequest, reason: str) -> StatementResult:
+    def _deny(self, request: release.ReleaseRequest, reason: str) -> Steps[StatementResult]:
         decision = release.ReleaseDecision.deny(
             request, reason=reason, created_at=self._clock(), key=self._profile.signing_key
         )
-        return self._send_decision(request, decision, None)
+        return (yield from self._send_decision(request, decision, None))
 
     def revoke(
         self, alert_id: str, item_id: str, *, from_agency: str | None = None, reason: str = ""
     ) -> StatementResult:
         """See :meth:`exchange_client.Client.revoke`."""
-        manifest = self._manifests.own(alert_id)
+        return self._run(
+            self.revoke_steps(alert_id, item_id, from_agency=from_agency, reason=reason)
+        )
+
+    def revoke_steps(
+        self, alert_id: str, item_id: str, *, from_agency: str | None = None, reason: str = ""
+    ) -> Steps[StatementResult]:
+        """:meth:`revoke` as steps."""
+        manifest = yield from self._manifests.own_steps(alert_id)
         revocation = release.Revocation.build(
             manifest,
             item_id=item_id,
@@ -292,7 +349,7 @@ class ReleaseControls(Concern):
             created_at=self._clock(),
             key=self._profile.signing_key,
         )
-        response = send_statement(self._transport, revocation)
+        response = yield from statement_call(revocation)
         return statement_result(
             "REVOCATION",
             manifest,
@@ -304,26 +361,29 @@ class ReleaseControls(Concern):
 
     def retract(self, alert_id: str, *, reason: str) -> StatementResult:
         """See :meth:`exchange_client.Client.retract`."""
-        manifest = self._manifests.own(alert_id)
+        return self._run(self.retract_steps(alert_id, reason=reason))
+
+    def retract_steps(self, alert_id: str, *, reason: str) -> Steps[StatementResult]:
+        """:meth:`retract` as steps."""
+        manifest = yield from self._manifests.own_steps(alert_id)
         retraction = release.Retraction.build(
             manifest, reason=reason, created_at=self._clock(), key=self._profile.signing_key
         )
-        response = send_statement(self._transport, retraction)
+        response = yield from statement_call(retraction)
         return statement_result("RETRACTION", manifest, log_index=response.log_index)
 
     def _pending_request(
         self, request_id: str
-    ) -> tuple[release.ReleaseRequest, list[release.ReleaseRequest]]:
+    ) -> Steps[tuple[release.ReleaseRequest, list[release.ReleaseRequest]]]:
         """The pending request ``request_id`` (verified), and every other pending request."""
-        response = self._transport.call(
-            self._transport.release.ListRequests,
-            release_pb2.ListRequestsRequest(include_decided=True),
+        response = yield from call(
+            "release", "ListRequests", release_pb2.ListRequestsRequest(include_decided=True)
         )
         found: release.ReleaseRequest | None = None
         pending = []
         for view in response.requests:
             if view.request_id == request_id:
-                statement, listed = check_request_view(view, self._partners.verify_keys_of)
+                statement, listed = yield from check_request_view(view, self._partners.keys_of)
                 if listed.status != "PENDING":
                     raise ConflictError(
                         f"request {request_id} was already {listed.status.lower()}",
@@ -332,7 +392,7 @@ class ReleaseControls(Concern):
                 found = statement
                 continue
             try:
-                statement, listed = check_request_view(view, self._partners.verify_keys_of)
+                statement, listed = yield from check_request_view(view, self._partners.keys_of)
             except ExchangeError:
                 continue  # decided along with nothing: it is shown, with why, when listed
             if listed.status == "PENDING":
@@ -348,8 +408,8 @@ class ReleaseControls(Concern):
         request: release.ReleaseRequest,
         decision: release.ReleaseDecision,
         grant: KeyGrant | None,
-    ) -> StatementResult:
-        response = send_statement(self._transport, decision, grant=grant)
+    ) -> Steps[StatementResult]:
+        response = yield from statement_call(decision, grant=grant)
         return statement_result(
             "DECISION",
             request.message,

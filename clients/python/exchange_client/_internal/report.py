@@ -44,6 +44,7 @@ from exchange.statements.release import Feedback, FeedbackOutcome
 from exchange.statements.sealing import VISIBLE, open_version
 from exchange.v1 import alerts_pb2, payloads_pb2, statements_pb2
 from exchange_client._internal.audit import Progress, VerifiedLog, logged_envelope
+from exchange_client._internal.calls import call
 from exchange_client._internal.context import Concern
 
 __all__ = ["CooperationReporter", "sign_report", "verify_summary"]
@@ -180,7 +181,7 @@ class CooperationReporter(Concern):
             alert_id=alert_id, originator=originator, version=version
         )
         try:
-            view = self._transport.call(self._transport.alerts.GetAlert, request)
+            view = self._run(call("alerts", "GetAlert", request))
         except ExchangeError:
             return AlertFacts(kind=None)  # purged, or no longer served: the kind stays unknown
         if logged_envelope(view.manifest) != logged:

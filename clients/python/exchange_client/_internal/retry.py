@@ -79,14 +79,23 @@ class RetrySchedule:
 
         ``announce`` is called with the wait in seconds before sleeping (to tell a person).
         """
+        delay = self.next_delay(announce)
+        if delay is None:
+            return False
+        self._sleep(delay)
+        return True
+
+    def next_delay(self, announce: Callable[[float], None] | None = None) -> float | None:
+        """:meth:`wait` without the sleep: count a failure and return the wait before the next
+        attempt (announced), ``None`` when the budget is spent. For an operation written as
+        steps, which yields the wait as a step."""
         self._failures += 1
         delay = self._backoff.delay(self._failures, draw=self._draw)
         if self._give_up_after is not None:
             remaining = self._started + self._give_up_after - self._clock()
             if remaining <= 0:
-                return False
+                return None
             delay = min(delay, remaining)
         if announce is not None:
             announce(delay)
-        self._sleep(delay)
-        return True
+        return delay

@@ -18,6 +18,7 @@ from exchange.statements import release
 from exchange.statements.alert import KeyGrant
 from exchange.statements.codec import envelope_to_proto
 from exchange.v1 import release_pb2
+from exchange_client._internal.calls import Steps, call, run
 from exchange_client._internal.models import StatementResult
 from exchange_client._internal.transport import Transport
 
@@ -58,8 +59,15 @@ def send_statement(
     transport: Transport, statement: release.SignedStatement[Any], *, grant: KeyGrant | None = None
 ) -> Any:
     """Send ``statement`` in its call; returns the hub's response (each carries ``log_index``)."""
-    method = getattr(transport.release, _ROUTES[type(statement)].method)
-    return transport.call(method, statement_request(statement, grant=grant))
+    return run(statement_call(statement, grant=grant), transport)
+
+
+def statement_call(
+    statement: release.SignedStatement[Any], *, grant: KeyGrant | None = None
+) -> Steps[Any]:
+    """:func:`send_statement` as steps (see :mod:`~exchange_client._internal.calls`)."""
+    method = _ROUTES[type(statement)].method
+    return (yield from call("release", method, statement_request(statement, grant=grant)))
 
 
 def statement_result(

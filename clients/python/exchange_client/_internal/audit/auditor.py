@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 import grpc
 
@@ -74,8 +74,19 @@ from exchange_client._internal.audit.results import (
     HistoryEntry,
 )
 from exchange_client._internal.audit.stream import COSIGN_SPACING_SECONDS, AuditedStream
+from exchange_client._internal.calls import Steps, call, run_blocking
 from exchange_client._internal.feed import check_sequence
-from exchange_client._internal.transport import Transport
+from exchange_client._internal.transport import AsyncTransport, Transport
+
+T = TypeVar("T")
+
+
+class _ProofNeeded(Exception):
+    """Raised out of :func:`verify_log` for a consistency proof not fetched yet."""
+
+    def __init__(self, first: int, second: int) -> None:
+        super().__init__(first, second)
+        self.sizes = (first, second)
 
 LEAVES_PER_PAGE = 1000
 """Leaves asked for per ``GetLeaves`` call (the hub answers at most 1000)."""
@@ -125,15 +136,15 @@ class Auditor:
 
     def __init__(
         self,
-        transport: Transport,
+        transport: Transport | AsyncTransport,
         *,
         agency_id: str,
         state_dir: Path,
         checkpoint_verifier_key: str,
         witness_key: SigningKey | None,
         clock: Callable[[], datetime],
-        partner_keys: Callable[[], Mapping[str, AgencyKeys]],
-        signing_keys: Callable[[], Mapping[str, Sequence[VerifyKey]]],
+        partner_keys: Callable[[], Steps[Mapping[str, AgencyKeys]]],
+        signing_keys: Callable[[], Steps[Mapping[str, Sequence[VerifyKey]]]],
         require_cosigners: Sequence[str] = (),
         max_cosignature_age_seconds: int = DEFAULT_MAX_COSIGNATURE_AGE_SECONDS,
     ) -> None:
@@ -189,12 +200,17 @@ class Auditor:
         """The checkpoint this client verified last (persisted across runs), if any."""
         return self._checkpoints().trusted
 
+    def _run(self, steps: Steps[T]) -> T:
+        return run_blocking(steps, self._transport)
+
     def follow(self) -> SignedCheckpoint:
         """Fetch the hub's latest checkpoint and verify it against the trusted one."""
-        view = self._transport.call(
-            self._transport.audit.GetCheckpoint, audit_pb2.GetCheckpointRequest()
-        )
-        return self.accept(view.note)
+        return self._run(self.follow_steps())
+
+    def follow_steps(self) -> Steps[SignedCheckpoint]:
+        """:meth:`follow` as steps (see :mod:`~exchange_client._internal.calls`)."""
+        view = yield from call("audit", "GetCheckpoint", audit_pb2.GetCheckpointRequest())
+        return (yield from self.accept_steps(view.note))
 
     def accept(
         self,
@@ -203,6 +219,18 @@ class Auditor:
         cosign_spacing: float = 0.0,
         consistency: audit_pb2.ConsistencyProof | None = None,
     ) -> SignedCheckpoint:
+        """:meth:`accept_steps`, run over the blocking transport."""
+        return self._run(
+            self.accept_steps(note, cosign_spacing=cosign_spacing, consistency=consistency)
+        )
+
+    def accept_steps(
+        self,
+        note: str,
+        *,
+        cosign_spacing: float = 0.0,
+        consistency: audit_pb2.ConsistencyProof | None = None,
+    ) -> Steps[SignedCheckpoint]:
         """Verify ``note`` (signed by the hub's key, consistent with the trusted checkpoint).
 
         ``consistency``, a proof the hub sent along (a feed stream's heartbeat), is used when it
@@ -224,7 +252,9 @@ class Auditor:
             # The proof is asked for without the lock (other threads go on meanwhile) ...
             proof: list[bytes] = []
             if before is not None:
-                proof = self._proof_to_trusted(before.checkpoint, signed.checkpoint, consistency)
+                proof = yield from self._proof_to_trusted(
+                    before.checkpoint, signed.checkpoint, consistency
+                )
             with self._lock:
                 # ... and decides only if it still runs from the trusted checkpoint: when
                 # another thread has moved that on, it is asked for again from the new one.
@@ -241,10 +271,10 @@ class Auditor:
             # moves forward), and threads saving side by side share the flush of the rename.
             # It is durable before this returns, before anything is proven under it.
             self._store.save(accepted, note, grown=grown)
-        self._cosign_when_due(cosign_spacing)
+        yield from self._cosign_when_due(cosign_spacing)
         return accepted
 
-    def _cosign_when_due(self, spacing: float) -> None:
+    def _cosign_when_due(self, spacing: float) -> Steps[None]:
         """Cosign the newest verified checkpoint unless one went out less than ``spacing`` ago."""
         with self._lock:
             if self._uncosigned is None:
@@ -254,11 +284,11 @@ class Auditor:
                 return
             checkpoint, self._uncosigned = self._uncosigned, None
             self._last_cosigned = now
-        self._cosign(checkpoint)
+        yield from self._cosign(checkpoint)
 
     def _proof_to_trusted(
         self, trusted: Checkpoint, new: Checkpoint, given: audit_pb2.ConsistencyProof | None
-    ) -> list[bytes]:
+    ) -> Steps[list[bytes]]:
         """The consistency proof between the trusted checkpoint and a new one: ``given``, if it
         is the proof from the one to the other, else the hub's answer when asked.
 
@@ -268,7 +298,7 @@ class Auditor:
         if given is not None and (given.from_size, given.to_size) == (trusted.size, new.size):
             return list(given.hashes)
         try:
-            return self.consistency_proof(trusted.size, new.size)
+            return (yield from self.consistency_proof_steps(trusted.size, new.size))
         except InvalidInputError as e:
             if new.size >= trusted.size:
                 raise
@@ -284,31 +314,38 @@ class Auditor:
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         """The hub's proof that the smaller of two tree sizes is a prefix of the larger."""
+        return self._run(self.consistency_proof_steps(first, second))
+
+    def consistency_proof_steps(self, first: int, second: int) -> Steps[list[bytes]]:
+        """:meth:`consistency_proof` as steps."""
         smaller, larger = sorted((first, second))
         if smaller == 0 or smaller == larger:
             return []
-        proof = self._transport.call(
-            self._transport.audit.GetConsistencyProof,
+        proof = yield from call(
+            "audit",
+            "GetConsistencyProof",
             audit_pb2.GetConsistencyProofRequest(from_size=smaller, to_size=larger),
         )
         return list(proof.hashes)
 
-    def _cosign(self, checkpoint: Checkpoint) -> None:
+    def _cosign(self, checkpoint: Checkpoint) -> Steps[None]:
         if self._witness_key is None:
             return
         text = checkpoint.to_text()
         signer = CosignatureSigner(self._agency_id, self._witness_key.native)
         line = cosign(text, signer, int(self._clock().timestamp()))
-        self._transport.call(
-            self._transport.audit.SubmitCosignature,
+        yield from call(
+            "audit",
+            "SubmitCosignature",
             audit_pb2.SubmitCosignatureRequest(checkpoint=text, cosignature=line),
         )
         with self._lock:
             self._own_cosignatures[text] = line
 
-    def _witnesses(self) -> list[CosignatureVerifier]:
+    def _witnesses(self) -> Steps[list[CosignatureVerifier]]:
         witnesses = []
-        for keys in self._partner_keys().values():
+        partners = yield from self._partner_keys()
+        for keys in partners.values():
             try:
                 witnesses.append(witness_verifier(keys))
             except UnknownKeyError:
@@ -317,13 +354,18 @@ class Auditor:
 
     def summary(self) -> CheckpointSummary:
         """The latest checkpoint, verified, with the cosignatures on it (ours included)."""
-        self.follow()
+        return self._run(self.summary_steps())
+
+    def summary_steps(self) -> Steps[CheckpointSummary]:
+        """:meth:`summary` as steps."""
+        yield from self.follow_steps()
         note = self._checkpoints().trusted_note
         assert note is not None
         own = self._own_cosignatures.get(checkpoint_text(note))
         if own is not None:
             note = append_signatures(note, [own])
-        signed = open_checkpoint(note, self.log_key, cosigners=self._witnesses())
+        witnesses = yield from self._witnesses()
+        signed = open_checkpoint(note, self.log_key, cosigners=witnesses)
         lines = [
             CosignatureLine(name, timestamp, True)
             for name, timestamp in sorted(signed.cosignatures.items())
@@ -340,6 +382,10 @@ class Auditor:
         )
 
     def require_cosigned(self) -> None:
+        """:meth:`require_cosigned_steps`, run over the blocking transport."""
+        self._run(self.require_cosigned_steps())
+
+    def require_cosigned_steps(self) -> Steps[None]:
         """Check the profile's required cosigners on the trusted checkpoint; a no-op if none.
 
         A cosignature may have arrived since the checkpoint was fetched, so on a first failure
@@ -350,13 +396,13 @@ class Auditor:
         if not self._require_cosigners:
             return
         try:
-            self._check_cosigners()
+            yield from self._check_cosigners()
         except VerificationError:
-            self.follow()
-            self._check_cosigners()
+            yield from self.follow_steps()
+            yield from self._check_cosigners()
 
-    def _check_cosigners(self) -> None:
-        partners = self._partner_keys()
+    def _check_cosigners(self) -> Steps[None]:
+        partners = yield from self._partner_keys()
         cosigners = []
         for agency in self._require_cosigners:
             keys = partners.get(agency)
@@ -368,7 +414,7 @@ class Auditor:
                 )
             cosigners.append(witness_verifier(keys))
         if self._checkpoints().trusted_note is None:
-            self.follow()
+            yield from self.follow_steps()
         note = self._checkpoints().trusted_note
         assert note is not None
         opened = open_checkpoint(note, self.log_key, cosigners=cosigners)
@@ -392,6 +438,30 @@ class Auditor:
         leaf: bytes = b"",
         acting: bool = False,
     ) -> LeafContents:
+        """:meth:`prove_statement_steps`, run over the blocking transport."""
+        return self._run(
+            self.prove_statement_steps(
+                body,
+                index,
+                proof=proof,
+                note=note,
+                consistency=consistency,
+                leaf=leaf,
+                acting=acting,
+            )
+        )
+
+    def prove_statement_steps(
+        self,
+        body: bytes,
+        index: int,
+        *,
+        proof: audit_pb2.InclusionProof | None = None,
+        note: str = "",
+        consistency: audit_pb2.ConsistencyProof | None = None,
+        leaf: bytes = b"",
+        acting: bool = False,
+    ) -> Steps[LeafContents]:
         """Require an inclusion proof for ``body`` (a statement or event, as logged) at ``index``.
 
         With a ``proof`` and the ``note`` it leads to (a publish receipt's, with the hub's
@@ -405,7 +475,7 @@ class Auditor:
         in the verified log.
         """
         if proof is not None and note:
-            signed = self.accept(
+            signed = yield from self.accept_steps(
                 note, cosign_spacing=COSIGN_SPACING_SECONDS, consistency=consistency
             )
             if proof.tree_size != signed.checkpoint.size or proof.index != index:
@@ -417,17 +487,19 @@ class Auditor:
                 )
             hashes = list(proof.hashes)
         else:
-            signed = self._covering(index)
-            hashes = self._inclusion_proof(index, signed.checkpoint.size)
-        contents = self._check_inclusion(signed.checkpoint, index, body, hashes, leaf=leaf)
+            signed = yield from self._covering(index)
+            hashes = yield from self._inclusion_proof(index, signed.checkpoint.size)
+        contents = yield from self._check_inclusion(
+            signed.checkpoint, index, body, hashes, leaf=leaf
+        )
         if acting:
-            self.require_cosigned()
+            yield from self.require_cosigned_steps()
         return contents
 
-    def _covering(self, index: int) -> SignedCheckpoint:
+    def _covering(self, index: int) -> Steps[SignedCheckpoint]:
         trusted = self.trusted
         if trusted is None or trusted.checkpoint.size <= index:
-            trusted = self.follow()
+            trusted = yield from self.follow_steps()
         if trusted.checkpoint.size <= index:
             raise VerificationError(
                 f"log index {index} is not yet under a signed checkpoint (the latest has "
@@ -436,9 +508,10 @@ class Auditor:
             )
         return trusted
 
-    def _inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        proof = self._transport.call(
-            self._transport.audit.GetInclusionProof,
+    def _inclusion_proof(self, index: int, size: int) -> Steps[list[bytes]]:
+        proof = yield from call(
+            "audit",
+            "GetInclusionProof",
             audit_pb2.GetInclusionProofRequest(index=index, tree_size=size),
         )
         if (proof.index, proof.tree_size) != (index, size):
@@ -449,9 +522,9 @@ class Auditor:
             )
         return list(proof.hashes)
 
-    def _leaf(self, index: int) -> bytes:
-        page = self._transport.call(
-            self._transport.audit.GetLeaves, audit_pb2.GetLeavesRequest(start=index, end=index + 1)
+    def _leaf(self, index: int) -> Steps[bytes]:
+        page = yield from call(
+            "audit", "GetLeaves", audit_pb2.GetLeavesRequest(start=index, end=index + 1)
         )
         for leaf in page.leaves:
             if leaf.index == index:
@@ -469,11 +542,13 @@ class Auditor:
         proof: Sequence[bytes],
         *,
         leaf: bytes = b"",
-    ) -> LeafContents:
+    ) -> Steps[LeafContents]:
         """Check that ``body`` is the entry at ``index`` under ``checkpoint`` (verified): the
         leaf (``leaf`` as the hub sent it along, or fetched when empty) must be proven by
         ``proof`` and commit to ``body``."""
-        return check_inclusion(checkpoint, index, body, proof, leaf or self._leaf(index))
+        if not leaf:
+            leaf = yield from self._leaf(index)
+        return check_inclusion(checkpoint, index, body, proof, leaf)
 
     def audited_stream(
         self, call: grpc.CallIterator[alerts_pb2.SubscribeResponse]
@@ -486,6 +561,27 @@ class Auditor:
         """
         return cast("grpc.CallIterator[alerts_pb2.SubscribeResponse]", AuditedStream(call, self))
 
+    def audit_response(self, response: alerts_pb2.SubscribeResponse) -> None:
+        """:meth:`audit_response_steps`, run over the blocking transport."""
+        self._run(self.audit_response_steps(response))
+
+    def audit_response_steps(self, response: alerts_pb2.SubscribeResponse) -> Steps[None]:
+        """Verify one response of a feed stream as it passes: a heartbeat's checkpoint is
+        accepted (consistency proof, saved, cosigned) and the events it covers proven; an event
+        waits until a verified checkpoint covers it (a feed event's logged body is the event
+        without its log index)."""
+        kind = response.WhichOneof("message")
+        if kind == "event":
+            self.await_proof(response.event)
+        elif kind == "heartbeat" and response.heartbeat.checkpoint:
+            heartbeat = response.heartbeat
+            signed = yield from self.accept_steps(
+                heartbeat.checkpoint,
+                cosign_spacing=COSIGN_SPACING_SECONDS,
+                consistency=heartbeat.consistency if heartbeat.HasField("consistency") else None,
+            )
+            yield from self.prove_awaiting_steps(signed.checkpoint, heartbeat.event_proofs)
+
     def await_proof(self, event: alerts_pb2.FeedEvent) -> None:
         """Keep a delivered feed event until a verified checkpoint covers it (kept here, not in
         the stream, so that a reconnection does not forget it)."""
@@ -495,6 +591,12 @@ class Auditor:
     def prove_awaiting(
         self, checkpoint: Checkpoint, proofs: Iterable[alerts_pb2.EventProof] = ()
     ) -> None:
+        """:meth:`prove_awaiting_steps`, run over the blocking transport."""
+        self._run(self.prove_awaiting_steps(checkpoint, proofs))
+
+    def prove_awaiting_steps(
+        self, checkpoint: Checkpoint, proofs: Iterable[alerts_pb2.EventProof] = ()
+    ) -> Steps[None]:
         """Prove every kept event that ``checkpoint`` (verified) covers in the log, and keep the
         others. An event's logged body is the event without its log index; its proof is the
         one among ``proofs`` (sent along with the checkpoint) or, failing that, asked for."""
@@ -512,21 +614,22 @@ class Auditor:
             body = logged_event(event)
             proof = given.get(event.log_index)
             if proof is None:
-                self.prove_statement(body, event.log_index)
+                yield from self.prove_statement_steps(body, event.log_index)
             else:
                 hashes = list(proof.inclusion.hashes)
-                self._check_inclusion(
+                yield from self._check_inclusion(
                     checkpoint, event.log_index, body, hashes, leaf=bytes(proof.leaf)
                 )
 
     # --- the whole log --------------------------------------------------------------------------------
 
-    def _fetch(self, size: int, progress: Progress | None) -> _FetchedLog:
+    def _fetch(self, size: int, progress: Progress | None) -> Steps[_FetchedLog]:
         fetched: list[audit_pb2.Leaf] = []
         start = 0
         while start < size:
-            page = self._transport.call(
-                self._transport.audit.GetLeaves,
+            page = yield from call(
+                "audit",
+                "GetLeaves",
                 audit_pb2.GetLeavesRequest(start=start, end=min(size, start + LEAVES_PER_PAGE)),
             )
             if not page.leaves:
@@ -539,8 +642,8 @@ class Auditor:
         indices = [leaf.index for leaf in fetched]
         for offset in range(0, len(indices), BODIES_PER_REQUEST):
             chunk = indices[offset : offset + BODIES_PER_REQUEST]
-            response = self._transport.call(
-                self._transport.audit.GetEntryBodies, audit_pb2.GetEntryBodiesRequest(indices=chunk)
+            response = yield from call(
+                "audit", "GetEntryBodies", audit_pb2.GetEntryBodiesRequest(indices=chunk)
             )
             bodies.update({body.index: body for body in response.bodies if body.present})
             if progress is not None:
@@ -558,35 +661,69 @@ class Auditor:
         """
         return self.verified_log(progress=progress).report
 
+    def verify_steps(self, *, progress: Progress | None = None) -> Steps[VerificationReport]:
+        """:meth:`verify` as steps."""
+        verified = yield from self.verified_log_steps(progress=progress)
+        return verified.report
+
     def verified_log(self, *, progress: Progress | None = None) -> VerifiedLog:
         """:meth:`verify`, keeping what was verified: the checkpoint, leaves and bodies.
 
         Only a log whose report is ``ok`` may be read from (``exchange report`` computes its
         figures from the bodies, and from nothing else).
         """
+        return self._run(self.verified_log_steps(progress=progress))
+
+    def verified_log_steps(self, *, progress: Progress | None = None) -> Steps[VerifiedLog]:
+        """:meth:`verified_log` as steps.
+
+        :func:`~exchange.audit.verify.verify_log` asks for consistency proofs only to narrow
+        down a root that does not match; it is a pure function, so each proof it asks for is
+        fetched as a step and the replay run again with the proofs (or the hub's refusals)
+        fetched so far, until it needs none it lacks.
+        """
         previous = self._checkpoints().trusted_note
-        signed = self.follow()
+        signed = yield from self.follow_steps()
         note = self._checkpoints().trusted_note
         assert note is not None
         notes = [note] if previous in (None, note) else [previous, note]
-        log = self._fetch(signed.checkpoint.size, progress)
-        signing_keys = {agency: list(keys) for agency, keys in self._signing_keys().items()}
-        report = verify_log(
-            log.leaves,
-            notes,
-            log_verifier=self.log_key,
-            bodies=log.bodies,
-            signing_keys=signing_keys,
-            reader=self._agency_id,
-            consistency_proof=self.consistency_proof,
-        )
+        log = yield from self._fetch(signed.checkpoint.size, progress)
+        keys = yield from self._signing_keys()
+        signing_keys = {agency: list(agency_keys) for agency, agency_keys in keys.items()}
+        answers: dict[tuple[int, int], list[bytes] | Exception] = {}
+
+        def proof_of(first: int, second: int) -> list[bytes]:
+            answer = answers.get((first, second))
+            if answer is None:
+                raise _ProofNeeded(first, second)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        while True:
+            try:
+                report = verify_log(
+                    log.leaves,
+                    notes,
+                    log_verifier=self.log_key,
+                    bodies=log.bodies,
+                    signing_keys=signing_keys,
+                    reader=self._agency_id,
+                    consistency_proof=proof_of,
+                )
+                break
+            except _ProofNeeded as needed:
+                try:
+                    answers[needed.sizes] = yield from self.consistency_proof_steps(*needed.sizes)
+                except ExchangeError as e:
+                    answers[needed.sizes] = e
         if report.ok:
-            gap = self._feed_gap(log, report.feed_sequence)
+            gap = yield from self._feed_gap(log, report.feed_sequence)
             if gap is not None:
                 report = replace(report, failures=(gap,))
         return VerifiedLog(report, note, log.leaves, log.bodies)
 
-    def _feed_gap(self, log: _FetchedLog, logged_sequence: int) -> LogFailure | None:
+    def _feed_gap(self, log: _FetchedLog, logged_sequence: int) -> Steps[LogFailure | None]:
         """A failure if the hub's feed does not deliver every event of ours that is logged."""
         indices: dict[int, int] = {}
         for leaf in log.leaves:
@@ -597,8 +734,9 @@ class Auditor:
         received = 0
         try:
             while True:
-                page = self._transport.call(
-                    self._transport.alerts.ListEvents,
+                page = yield from call(
+                    "alerts",
+                    "ListEvents",
                     alerts_pb2.ListEventsRequest(after=received, limit=EVENTS_PER_PAGE),
                 )
                 fresh = [event for event in page.events if event.sequence > received]
@@ -626,11 +764,14 @@ class Auditor:
         those that name it only through the log (a decision names the request), by the leaf's
         salted references to one of the alert's versions.
         """
-        signed = self.follow()
-        log = self._fetch(signed.checkpoint.size, None)
-        return history_entries(
-            log.leaves, log.bodies, alert_id, self._signing_keys(), reader=self._agency_id
-        )
+        return self._run(self.history_steps(alert_id))
+
+    def history_steps(self, alert_id: str) -> Steps[list[HistoryEntry]]:
+        """:meth:`history` as steps."""
+        signed = yield from self.follow_steps()
+        log = yield from self._fetch(signed.checkpoint.size, None)
+        keys = yield from self._signing_keys()
+        return history_entries(log.leaves, log.bodies, alert_id, keys, reader=self._agency_id)
 
     def compare(self, partner_note: str) -> Comparison:
         """Prove a partner's checkpoint (obtained out of band) consistent with our own view.
@@ -641,19 +782,23 @@ class Auditor:
         :class:`~exchange.errors.VerificationError` if the hub will not prove the partner's
         checkpoint at all (it is ahead of what the hub shows us).
         """
+        return self._run(self.compare_steps(partner_note))
+
+    def compare_steps(self, partner_note: str) -> Steps[Comparison]:
+        """:meth:`compare` as steps."""
+        witnesses = yield from self._witnesses()
         theirs = open_checkpoint(
-            partner_note,
-            self.log_key,
-            cosigners=self._witnesses(),
-            origin=self.log_key.name,
+            partner_note, self.log_key, cosigners=witnesses, origin=self.log_key.name
         )
-        ours = self.follow()
+        ours = yield from self.follow_steps()
         if theirs.checkpoint.size > ours.checkpoint.size:
             raise VerificationError(
                 f"the partner's checkpoint has {theirs.checkpoint.size} entries, the hub shows "
                 f"us only {ours.checkpoint.size}: it withholds from us a log the partner saw",
                 reason="CHECKPOINT_WITHHELD",
             )
-        proof = self.consistency_proof(theirs.checkpoint.size, ours.checkpoint.size)
+        proof = yield from self.consistency_proof_steps(
+            theirs.checkpoint.size, ours.checkpoint.size
+        )
         check_consistency(ours.checkpoint, theirs.checkpoint, proof)
         return Comparison(ours.checkpoint, theirs.checkpoint, tuple(sorted(theirs.cosignatures)))

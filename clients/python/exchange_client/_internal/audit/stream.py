@@ -37,17 +37,7 @@ class AuditedStream(Iterator[alerts_pb2.SubscribeResponse]):
 
     def __next__(self) -> alerts_pb2.SubscribeResponse:
         response = next(self._responses)
-        kind = response.WhichOneof("message")
-        if kind == "event":
-            self._auditor.await_proof(response.event)
-        elif kind == "heartbeat" and response.heartbeat.checkpoint:
-            heartbeat = response.heartbeat
-            signed = self._auditor.accept(
-                heartbeat.checkpoint,
-                cosign_spacing=COSIGN_SPACING_SECONDS,
-                consistency=heartbeat.consistency if heartbeat.HasField("consistency") else None,
-            )
-            self._auditor.prove_awaiting(signed.checkpoint, heartbeat.event_proofs)
+        self._auditor.audit_response(response)
         return response
 
     def cancel(self) -> None:
