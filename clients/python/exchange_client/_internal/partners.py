@@ -96,42 +96,32 @@ def check_record(
     problems: list[str] = []
     if bytes(record.ca_certificate) != pki.certificate_to_der(ca):
         problems.append("the hub serves a CA certificate that differs from this profile's")
-    if not record.keys:
-        problems.append("the hub lists no key statement for it")
+
+    def refused(problem: str, *, tampered: bool = False) -> PartnerKeys:
+        """The agency unverified, with every problem found (nothing is encrypted to it)."""
         return PartnerKeys(
             agency_id=record.agency_id,
             revoked=record.revoked,
             latest=None,
-            problem="; ".join(problems),
+            problem="; ".join([*problems, problem]),
             ca_fingerprint=pki.fingerprint(ca),
             pin=pin,
+            tampered=tampered,
         )
+
+    if not record.keys:
+        return refused("the hub lists no key statement for it")
     try:
         sequence = key_sequence.replay(
             [envelope_from_proto(e) for e in record.keys], ca, now=now, pin=pin
         )
     except KeySequenceError as e:
-        problems.append(f"its key statements are refused ({e.reason}): {e.message}")
-        return PartnerKeys(
-            agency_id=record.agency_id,
-            revoked=record.revoked,
-            latest=None,
-            problem="; ".join(problems),
-            ca_fingerprint=pki.fingerprint(ca),
-            pin=pin,
+        return refused(
+            f"its key statements are refused ({e.reason}): {e.message}",
             tampered=e.reason != key_sequence.INVALID,
         )
     if sequence.agency_id != record.agency_id:
-        problems.append(f"a key statement names {sequence.agency_id!r}")
-        return PartnerKeys(
-            agency_id=record.agency_id,
-            revoked=record.revoked,
-            latest=None,
-            problem="; ".join(problems),
-            ca_fingerprint=pki.fingerprint(ca),
-            pin=pin,
-            tampered=True,
-        )
+        return refused(f"a key statement names {sequence.agency_id!r}", tampered=True)
     notices = key_sequence.changes({} if pin is None else {record.agency_id: pin}, {
         record.agency_id: sequence
     })
