@@ -13,6 +13,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -58,6 +59,36 @@ class FakeTime:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+
+
+def fresh_exchange(tmp_path: Path, agencies: tuple[str, ...] = ("agency-a", "agency-b")) -> Path:
+    """An exchange of its own for a test that writes to its profiles' state."""
+    from exchange.hub.init import init_exchange
+
+    directory = tmp_path / "exchange"
+    init_exchange(directory, list(agencies), listen="127.0.0.1:50051")
+    return directory
+
+
+@contextmanager
+def wall_clock_hub(
+    exchange_dir: Path, tmp_path: Path, *, heartbeat_seconds: float
+) -> Iterator[object]:
+    """A hub on port 0 and a SQLite file of its own, on the wall clock: for tests of the client
+    under real concurrency, where the store is not what is under test."""
+    from exchange.hub.app import Hub
+    from exchange.hub.config import HubConfig
+
+    config = HubConfig.from_file(exchange_dir / "hub.toml").with_overrides(
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}", listen="127.0.0.1:0"
+    )
+    hub = Hub(dataclasses.replace(config, heartbeat_interval_seconds=heartbeat_seconds))
+    hub.prepare()
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop(grace=0)
 
 
 @pytest.fixture(scope="session")

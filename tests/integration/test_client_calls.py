@@ -8,7 +8,6 @@ hub's refusal as ``NotFoundError`` with its reason, a closed transport as ``Clie
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,30 +20,18 @@ from exchange.v1 import alerts_pb2, directory_pb2
 from exchange_client import ClientClosedError, Profile
 from exchange_client._internal.calls import Steps, call, run, run_async, sleep
 from exchange_client._internal.transport import AsyncTransport, Transport
+from tests.conftest import fresh_exchange, wall_clock_hub
 
 
 @pytest.fixture
 def exchange_dir(tmp_path: Path) -> Path:
-    from exchange.hub.init import init_exchange
-
-    directory = tmp_path / "exchange"
-    init_exchange(directory, ["agency-a", "agency-b"], listen="127.0.0.1:50051")
-    return directory
+    return fresh_exchange(tmp_path)
 
 
 @pytest.fixture
 def target(exchange_dir: Path, tmp_path: Path) -> Iterator[str]:
-    from exchange.hub.app import Hub
-    from exchange.hub.config import HubConfig
-
-    config = HubConfig.from_file(exchange_dir / "hub.toml").with_overrides(
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}", listen="127.0.0.1:0"
-    )
-    hub = Hub(dataclasses.replace(config, heartbeat_interval_seconds=1.0))
-    hub.prepare()
-    hub.start()
-    yield f"127.0.0.1:{hub.port}"
-    hub.stop(grace=0)
+    with wall_clock_hub(exchange_dir, tmp_path, heartbeat_seconds=1.0) as hub:
+        yield f"127.0.0.1:{hub.port}"  # type: ignore[attr-defined]
 
 
 def directory_and_a_refusal() -> Steps[dict[str, Any]]:

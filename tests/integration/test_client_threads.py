@@ -8,7 +8,6 @@ moves forward. Then the same with four processes sharing one profile.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from exchange_client import Client, ClientClosedError, Draft, Profile, Receipt
+from tests.conftest import fresh_exchange, wall_clock_hub
 
 PUBLISHERS = 11
 PUBLISHES_EACH = 120
@@ -47,27 +47,14 @@ def draft(title: str, audience: list[str]) -> Draft:
 
 @pytest.fixture
 def exchange_dir(tmp_path: Path) -> Path:
-    from exchange.hub.init import init_exchange
-
-    directory = tmp_path / "exchange"
-    init_exchange(directory, ["agency-a", "agency-b"], listen="127.0.0.1:50051")
-    return directory
+    return fresh_exchange(tmp_path)
 
 
 @pytest.fixture
 def hub(exchange_dir: Path, tmp_path: Path) -> Iterator[object]:
     # The client is under test here, not the store: one database (SQLite) is enough.
-    from exchange.hub.app import Hub
-    from exchange.hub.config import HubConfig
-
-    config = HubConfig.from_file(exchange_dir / "hub.toml").with_overrides(
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}", listen="127.0.0.1:0"
-    )
-    hub = Hub(dataclasses.replace(config, heartbeat_interval_seconds=0.1))
-    hub.prepare()
-    hub.start()
-    yield hub
-    hub.stop(grace=0)
+    with wall_clock_hub(exchange_dir, tmp_path, heartbeat_seconds=0.1) as hub:
+        yield hub
 
 
 def client_for(exchange_dir: Path, agency: str, hub: object) -> Client:
