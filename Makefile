@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   a hub on SQLite with agencies exchanging an alert, then stops
-#   make test   the whole test suite, SQLite and PostgreSQL
+#   make test   the test suite, SQLite and PostgreSQL, without the slow and crash tests
+#               (make test TESTS=all runs everything; CI does)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -20,9 +21,20 @@ $(VENV)/.dev: $(VENV)/.runtime
 demo: $(VENV)/.runtime
 	$(PY) scripts/demo.py
 
+# The default run leaves out tests marked slow or crash so that it stays quick enough to run
+# often; TESTS=all runs them too.
+TESTS ?= quick
+ifeq ($(TESTS),all)
+TEST_MARKERS :=
+else ifeq ($(TESTS),quick)
+TEST_MARKERS := -m "not slow and not crash"
+else
+$(error TESTS must be quick or all, not "$(TESTS)")
+endif
+
 test: $(VENV)/.dev
 	scripts/ensure-postgres.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(TEST_MARKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check exchange clients tests scripts bench
