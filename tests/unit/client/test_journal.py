@@ -3,6 +3,7 @@ state files of a version without the journal (``state.Journal``, ``docs/NOTES.md
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 
 from exchange.errors import ConfigurationError
 from exchange_client._internal import state as state_module
+from exchange_client._internal.calls import run_async
 from exchange_client._internal.audit import CheckpointStore
 from exchange_client._internal.state import (
     ClientState,
@@ -164,6 +166,42 @@ def test_threads_share_flushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert durable_on_return == [True] * 8
     assert 1 <= len(flushes) <= 2
     assert sorted(v for _, v, _ in journal.pending_outbox()) == list(range(1, 9))
+
+
+def test_the_tasks_of_an_event_loop_share_flushes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``AsyncClient``'s steps run a flush in a worker thread: while the first is under way the
+    loop goes on, the other tasks journal their entries, and one more flush covers them all."""
+    state = ClientState(tmp_path)
+    journal = state.journal
+    journal.sync(journal.put_checkpoint(checkpoint(1)))
+    flushes: list[int] = []
+    all_appended = threading.Event()
+    real = os.fdatasync
+
+    def first_waits_until_all_appended(descriptor: int) -> None:
+        flushes.append(descriptor)
+        if len(flushes) == 1:
+            # Blocks the event loop if the flush is run in it: then no other task appends.
+            assert all_appended.wait(timeout=10), "the loop was blocked during the flush"
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fdatasync", first_waits_until_all_appended)
+
+    async def save(version: int) -> None:
+        await run_async(state.save_outbox_steps(ALERT, version, b"r"), None)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(save(v)) for v in range(1, 9)]
+        while len(journal.pending_outbox()) < 8:
+            await asyncio.sleep(0)
+        all_appended.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    assert 1 <= len(flushes) <= 2
+    assert journal._durable == journal._appended
 
 
 def test_a_long_journal_is_folded_into_the_state_files_and_emptied(

@@ -161,7 +161,7 @@ def _read_whole(descriptor: int) -> bytes:
 
 # --- the journal ------------------------------------------------------------------------------
 
-JOURNAL_COMPACT_BYTES = 4 * 1024 * 1024
+JOURNAL_COMPACT_BYTES = 1024 * 1024
 """A journal longer than this is folded into the snapshot files and emptied."""
 
 _RECORD_HEADER = struct.Struct(">II")
@@ -560,11 +560,14 @@ class Journal:
                 self.state.cursor = state.cursor
                 self._append({"kind": "cursor", "sequence": state.cursor})
         assert self._descriptor is not None
-        _flush(self._descriptor)
-        self._durable = self._appended
-        for path, descriptor, _ in left:
-            path.unlink(missing_ok=True)
-            os.close(descriptor)
+        try:
+            _flush(self._descriptor)
+            self._durable = self._appended
+            for path, descriptor, _ in left:
+                path.unlink(missing_ok=True)  # then unlocked: folded in once
+                os.close(descriptor)
+        except OSError as e:
+            raise ConfigurationError(f"{self.directory}: cannot fold in a left journal: {e}") from e
 
     def recover(self) -> None:
         """Fold in the journals of processes of this profile that died since."""
@@ -681,6 +684,15 @@ class ClientState:
         # Threads of this process take the feed cursor one after the other (the file lock
         # keeps other processes out, and refuses a second reader at once).
         self.cursor_guard = threading.RLock()
+        self._made: set[str] = set()
+
+    def _subdirectory(self, name: str) -> Path:
+        """``name`` under the state directory, created the first time this object needs it."""
+        path = self.directory / name
+        if name not in self._made:
+            _directory(path)
+            self._made.add(name)
+        return path
 
     # --- outbox ---------------------------------------------------------------------------------
 
@@ -692,7 +704,7 @@ class ClientState:
     def save_outbox_steps(self, alert_id: str, version: int, request: bytes) -> Steps[OutboxEntry]:
         """Keep the sealed request before it is sent for the first time: journalled, and on
         disk when this returns (the flush shared with the other threads and tasks saving)."""
-        _directory(self.directory / "outbox")
+        self._subdirectory("outbox")
         journal = self.journal
         position = journal.put_outbox(alert_id, version, request)
         yield Flush(functools.partial(journal.sync, position))
@@ -769,8 +781,9 @@ class ClientState:
             "log_index": log_index,
             "accepted_at": accepted_at.isoformat() if accepted_at else "",
         }
-        path = _directory(self.directory / "published") / f"{alert_id}.v{version}.json"
-        write_atomically(path, json.dumps(record, indent=2).encode() + b"\n", durable=False)
+        path = self._subdirectory("published") / f"{alert_id}.v{version}.json"
+        # One line: ``indent`` would turn off the JSON encoder's C speedups (0.1 ms a publish).
+        write_atomically(path, json.dumps(record).encode() + b"\n", durable=False)
 
     def latest_published(self, alert_id: str) -> PublishedVersion | None:
         """The highest version of ``alert_id`` this profile has published, if it remembers any
