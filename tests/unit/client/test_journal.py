@@ -17,8 +17,8 @@ import pytest
 
 from exchange.errors import ConfigurationError
 from exchange_client._internal import state as state_module
-from exchange_client._internal.calls import run_async
 from exchange_client._internal.audit import CheckpointStore
+from exchange_client._internal.calls import run_async
 from exchange_client._internal.state import (
     ClientState,
     Journal,
