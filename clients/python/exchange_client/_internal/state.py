@@ -952,6 +952,11 @@ class SentStatements:
 
     ``receipts/<key>.json`` holds the header hashes a receipt named as opened (a later receipt
     is sent when more items open); ``purged/<key>`` marks a revoked item as acknowledged.
+
+    Neither is flushed to disk: each is written after its statement was sent, so a crash in
+    between sends it again whatever is flushed, and the hub takes a second receipt or
+    acknowledgement as one more statement of the same fact. A crash of the machine may lose a
+    record or leave it empty: it then counts as none, and the statement is sent again.
     """
 
     def __init__(self, state_dir: Path) -> None:
@@ -965,8 +970,10 @@ class SentStatements:
             return {bytes.fromhex(h) for h in record["opened"]}
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigurationError(f"{path}: unreadable receipt record; delete it") from e
+        except OSError as e:
+            raise ConfigurationError(f"{path}: cannot read the receipt record: {e}") from e
+        except (ValueError, KeyError, TypeError):
+            return None  # cut by a crash of the machine: the receipt is sent again
 
     def record_receipt(
         self, originator: str, alert_id: str, version: int, opened: Iterable[bytes]
@@ -976,7 +983,7 @@ class SentStatements:
             / f"{_statement_key(originator, alert_id, version)}.json"
         )
         data = json.dumps({"opened": sorted(h.hex() for h in opened)}).encode() + b"\n"
-        write_atomically(path, data)
+        write_atomically(path, data, durable=False)
 
     def purge_acknowledged(
         self, originator: str, alert_id: str, version: int, item_id: str
@@ -986,4 +993,4 @@ class SentStatements:
 
     def record_purge_ack(self, originator: str, alert_id: str, version: int, item_id: str) -> None:
         key = _statement_key(originator, alert_id, version, item_id)
-        write_atomically(_directory(self.directory / "purged") / key, b"")
+        write_atomically(_directory(self.directory / "purged") / key, b"", durable=False)
