@@ -11,6 +11,7 @@ profile's ``state/``) are therefore shared, rule for rule, with ``Client``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -141,7 +142,7 @@ class AsyncClient:
         """Close the channel and fold this process's state journal into the profile's state
         files. Idempotent; any later call raises :class:`ClientClosedError`."""
         await self._transport.close()
-        self._state.close()
+        await asyncio.to_thread(self._state.close)  # it may flush: not in the event loop
 
     async def __aenter__(self) -> Self:
         return self

@@ -98,9 +98,7 @@ Steps = Generator[Step, Any, T]
 """An operation: yields steps, is sent their results, returns a ``T``."""
 
 
-def call(
-    service: str, method: str, request: Any, *, metadata: Metadata | None = None
-) -> Steps[Any]:
+def call(service: str, method: str, request: Any, *, metadata: Metadata | None = None) -> Steps[Any]:
     """The one-step operation: the hub's answer to one unary call."""
     response = yield Rpc(service, method, request, metadata)
     return response
@@ -171,10 +169,7 @@ def run(
 
 
 def run_blocking(
-    steps: Steps[T],
-    transport: Transport | AsyncTransport,
-    *,
-    wait: Callable[[float], None] = time.sleep,
+    steps: Steps[T], transport: Transport | AsyncTransport, *, wait: Callable[[float], None] = time.sleep
 ) -> T:
     """:func:`run`, for a part shared by both clients that was handed either transport: only a
     blocking one can drive a blocking call (an ``AsyncClient`` awaits the steps instead)."""

@@ -174,7 +174,7 @@ class Auditor:
 
     @property
     def log_key(self) -> NoteVerifier:
-        """The hub's checkpoint key, from the profile (parsed once: twice per publish)."""
+        """The hub's checkpoint key, from the profile (parsed once; a publish needs it twice)."""
         if self._log_key is not None:
             return self._log_key
         try:
