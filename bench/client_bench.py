@@ -2,11 +2,12 @@
 
 A hub (SQLite, loopback mTLS) runs in its own process; this process is the client. It publishes
 ``--publishes`` alerts through one ``Client``, from 1 thread and then from ``--threads``
-threads, then reads the feed of the partner with ``subscribe()`` and counts, per publish and per
-event, the CPU time of this process (``time.process_time``), the part of it spent sealing
-(``seal_alert``, timed on the calling thread's CPU clock) and in the library's state writes
-(the journal's and the state files' methods, timed the same way), and the ``os.fsync`` and
-``os.fdatasync`` calls the library made (counted by wrapping both in this process). "Beyond
+threads, then through one ``AsyncClient`` from ``--threads`` tasks, then reads the feed of the
+partner with ``subscribe()`` and counts, per publish and per event, the CPU time of this process
+(``time.process_time``), the part of it spent sealing (``seal_alert``, timed on the calling
+thread's CPU clock) and in the library's state writes (the journal's and the state files'
+methods, timed the same way), and the ``os.fsync`` and ``os.fdatasync`` calls the library made
+(counted by wrapping both in this process). "Beyond
 sealing" is the process's CPU less the sealing: verification of receipts and proofs, state
 writes, gRPC's own threads.
 
@@ -16,6 +17,7 @@ writes, gRPC's own threads.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import subprocess
 import sys
@@ -152,7 +154,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from exchange.hub.init import init_exchange
-    from exchange_client import Client, Draft, Profile
+    from exchange_client import AsyncClient, Client, Draft, Profile
     from exchange_client._internal import publishing
 
     directory = Path(tempfile.mkdtemp()) / "exchange"
@@ -196,7 +198,29 @@ def main() -> None:
             rows.append(measure("publish, 1 thread", args.publishes, serial))
             per_thread = args.publishes // args.threads * args.threads
             rows.append(measure(f"publish, {args.threads} threads", per_thread, threaded))
-        events = 1 + 2 * args.publishes // args.threads * args.threads
+        with asyncio.Runner() as runner:
+            profile = Profile.load(directory / "agencies" / "agency-a")
+
+            async def connect() -> AsyncClient:
+                client = AsyncClient(profile, hub=target)
+                await client.publish(draft)  # first contact, outside the measure
+                return client
+
+            async_client = runner.run(connect())
+
+            async def tasks() -> None:
+                each = args.publishes // args.threads
+
+                async def publish_some() -> None:
+                    for _ in range(each):
+                        await async_client.publish(draft)
+
+                await asyncio.gather(*(publish_some() for _ in range(args.threads)))
+
+            label = f"publish, {args.threads} tasks through one AsyncClient"
+            rows.append(measure(label, per_thread, lambda: runner.run(tasks())))
+            runner.run(async_client.close())
+        events = 1 + args.publishes + 2 * per_thread + 1
         with Client(Profile.load(directory / "agencies" / "agency-b"), hub=target) as reader:
 
             def watch() -> None:
