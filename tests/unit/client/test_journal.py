@@ -248,6 +248,17 @@ def test_what_a_killed_process_journalled_is_taken_over_by_the_next(tmp_path: Pa
     assert json.loads((tmp_path / "cursor.json").read_text()) == {"sequence": 11}
 
 
+def test_reading_the_checkpoint_and_the_cursor_counts_a_left_journal_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    die_after_journalling(tmp_path, size=8, cursor=11)
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    assert CheckpointStore(tmp_path).load() == "note 8\n"
+    assert ClientState(tmp_path).read_cursor() == 11
+    after = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    assert after == before
+
+
 def test_a_torn_tail_of_a_left_journal_is_cut_and_what_follows_is_read(tmp_path: Path) -> None:
     left = die_after_journalling(tmp_path, size=8, cursor=11)
     whole = left.read_bytes()

@@ -446,10 +446,10 @@ class Journal:
 
     def combined(self) -> JournalState:
         """This journal's checkpoint and cursor merged with those of every other journal of
-        the profile (those of live processes, read as far as they are whole; left ones are
-        folded in first). Read before the snapshot files: a process that folds its journal into
-        them writes them before it empties the journal, so nothing is missed in between."""
-        self.recover()
+        the profile (of live processes and of dead ones alike, read as far as they are whole;
+        nothing is written, so a profile only read stays as it is). Read before the snapshot
+        files: a process that folds its journal into them writes them before it empties the
+        journal, so nothing is missed in between."""
         with self._guard:
             merged = JournalState(checkpoint=self.state.checkpoint, cursor=self.state.cursor)
         for path in self._others():
