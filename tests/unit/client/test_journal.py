@@ -227,6 +227,26 @@ def test_a_long_journal_is_folded_into_the_state_files_and_emptied(
     assert state.outbox() == [] and not in_flight.path.exists()
 
 
+def test_a_closed_journal_is_let_go_and_taken_up_again(tmp_path: Path) -> None:
+    state = ClientState(tmp_path)
+    journal = state.journal
+    journal.sync(journal.put_checkpoint(checkpoint(3)))
+    path = journal.path
+    assert path is not None
+    state.close()  # flushed, unlocked: the process keeps no descriptor
+    assert journal.path is None
+    other = Journal(tmp_path)  # another process may take it over now
+    other.recover()
+    assert other.path == path and other.state.checkpoint_size == 3
+    other.close()
+    journal.sync(journal.put_checkpoint(checkpoint(4)))  # and this one, writing again
+    assert journal.path == path
+    assert journal_records(path.read_bytes())[0][-1] == {
+        "kind": "checkpoint",
+        "record": checkpoint(4),
+    }
+
+
 # --- a process that died ------------------------------------------------------------------------
 
 

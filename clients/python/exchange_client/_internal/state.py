@@ -582,12 +582,24 @@ class Journal:
             self._fold_in(left)
 
     def close(self) -> None:
-        """Fold the journal into the snapshot files (a clean close); emptied only when long."""
+        """Fold the journal into the snapshot files (a clean close; emptied only when long),
+        flush it and let it go: its file, unlocked, is taken over by the next process of the
+        profile that writes (or by this one, if one of its clients writes again)."""
         with self._guard:
             while self._syncing:
                 self._guard.wait()
-            if self._descriptor is not None:
-                self._fold_out(empty=self._length > JOURNAL_COMPACT_BYTES)
+            if self._descriptor is None:
+                return
+            self._fold_out(empty=self._length > JOURNAL_COMPACT_BYTES)
+            try:
+                _flush(self._descriptor)  # what other threads wait for, before the file goes
+                os.close(self._descriptor)
+            except OSError as e:
+                raise ConfigurationError(f"{self.path}: cannot close the client journal: {e}") from e
+            finally:
+                self._descriptor, self.path, self._length = None, None, 0
+            self._durable = self._appended
+            self._guard.notify_all()
 
     def _fold_out(self, *, empty: bool) -> None:
         """Write what the journal holds into the snapshot files (the guard held, no sync
