@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
-import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from exchange.crypto.notes import Checkpoint
 from exchange_client import (
     AsyncClient,
     Client,
@@ -34,6 +34,7 @@ from exchange_client import (
     StatementResult,
     UnavailableError,
 )
+from exchange_client._internal.audit import CheckpointStore, checkpoint_text
 from tests.conftest import FrozenClock
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.test_release_client import DRAFT
@@ -211,9 +212,10 @@ def test_the_audit_calls_verify_the_log_and_share_the_trusted_checkpoint(
     assert report.size > request.log_index and report.bodies_verified >= 2
     summary = b.audit("summary")
     assert summary.size == report.size
-    # The trusted checkpoint is the profile's state file, the same for both kinds of client.
-    saved = json.loads((profiles("agency-b").state_dir / "checkpoint.json").read_text())
-    assert saved["size"] == summary.size
+    # The trusted checkpoint is the profile's state (its journal, folded into checkpoint.json
+    # at a clean close), the same for both kinds of client.
+    saved = CheckpointStore(profiles("agency-b").state_dir).load()
+    assert saved is not None and Checkpoint.from_text(checkpoint_text(saved)).size == summary.size
     history = b.audit("history", alert_id)
     assert (history[0].index, history[0].kind, history[0].version) == (0, "publication", 1)
     assert request.log_index in [entry.index for entry in history]

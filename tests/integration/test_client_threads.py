@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from exchange.crypto.notes import Checkpoint
 from exchange_client import Client, ClientClosedError, Draft, Profile, Receipt
+from exchange_client._internal.audit import CheckpointStore, checkpoint_text
 from tests.conftest import fresh_exchange, wall_clock_hub
 
 PUBLISHERS = 11
@@ -63,12 +65,10 @@ def client_for(exchange_dir: Path, agency: str, hub: object) -> Client:
 
 
 def stored_size(profile_dir: Path) -> int:
-    """The size of the checkpoint saved in the profile (0 before the first)."""
-    path = profile_dir / "state" / "checkpoint.json"
-    try:
-        return int(json.loads(path.read_text(encoding="utf-8"))["size"])
-    except FileNotFoundError:
-        return 0
+    """The size of the checkpoint saved in the profile (0 before the first): the larger of
+    ``checkpoint.json``'s and the one the processes' journals hold."""
+    note = CheckpointStore(profile_dir / "state").load()
+    return 0 if note is None else Checkpoint.from_text(checkpoint_text(note)).size
 
 
 class Run:

@@ -37,6 +37,7 @@ from exchange.errors import ConfigurationError, SignatureError, VerificationErro
 from exchange.v1 import alerts_pb2, alerts_pb2_grpc, audit_pb2, audit_pb2_grpc
 from exchange_client._internal.audit import Auditor, CheckpointStore, checkpoint_text
 from exchange_client._internal.calls import done
+from exchange_client._internal.state import journal_of
 from exchange_client._internal.transport import Transport
 
 ORIGIN = "hub.example/log"
@@ -189,6 +190,7 @@ def test_first_contact_trusts_a_signed_checkpoint_saves_and_cosigns_it(
     assert signed.checkpoint.size == 5
     stored = CheckpointStore(tmp_path).load()
     assert stored is not None and size_of(stored) == 5
+    journal_of(tmp_path).close()  # a clean close folds the journal into the snapshot
     assert json.loads((tmp_path / "checkpoint.json").read_text())["size"] == 5
     [line] = log.cosignature_lines
     witness = CosignatureVerifier("agency-a", WITNESS_KEYS["agency-a"].public_key.raw)

@@ -99,9 +99,14 @@ def test_outbox_keeps_exact_bytes_until_removed(tmp_path: Path) -> None:
     [listed] = state.outbox()
     assert (listed.alert_id, listed.version) == (alert_id, 2)
     assert listed.read() == b"\x00sealed request\xff"
+    assert not entry.path.exists()  # in flight: the journal holds it
+    state.keep_outbox(entry)  # its send failed: kept as the file the error names
+    [kept] = state.outbox()
+    assert kept.path == entry.path and kept.read() == b"\x00sealed request\xff"
     assert entry.path.stat().st_mode & 0o777 == 0o600
-    state.remove_outbox(listed)
+    state.remove_outbox(kept)
     assert state.outbox() == []
+    assert not entry.path.exists()
 
 
 def test_latest_published_version_is_remembered(tmp_path: Path) -> None:

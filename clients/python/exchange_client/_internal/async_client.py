@@ -11,6 +11,7 @@ profile's ``state/``) are therefore shared, rule for rule, with ``Client``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -111,7 +112,7 @@ class AsyncClient:
         self._partners = context.partners
         self.auditor = AsyncAuditor(context.auditor, self._transport)
         """The audit calls: checkpoint, whole-log verification, history, comparison."""
-        state = ClientState(profile.state_dir)
+        self._state = state = ClientState(profile.state_dir)
         concerns = Concerns.wire(
             context,
             state=state,
@@ -138,8 +139,10 @@ class AsyncClient:
     # --- lifetime ---------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close the channel. Idempotent; any later call raises :class:`ClientClosedError`."""
+        """Close the channel and fold this process's state journal into the profile's state
+        files. Idempotent; any later call raises :class:`ClientClosedError`."""
         await self._transport.close()
+        await asyncio.to_thread(self._state.close)  # it may flush: not in the event loop
 
     async def __aenter__(self) -> Self:
         return self

@@ -3,7 +3,8 @@
 Each operation of the client that talks to the hub (publish, open, a release decision, an
 audit check, ...) is a generator: it *yields* the steps it needs done — a unary call
 (:class:`Rpc`), a publish of sealed bytes (:class:`PublishBytes`), a wait before a retry
-(:class:`Sleep`), a lock (:class:`Acquire`), a stream's next response (:class:`Read`) — and is
+(:class:`Sleep`), a lock (:class:`Acquire`), a stream's next response (:class:`Read`), a flush of
+state to disk (:class:`Flush`) — and is
 sent back each step's result, or has the step's error thrown in at the ``yield``. Everything between the steps (verification, sealing, opening, the audit log's
 rules) runs in the generator and is the same code for both clients. :func:`run` drives an
 operation with a blocking :class:`~exchange_client._internal.transport.Transport`;
@@ -79,10 +80,20 @@ class Read:
     stream: Any
 
 
+@dataclass(frozen=True)
+class Flush:
+    """Wait until state written before this step is on disk (``flush``, a blocking call that
+    shares an ``fdatasync`` with other threads): run in place by the blocking driver, in a
+    worker thread by the asynchronous one, so that the tasks of one event loop share a flush
+    too instead of each blocking the loop for its own."""
+
+    flush: Callable[[], None]
+
+
 LOCK_POLL_SECONDS = 0.002
 """How often an asynchronous operation waiting for a lock tries it again."""
 
-Step = Rpc | PublishBytes | Sleep | Acquire | Read
+Step = Rpc | PublishBytes | Sleep | Acquire | Read | Flush
 Steps = Generator[Step, Any, T]
 """An operation: yields steps, is sent their results, returns a ``T``."""
 
@@ -141,6 +152,8 @@ def run(
                 step.lock.acquire()
             elif isinstance(step, Sleep):
                 wait(step.seconds)
+            elif isinstance(step, Flush):
+                step.flush()
             elif transport is None:
                 raise TypeError(f"{step!r} needs a transport")
             elif isinstance(step, Rpc):
@@ -193,6 +206,8 @@ async def run_async(steps: Steps[T], transport: AsyncTransport) -> T:
             elif isinstance(step, Read):
                 response = await step.stream.read()
                 result = None if response is grpc.aio.EOF else response  # type: ignore[attr-defined]
+            elif isinstance(step, Flush):
+                await asyncio.to_thread(step.flush)
             else:
                 await asyncio.sleep(step.seconds)
         except Exception as e:  # noqa: BLE001 - thrown into the operation at its yield

@@ -130,11 +130,13 @@ class Client:
     # --- lifetime ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the channel; open feed subscriptions end with it.
+        """Close the channel (open feed subscriptions end with it) and fold this process's
+        state journal into the profile's state files.
 
         Idempotent; any later call raises :class:`ClientClosedError`.
         """
         self._transport.close()
+        self._state.close()
 
     def __enter__(self) -> Self:
         return self

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from exchange.errors import ExchangeError, UnavailableError
 from exchange.v1 import alerts_pb2
-from exchange_client._internal.calls import Steps, read, run, run_async, sleep
+from exchange_client._internal.calls import Flush, Steps, read, run, run_async, sleep
 from exchange_client._internal.errors import FeedGapError, check_same_process
 from exchange_client._internal.models import FeedEvent
 from exchange_client._internal.retry import Backoff, RetrySchedule
@@ -64,7 +64,8 @@ class FeedSubscription(Iterator[FeedEvent]):
 
     An event counts as processed when the consumer asks for the next one, or when it closes the
     subscription cleanly: :meth:`close`, or leaving a ``with`` block without an exception.  Only
-    then is its sequence saved to ``state/cursor.json``.  Leaving a ``with`` block by an exception
+    then is its sequence saved: journalled at once, on disk at the next heartbeat, and in
+    ``state/cursor.json`` when the subscription is closed.  Leaving a ``with`` block by an exception
     (the consumer failed while processing) saves nothing for the event in hand, so it is
     delivered again next time.  The subscription holds the profile's cursor lock from creation
     until it is closed, and closes itself when it raises.
@@ -148,6 +149,9 @@ class FeedSubscription(Iterator[FeedEvent]):
                 return FeedEvent.from_proto(event)
             if kind == "heartbeat":
                 check_heartbeat(self._received, response.heartbeat.latest_sequence)
+                # The cursor committed so far goes to disk once per heartbeat, most often in
+                # the flush that made the heartbeat's checkpoint durable (then this is a no-op).
+                yield Flush(self._lock.flush)
                 if self._heartbeats:
                     return FeedEvent.from_heartbeat(response.heartbeat)
 

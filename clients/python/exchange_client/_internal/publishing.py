@@ -325,7 +325,9 @@ class Publisher(Concern):
             previous_manifest_hash=unsealed.previous_hash,
         )
         request = encode(sealed.request)
-        entry = self._state.save_outbox(unsealed.alert_id, unsealed.version, request)
+        entry = yield from self._state.save_outbox_steps(
+            unsealed.alert_id, unsealed.version, request
+        )
         return (
             yield from self._send(
                 entry, request, sealed.manifest.hash, flags=unsealed.flags, retry=unsealed.retry
@@ -353,6 +355,27 @@ class Publisher(Concern):
         manifest_hash: bytes,
         *,
         flags: Sequence[str] = (),
+        retry: RetrySchedule,
+    ) -> Steps[Receipt]:
+        try:
+            return (
+                yield from self._send_and_prove(
+                    entry, request, manifest_hash, flags=flags, retry=retry
+                )
+            )
+        except BaseException:
+            # Not received (nor refused: a refusal removed it): the journalled request becomes
+            # the outbox file the error names, for a resend by this process or another.
+            self._state.keep_outbox(entry)
+            raise
+
+    def _send_and_prove(
+        self,
+        entry: OutboxEntry,
+        request: bytes,
+        manifest_hash: bytes,
+        *,
+        flags: Sequence[str],
         retry: RetrySchedule,
     ) -> Steps[Receipt]:
         try:

@@ -152,6 +152,7 @@ class Auditor:
         self._agency_id = agency_id
         self._store = CheckpointStore(state_dir)
         self._verifier_key = checkpoint_verifier_key
+        self._log_key: NoteVerifier | None = None
         self._witness_key = witness_key
         self._clock = clock
         self._partner_keys = partner_keys
@@ -173,9 +174,12 @@ class Auditor:
 
     @property
     def log_key(self) -> NoteVerifier:
-        """The hub's checkpoint key, from the profile."""
+        """The hub's checkpoint key, from the profile (parsed once; a publish needs it twice)."""
+        if self._log_key is not None:
+            return self._log_key
         try:
-            return NoteVerifier.from_string(self._verifier_key)
+            self._log_key = NoteVerifier.from_string(self._verifier_key)
+            return self._log_key
         except ExchangeError as e:
             raise ConfigurationError(
                 f"the profile's checkpoint verifier key is unusable ({e.message}); copy it from "
@@ -267,10 +271,10 @@ class Auditor:
                     self._uncosigned = accepted.checkpoint
             break
         if keep:
-            # Saved outside the lock: the store keeps the larger of two saves (so the file only
-            # moves forward), and threads saving side by side share the flush of the rename.
+            # Saved outside the lock: the store keeps the larger of two saves (so it only moves
+            # forward), and threads and tasks saving side by side share the journal's flush.
             # It is durable before this returns, before anything is proven under it.
-            self._store.save(accepted, note, grown=grown)
+            yield from self._store.save_steps(accepted, note, grown=grown)
         yield from self._cosign_when_due(cosign_spacing)
         return accepted
 

@@ -1,27 +1,21 @@
-"""``state/checkpoint.json``: the last checkpoint this profile verified, kept across runs."""
+"""``state/checkpoint.json``: the last checkpoint this profile verified, kept across runs.
+
+A grown checkpoint is journalled (:class:`~exchange_client._internal.state.Journal`) and on disk
+before anything is proven under it; ``checkpoint.json`` is its snapshot, written when the journal
+is folded (a clean close, a long journal, a journal left by a process that died).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
-import threading
 from pathlib import Path
-
-from filelock import FileLock, Timeout
+from typing import Any
 
 from exchange.crypto.notes import SignedCheckpoint
 from exchange.errors import ConfigurationError
-from exchange_client._internal.state import (
-    PRIVATE_DIRECTORY_MODE,
-    sync_directory,
-    write_atomically,
-)
-
-STORE_LOCK_SECONDS = 10.0
-"""How long saving the checkpoint waits for another process of the same profile."""
-
-STORE_LOCK_POLL_SECONDS = 0.001
-"""How often a process waiting to save the checkpoint tries the lock again (the other process
-holds it for one small write)."""
+from exchange_client._internal.calls import Flush, Steps, run
+from exchange_client._internal.state import journal_of
 
 
 class CheckpointStore:
@@ -29,16 +23,19 @@ class CheckpointStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / "checkpoint.json"
-        # Group commit of grown checkpoints between the threads of this process: one writes and
-        # flushes the newest waiting checkpoint while the others wait; each returns once a
-        # checkpoint at least as large as its own is durable.
-        self._changed = threading.Condition()
-        self._durable_size = -1
-        self._waiting: tuple[int, bytes] | None = None
-        self._writing = False
 
     def load(self) -> str | None:
-        """The stored note, or ``None`` before the first checkpoint was verified."""
+        """The stored note — the largest of the snapshot's and the journals' — or ``None``
+        before the first checkpoint was verified."""
+        journalled = journal_of(self.path.parent).combined().checkpoint
+        snapshot = self._load_snapshot()
+        if journalled is not None and (
+            snapshot is None or int(journalled["size"]) >= int(snapshot["size"])
+        ):
+            return self._note(journalled)
+        return None if snapshot is None else self._note(snapshot)
+
+    def _load_snapshot(self) -> dict[str, Any] | None:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -46,29 +43,36 @@ class CheckpointStore:
         except OSError as e:
             raise ConfigurationError(f"{self.path}: cannot read the checkpoint: {e}") from e
         try:
-            note = json.loads(text)["note"]
+            record = json.loads(text)
+            size, _ = record["size"], record["note"]
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigurationError(
                 f"{self.path}: not a checkpoint record; restore it from a backup (deleting it "
                 "makes the next checkpoint trusted on first use)"
             ) from e
+        if not isinstance(size, int):
+            raise ConfigurationError(f"{self.path}: the size must be a whole number")
+        return dict(record)
+
+    def _note(self, record: dict[str, Any]) -> str:
+        note = record["note"]
         if not isinstance(note, str):
             raise ConfigurationError(f"{self.path}: the note must be a string")
         return note
 
-    def save(self, signed: SignedCheckpoint, note: str, *, grown: bool = True) -> None:
-        """Replace the stored checkpoint atomically, unless it already holds a larger one.
+    def save_steps(self, signed: SignedCheckpoint, note: str, *, grown: bool = True) -> Steps[None]:
+        """Keep ``note`` as the profile's checkpoint, unless a larger one is kept already.
 
-        Two processes of one profile may verify different checkpoints; the file keeps the larger
+        Two processes of one profile may verify different checkpoints; each keeps the larger
         (each was proven consistent with what the profile trusted), so a process that is behind
         never moves the profile's trust back.
 
-        A checkpoint larger than the one trusted before (``grown``) is durable on return — it,
-        or a larger one another thread of this process saved at the same time, whose write and
-        flush then stand for both — so that a crash of the machine never brings back a smaller
-        one. The same checkpoint with newer cosignatures (not ``grown``) is written without
-        flushing the rename: a crash may bring back the previous note of the same size, and no
-        trust is lost with the cosignatures.
+        A checkpoint larger than the one trusted before (``grown``) is on disk when the steps
+        end — journalled, with one flush for every thread and task saving at the same time —
+        so that a crash of the machine never brings back a smaller one. The same checkpoint
+        with newer cosignatures (not ``grown``) is journalled without waiting for the flush: a
+        crash may bring back the previous note of the same size, and no trust is lost with the
+        cosignatures.
         """
         checkpoint = signed.checkpoint
         record = {
@@ -77,51 +81,11 @@ class CheckpointStore:
             "root_hash": checkpoint.root_hash.hex(),
             "note": note,
         }
-        data = json.dumps(record, indent=2).encode() + b"\n"
-        if not grown:
-            self._write(checkpoint.size, data, flush_rename=False)
-            return
-        size = checkpoint.size
-        with self._changed:
-            while self._durable_size < size:
-                if self._waiting is None or self._waiting[0] < size:
-                    self._waiting = (size, data)
-                if self._writing:
-                    self._changed.wait()
-                    continue
-                self._writing = True
-                written, newest = self._waiting
-                self._waiting = None
-                self._changed.release()
-                try:
-                    self._write(written, newest, flush_rename=True)
-                finally:
-                    self._changed.acquire()
-                    self._writing = False
-                    self._changed.notify_all()
-                self._durable_size = max(self._durable_size, written)
+        journal = journal_of(self.path.parent)
+        position = journal.put_checkpoint(record)
+        if grown:
+            yield Flush(functools.partial(journal.sync, position))
 
-    def _write(self, size: int, data: bytes, *, flush_rename: bool) -> None:
-        try:
-            self.path.parent.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
-            with FileLock(
-                self.path.with_name("checkpoint.lock"),
-                timeout=STORE_LOCK_SECONDS,
-                poll_interval=STORE_LOCK_POLL_SECONDS,
-            ):
-                if self._stored_size() <= size:
-                    write_atomically(self.path, data, durable_rename=False)
-        except (OSError, Timeout) as e:
-            raise ConfigurationError(f"{self.path}: cannot store the checkpoint: {e}") from e
-        if flush_rename:
-            # Also when another process stored a larger one: flushed before this returns.
-            sync_directory(self.path.parent)
-
-    def _stored_size(self) -> int:
-        try:
-            size = json.loads(self.path.read_text(encoding="utf-8"))["size"]
-        except FileNotFoundError:
-            return -1
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigurationError(f"{self.path}: not a checkpoint record") from e
-        return int(size)
+    def save(self, signed: SignedCheckpoint, note: str, *, grown: bool = True) -> None:
+        """:meth:`save_steps`, run at once."""
+        run(self.save_steps(signed, note, grown=grown), None)
