@@ -61,20 +61,20 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients" / "python"))
 
-import grpc  # noqa: E402
-from sqlalchemy import insert, text, update  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+import grpc
+from sqlalchemy import insert, text, update
+from sqlalchemy.engine import make_url
 
-from exchange.audit import leaves as leaf_types  # noqa: E402
-from exchange.audit.leaves import make_leaf  # noqa: E402
-from exchange.audit.merkle import leaf_hash  # noqa: E402
-from exchange.bulk import gc_paused  # noqa: E402
-from exchange.config.profile import ProfileData, load_profile  # noqa: E402
-from exchange.crypto.dsse import sign_envelope  # noqa: E402
-from exchange.statements.alert import MANIFEST_PAYLOAD_TYPE, manifest_message  # noqa: E402
-from exchange.statements.codec import encode, envelope_to_proto  # noqa: E402
-from exchange.store.db import Database  # noqa: E402
-from exchange.store.schema import (  # noqa: E402
+from exchange.audit import leaves as leaf_types
+from exchange.audit.leaves import make_leaf
+from exchange.audit.merkle import leaf_hash
+from exchange.bulk import gc_paused
+from exchange.config.profile import ProfileData, load_profile
+from exchange.crypto.dsse import sign_envelope
+from exchange.statements.alert import MANIFEST_PAYLOAD_TYPE, manifest_message
+from exchange.statements.codec import encode, envelope_to_proto
+from exchange.store.db import Database
+from exchange.store.schema import (
     alerts,
     feed_events,
     feed_heads,
@@ -84,8 +84,8 @@ from exchange.store.schema import (  # noqa: E402
     log_entries,
     log_head,
 )
-from exchange.store.tree import StoredTree, TreeBuilder  # noqa: E402
-from exchange.v1 import (  # noqa: E402
+from exchange.store.tree import StoredTree, TreeBuilder
+from exchange.v1 import (
     alerts_pb2,
     alerts_pb2_grpc,
     audit_pb2,
@@ -94,7 +94,10 @@ from exchange.v1 import (  # noqa: E402
     statements_pb2,
 )
 
-AGENCIES = ("agency-a", "agency-b", "agency-c", "agency-d")
+FILL_AGENCIES = ("agency-a", "agency-b", "agency-c", "agency-d")
+OBSERVER = "agency-e"
+"""An agency in no alert: its ``audit verify`` checks the log's leaves and roots, no bodies."""
+AGENCIES = (*FILL_AGENCIES, OBSERVER)
 READER = "agency-b"
 PUBLISHER = "agency-a"
 FILL_BATCH = 2_000
@@ -197,11 +200,12 @@ def fill_store(
     *,
     start: datetime,
     batch: int = FILL_BATCH,
+    agencies: Sequence[str] = FILL_AGENCIES,
     progress: Callable[[int], None] | None = None,
 ) -> FillReport:
     """Store ``count`` alerts as publishing would have, in transactions of ``batch`` alerts.
 
-    Alert ``i`` goes from ``AGENCIES[i % 4]`` to the next agency; its manifest is really
+    Alert ``i`` goes from ``agencies[i % len(agencies)]`` to the next agency; its manifest is really
     signed (``audit verify`` checks every body its reader may see); item headers, ciphertexts
     and grants are synthetic bytes (only their rows' shape matters to the queries). Logged
     times step by a millisecond from ``start``. The store must be empty but migrated, with the
@@ -218,9 +222,9 @@ def fill_store(
             )
         )
         for item_id in ITEM_IDS
-        for holder in AGENCIES
+        for holder in agencies
     }
-    sequences = dict.fromkeys(AGENCIES, 0)
+    sequences = dict.fromkeys(agencies, 0)
     next_index = 0
     began = time.perf_counter()
     with gc_paused():
@@ -232,8 +236,8 @@ def fill_store(
             grant_rows: list[dict[str, Any]] = []
             event_rows: list[dict[str, Any]] = []
             for i in range(first, min(first + batch, count)):
-                originator = AGENCIES[i % len(AGENCIES)]
-                recipient = AGENCIES[(i + 1) % len(AGENCIES)]
+                originator = agencies[i % len(agencies)]
+                recipient = agencies[(i + 1) % len(agencies)]
                 alert_id = f"fill-{i:08d}"
                 at = start + timedelta(milliseconds=i)
                 message = manifest_message(
@@ -505,6 +509,8 @@ class SizeResult:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     verify_entries: int = 0
     verify_seconds: float = 0.0
+    verify_bodies: int = 0
+    observer_seconds: float = 0.0
     memory: dict[str, int] = field(default_factory=dict)
 
     def ms(self, name: str) -> float:
@@ -559,7 +565,7 @@ def measure(
         lat["publish"] = []
         for _ in range(samples + 3):
             sealed = publisher.seal(READER, keys)
-            seconds = timed(lambda: publisher.alerts.Publish(sealed.request, timeout=60))
+            seconds = timed(lambda sealed=sealed: publisher.alerts.Publish(sealed.request, timeout=60))
             lat["publish"].append(seconds)
             published.append(sealed.manifest.alert_id)
         del lat["publish"][:3]  # warm-up: the first publishes sign checkpoints over the fill
@@ -646,6 +652,15 @@ def measure(
                 if not report.ok:
                     raise SystemExit(f"audit verify failed on the filled store: {report.failures}")
                 result.verify_entries = report.size
+                result.verify_bodies = report.bodies_verified
+                with Client(
+                    Profile.load(exchange_dir / "agencies" / OBSERVER), hub=hub.target
+                ) as observer:
+                    began = time.perf_counter()
+                    report = observer.auditor.verify()
+                    result.observer_seconds = time.perf_counter() - began
+                if not report.ok:
+                    raise SystemExit(f"audit verify failed for {OBSERVER}: {report.failures}")
 
         result.memory["rss_before_streams_kib"] = hub.rss()["VmRSS"]
         open_streams = []
@@ -747,10 +762,10 @@ def render(results: Sequence[SizeResult], backend: str, started: datetime, load:
         f"#### Run of {started:%Y-%m-%d %H:%M} UTC — {backend}",
         "",
         f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
-        f"- commit: {_shell('git rev-parse --short HEAD')}"
-        f" ({_shell('git status --porcelain --untracked-files=no | wc -l')} files changed)",
-        f"- machine: {os.cpu_count()} CPUs ({cpu}), `{_shell('uname -sr')}`; "
-        f"Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}",
+        (f"- commit: {_shell('git rev-parse --short HEAD')}"
+        f" ({_shell('git status --porcelain --untracked-files=no | wc -l')} files changed)"),
+        (f"- machine: {os.cpu_count()} CPUs ({cpu}), `{_shell('uname -sr')}`; "
+        f"Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}"),
         f"- load average: at start {load}, at end {_loadavg()}",
         "",
         "| p50 ms | " + " | ".join(f"{r.size:,} alerts" for r in results) + " | ratio |",
@@ -774,10 +789,19 @@ def render(results: Sequence[SizeResult], backend: str, started: datetime, load:
         "| fill s (rows) / tree s | "
         + " | ".join(f"{r.fill_seconds:.1f} / {r.tree_seconds:.1f}" for r in results)
         + " |",
-        "| audit verify entries/s | "
+        f"| audit verify entries/s, {READER} (bodies verified) | "
         + " | ".join(
-            f"{r.verify_entries / r.verify_seconds:,.0f} ({r.verify_seconds:.1f} s)"
+            f"{r.verify_entries / r.verify_seconds:,.0f} ({r.verify_seconds:.1f} s, "
+            f"{r.verify_bodies:,})"
             if r.verify_seconds
+            else "not run"
+            for r in results
+        )
+        + " |",
+        f"| audit verify entries/s, {OBSERVER} (leaves and roots only) | "
+        + " | ".join(
+            f"{r.verify_entries / r.observer_seconds:,.0f} ({r.observer_seconds:.1f} s)"
+            if r.observer_seconds
             else "not run"
             for r in results
         )
