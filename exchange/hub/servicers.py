@@ -234,7 +234,8 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
     async def Subscribe(
         self, request: alerts_pb2.SubscribeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[alerts_pb2.SubscribeResponse]:
-        """Catch up from ``after``, then stream live; a heartbeat follows every catch-up (within
+        """Catch up from ``after``, then stream live; a heartbeat follows every page of a
+        catch-up and the catch-up's end (within
         ``HEARTBEAT_SPACING_SECONDS`` of the previous one) and every quiet interval, carrying the
         latest sequence read with the events just sent, a checkpoint covering it, the proofs of
         those events under it and of its consistency with the stream's previous one.
@@ -257,9 +258,18 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
                 cursor = event.sequence
                 unproven.append(event.log_index)
                 owed = True
-            if len(events) == MAX_EVENTS_PER_PAGE:
-                continue
+            catching_up = len(events) == MAX_EVENTS_PER_PAGE
             since = time.monotonic() - last_heartbeat
+            if catching_up:
+                # Mid catch-up, a heartbeat follows every page, stating the last sequence sent:
+                # the stream never holds more than one page of events and their proofs.
+                heartbeat, previous_size = await run_blocking(
+                    functools.partial(self._heartbeat, caller, cursor, unproven, previous_size)
+                )
+                yield alerts_pb2.SubscribeResponse(heartbeat=heartbeat)
+                unproven, owed = [], False
+                last_heartbeat = time.monotonic()
+                continue
             if (owed and since >= spacing) or since >= self._hub.heartbeat_interval:
                 heartbeat, previous_size = await run_blocking(
                     functools.partial(self._heartbeat, caller, latest, unproven, previous_size)

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from exchange.audit import leaves
 from exchange.errors import ConflictError, InvalidInputError, NotFoundError
@@ -202,33 +214,104 @@ def _check_previous_version(connection: Connection, checked: CheckedPublish) -> 
 
 
 def _visible_alerts(caller: str) -> ColumnElement[bool]:
-    audience_alerts = select(item_audience.c.alert_pk).where(item_audience.c.agency_id == caller)
-    return or_(alerts.c.originator == caller, alerts.c.id.in_(audience_alerts))
+    """The caller's own alerts and those with an item addressed to it.
+
+    A correlated ``EXISTS`` looks up the audience rows of the one alert at hand (the primary key
+    of ``item_audience`` starts with the alert), where ``id IN (SELECT … WHERE agency_id = …)``
+    would read every audience row of the caller: a million of them on a full store."""
+    addressed = (
+        select(item_audience.c.alert_pk)
+        .where(item_audience.c.alert_pk == alerts.c.id, item_audience.c.agency_id == caller)
+        .exists()
+    )
+    return or_(alerts.c.originator == caller, addressed)
+
+
+# The newest alert versions addressed to an agency, and those it published, each read backwards
+# along an index ((agency_id, alert_pk) of the audience; (originator, id) of the alerts, 0007):
+# a page costs the same on a store of a thousand alerts or of a million.
+_ADDRESSED_NEWEST = (
+    select(item_audience.c.alert_pk)
+    .where(item_audience.c.agency_id == bindparam("caller"))
+    .group_by(item_audience.c.alert_pk)
+    .order_by(item_audience.c.alert_pk.desc())
+    .limit(bindparam("limit"))
+)
+_OWN_NEWEST = (
+    select(alerts.c.id)
+    .where(alerts.c.originator == bindparam("caller"))
+    .order_by(alerts.c.id.desc())
+    .limit(bindparam("limit"))
+)
+_ALERTS_BY_PK = (
+    select(alerts).where(alerts.c.id.in_(bindparam("pks", expanding=True))).order_by(alerts.c.id.desc())
+)
+_CONTENT_TOTALS = (
+    select(items.c.alert_pk, func.count())
+    .where(items.c.alert_pk.in_(bindparam("pks", expanding=True)), items.c.summary.is_(False))
+    .group_by(items.c.alert_pk)
+)
+# Each content item of the page looked up in the audience by its whole primary key: the agency's
+# own audience index would read every item ever addressed to it.
+_CONTENT_VISIBLE = (
+    select(items.c.alert_pk, func.count())
+    .where(
+        items.c.alert_pk.in_(bindparam("pks", expanding=True)),
+        items.c.summary.is_(False),
+        select(item_audience.c.alert_pk)
+        .where(
+            item_audience.c.alert_pk == items.c.alert_pk,
+            item_audience.c.item_id == items.c.item_id,
+            item_audience.c.agency_id == bindparam("caller"),
+        )
+        .exists(),
+    )
+    .group_by(items.c.alert_pk)
+)
+_CONTENT_GRANTED = (
+    select(grants.c.alert_pk, func.count())
+    .select_from(
+        grants.join(
+            items, and_(items.c.alert_pk == grants.c.alert_pk, items.c.item_id == grants.c.item_id)
+        )
+    )
+    .where(
+        grants.c.alert_pk.in_(bindparam("pks", expanding=True)),
+        grants.c.recipient == bindparam("caller"),
+        grants.c.available_at <= bindparam("now"),
+        items.c.summary.is_(False),
+    )
+    .group_by(grants.c.alert_pk)
+)
 
 
 def list_alerts(
     connection: Connection, caller: str, *, include_own: bool, limit: int, now: datetime
 ) -> list[alerts_pb2.AlertSummary]:
-    """Alert versions the caller may see, newest first."""
-    condition: ColumnElement[bool] = alerts.c.id.in_(
-        select(item_audience.c.alert_pk).where(item_audience.c.agency_id == caller)
-    )
+    """Alert versions the caller may see, newest (latest stored) first: five queries a page,
+    whatever the size of the store."""
+    parameters = {"caller": caller, "limit": limit}
+    pks = set(connection.execute(_ADDRESSED_NEWEST, parameters).scalars())
     if include_own:
-        condition = or_(condition, alerts.c.originator == caller)
-    rows = connection.execute(
-        select(alerts).where(condition).order_by(alerts.c.published_at.desc(), alerts.c.id.desc()).limit(limit)
-    ).all()
+        pks.update(connection.execute(_OWN_NEWEST, parameters).scalars())
+    page = sorted(pks, reverse=True)[:limit]
+    if not page:
+        return []
+    rows = connection.execute(_ALERTS_BY_PK, {"pks": page}).all()
+    totals = _counts(connection, _CONTENT_TOTALS, {"pks": page})
+    visible = _counts(connection, _CONTENT_VISIBLE, {"pks": page, "caller": caller})
+    granted = _counts(connection, _CONTENT_GRANTED, {"pks": page, "caller": caller, "now": now})
     summaries = []
     for row in rows:
-        counts = _item_counts(connection, row.id, caller, own=row.originator == caller, now=now)
+        total = totals.get(row.id, 0)
         summary = alerts_pb2.AlertSummary(
             originator=row.originator,
             alert_id=row.alert_id,
             version=int(row.version),
             manifest_hash=bytes(row.manifest_hash),
-            items_visible=counts[0],
-            items_granted=counts[1],
-            items_total=counts[2],
+            items_visible=total if row.originator == caller else visible.get(row.id, 0),
+            items_granted=granted.get(row.id, 0),
+            items_total=total,
             retracted=bool(row.retracted),
         )
         summary.published_at.FromDatetime(row.published_at)
@@ -236,41 +319,8 @@ def list_alerts(
     return summaries
 
 
-def _item_counts(
-    connection: Connection, alert_pk: int, caller: str, *, own: bool, now: datetime
-) -> tuple[int, int, int]:
-    """Counts of content items (the summary item excluded): visible, granted, total."""
-    content = select(items.c.item_id).where(items.c.alert_pk == alert_pk, items.c.summary.is_(False))
-    total = int(
-        connection.execute(select(func.count()).select_from(content.subquery())).scalar_one()
-    )
-    if own:
-        visible = total
-    else:
-        visible = int(
-            connection.execute(
-                select(func.count())
-                .select_from(item_audience)
-                .where(
-                    item_audience.c.alert_pk == alert_pk,
-                    item_audience.c.agency_id == caller,
-                    item_audience.c.item_id.in_(content),
-                )
-            ).scalar_one()
-        )
-    granted = int(
-        connection.execute(
-            select(func.count())
-            .select_from(grants)
-            .where(
-                grants.c.alert_pk == alert_pk,
-                grants.c.recipient == caller,
-                grants.c.available_at <= now,
-                grants.c.item_id.in_(content),
-            )
-        ).scalar_one()
-    )
-    return visible, granted, total
+def _counts(connection: Connection, query: Select[Any], parameters: dict[str, Any]) -> dict[int, int]:
+    return {int(pk): int(count) for pk, count in connection.execute(query, parameters).all()}
 
 
 def alert_view(

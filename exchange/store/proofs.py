@@ -23,15 +23,13 @@ def proofs_under(
     tree = StoredTree(connection, size=size)
     covered = [index for index in indices if index < size]
     leaves = leaves_at(connection, covered)
+    stored = [index for index in covered if index in leaves]
     entries = tuple(
         alerts_pb2.EventProof(
-            inclusion=audit_pb2.InclusionProof(
-                index=index, tree_size=size, hashes=tree.inclusion_proof(index, size)
-            ),
+            inclusion=audit_pb2.InclusionProof(index=index, tree_size=size, hashes=hashes),
             leaf=leaves[index],
         )
-        for index in covered
-        if index in leaves
+        for index, hashes in zip(stored, tree.inclusion_proofs(stored, size), strict=True)
     )
     consistency = None
     if 0 < from_size < size:

@@ -103,6 +103,9 @@ alerts = Table(
     Column("log_index", BigInteger, nullable=False),
     Column("retracted", Boolean, nullable=False, default=False),
     UniqueConstraint("originator", "alert_id", "version", name="uq_alerts_key"),
+    # ``show`` by alert id alone, and an agency's own alerts newest first (migration 0007).
+    Index("ix_alerts_alert_id", "alert_id"),
+    Index("ix_alerts_originator", "originator", "id"),
 )
 
 items = Table(
@@ -199,7 +202,8 @@ log_entries = Table(
     Column("salt", LargeBinary(16), nullable=False),
     # Agencies entitled to the body, space-separated, for the body-serving query.
     Column("entitled", Text, nullable=False, default=""),
-    Index("ix_log_entries_leaf_hash", "leaf_hash"),
+    # By leaf hash, in index order: the lookup takes the first match without sorting (0007).
+    Index("ix_log_entries_leaf_hash", "leaf_hash", "idx"),
 )
 
 # One row: the log's size.  Appends lock it, so log indexes and feed sequences are assigned under

@@ -145,6 +145,18 @@ class StoredTree:
         self._prefetch(inclusion_proof_ranges(index, size), size)
         return inclusion_proof_from(self, index, size)
 
+    def inclusion_proofs(self, indices: Sequence[int], size: int) -> list[list[bytes]]:
+        """The inclusion proofs of ``indices`` in the tree of ``size`` leaves, their hashes read
+        together (a query per :data:`MAX_NODES_PER_QUERY` distinct nodes, not one per proof)."""
+        self._check_size(size)
+        self._fetch(
+            _node(s, e)
+            for index in indices
+            for start, end in inclusion_proof_ranges(index, size)
+            for s, e in aligned_subtrees(start, end)
+        )
+        return [inclusion_proof_from(self, index, size) for index in indices]
+
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         """The consistency proof from ``size1`` to ``size2`` leaves, in one query."""
         self._prefetch(consistency_proof_ranges(size1, size2), size2)
