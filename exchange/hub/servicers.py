@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -244,7 +245,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         caller = current_caller()
         notifier = self._hub.notifier
         cursor = request.after
-        last_heartbeat = 0.0
+        last_heartbeat = -math.inf  # the first catch-up heartbeats at once, whatever the uptime
         unproven: list[int] = []  # log indices of the events sent since the last heartbeat
         previous_size = 0  # of the checkpoint this stream last sent
         owed = False  # events went out since the last heartbeat
