@@ -34,7 +34,7 @@ from exchange.errors import ExchangeError
 from exchange.statements.publish import CheckedPublish
 from exchange.store.alerts import PublishedBatch, PublishOutcome, publish_alerts
 from exchange.store.checkpoints import StoredCheckpoint
-from exchange.store.db import Database, is_outage, storage_error
+from exchange.store.db import Database, is_outage, storage_error, storage_errors
 from exchange.store.errors import DatabaseUnavailableError
 from exchange.store.log import leaves_at
 from exchange.store.tree import StoredTree
@@ -147,7 +147,7 @@ class PublishWriter(Generic[T]):
             self._deliver([(token, DatabaseUnavailableError("the hub is stopping; try again"))])
 
     def _run(self) -> None:
-        connection = self._db.engine.connect()
+        connection: Connection | None = None
         try:
             while True:
                 with self._wake:
@@ -157,12 +157,35 @@ class PublishWriter(Generic[T]):
                         return
                     batch = self._queue[: self._max_batch]
                     del self._queue[: self._max_batch]
-                results = self.write_batch(connection, batch)
+                try:
+                    if connection is None:
+                        connection = self._connect()
+                    results = self.write_batch(connection, batch)
+                except DatabaseUnavailableError as error:
+                    results = [(pending.token, error) for pending in batch]
+                if any(isinstance(r, DatabaseUnavailableError) for _, r in results):
+                    self._close(connection)  # a new connection for the next batch
+                    connection = None
                 with self._wake:
                     self._in_flight -= len(batch)
                 self._deliver(results)
         finally:
+            self._close(connection)
+
+    def _connect(self) -> Connection:
+        """The writer's own connection, held from batch to batch (no pool checkout, and no
+        PostgreSQL ping, per batch); a new one after the database went away."""
+        with storage_errors():
+            return self._db.engine.connect()
+
+    @staticmethod
+    def _close(connection: Connection | None) -> None:
+        if connection is None:
+            return
+        try:
             connection.close()
+        except SQLAlchemyError:  # a connection the database dropped: nothing left to close
+            log.debug("closing the writer's broken connection failed", exc_info=True)
 
     def write_batch(
         self, connection: Connection, batch: Sequence[_Pending[T]]
