@@ -79,7 +79,10 @@ Delivery = Callable[[list[tuple[T, Receipt | BaseException]]], None]
 
 
 @dataclass(frozen=True)
-class _Pending(Generic[T]):
+class QueuedPublish(Generic[T]):
+    """A verified publish waiting for the writer, with the log size its publisher trusts (for
+    the receipt's consistency proof) and the caller's token."""
+
     checked: CheckedPublish
     known_size: int
     token: T
@@ -105,7 +108,7 @@ class PublishWriter(Generic[T]):
         self._sign = sign
         self._max_batch = max_batch
         self._observe_batch = observe_batch
-        self._queue: list[_Pending[T]] = []
+        self._queue: list[QueuedPublish[T]] = []
         self._wake = threading.Condition()
         self._stopping = False
         self._in_flight = 0
@@ -140,7 +143,7 @@ class PublishWriter(Generic[T]):
                 stopped = True
             else:
                 stopped = False
-                self._queue.append(_Pending(checked, known_size, token))
+                self._queue.append(QueuedPublish(checked, known_size, token))
                 self._in_flight += 1
                 self._wake.notify()
         if stopped:
@@ -188,7 +191,7 @@ class PublishWriter(Generic[T]):
             log.debug("closing the writer's broken connection failed", exc_info=True)
 
     def write_batch(
-        self, connection: Connection, batch: Sequence[_Pending[T]]
+        self, connection: Connection, batch: Sequence[QueuedPublish[T]]
     ) -> list[tuple[T, Receipt | BaseException]]:
         """Write one batch on ``connection`` and return each publish's result."""
         if self._observe_batch is not None:
@@ -218,7 +221,7 @@ class PublishWriter(Generic[T]):
     def _write(
         self,
         connection: Connection,
-        batch: Sequence[_Pending[T]],
+        batch: Sequence[QueuedPublish[T]],
         now: datetime,
         *,
         isolated: bool,
@@ -255,7 +258,7 @@ class PublishWriter(Generic[T]):
         self,
         connection: Connection,
         parts: Sequence[PublishedBatch],
-        batch: Sequence[_Pending[T]],
+        batch: Sequence[QueuedPublish[T]],
         results: Sequence[PublishOutcome | BaseException],
     ) -> tuple[list[Receipt | BaseException], SignedBatch]:
         """Hash the batch's leaves, sign, and prove every receipt; :class:`_SigningFailed`
