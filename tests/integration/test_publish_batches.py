@@ -23,7 +23,7 @@ from exchange.statements.publish import CheckedPublish, PublishLimits, check_pub
 from exchange.statements.sealing import SealedAlert, summary_item
 from exchange.store.errors import StorageError
 from exchange.store.log import lock_log
-from exchange.store.publish_writer import PublishWriter, Receipt
+from exchange.store.publish_writer import BatchSigner, PublishWriter, Receipt
 from exchange.store.schema import alerts, feed_events, log_entries, log_head
 from exchange.v1 import alerts_pb2, payloads_pb2
 from tests.integration.agency import TestAgency, note_item
@@ -207,7 +207,9 @@ def checked(hub: Hub, sealed: SealedAlert) -> CheckedPublish:
     )
 
 
-def write_one_batch(hub: Hub, publishes: list[CheckedPublish]) -> list[Receipt | BaseException]:
+def write_one_batch(
+    hub: Hub, publishes: list[CheckedPublish], *, sign: BatchSigner | None = None
+) -> list[Receipt | BaseException]:
     """Queue ``publishes`` before the writer starts, so that it takes them as one batch."""
     assert hub.checkpointer is not None
     collected = Collected()
@@ -216,7 +218,7 @@ def write_one_batch(hub: Hub, publishes: list[CheckedPublish]) -> list[Receipt |
         hub.db,
         clock=lambda: datetime.now(UTC),
         deliver=collected,
-        sign=hub.checkpointer.sign_batch,
+        sign=sign or hub.checkpointer.sign_batch,
     )
     for position, publish in enumerate(publishes):
         writer.submit(publish, known_size=0, token=position)
@@ -320,3 +322,35 @@ def test_a_batch_the_database_refuses_is_written_again_one_by_one_to_isolate_the
     assert {r.checkpoint for r in results if isinstance(r, Receipt)} == {
         results[-1].checkpoint  # type: ignore[union-attr]
     }
+
+
+def test_a_failed_checkpoint_leaves_the_batch_stored_and_its_receipts_without_proofs(
+    hub: Hub, agency_a: TestAgency
+) -> None:
+    """The checkpoint step fails after writing (its subtree rows, here): the batch is written
+    again without it, so the publishes stand, nothing of the failed step is left, and the
+    receipts go without proofs for the client to ask for."""
+    assert hub.checkpointer is not None
+    sign_batch = hub.checkpointer.sign_batch
+
+    def failing(connection, start, leaf_hashes):  # type: ignore[no-untyped-def]
+        sign_batch(connection, start, leaf_hashes)  # writes the tree's rows, then fails
+        raise InvalidInputError("no signature today")
+
+    sealed = [sealed_alert(agency_a, f"container {i}") for i in range(3)]
+    before_alerts, before_size, _ = stored_counts(hub)
+    with hub.db.read() as connection:
+        hashed_before = connection.execute(text("SELECT hashed_size FROM log_tree_head")).scalar_one()
+
+    results = write_one_batch(hub, [checked(hub, s) for s in sealed], sign=failing)
+
+    for receipt in results:
+        assert isinstance(receipt, Receipt)
+        assert receipt.inclusion is None and receipt.checkpoint == "" and receipt.leaf == b""
+    alert_rows, size, indexes = stored_counts(hub)
+    assert alert_rows == before_alerts + 3 and size == before_size + 6
+    assert indexes == list(range(size))
+    with hub.db.read() as connection:
+        hashed = connection.execute(text("SELECT hashed_size FROM log_tree_head")).scalar_one()
+    assert hashed == hashed_before  # the failed step's hashing was rolled back with it
+    assert hub.checkpoint_now().size == size  # the checkpointer signs the leaves later
