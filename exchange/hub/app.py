@@ -32,6 +32,7 @@ from exchange.hub.match_service import MatchServicer
 from exchange.hub.metrics import HubMetrics, MetricsServer
 from exchange.hub.notifier import FeedNotifier
 from exchange.hub.observer import CallObserver, ObservingInterceptor
+from exchange.hub.publish_queue import PublishQueue
 from exchange.hub.release_service import ReleaseServicer
 from exchange.hub.servicers import AlertServicer, DirectoryServicer, HubContext
 from exchange.hub.startup import (
@@ -43,7 +44,6 @@ from exchange.statements.publish import PublishLimits
 from exchange.store import registry
 from exchange.store.checkpoints import StoredCheckpoint
 from exchange.store.db import Database
-from exchange.store.group_commit import GroupCommit
 from exchange.v1 import (
     alerts_pb2,
     alerts_pb2_grpc,
@@ -149,6 +149,7 @@ class Hub:
         self.health_port: int | None = None
         self.metrics_port: int | None = None
         self.checkpointer: Checkpointer | None = None
+        self.publishes: PublishQueue | None = None
         self._database_lock: DatabaseDirectoryLock | None = None
 
     def prepare(self) -> ImportResult:
@@ -230,6 +231,13 @@ class Hub:
     def start(self, listen: str | None = None) -> int:
         """Bind ``listen`` (``HOST:PORT``; port 0 picks one) and serve; returns the port."""
         self.checkpointer = self._start_checkpointer()
+        publishes = self.publishes = PublishQueue(
+            self.db,
+            self.notifier,
+            clock=self.clock,
+            sign=self.checkpointer.sign_batch,
+            observe_batch=self.metrics.group_commit_batch.observe,
+        )
         context = HubContext(
             db=self.db,
             directory=self.directory,
@@ -237,19 +245,16 @@ class Hub:
             clock=self.clock,
             limits=PublishLimits(max_request_bytes=self.config.max_message_bytes),
             heartbeat_interval=self.config.heartbeat_interval_seconds,
-            publishes=GroupCommit(
-                self.db,
-                on_batch=self.checkpointer.sign_in,
-                observe_batch=self.metrics.group_commit_batch.observe,
-            ),
+            publishes=publishes,
             checkpointer=self.checkpointer,
             sweep_on_read=self.release_sweeper.sweep_on_read,
         )
-        self._start_loop()
+        publishes.start(self._start_loop())
         address = listen or self.config.listen
         try:
             port = self._on_loop(self._serve(context, address))
         except BaseException:
+            publishes.stop()
             self._stop_loop()
             raise
         self.port = port
@@ -275,7 +280,7 @@ class Hub:
             self._replica_listener.start()
         return port
 
-    def _start_loop(self) -> None:
+    def _start_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.new_event_loop()
         self._executor = futures.ThreadPoolExecutor(
             max_workers=self._max_workers, thread_name_prefix="hub-db"
@@ -286,6 +291,7 @@ class Hub:
         self._loop_thread.start()
         self.notifier.attach(loop)
         self._stopped.clear()
+        return loop
 
     def _on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the hub's loop and wait for its result."""
@@ -348,6 +354,8 @@ class Hub:
         if self._server is not None:
             self._on_loop(self._server.stop(grace))
             self._server = None
+        if self.publishes is not None:
+            self.publishes.stop()  # after the calls: what they queued is written first
         self._stop_loop()
         if self._health_server is not None:
             self._health_server.stop(0).wait()

@@ -2,12 +2,12 @@
 replica listener, on one base (a daemon thread running until it is asked to stop).
 
 * :class:`Checkpointer` hashes committed leaves into the stored tree and signs a checkpoint
-  after each batch of appends. Publishes are checkpointed in their own group commit: after the
-  batch's appends and before its one commit, :meth:`Checkpointer.sign_in` hashes the new leaves
-  and signs, so a batch costs one durable commit and every receipt leaves with a proof at once (a
-  checkpoint that fails there is left to the thread, and the publishes stand). A publish that
-  finds no checkpoint covering its leaf asks for one (concurrent ones share it); every other
-  append — release statements, sweeper events, other replicas' appends — is noticed by its
+  after each batch of appends. Publishes are checkpointed in their own batch's transaction: after
+  the batch's appends and before its one commit, :meth:`Checkpointer.sign_batch` hashes the new
+  leaves (from the bytes in hand) and signs, so a batch costs one durable commit and every
+  receipt leaves with a proof at once (a checkpoint that fails there is left to the thread, and
+  the publishes stand; :mod:`exchange.store.publish_writer`). A heartbeat that finds no
+  checkpoint covering its events asks for one (concurrent ones share it); every other append — release statements, sweeper events, other replicas' appends — is noticed by its
   thread's cheap poll of the log's size, at most :data:`POLL_SECONDS` apart, and the thread
   signs at least once per checkpoint interval. An idle log keeps its latest checkpoint (signing
   the same size again would give the same note). Tests call :meth:`Checkpointer.checkpoint_now`
@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
@@ -46,7 +46,13 @@ from exchange.store.db import Database
 from exchange.store.errors import StorageConflictError, StorageError
 from exchange.store.feed import listen_for_feed_events
 from exchange.store.log import log_size
-from exchange.store.tree import DEFAULT_BATCH_SIZE, hash_new_leaves
+from exchange.store.publish_writer import SignedBatch
+from exchange.store.tree import (
+    DEFAULT_BATCH_SIZE,
+    StoredTree,
+    hash_appended_leaves,
+    hash_new_leaves,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,15 +152,26 @@ class Checkpointer(BackgroundThread):
                 return latest
             return self._extend_and_sign()
 
-    def sign_in(self, connection: Connection) -> Callable[[], None]:
-        """Hash every leaf appended so far, in the caller's write transaction, and sign the tree.
+    def sign_batch(
+        self, connection: Connection, start: int, leaf_hashes: Sequence[bytes]
+    ) -> SignedBatch:
+        """Hash a publish batch's leaves (appended at ``start`` in the caller's write
+        transaction, their hashes in hand) and any earlier ones not hashed yet, and sign the
+        tree, in that transaction: the checkpoint commits with the publishes it covers.
 
-        For a group commit: called after the batch's appends, in its transaction, so the
-        checkpoint commits with them; returns what to call once that commit succeeded.
+        The publish writer's :data:`~exchange.store.publish_writer.BatchSigner`; what it
+        returns proves the batch's receipts, and is adopted once the transaction committed.
         """
-        while (checkpoint := self._hash_and_sign(connection)) is None:
-            pass
-        return lambda: self._adopt(checkpoint)
+        hashed = hash_appended_leaves(connection, start, leaf_hashes)
+        self._refuse_behind(hashed.growth.new_size)
+        checkpoint = sign_checkpoint(
+            connection, self._signer, origin=self._origin, now=self._clock(), growth=hashed.growth
+        )
+        tree = StoredTree(connection, size=checkpoint.size)
+        tree.remember(hashed.known)
+        # Adopted at once; written to the log state file at the thread's next poll (at most
+        # POLL_SECONDS later), not by the writer between two batches.
+        return SignedBatch(checkpoint, tree, lambda: self._adopt(checkpoint, remember=False))
 
     def _extend_and_sign(self) -> StoredCheckpoint:
         # A long backlog is hashed in batches, each its own transaction; the last one signs.
@@ -170,32 +187,47 @@ class Checkpointer(BackgroundThread):
         growth = hash_new_leaves(connection, batch_size=self._batch_size)
         if growth.new_size - growth.old_size == self._batch_size:
             return None  # more may follow
-        head = self._log_state.head if self._log_state is not None else None
-        if head is not None and growth.new_size < head.size:
-            raise LogBehindError(
-                f"the log has {growth.new_size} entries, fewer than the checkpoint of "
-                f"{head.size} this hub signed: the database was restored under a running hub; "
-                "stop it and see docs/OPERATIONS.md, 'Backup and restore'",
-            )
+        self._refuse_behind(growth.new_size)
         return sign_checkpoint(
             connection, self._signer, origin=self._origin, now=self._clock(), growth=growth
         )
 
-    def _adopt(self, checkpoint: StoredCheckpoint) -> None:
-        """Remember a committed checkpoint as the latest, unless a larger one is known."""
+    def _refuse_behind(self, size: int) -> None:
+        head = self._log_state.head if self._log_state is not None else None
+        if head is not None and size < head.size:
+            raise LogBehindError(
+                f"the log has {size} entries, fewer than the checkpoint of "
+                f"{head.size} this hub signed: the database was restored under a running hub; "
+                "stop it and see docs/OPERATIONS.md, 'Backup and restore'",
+            )
+
+    def _adopt(self, checkpoint: StoredCheckpoint, *, remember: bool = True) -> None:
+        """Remember a committed checkpoint as the latest, unless a larger one is known, and
+        record it in the log state file now (``remember``) or at the thread's next poll."""
         with self._latest_lock:
             if self._latest is None or checkpoint.size > self._latest.size:
                 self._latest = checkpoint
-        if self._log_state is not None:
-            try:
-                self._log_state.remember(checkpoint)
-            except ConfigurationError:
-                log.exception("the latest checkpoint could not be remembered outside the database")
+        if remember:
+            self._remember(checkpoint)
+
+    def _remember(self, checkpoint: StoredCheckpoint | None) -> None:
+        if self._log_state is None or checkpoint is None:
+            return
+        try:
+            self._log_state.remember(checkpoint)
+        except ConfigurationError:
+            log.exception("the latest checkpoint could not be remembered outside the database")
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the thread, and record the latest checkpoint in the log state file."""
+        super().stop(timeout)
+        self._remember(self._latest)
 
     def _run(self) -> None:
         last_run = time.monotonic()
         while not self._stopping.wait(timeout=min(self._interval, POLL_SECONDS)):
             try:
+                self._remember(self._latest)  # the publish batches' checkpoints, once a poll
                 if time.monotonic() - last_run >= self._interval or self._log_has_grown():
                     last_run = time.monotonic()
                     self.checkpoint_now()

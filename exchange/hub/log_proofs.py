@@ -1,9 +1,11 @@
 """The proofs that travel with what they prove (NOTES: "Proofs travel with what they prove"): a
-publish receipt's, and a feed heartbeat's, each under a signed checkpoint that covers it.
+feed heartbeat's, under a signed checkpoint that covers its events. (A publish receipt's are
+computed by the publish writer in the batch's own transaction:
+:mod:`exchange.store.publish_writer`.)
 
-Both ask the :class:`~exchange.hub.background.Checkpointer` for a checkpoint when none covers
-the entry yet (concurrent callers share it); a failure there only sends the answer without its
-proof, which the client then asks for (``GetInclusionProof``).
+A heartbeat asks the :class:`~exchange.hub.background.Checkpointer` for a checkpoint when none
+covers its events yet (concurrent callers share it); a failure there only sends it without the
+proofs, which the client then asks for (``GetInclusionProof``).
 """
 
 from __future__ import annotations
@@ -23,37 +25,6 @@ from exchange.store.proofs import proofs_under
 from exchange.v1 import alerts_pb2, audit_pb2
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ReceiptProof:
-    """A publish receipt's proof: the alert's leaf with its inclusion proof under a signed
-    checkpoint, and that checkpoint's consistency with the size the publisher trusts (if asked)."""
-
-    entry: alerts_pb2.EventProof
-    note: str
-    consistency: audit_pb2.ConsistencyProof | None
-
-
-def receipt_proof(
-    db: Database, checkpointer: Checkpointer, index: int, *, known_size: int = 0
-) -> ReceiptProof | None:
-    """The leaf at ``index`` with its inclusion proof, the signed checkpoint it leads to and, for
-    a ``known_size`` below that checkpoint's, the consistency proof from it, for a receipt.
-
-    Called after the append committed; ``None`` (the receipt goes without a proof, which
-    ``GetInclusionProof`` serves later) if checkpointing fails, since the publish itself stands.
-    """
-    try:
-        checkpoint = checkpointer.checkpoint_covering(index + 1)
-        if checkpoint.size <= index:
-            return None
-        with db.read() as connection:
-            entries, consistency = proofs_under(connection, checkpoint.size, [index], known_size)
-    except ExchangeError:
-        log.exception("no checkpoint for the receipt of leaf %d", index)
-        return None
-    return ReceiptProof(entries[0], checkpoint.note, consistency) if entries else None
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ checkpoint key (``[log] state_file``), where a database restore does not reach, 
 refuses a database whose tree is shorter than that size or has another root at it.
 
 The file is written atomically (a temporary file renamed over it) but not flushed to disk on
-every checkpoint: a power loss may leave it behind the database, which only weakens the check,
-never refuses a good database. Records are kept per database URL, so one configuration used with
+every checkpoint, and the checkpoints of publish batches are written to it by the checkpointer's
+thread at its next poll (within a second), not by the publish writer between two batches: a
+crash or power loss may leave it behind the database, which only weakens the check, never
+refuses a good database. Records are kept per database URL, so one configuration used with
 several databases (tests, a migration) keeps one record for each.
 """
 

@@ -48,6 +48,14 @@ class FeedNotifier:
             self._condition.notify_all()
         self._wake_loop()
 
+    def notify_on_loop(self) -> None:
+        """:meth:`notify`, called on the attached loop itself: wakes its streams at once, with
+        no hop (the publish writer's receipts arrive on the loop)."""
+        with self._condition:
+            self._version += 1
+            self._condition.notify_all()
+        self._wake()
+
     def _wake_loop(self) -> None:
         loop = self._loop
         if loop is None:

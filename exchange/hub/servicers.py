@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -16,15 +17,16 @@ from exchange.hub.background import Checkpointer
 from exchange.hub.blocking import blocking, run_blocking
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import current_caller
-from exchange.hub.log_proofs import heartbeat_log_state, receipt_proof
+from exchange.hub.log_proofs import heartbeat_log_state
 from exchange.hub.notifier import FeedNotifier
+from exchange.hub.publish_queue import PublishQueue
 from exchange.statements.codec import envelope_from_proto
 from exchange.statements.publish import KNOWN_LOG_SIZE_METADATA, PublishLimits, check_publish
 from exchange.store import alerts as alert_store
 from exchange.store import feed, registry
 from exchange.store.checkpoints import StoredCheckpoint
 from exchange.store.db import Database
-from exchange.store.group_commit import GroupCommit
+from exchange.store.publish_writer import Receipt
 from exchange.v1 import (
     alerts_pb2,
     alerts_pb2_grpc,
@@ -50,9 +52,9 @@ class HubContext:
     clock: Callable[[], datetime]
     limits: PublishLimits
     heartbeat_interval: float
-    publishes: GroupCommit
-    """The one entry point for publish writes: it batches concurrent ones (one durable commit
-    per batch) and hides whether they share a transaction."""
+    publishes: PublishQueue
+    """The one entry point for publish writes: checks on the loop, one writer thread storing
+    batches (one durable commit per batch, receipts proven under the batch's checkpoint)."""
     checkpointer: Checkpointer | None = None
     # Runs before reads that embargo notices or expiry purges may concern (release controls).
     sweep_on_read: Callable[[], object] | None = None
@@ -113,13 +115,33 @@ def _agency_record(row: registry.AgencyRow) -> directory_pb2.AgencyRecord:
     )
 
 
-def _known_log_size(context: grpc.ServicerContext) -> int:
+def _known_log_size(context: grpc.aio.ServicerContext[Any, Any]) -> int:
     """The tree size the caller said it trusts, 0 if it said none (or nothing usable)."""
     for key, value in context.invocation_metadata() or ():
         usable = isinstance(value, str) and value.isascii() and value.isdigit()
         if key == KNOWN_LOG_SIZE_METADATA and usable:
             return int(value)
     return 0
+
+
+def _publish_response(receipt: Receipt) -> alerts_pb2.PublishResponse:
+    outcome = receipt.outcome
+    response = alerts_pb2.PublishResponse(
+        originator=outcome.originator,
+        alert_id=outcome.alert_id,
+        version=outcome.version,
+        manifest_hash=outcome.manifest_hash,
+        log_index=outcome.log_index,
+        notified=list(outcome.notified),
+        leaf=receipt.leaf,
+        checkpoint=receipt.checkpoint,
+    )
+    response.accepted_at.FromDatetime(outcome.accepted_at)
+    if receipt.inclusion is not None:
+        response.inclusion_proof.CopyFrom(receipt.inclusion)
+    if receipt.consistency is not None:
+        response.consistency.CopyFrom(receipt.consistency)
+    return response
 
 
 def _note(checkpoint: StoredCheckpoint | None) -> str:
@@ -130,47 +152,26 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
     def __init__(self, hub: HubContext) -> None:
         self._hub = hub
 
-    @blocking
-    def Publish(
-        self, request: alerts_pb2.PublishRequest, context: grpc.ServicerContext
+    async def Publish(
+        self, request: alerts_pb2.PublishRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> alerts_pb2.PublishResponse:
+        """Check the request on the loop, queue it for the one publish writer, and answer with
+        the receipt once its batch is durably committed (:mod:`exchange.hub.publish_queue`)."""
         caller = current_caller()
-        checked = check_publish(
-            request,
-            caller=caller,
-            caller_keys=self._hub.directory.signing_keys(caller),
-            encryption_key_ids=self._hub.directory.encryption_key_ids(),
-            limits=self._hub.limits,
+        publishes = self._hub.publishes
+        checked = await publishes.check(
+            request.ByteSize(),
+            functools.partial(
+                check_publish,
+                request,
+                caller=caller,
+                caller_keys=self._hub.directory.signing_keys(caller),
+                encryption_key_ids=self._hub.directory.encryption_key_ids(),
+                limits=self._hub.limits,
+            ),
         )
-        now = self._hub.clock()
-        outcome = self._hub.publishes.run(
-            lambda connection: alert_store.publish_alert(connection, checked, now=now)
-        )
-        if outcome.feed_events:
-            self._hub.notifier.notify()
-        response = alerts_pb2.PublishResponse(
-            originator=outcome.originator,
-            alert_id=outcome.alert_id,
-            version=outcome.version,
-            manifest_hash=outcome.manifest_hash,
-            log_index=outcome.log_index,
-            notified=list(outcome.notified),
-        )
-        response.accepted_at.FromDatetime(outcome.accepted_at)
-        if self._hub.checkpointer is not None:
-            proven = receipt_proof(
-                self._hub.db,
-                self._hub.checkpointer,
-                outcome.log_index,
-                known_size=_known_log_size(context),
-            )
-            if proven is not None:
-                response.inclusion_proof.CopyFrom(proven.entry.inclusion)
-                response.leaf = proven.entry.leaf
-                response.checkpoint = proven.note
-                if proven.consistency is not None:
-                    response.consistency.CopyFrom(proven.consistency)
-        return response
+        receipt = await publishes.publish(checked, known_size=_known_log_size(context))
+        return _publish_response(receipt)
 
     @blocking
     def ListAlerts(
@@ -245,7 +246,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         caller = current_caller()
         notifier = self._hub.notifier
         cursor = request.after
-        last_heartbeat = 0.0
+        last_heartbeat = -math.inf  # the first catch-up heartbeats at once, whatever the uptime
         unproven: list[int] = []  # log indices of the events sent since the last heartbeat
         previous_size = 0  # of the checkpoint this stream last sent
         owed = False  # events went out since the last heartbeat

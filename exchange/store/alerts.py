@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,25 +21,36 @@ from sqlalchemy import (
 )
 
 from exchange.audit import leaves
-from exchange.errors import ConflictError, InvalidInputError, NotFoundError
+from exchange.errors import ConflictError, ExchangeError, InvalidInputError, NotFoundError
 from exchange.statements.codec import encode
 from exchange.statements.publish import CheckedPublish
-from exchange.store.feed import NewEvent, append_event
-from exchange.store.log import append_entry
+from exchange.store.feed import (
+    NewEvent,
+    event_message,
+    event_references,
+    event_row,
+    insert_events,
+    take_sequences,
+)
+from exchange.store.log import AppendedLeaf, NewEntry, append_entries, append_entry, lock_log
 from exchange.store.release_tables import item_revocations
 from exchange.store.schema import alerts, grants, item_audience, items
 from exchange.v1 import alerts_pb2
 
 # Built once: statements executed with parameters reuse their compiled form and cache key.
-_SAME_VERSION = select(alerts).where(
-    alerts.c.originator == bindparam("originator"),
-    alerts.c.alert_id == bindparam("alert_id"),
-    alerts.c.version == bindparam("version"),
+_VERSIONS_OF = select(
+    alerts.c.originator,
+    alerts.c.alert_id,
+    alerts.c.version,
+    alerts.c.manifest_hash,
+    alerts.c.request_digest,
+    alerts.c.published_at,
+    alerts.c.log_index,
+).where(
+    alerts.c.originator.in_(bindparam("originators", expanding=True)),
+    alerts.c.alert_id.in_(bindparam("alert_ids", expanding=True)),
 )
-_ANY_VERSION = select(alerts.c.originator).where(
-    alerts.c.originator == bindparam("originator"), alerts.c.alert_id == bindparam("alert_id")
-)
-_INSERT_ALERT = insert(alerts).returning(alerts.c.id)
+_INSERT_ALERTS = insert(alerts).returning(alerts.c.id, alerts.c.manifest_hash)
 _INSERT_ITEMS = insert(items)
 _INSERT_AUDIENCE = insert(item_audience)
 _INSERT_GRANTS = insert(grants)
@@ -58,65 +70,262 @@ class PublishOutcome:
     feed_events: tuple[alerts_pb2.FeedEvent, ...] = ()
 
 
-def publish_alert(connection: Connection, checked: CheckedPublish, *, now: datetime) -> PublishOutcome:
-    """Store a checked alert version with its items, grants, log entry and feed events.
+@dataclass(frozen=True)
+class PublishedBatch:
+    """What :func:`publish_alerts` did in the caller's transaction."""
 
-    Runs in the caller's write transaction: everything or nothing.  The same (originator,
-    alert id, version) with identical request bytes returns the first outcome; with different
-    bytes it is a :class:`ConflictError`.
+    results: tuple[PublishOutcome | ExchangeError, ...]
+    """Per publish, in order: its outcome, or the error refusing it (nothing of it stored)."""
+    start: int
+    """The log index of the first leaf appended."""
+    leaves: tuple[AppendedLeaf, ...]
+    """Every leaf appended, from ``start`` on: each new alert's, then its feed events'."""
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """A version of an alert already stored, or claimed by an earlier publish of the batch."""
+
+    manifest_hash: bytes
+    digest: bytes
+    stored: PublishOutcome | None = None
+    """Its outcome, for a stored version; ``None`` for one claimed in this batch."""
+    position: int = -1
+    """The claiming publish's position in the batch."""
+
+
+def publish_alert(connection: Connection, checked: CheckedPublish, *, now: datetime) -> PublishOutcome:
+    """Store one checked alert version (:func:`publish_alerts` for a batch of one); raise the
+    :class:`~exchange.errors.ExchangeError` refusing it."""
+    (result,) = publish_alerts(connection, [checked], now=now).results
+    if isinstance(result, ExchangeError):
+        raise result
+    return result
+
+
+def publish_alerts(
+    connection: Connection, batch: Sequence[CheckedPublish], *, now: datetime
+) -> PublishedBatch:
+    """Store a batch of checked alert versions with their items, grants, log entries and feed
+    events, in the caller's write transaction, with one multi-row insert per table.
+
+    Every publish is validated against what is stored, under the log lock, and against the
+    batch's earlier publishes before anything is written, so a refused one (a version taken with
+    other bytes, a missing or mismatched previous version) gets its own error and leaves nothing
+    while the others are stored. The same (originator, alert id, version) with identical
+    request bytes is a retry: it gets the first outcome, stored earlier or in this batch.
     """
-    manifest = checked.manifest
-    existing = connection.execute(
-        _SAME_VERSION,
+    start = lock_log(connection)
+    taken = _taken_versions(connection, batch)
+    results: list[PublishOutcome | ExchangeError | int] = []  # an int: same as that position
+    accepted: list[tuple[int, CheckedPublish]] = []
+    for position, checked in enumerate(batch):
+        manifest = checked.manifest
+        versions = taken.setdefault((manifest.originator, manifest.alert_id), {})
+        try:
+            same = versions.get(manifest.version)
+            if same is not None:
+                results.append(_retry(checked, same))
+                continue
+            _check_previous_version(checked, versions)
+        except ExchangeError as error:
+            results.append(error)
+            continue
+        versions[manifest.version] = _Taken(manifest.hash, checked.digest, position=position)
+        accepted.append((position, checked))
+        results.append(position)
+    outcomes, appended = _store(connection, start, accepted, now=now)
+    final: list[PublishOutcome | ExchangeError] = []
+    for position, result in enumerate(results):
+        if isinstance(result, int):
+            first = outcomes[result]
+            final.append(first if result == position else replace(first, feed_events=()))
+        else:
+            final.append(result)
+    return PublishedBatch(tuple(final), start, tuple(appended))
+
+
+def _taken_versions(
+    connection: Connection, batch: Sequence[CheckedPublish]
+) -> dict[tuple[str, str], dict[int, _Taken]]:
+    """Every stored version of the batch's alerts, by (originator, alert id), in one query."""
+    taken: dict[tuple[str, str], dict[int, _Taken]] = {}
+    wanted = {(c.manifest.originator, c.manifest.alert_id) for c in batch}
+    rows = connection.execute(
+        _VERSIONS_OF,
         {
-            "originator": manifest.originator,
-            "alert_id": manifest.alert_id,
-            "version": manifest.version,
+            "originators": sorted({o for o, _ in wanted}),
+            "alert_ids": sorted({a for _, a in wanted}),
         },
-    ).first()
-    if existing is not None:
-        if bytes(existing.request_digest) != checked.digest:
-            raise ConflictError(
-                f"alert {manifest.alert_id} version {manifest.version} was already published "
-                "with different content; publish a new version instead"
-            )
-        return PublishOutcome(
-            originator=existing.originator,
-            alert_id=existing.alert_id,
-            version=int(existing.version),
-            manifest_hash=bytes(existing.manifest_hash),
-            accepted_at=existing.published_at,
-            log_index=int(existing.log_index),
-            notified=checked.recipients,
-        )
-    _check_previous_version(connection, checked)
-    envelope_bytes = checked.manifest_envelope
-    log_index = append_entry(
-        connection,
-        entry_type=leaves.ALERT_PUBLISHED,
-        body=envelope_bytes,
-        references=[manifest.originator, manifest.alert_id, str(manifest.version)],
-        entitled=[manifest.originator, *checked.recipients],
-        now=now,
     )
-    alert_pk = connection.execute(
-        _INSERT_ALERT,
-        {
-            "originator": manifest.originator,
-            "alert_id": manifest.alert_id,
-            "version": manifest.version,
-            "manifest_hash": manifest.hash,
-            "manifest_envelope": envelope_bytes,
-            "request_digest": checked.digest,
-            "published_at": now,
-            "log_index": log_index,
-            "retracted": False,
-        },
-    ).scalar_one()
-    # One executemany per table: the statement is compiled once, whatever the item count.
-    connection.execute(
-        _INSERT_ITEMS,
-        [
+    for row in rows:
+        key = (row.originator, row.alert_id)
+        if key not in wanted:
+            continue  # the cross product of the two lists finds more than was asked for
+        outcome = PublishOutcome(
+            originator=row.originator,
+            alert_id=row.alert_id,
+            version=int(row.version),
+            manifest_hash=bytes(row.manifest_hash),
+            accepted_at=row.published_at,
+            log_index=int(row.log_index),
+            notified=(),
+        )
+        taken.setdefault(key, {})[int(row.version)] = _Taken(
+            bytes(row.manifest_hash), bytes(row.request_digest), stored=outcome
+        )
+    return taken
+
+
+def _retry(checked: CheckedPublish, same: _Taken) -> PublishOutcome | int:
+    """The outcome of a version already taken, if ``checked`` is its retry (the stored one's,
+    or the position of the batch's publish that took it); else :class:`ConflictError`."""
+    manifest = checked.manifest
+    if same.digest != checked.digest:
+        raise ConflictError(
+            f"alert {manifest.alert_id} version {manifest.version} was already published "
+            "with different content; publish a new version instead"
+        )
+    if same.stored is None:
+        return same.position
+    return replace(same.stored, notified=checked.recipients)
+
+
+def _check_previous_version(checked: CheckedPublish, versions: Mapping[int, _Taken]) -> None:
+    manifest = checked.manifest
+    if manifest.version == 1:
+        if versions:
+            raise ConflictError(f"alert {manifest.alert_id} already exists; publish version 2")
+        return
+    previous = versions.get(manifest.version - 1)
+    if previous is None:
+        raise InvalidInputError(
+            f"alert {manifest.alert_id} has no version {manifest.version - 1} to supersede",
+            reason="NO_PREVIOUS_VERSION",
+        )
+    if previous.manifest_hash != bytes(manifest.message.previous_manifest_hash):
+        raise InvalidInputError(
+            f"version {manifest.version} does not name version {manifest.version - 1}'s manifest",
+            reason="PREVIOUS_VERSION_MISMATCH",
+        )
+
+
+def _store(
+    connection: Connection,
+    start: int,
+    accepted: Sequence[tuple[int, CheckedPublish]],
+    *,
+    now: datetime,
+) -> tuple[dict[int, PublishOutcome], list[AppendedLeaf]]:
+    """Write the validated publishes: one statement per table for the whole batch (and one per
+    recipient agency for its feed head)."""
+    if not accepted:
+        return {}, []
+    counts: dict[str, int] = {}
+    for _, checked in accepted:
+        for agency in checked.recipients:
+            counts[agency] = counts.get(agency, 0) + 1
+    next_sequence = take_sequences(connection, counts)
+    entries: list[NewEntry] = []
+    messages: list[list[tuple[str, alerts_pb2.FeedEvent]]] = []
+    for _, checked in accepted:
+        manifest = checked.manifest
+        entries.append(
+            NewEntry(
+                entry_type=leaves.ALERT_PUBLISHED,
+                body=checked.manifest_envelope,
+                references=[manifest.originator, manifest.alert_id, str(manifest.version)],
+                entitled=[manifest.originator, *checked.recipients],
+            )
+        )
+        events = []
+        for agency in checked.recipients:
+            sequence = next_sequence[agency]
+            next_sequence[agency] = sequence + 1
+            event = NewEvent(
+                agency_id=agency,
+                kind=alerts_pb2.FeedEvent.ALERT_PUBLISHED,
+                originator=manifest.originator,
+                alert_id=manifest.alert_id,
+                version=manifest.version,
+                actor=manifest.originator,
+            )
+            message = event_message(event, sequence, now=now)
+            entries.append(
+                NewEntry(
+                    entry_type=leaves.FEED_EVENT,
+                    body=encode(message),
+                    references=event_references(event, sequence),
+                    entitled=[agency],
+                )
+            )
+            events.append((agency, message))
+        messages.append(events)
+    appended = append_entries(connection, start, entries, now=now)
+    indexes = iter(leaf.index for leaf in appended)
+    alert_rows = []
+    event_rows = []
+    for (_, checked), events in zip(accepted, messages, strict=True):
+        manifest = checked.manifest
+        alert_rows.append(
+            {
+                "originator": manifest.originator,
+                "alert_id": manifest.alert_id,
+                "version": manifest.version,
+                "manifest_hash": manifest.hash,
+                "manifest_envelope": checked.manifest_envelope,
+                "request_digest": checked.digest,
+                "published_at": now,
+                "log_index": next(indexes),
+                "retracted": False,
+            }
+        )
+        for agency, message in events:
+            message.log_index = next(indexes)
+            event_rows.append(event_row(message, agency, now=now))
+    # RETURNING over a multi-row insert gives no order: each key is matched by its manifest hash.
+    keys = {
+        bytes(row.manifest_hash): int(row.id)
+        for row in connection.execute(_INSERT_ALERTS, alert_rows)
+    }
+    item_rows: list[dict[str, object]] = []
+    audience_rows: list[dict[str, object]] = []
+    grant_rows: list[dict[str, object]] = []
+    for _, checked in accepted:
+        _item_rows(checked, keys[checked.manifest.hash], now, item_rows, audience_rows, grant_rows)
+    connection.execute(_INSERT_ITEMS, item_rows)
+    if audience_rows:
+        connection.execute(_INSERT_AUDIENCE, audience_rows)
+    if grant_rows:
+        connection.execute(_INSERT_GRANTS, grant_rows)
+    insert_events(connection, event_rows)
+    outcomes = {
+        position: PublishOutcome(
+            originator=checked.manifest.originator,
+            alert_id=checked.manifest.alert_id,
+            version=checked.manifest.version,
+            manifest_hash=checked.manifest.hash,
+            accepted_at=now,
+            log_index=int(row["log_index"]),  # type: ignore[call-overload]
+            notified=checked.recipients,
+            feed_events=tuple(message for _, message in events),
+        )
+        for (position, checked), row, events in zip(accepted, alert_rows, messages, strict=True)
+    }
+    return outcomes, appended
+
+
+def _item_rows(
+    checked: CheckedPublish,
+    alert_pk: int,
+    now: datetime,
+    item_rows: list[dict[str, object]],
+    audience_rows: list[dict[str, object]],
+    grant_rows: list[dict[str, object]],
+) -> None:
+    originator = checked.manifest.originator
+    for position, item in enumerate(checked.items):
+        item_rows.append(
             {
                 "alert_pk": alert_pk,
                 "item_id": item.header.item_id,
@@ -128,85 +337,24 @@ def publish_alert(connection: Connection, checked: CheckedPublish, *, now: datet
                 "expires_at": item.expires_at,
                 "summary": item.header.message.summary,
             }
-            for position, item in enumerate(checked.items)
-        ],
-    )
-    audience_rows = [
-        {"alert_pk": alert_pk, "item_id": item.header.item_id, "agency_id": agency}
-        for item in checked.items
-        for agency in item.audience
-    ]
-    if audience_rows:
-        connection.execute(_INSERT_AUDIENCE, audience_rows)
-    grant_rows = [
-        {
-            "alert_pk": alert_pk,
-            "item_id": grant.item_id,
-            "recipient": grant.recipient,
-            "recipient_key_id": grant.recipient_key_id,
-            "grant": encode(grant),
-            "available_at": now
-            if grant.recipient == manifest.originator
-            else (item.embargo_until or now),
-            "created_at": now,
-        }
-        for item in checked.items
-        for grant in item.grants
-    ]
-    if grant_rows:
-        connection.execute(_INSERT_GRANTS, grant_rows)
-    events = tuple(
-        append_event(
-            connection,
-            NewEvent(
-                agency_id=agency,
-                kind=alerts_pb2.FeedEvent.ALERT_PUBLISHED,
-                originator=manifest.originator,
-                alert_id=manifest.alert_id,
-                version=manifest.version,
-                actor=manifest.originator,
-            ),
-            now=now,
         )
-        for agency in checked.recipients
-    )
-    return PublishOutcome(
-        originator=manifest.originator,
-        alert_id=manifest.alert_id,
-        version=manifest.version,
-        manifest_hash=manifest.hash,
-        accepted_at=now,
-        log_index=log_index,
-        notified=checked.recipients,
-        feed_events=events,
-    )
-
-
-def _check_previous_version(connection: Connection, checked: CheckedPublish) -> None:
-    manifest = checked.manifest
-    if manifest.version == 1:
-        taken = connection.execute(
-            _ANY_VERSION, {"originator": manifest.originator, "alert_id": manifest.alert_id}
-        ).first()
-        if taken is not None:
-            raise ConflictError(f"alert {manifest.alert_id} already exists; publish version 2")
-        return
-    previous = connection.execute(
-        select(alerts.c.manifest_hash).where(
-            alerts.c.originator == manifest.originator,
-            alerts.c.alert_id == manifest.alert_id,
-            alerts.c.version == manifest.version - 1,
+        audience_rows.extend(
+            {"alert_pk": alert_pk, "item_id": item.header.item_id, "agency_id": agency}
+            for agency in item.audience
         )
-    ).scalar_one_or_none()
-    if previous is None:
-        raise InvalidInputError(
-            f"alert {manifest.alert_id} has no version {manifest.version - 1} to supersede",
-            reason="NO_PREVIOUS_VERSION",
-        )
-    if bytes(previous) != bytes(manifest.message.previous_manifest_hash):
-        raise InvalidInputError(
-            f"version {manifest.version} does not name version {manifest.version - 1}'s manifest",
-            reason="PREVIOUS_VERSION_MISMATCH",
+        grant_rows.extend(
+            {
+                "alert_pk": alert_pk,
+                "item_id": grant.item_id,
+                "recipient": grant.recipient,
+                "recipient_key_id": grant.recipient_key_id,
+                "grant": encode(grant),
+                "available_at": now
+                if grant.recipient == originator
+                else (item.embargo_until or now),
+                "created_at": now,
+            }
+            for grant in item.grants
         )
 
 

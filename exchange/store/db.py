@@ -116,6 +116,19 @@ class Database:
                 yield connection
 
     @contextmanager
+    def write_on(self, connection: Connection) -> Iterator[Connection]:
+        """A write transaction on ``connection``, a connection its caller holds for good (the
+        publish writer's), like :meth:`write` but without a pool checkout (and its PostgreSQL
+        ping) per transaction. A connection the database dropped is replaced at the next one."""
+        with storage_errors():
+            if self._sqlite_writer is None:
+                with connection.begin():
+                    yield connection
+                return
+            with self._sqlite_writer, connection.begin():
+                yield connection
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction on one snapshot that never blocks writers.
 
@@ -156,7 +169,7 @@ _UNAVAILABLE = "the hub's database is unavailable; try again shortly"
 _SQLITE_OUTAGES = ("database is locked", "unable to open", "disk I/O error")
 
 
-def _is_outage(error: DBAPIError) -> bool:
+def is_outage(error: DBAPIError) -> bool:
     """Whether a driver error is the database being out of reach (the client should retry), not a
     statement the database refused."""
     if error.connection_invalidated:
@@ -175,14 +188,19 @@ def storage_errors() -> Iterator[None]:
     """Map the database failures raised inside the block to the store's domain errors."""
     try:
         yield
-    except IntegrityError as e:
-        raise StorageConflictError(f"the write collided with another: {e.orig}") from e
     except (DisconnectionError, PoolTimeoutError) as e:
         raise DatabaseUnavailableError(_UNAVAILABLE) from e
     except DBAPIError as e:
-        if _is_outage(e):
-            raise DatabaseUnavailableError(_UNAVAILABLE) from e
-        raise StorageError(f"the database failed: {e}") from e
+        raise storage_error(e) from e
+
+
+def storage_error(error: DBAPIError) -> StorageError:
+    """The store's domain error for a driver error (:func:`storage_errors` raises it)."""
+    if isinstance(error, IntegrityError):
+        return StorageConflictError(f"the write collided with another: {error.orig}")
+    if is_outage(error):
+        return DatabaseUnavailableError(_UNAVAILABLE)
+    return StorageError(f"the database failed: {error}")
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -12,7 +12,7 @@ transaction commits, so that every hub replica listening on it wakes its streams
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +36,12 @@ _BUMP_SEQUENCE = (
     update(feed_heads)
     .where(feed_heads.c.agency_id == bindparam("agency"))
     .values(last_sequence=feed_heads.c.last_sequence + 1)
+    .returning(feed_heads.c.last_sequence)
+)
+_BUMP_SEQUENCE_BY = (
+    update(feed_heads)
+    .where(feed_heads.c.agency_id == bindparam("agency"))
+    .values(last_sequence=feed_heads.c.last_sequence + bindparam("count"))
     .returning(feed_heads.c.last_sequence)
 )
 _INSERT_HEAD = insert(feed_heads)
@@ -72,6 +78,24 @@ class NewEvent:
 def append_event(connection: Connection, event: NewEvent, *, now: datetime) -> alerts_pb2.FeedEvent:
     """Append ``event`` to its agency's feed and to the log; returns it with sequence and index."""
     sequence = _next_sequence(connection, event.agency_id)
+    message = event_message(event, sequence, now=now)
+    index = append_entry(
+        connection,
+        entry_type=leaves.FEED_EVENT,
+        body=encode(message),
+        references=event_references(event, sequence),
+        entitled=[event.agency_id],
+        now=now,
+    )
+    message.log_index = index
+    if connection.dialect.name == "postgresql":
+        connection.execute(_WAKE_REPLICAS)  # sent at commit; one per transaction reaches them
+    connection.execute(_INSERT_EVENT, event_row(message, event.agency_id, now=now))
+    return message
+
+
+def event_message(event: NewEvent, sequence: int, *, now: datetime) -> alerts_pb2.FeedEvent:
+    """The feed event as it is logged (its body, encoded before ``log_index`` is set)."""
     message = alerts_pb2.FeedEvent(
         sequence=sequence,
         kind=event.kind,  # type: ignore[arg-type]
@@ -83,35 +107,56 @@ def append_event(connection: Connection, event: NewEvent, *, now: datetime) -> a
         actor=event.actor,
     )
     message.created_at.FromDatetime(now)
-    body = encode(message)
-    index = append_entry(
-        connection,
-        entry_type=leaves.FEED_EVENT,
-        body=body,
-        references=[event.agency_id, str(sequence), event.originator, event.alert_id],
-        entitled=[event.agency_id],
-        now=now,
-    )
-    message.log_index = index
-    if connection.dialect.name == "postgresql":
-        connection.execute(_WAKE_REPLICAS)  # sent at commit; one per transaction reaches them
-    connection.execute(
-        _INSERT_EVENT,
-        {
-            "agency_id": event.agency_id,
-            "sequence": sequence,
-            "kind": Kind.Name(event.kind),  # type: ignore[arg-type]
-            "originator": event.originator,
-            "alert_id": event.alert_id,
-            "version": event.version,
-            "item_id": event.item_id,
-            "request_id": event.request_id,
-            "actor": event.actor,
-            "created_at": now,
-            "log_index": index,
-        },
-    )
     return message
+
+
+def event_references(event: NewEvent, sequence: int) -> list[str]:
+    """The references its log leaf commits to."""
+    return [event.agency_id, str(sequence), event.originator, event.alert_id]
+
+
+def event_row(
+    message: alerts_pb2.FeedEvent, agency_id: str, *, now: datetime
+) -> dict[str, object]:
+    """The ``feed_events`` row of a logged event (``log_index`` set)."""
+    return {
+        "agency_id": agency_id,
+        "sequence": message.sequence,
+        "kind": Kind.Name(message.kind),
+        "originator": message.originator,
+        "alert_id": message.alert_id,
+        "version": message.version,
+        "item_id": message.item_id,
+        "request_id": message.request_id,
+        "actor": message.actor,
+        "created_at": now,
+        "log_index": message.log_index,
+    }
+
+
+def take_sequences(connection: Connection, counts: Mapping[str, int]) -> dict[str, int]:
+    """Reserve ``counts[agency]`` consecutive sequences of each agency's feed, under the log
+    lock; returns the first of each. One statement per agency, whatever the count."""
+    first: dict[str, int] = {}
+    for agency, count in counts.items():
+        bumped = connection.execute(
+            _BUMP_SEQUENCE_BY, {"agency": agency, "count": count}
+        ).scalar_one_or_none()
+        if bumped is None:
+            connection.execute(_INSERT_HEAD, {"agency_id": agency, "last_sequence": count})
+            bumped = count
+        first[agency] = int(bumped) - count + 1
+    return first
+
+
+def insert_events(connection: Connection, rows: Sequence[Mapping[str, object]]) -> None:
+    """Store logged feed events (:func:`event_row`) with one multi-row insert, and wake the
+    other replicas at commit on PostgreSQL (one notification per transaction)."""
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        connection.execute(_WAKE_REPLICAS)
+    connection.execute(_INSERT_EVENT, list(rows))
 
 
 def _next_sequence(connection: Connection, agency_id: str) -> int:

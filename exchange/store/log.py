@@ -28,6 +28,8 @@ _TAKE_NEXT_INDEX = (
 )
 _INSERT_ENTRY = insert(log_entries)
 _LOG_SIZE = select(log_head.c.size).where(log_head.c.id == 1)
+_LOCK_LOG = _LOG_SIZE.with_for_update()
+_SET_LOG_SIZE = update(log_head).where(log_head.c.id == 1)
 _FEED_EVENT_INDEX = select(feed_events.c.log_index).where(
     feed_events.c.agency_id == bindparam("agency"), feed_events.c.sequence == bindparam("sequence")
 )
@@ -61,6 +63,67 @@ def append_entry(
         },
     )
     return index
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """A leaf to append in a batch: what :func:`append_entry` takes, as a value."""
+
+    entry_type: str
+    body: bytes
+    references: Sequence[str]
+    entitled: Iterable[str]
+
+
+@dataclass(frozen=True)
+class AppendedLeaf:
+    """A leaf appended in the current transaction: its index, bytes and RFC 9162 leaf hash."""
+
+    index: int
+    data: bytes
+    hash: bytes
+
+
+def lock_log(connection: Connection) -> int:
+    """Take the log lock in the current transaction (a row lock on PostgreSQL; SQLite's
+    ``BEGIN IMMEDIATE`` holds it already) and return the log's size.
+
+    What a transaction reads after this sees every append committed before it, so checks made
+    then (an alert version already taken) cannot race another replica's append.
+    """
+    return int(connection.execute(_LOCK_LOG).scalar_one())
+
+
+def append_entries(
+    connection: Connection, start: int, entries: Sequence[NewEntry], *, now: datetime
+) -> list[AppendedLeaf]:
+    """Append ``entries`` at indexes ``start, start + 1, ...`` with one multi-row insert, under
+    the log lock :func:`lock_log` returned ``start`` for; returns them in order."""
+    if not entries:
+        return []
+    salts = os.urandom(SALT_BYTES * len(entries))
+    rows = []
+    appended = []
+    for offset, entry in enumerate(entries):
+        salt = salts[offset * SALT_BYTES : (offset + 1) * SALT_BYTES]
+        leaf = make_leaf(entry.entry_type, now, entry.body, salt, entry.references)
+        hashed = leaf_hash(leaf)
+        appended.append(AppendedLeaf(start + offset, leaf, hashed))
+        rows.append(
+            {
+                "idx": start + offset,
+                "entry_type": entry.entry_type,
+                "logged_at": now,
+                "leaf": leaf,
+                "leaf_hash": hashed,
+                "body": entry.body,
+                "salt": salt,
+                "entitled": " ".join(sorted(set(entry.entitled))),
+            }
+        )
+    connection.execute(_INSERT_ENTRY, rows)
+    connection.execute(_SET_LOG_SIZE, {"size": start + len(entries)})
+    return appended
 
 
 def log_size(connection: Connection) -> int:

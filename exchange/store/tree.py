@@ -16,7 +16,7 @@ consistency proof costs one query of O(log n) rows at any size of the log.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Select, and_, bindparam, insert, or_, select, update
@@ -39,9 +39,11 @@ from exchange.store.schema import log_entries, log_subtrees, log_tree_head
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "HashedBatch",
     "StoredTree",
     "TreeBuilder",
     "TreeGrowth",
+    "hash_appended_leaves",
     "hash_new_leaves",
     "hashed_size",
 ]
@@ -162,6 +164,20 @@ class StoredTree:
         self._prefetch(consistency_proof_ranges(size1, size2), size2)
         return consistency_proof_from(self, size1, size2)
 
+    def remember(self, hashes: Mapping[Node, bytes]) -> None:
+        """Take subtree hashes the caller already holds (a batch's, just written), so that
+        proofs over them read nothing."""
+        self._hashes.update(hashes)
+
+    def prefetch_proofs(
+        self, size: int, *, indices: Iterable[int] = (), from_sizes: Iterable[int] = ()
+    ) -> None:
+        """Fetch, in one query, every hash the inclusion proofs of ``indices`` and the
+        consistency proofs from ``from_sizes`` to ``size`` need (a batch's receipts)."""
+        ranges = [r for index in indices for r in inclusion_proof_ranges(index, size)]
+        ranges += [r for old in from_sizes if 0 < old < size for r in consistency_proof_ranges(old, size)]
+        self._prefetch(ranges, size)
+
     def frontier(self, size: int) -> dict[Node, bytes]:
         """The hashes of the complete aligned subtrees the first ``size`` leaves split into."""
         self._check_size(size)
@@ -273,3 +289,58 @@ def hash_new_leaves(connection: Connection, *, batch_size: int = DEFAULT_BATCH_S
     known = {**frontier, **added}
     pieces = [known[_node(s, e)] for s, e in aligned_subtrees(0, new_size)]
     return TreeGrowth(old_size, new_size, hash_from_aligned_subtrees(pieces))
+
+
+@dataclass(frozen=True)
+class HashedBatch:
+    """What :func:`hash_appended_leaves` did, with every subtree hash it computed or read."""
+
+    growth: TreeGrowth
+    known: Mapping[Node, bytes]
+    """The old tree's frontier and every subtree added: enough for the new leaves' proofs."""
+
+
+def hash_appended_leaves(
+    connection: Connection, start: int, leaf_hashes: Sequence[bytes]
+) -> HashedBatch:
+    """Hash the leaves the caller's transaction appended at ``start`` (their hashes in hand,
+    not read back), after any committed leaves not hashed yet, up to ``start + len``.
+
+    The caller holds the log lock, so every leaf below ``start`` is committed and visible; the
+    tree head is locked here, so a concurrent builder (the checkpointer thread, a replica)
+    waits for this transaction.
+    """
+    old_size = hashed_size(connection, for_update=True)
+    if old_size > start:
+        raise VerificationError(
+            f"the tree is hashed to {old_size}, past the batch's first leaf {start}",
+            reason="LOG_STORAGE_INCOMPLETE",
+        )
+    earlier: list[bytes] = []
+    if start > old_size:
+        rows = connection.execute(_LEAVES_FROM, {"start": old_size, "limit": start - old_size})
+        earlier = [
+            leaf_hash(bytes(row.leaf))
+            for offset, row in enumerate(rows)
+            if int(row.idx) == old_size + offset
+        ]
+    if len(earlier) != start - old_size:
+        raise VerificationError(
+            f"the log lacks leaves between {old_size} and {start}", reason="LOG_STORAGE_INCOMPLETE"
+        )
+    new_leaf_hashes = [*earlier, *leaf_hashes]
+    if not new_leaf_hashes:
+        return HashedBatch(TreeGrowth(old_size, old_size, None), {})
+    frontier = StoredTree(connection, size=old_size).frontier(old_size)
+    added = subtrees_added(old_size, frontier, new_leaf_hashes)
+    connection.execute(
+        _INSERT_SUBTREES,
+        [{"level": level, "idx": idx, "hash": value} for (level, idx), value in added.items()],
+    )
+    new_size = old_size + len(new_leaf_hashes)
+    connection.execute(_SET_HASHED_SIZE, {"hashed_size": new_size})
+    known = {**frontier, **added}
+    pieces = [known[_node(s, e)] for s, e in aligned_subtrees(0, new_size)]
+    return HashedBatch(
+        TreeGrowth(old_size, new_size, hash_from_aligned_subtrees(pieces)), known
+    )

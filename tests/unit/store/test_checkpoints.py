@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,8 +21,7 @@ from exchange.errors import InvalidInputError, NotFoundError, SignatureError
 from exchange.hub.background import Checkpointer
 from exchange.store.checkpoints import add_cosignature, latest_checkpoint, sign_checkpoint
 from exchange.store.db import Database
-from exchange.store.group_commit import GroupCommit
-from exchange.store.log import append_entry
+from exchange.store.log import NewEntry, append_entries, append_entry, lock_log
 from exchange.store.schema import agencies, checkpoints, log_entries
 
 ORIGIN = "exchange.test/log"
@@ -129,39 +128,34 @@ def test_a_later_cosignature_replaces_an_earlier_one_and_forgeries_are_refused(
             )
 
 
-def append_unit(index: int) -> Callable[[Connection], int]:
-    return lambda connection: append_one(connection, f"unit {index}".encode())
-
-
-def test_a_group_commit_signs_its_own_appends_before_its_one_commit(db: Database) -> None:
+def test_a_batch_signs_its_own_appends_and_earlier_unhashed_ones_before_its_commit(
+    db: Database,
+) -> None:
     signing = checkpointer(db)
     signing.checkpoint_now()
     append(db, 6)  # appended elsewhere and not hashed yet: the batch's checkpoint covers them too
-    committer = GroupCommit(db, on_batch=signing.sign_in)
-    indexes = [committer.run(append_unit(i)) for i in range(3)]
-    assert indexes == [6, 7, 8]
-    latest = signing.checkpoint_covering(9)  # known already: no new signature, no new row
+    with db.write() as connection:
+        start = lock_log(connection)
+        appended = append_entries(
+            connection,
+            start,
+            [NewEntry("feed_event", f"batch {i}".encode(), [], ["agency-b"]) for i in range(3)],
+            now=NOW,
+        )
+        signed = signing.sign_batch(connection, start, [leaf.hash for leaf in appended])
+        proofs = [signed.tree.inclusion_proof(leaf.index, 9) for leaf in appended]
+    assert start == 6 and [leaf.index for leaf in appended] == [6, 7, 8]
+    signed.committed()
+    assert signing.checkpoint_covering(9) is signed.checkpoint  # adopted: no new signature
     with db.read() as connection:
         stored = latest_checkpoint(connection)
+        leaves = [row.leaf for row in connection.execute(select(log_entries.c.leaf).order_by(log_entries.c.idx))]
         rows = connection.execute(select(func.count()).select_from(checkpoints)).scalar_one()
-    assert stored == latest and latest.size == 9
-    assert rows == 4  # the empty log's, then one per batch: each unit ran as its own batch
-    opened = open_checkpoint(latest.note, SIGNER.verifier(), origin=ORIGIN)
+    assert stored == signed.checkpoint and stored.size == 9 and rows == 2
+    hashes = [merkle.leaf_hash(bytes(leaf)) for leaf in leaves]
+    assert stored.root_hash == merkle.root(hashes)
+    for leaf, proof in zip(appended, proofs, strict=True):
+        assert leaf.hash == hashes[leaf.index]
+        merkle.verify_inclusion(leaf.hash, leaf.index, 9, proof, stored.root_hash)
+    opened = open_checkpoint(stored.note, SIGNER.verifier(), origin=ORIGIN)
     assert opened.checkpoint.size == 9
-
-
-def test_a_failing_batch_hook_leaves_the_units_committed(db: Database) -> None:
-    committed: list[bool] = []
-
-    def broken(connection):  # type: ignore[no-untyped-def]
-        append_entry(
-            connection, entry_type="feed_event", body=b"hook", references=[], entitled=[], now=NOW
-        )
-        committed.append(True)
-        raise InvalidInputError("no signature today")
-
-    committer = GroupCommit(db, on_batch=broken)
-    assert committer.run(append_unit(0)) == 0
-    with db.read() as connection:
-        size = connection.execute(select(func.count()).select_from(log_entries)).scalar_one()
-    assert committed == [True] and size == 1  # the unit stands; the hook's own write is undone
