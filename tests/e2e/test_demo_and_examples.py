@@ -32,6 +32,7 @@ def transcript() -> list[str]:
     return result.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_every_json_command_shown_is_followed_by_its_real_json_output(
     transcript: list[str],
 ) -> None:

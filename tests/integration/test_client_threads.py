@@ -92,6 +92,7 @@ class Run:
         return threading.Thread(target=guarded)
 
 
+@pytest.mark.slow
 def test_sixteen_threads_share_one_client(exchange_dir: Path, hub: object) -> None:
     shared = client_for(exchange_dir, "agency-a", hub)
     partner = client_for(exchange_dir, "agency-b", hub)
@@ -212,6 +213,7 @@ print(json.dumps({"sizes": sizes}), flush=True)
 """
 
 
+@pytest.mark.slow
 def test_four_processes_share_one_profile(exchange_dir: Path, hub: object) -> None:
     profile_dir = exchange_dir / "agencies" / "agency-a"
     target = f"127.0.0.1:{hub.port}"  # type: ignore[attr-defined]
@@ -311,6 +313,7 @@ def in_forked_child(work: Callable[[], object]) -> str:
     return result
 
 
+@pytest.mark.slow
 def test_a_client_used_in_a_forked_child_refuses_and_the_parent_goes_on(
     exchange_dir: Path, hub: object, request: pytest.FixtureRequest
 ) -> None:
