@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import insert
 
 from exchange import pki
+from exchange.alerts.draft import Draft
 from exchange.config.profile import parse_host_port
 from exchange.crypto.keys import DecryptionKey, SigningKey
 from exchange.statements.agency_keys import AgencyKeys
@@ -27,7 +28,8 @@ from exchange.statements.codec import encode, envelope_from_proto, envelope_to_p
 from exchange.statements.key_compromise import Compromise
 from exchange.store.schema import agency_keys
 from exchange.v1 import directory_pb2
-from tests.e2e.test_audit_cli import VERIFICATION_FAILED, AuditedExchange
+from exchange_client import Client, Profile
+from tests.e2e.test_audit_cli import VERIFICATION_FAILED, AuditedExchange, draft_for
 from tests.integration.agency import TestAgency, note_item
 
 pytestmark = pytest.mark.slow
@@ -117,6 +119,12 @@ def test_the_hub_refuses_a_grant_to_a_compromised_encryption_key(
     # Sealed while agency-b's first encryption key is current, sent after it is compromised
     # (a publish resent from an outbox, or a partner that did not fetch keys again).
     sealed = a.seal([note_item("n1", "precursor shipment", ["agency-b"])])
+    # A library client that holds agency-b's keys from a publish a moment ago.
+    client = Client(
+        Profile.load(exchange.data / "agencies" / "agency-a"),
+        hub=f"127.0.0.1:{hub_port(exchange)}",
+    )
+    client.publish(Draft.from_dict(draft_for(["agency-b"])))
     revoked = exchange.json(
         "keys", "revoke", "--compromised", "--since", rfc3339(datetime.now(UTC)),
         "--encryption", agency="agency-b",
@@ -127,6 +135,14 @@ def test_the_hub_refuses_a_grant_to_a_compromised_encryption_key(
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     details = refused.value.details() or ""
     assert "marked compromised since" in details and "agency-b" in details
+
+    # The library's cached keys are refused the same way; it fetches them again and reseals.
+    try:
+        resealed = client.publish(Draft.from_dict(draft_for(["agency-b"])))
+    finally:
+        client.close()
+    opened = exchange.json("show", resealed.alert_id, agency="agency-b")
+    assert "VISIBLE" in {item["status"] for item in opened["items"]}
 
     # The CLI fetches agency-b's keys afresh: it wraps to the new key, and agency-b opens it.
     fresh = exchange.publish()
