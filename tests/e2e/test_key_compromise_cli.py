@@ -22,12 +22,13 @@ from sqlalchemy import insert
 from exchange import pki
 from exchange.alerts.draft import Draft
 from exchange.config.profile import parse_host_port
+from exchange.crypto.dsse import sign_envelope
 from exchange.crypto.keys import DecryptionKey, SigningKey
-from exchange.statements.agency_keys import AgencyKeys
+from exchange.statements.agency_keys import PAYLOAD_TYPE, AgencyKeys, add_ca_signature
 from exchange.statements.codec import encode, envelope_from_proto, envelope_to_proto
 from exchange.statements.key_compromise import Compromise
 from exchange.store.schema import agency_keys
-from exchange.v1 import directory_pb2
+from exchange.v1 import directory_pb2, statements_pb2
 from exchange_client import Client, Profile
 from tests.e2e.test_audit_cli import VERIFICATION_FAILED, AuditedExchange, draft_for
 from tests.integration.agency import TestAgency, note_item
@@ -248,6 +249,25 @@ def test_a_recovery_signed_by_another_key_is_refused_by_the_hub_and_by_partners(
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not signed by the recovery key pinned" in (refused.value.details() or "")
     assert exchange.json("agencies", agency="agency-b")[0]["key_number"] == 1
+
+    # A statement marking a key of a type nobody knows is refused by name, whoever signed it.
+    message = statements_pb2.AgencyKeys()
+    message.CopyFrom(latest.message)
+    message.key_number, message.previous_keys_hash = 2, latest.hash
+    entry = message.compromised.add(key_type="hsm", key_id=latest.verify_key.key_id)
+    entry.since.FromDatetime(now)
+    message.created_at.FromDatetime(now)
+    unknown = add_ca_signature(
+        sign_envelope(PAYLOAD_TYPE, encode(message), a.profile.signing_key),
+        pki.load_tls_private_key_pem(a.profile.config.paths.ca_key.read_bytes()),
+        a.profile.ca_certificate,
+    )
+    with pytest.raises(grpc.RpcError) as unknown_type:
+        a.directory.PublishKeys(
+            directory_pb2.PublishKeysRequest(keys=envelope_to_proto(unknown)), timeout=10
+        )
+    assert unknown_type.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown key type 'hsm'" in (unknown_type.value.details() or "")
 
     # A hub that serves it anyway (slipped into its database) is caught by every partner.
     keys = AgencyKeys.verify(forged, thief_ca, now=now)
