@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -24,6 +24,7 @@ from exchange.alerts.draft import Draft
 from exchange.config.profile import parse_host_port
 from exchange.crypto.dsse import sign_envelope
 from exchange.crypto.keys import DecryptionKey, SigningKey
+from exchange.errors import InvalidInputError
 from exchange.statements.agency_keys import PAYLOAD_TYPE, AgencyKeys, add_ca_signature
 from exchange.statements.codec import encode, envelope_from_proto, envelope_to_proto
 from exchange.statements.key_compromise import Compromise
@@ -289,3 +290,25 @@ def test_a_recovery_signed_by_another_key_is_refused_by_the_hub_and_by_partners(
         "keys", "show", "--agency", "agency-a", agency="agency-b", expect=VERIFICATION_FAILED
     )
     assert "recovery key" in shown.stderr
+
+
+def test_a_statement_the_hub_refuses_leaves_the_profile_as_it_was(
+    exchange: AuditedExchange,
+) -> None:
+    unchanged = profile_files(exchange, "agency-a")
+    # A client whose clock runs a day ahead certifies its new key from tomorrow on: the hub,
+    # checking at its own time, refuses the statement.
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    client = Client(
+        Profile.load(exchange.data / "agencies" / "agency-a"),
+        hub=f"127.0.0.1:{hub_port(exchange)}",
+        clock=lambda: tomorrow,
+    )
+    try:
+        with pytest.raises(InvalidInputError, match="does not verify"):
+            client.revoke_compromised_keys(["signing"], since=tomorrow - timedelta(hours=1))
+    finally:
+        client.close()
+    assert profile_files(exchange, "agency-a") == unchanged
+    assert not (exchange.data / "agencies" / "agency-a" / "pending-keys").exists()
+    assert [s["key_number"] for s in exchange.json("keys", "show", agency="agency-a")] == [1]

@@ -11,7 +11,8 @@ move the profile to the keys it names. The order keeps the profile whole whateve
 2. the new private keys and certificates are written to ``pending-keys/`` in the profile, so a
    crash after the hub accepted the statement does not lose them;
 3. the statement is published; if the hub refuses it, ``pending-keys/`` is removed and the
-   profile is as it was;
+   profile is as it was; if the hub does not answer, ``pending-keys/`` is kept and the error
+   says how to finish or undo by hand;
 4. the replaced files move to ``replaced-keys/`` (the old encryption key still opens what was
    wrapped to it) and the new ones into place.
 """
@@ -34,9 +35,14 @@ from exchange.crypto.dsse import Envelope
 from exchange.crypto.keys import DecryptionKey, SigningKey
 from exchange.errors import (
     ConfigurationError,
+    ConflictError,
     ExchangeError,
     InvalidInputError,
     MalformedError,
+    NotAuthenticatedError,
+    NotFoundError,
+    NotPermittedError,
+    UnavailableError,
     VerificationError,
 )
 from exchange.statements.agency_keys import AgencyKeys, ca_key_id
@@ -328,9 +334,18 @@ class KeyRecovery:
             _write(pending / paths.keys_envelope.name, envelope.to_json(), private=False)
             request = directory_pb2.PublishKeysRequest(keys=envelope_to_proto(envelope))
             self._run(call("directory", "PublishKeys", request))
-        except ExchangeError:
-            shutil.rmtree(pending, ignore_errors=True)
+        except _REFUSALS:
+            shutil.rmtree(pending, ignore_errors=True)  # refused: nothing was published
             raise
+        except ExchangeError as e:
+            # No answer (the hub down, a deadline): the statement may have been taken, so the
+            # keys it names are kept.
+            raise UnavailableError(
+                f"the hub did not answer whether it took key statement {key_number} "
+                f"({e.message}); the new keys are in {pending}: if `exchange keys show` lists "
+                f"statement {key_number}, move that directory's files into the profile, "
+                f"otherwise delete {pending} and run the command again"
+            ) from e
         replaced = Path(directory) / REPLACED_DIRECTORY
         _make_private_directory(replaced, exist_ok=True)
         for target in [*targets, paths.keys_envelope]:
@@ -343,6 +358,17 @@ class KeyRecovery:
             _write(own_partner_copy, pki.certificate_to_pem(new.ca[1]), private=False)
         _write(paths.keys_envelope, envelope.to_json(), private=False)
         shutil.rmtree(pending, ignore_errors=True)
+
+
+_REFUSALS = (
+    InvalidInputError,
+    VerificationError,
+    NotPermittedError,
+    NotAuthenticatedError,
+    ConflictError,
+    NotFoundError,
+)
+"""What the hub answers when it did not take a statement."""
 
 
 @dataclass
