@@ -319,8 +319,8 @@ class KeyRecovery:
     def _publish_and_move(
         self, paths: ProfilePaths, envelope: Envelope, new: _NewKeys, *, key_number: int
     ) -> None:
-        directory = paths.state.parent if self._profile.directory is None else self._profile.directory
-        pending = Path(directory) / PENDING_DIRECTORY
+        directory = Path(self._profile.directory or paths.keys_envelope.parent)
+        pending = directory / PENDING_DIRECTORY
         if pending.exists():
             raise ConfigurationError(
                 f"{pending} exists: a key change was left half done; if its statement was "
@@ -346,7 +346,7 @@ class KeyRecovery:
                 f"statement {key_number}, move that directory's files into the profile, "
                 f"otherwise delete {pending} and run the command again"
             ) from e
-        replaced = Path(directory) / REPLACED_DIRECTORY
+        replaced = directory / REPLACED_DIRECTORY
         _make_private_directory(replaced, exist_ok=True)
         for target in [*targets, paths.keys_envelope]:
             if target.exists():
