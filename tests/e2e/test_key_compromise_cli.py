@@ -34,8 +34,6 @@ from exchange_client import Client, Profile
 from tests.e2e.test_audit_cli import VERIFICATION_FAILED, AuditedExchange, draft_for
 from tests.integration.agency import TestAgency, note_item
 
-pytestmark = pytest.mark.slow
-
 
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -75,6 +73,7 @@ def profile_files(exchange: AuditedExchange, agency: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_a_compromised_signing_key_flags_what_it_signed_from_then_on(
     exchange: AuditedExchange,
 ) -> None:
@@ -154,6 +153,7 @@ def test_the_hub_refuses_a_grant_to_a_compromised_encryption_key(
     assert "VISIBLE" in statuses and statuses <= {"VISIBLE", "WITHHELD"}  # WITHHELD: on request
 
 
+@pytest.mark.slow
 def test_the_offline_recovery_key_replaces_the_ca_and_no_other_key_can(
     exchange: AuditedExchange,
 ) -> None:
