@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Protocol
 
 from google.protobuf.message import Message
@@ -54,6 +55,7 @@ from exchange.errors import (
 )
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.codec import PAYLOAD_TYPES, envelope_from_proto, parse_canonical
+from exchange.statements.key_compromise import COMPROMISED, Compromise, untrusted_reason
 from exchange.v1 import alerts_pb2, match_pb2, statements_pb2
 
 __all__ = [
@@ -397,6 +399,7 @@ def verify_log(
     signing_keys: Mapping[str, Iterable[VerifyKey]] | None = None,
     reader: str | None = None,
     consistency_proof: Callable[[int, int], Sequence[bytes]] | None = None,
+    compromised: Mapping[str, Compromise] | None = None,
 ) -> VerificationReport:
     """Replay the log and report the first entry that fails.
 
@@ -414,6 +417,10 @@ def verify_log(
     first ``m`` leaves are the ones the hub signed, so a binary search over ``m`` finds the first
     leaf that is not. The hub cannot make a bad prefix pass; withholding proofs only leaves the
     failure at the coarser range.
+
+    ``compromised`` (key id to :class:`~exchange.statements.key_compromise.Compromise`, from the
+    agencies' key sequences) flags a statement signed only by keys compromised by the later of
+    its own date and its leaf's log time as ``KEY_COMPROMISED``; earlier ones stay trusted.
     """
     tally = _Tally()
     checkpoints = _open_checkpoints(checkpoint_notes, log_verifier, origin, tally)
@@ -442,7 +449,7 @@ def verify_log(
     for index, body in sorted((bodies or {}).items()):
         leaf = contents[index] if 0 <= index < size else None
         if leaf is not None:
-            _check_body(index, leaf, body, signing_keys or {}, reader, tally)
+            _check_body(index, leaf, body, signing_keys or {}, reader, tally, compromised or {})
     feed_sequence = _check_feed(tally, reader)
     _check_key_forks(tally)
     tally.failures.sort(key=lambda f: -1 if f.index is None else f.index)
@@ -593,6 +600,7 @@ def _check_body(
     signing_keys: Mapping[str, Iterable[VerifyKey]],
     reader: str | None,
     tally: _Tally,
+    compromised: Mapping[str, Compromise],
 ) -> None:
     body = bytes(record.body)
     if hashlib.sha256(body).digest() != leaf.body_sha256:
@@ -603,6 +611,8 @@ def _check_body(
     tally.bodies += 1
     try:
         references = _references(index, leaf.entry_type, body, signing_keys, reader, tally)
+        if compromised:
+            _check_compromise(index, leaf, body, signing_keys, compromised, tally)
     except (VerificationError, InvalidInputError) as e:
         tally.failures.append(LogFailure(e.reason, e.message, index))
         return
@@ -660,6 +670,38 @@ def _references(
     if not all(name in message.DESCRIPTOR.fields_by_name for name in alert_fields):
         return None  # a statement that does not name its alert (a decision names the request)
     return [str(getattr(message, name)) for name in alert_fields]
+
+
+def _check_compromise(
+    index: int,
+    leaf: LeafContents,
+    body: bytes,
+    signing_keys: Mapping[str, Iterable[VerifyKey]],
+    compromised: Mapping[str, Compromise],
+    tally: _Tally,
+) -> None:
+    """Flag a signed statement whose signers were all compromised by the time it was made.
+
+    Key statements are left to the sequence rules (a CA signature and the keys they replace).
+    """
+    kind = _SIGNED_ENTRIES.get(leaf.entry_type)
+    if kind is None or leaf.entry_type == leaves.AGENCY_KEYS:
+        return
+    envelope = envelope_from_proto(
+        parse_canonical(statements_pb2.Envelope, body, what=f"statement {index}")
+    )
+    message = parse_canonical(kind.message, envelope.payload, what=f"{leaf.entry_type} {index}")
+    signed_at = None
+    if "created_at" in message.DESCRIPTOR.fields_by_name and message.HasField("created_at"):
+        signed_at = getattr(message, "created_at").ToDatetime(tzinfo=UTC)  # noqa: B009
+    keys = {key.key_id: key for agency_keys in signing_keys.values() for key in agency_keys}
+    why = untrusted_reason(
+        envelope, keys, compromised, signed_at=signed_at, logged_at=leaf.logged_at
+    )
+    if why:
+        tally.failures.append(
+            LogFailure(COMPROMISED, f"the {leaf.entry_type} statement is untrusted: {why}", index)
+        )
 
 
 def _check_key_forks(tally: _Tally) -> None:

@@ -101,7 +101,10 @@ def init(
     """Create a hub and one profile per agency, each with its own CA and keys.
 
     Writes DIR/hub.toml, the hub's TLS certificate and checkpoint key, DIR/registry/ (public
-    material only) and DIR/agencies/<id>/ (each agency's private keys, mode 0600).
+    material only), DIR/agencies/<id>/ (each agency's private keys, mode 0600) and
+    DIR/recovery/<id>-recovery-key.pem (each agency's offline recovery key, pinned by its first
+    key statement: move it off the machine; `exchange keys recover` needs it to replace a lost
+    or stolen CA).
     """
     try:
         result = init_exchange(directory, list(agency), listen=listen, force=force)
@@ -112,6 +115,8 @@ def init(
     out.print(f"  hub config   {result.hub_config_path}")
     for agency_id, profile in sorted(result.profiles.items()):
         out.print(f"  {agency_id:<12} profile {profile}")
+    for agency_id, recovery in sorted(result.recovery_keys.items()):
+        out.print(f"  {agency_id:<12} recovery key {recovery} (move it offline)")
     out.print(f"  checkpoint key {result.checkpoint_verifier_key}")
     out.print(f"start the hub:  exchange-hub serve --config {result.hub_config_path}")
 

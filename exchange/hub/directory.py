@@ -9,17 +9,18 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
 
 from exchange import pki
 from exchange.crypto.keys import VerifyKey
-from exchange.errors import CertificateError, NotAuthenticatedError
+from exchange.errors import CertificateError, NotAuthenticatedError, NotPermittedError
 from exchange.store import registry
 from exchange.store.db import Database
+from exchange.v1 import statements_pb2
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class _Snapshot:
     keys: dict[str, registry.CurrentKeys]
     ca_bundle_pem: bytes
     loaded_at: float
+    compromised: dict[str, dict[str, datetime]] = field(default_factory=dict)
+    """By agency, encryption key id to the time from which no grant may be made to it."""
 
 
 class AgencyDirectory:
@@ -47,6 +50,7 @@ class AgencyDirectory:
         with self._db.read() as connection:
             rows = registry.list_agencies(connection)
             keys = registry.current_keys(connection)
+            compromised = registry.compromised_encryption_keys(connection)
         cas = {row.agency_id: pki.load_certificate_der(row.ca_certificate_der) for row in rows}
         snapshot = _Snapshot(
             cas=cas,
@@ -54,6 +58,7 @@ class AgencyDirectory:
             keys=keys,
             ca_bundle_pem=b"".join(pki.certificate_to_pem(cas[a]) for a in sorted(cas)),
             loaded_at=time.monotonic(),
+            compromised=compromised,
         )
         with self._lock:
             self._snapshot = snapshot
@@ -111,6 +116,23 @@ class AgencyDirectory:
         if keys is None:
             return {}
         return {keys.signing_key_id: VerifyKey.from_bytes(keys.signing_public_key)}
+
+    def refuse_compromised_grants(
+        self, grants: Iterable[statements_pb2.Grant], *, now: datetime
+    ) -> None:
+        """Raise :class:`NotPermittedError` (``RECIPIENT_KEY_COMPROMISED``) for the first grant
+        wrapped to an encryption key its agency has marked compromised by ``now``."""
+        compromised = self.snapshot().compromised
+        for grant in grants:
+            since = compromised.get(grant.recipient, {}).get(grant.recipient_key_id)
+            if since is not None and since <= now:
+                raise NotPermittedError(
+                    f"the grant of item {grant.item_id!r} is wrapped to {grant.recipient}'s "
+                    f"encryption key {grant.recipient_key_id}, which {grant.recipient} marked "
+                    f"compromised since {since.isoformat()}: fetch its current keys "
+                    "(`exchange agencies`) and wrap to the key it now publishes",
+                    reason="RECIPIENT_KEY_COMPROMISED",
+                )
 
     def encryption_key_ids(self) -> dict[str, str]:
         """Current encryption key id of every registered, unrevoked agency."""

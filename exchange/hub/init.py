@@ -7,6 +7,10 @@ profile directory, and what the hub keeps is public material only. :func:`init_e
     DIR/hub/                         (0700) ca.pem ca-key.pem tls.pem tls-key.pem checkpoint-key.pem
     DIR/agencies/<id>/               (0700) one agency profile each (exchange.config.profile)
     DIR/registry/<id>/               ca.pem signing.pem encryption.pem witness.pem keys.dsse
+    DIR/recovery/<id>-recovery-key.pem  (0700/0600) each agency's offline recovery key: its public
+                                     half is pinned by key statement 1, and it alone can sign a
+                                     statement replacing the agency's CA. Kept apart from the
+                                     profile on purpose: move it offline (OPERATIONS "Key lifecycle").
 
 Private keys are written 0600 and their directories 0700, whatever the umask. Every profile names
 the hub address, the hub's CA, every agency's CA as a partner, and the hub's checkpoint verifier key
@@ -23,7 +27,7 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -40,7 +44,7 @@ from exchange.config.profile import (
     parse_host_port,
 )
 from exchange.crypto.dsse import Envelope, sign_envelope
-from exchange.crypto.keys import DecryptionKey, SigningKey
+from exchange.crypto.keys import DecryptionKey, SigningKey, VerifyKey
 from exchange.crypto.notes import NoteVerifier
 from exchange.errors import (
     CertificateError,
@@ -73,6 +77,14 @@ BUNDLE_FILES = (
 
 _PRIVATE_KEY_MARKER = b"PRIVATE KEY-----"
 
+RECOVERY_DIRECTORY = "recovery"
+"""Under the init directory: each agency's offline recovery key, apart from its profile."""
+
+
+def recovery_key_path(directory: Path, agency_id: str) -> Path:
+    """Where ``init`` writes ``agency_id``'s offline recovery key under ``directory``."""
+    return Path(directory) / RECOVERY_DIRECTORY / f"{agency_id}-recovery-key.pem"
+
 
 # --- results -----------------------------------------------------------------------------------
 
@@ -94,6 +106,8 @@ class InitResult:
     checkpoint_verifier_key: str
     profiles: Mapping[str, Path]
     registry_dir: Path
+    recovery_keys: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    """Each agency's offline recovery key file (outside its profile): to be moved offline."""
 
 
 @dataclass(frozen=True)
@@ -173,11 +187,18 @@ def init_exchange(
 
     agencies_dir = root / "agencies"
     _make_directory(agencies_dir, PRIVATE_DIRECTORY_MODE)
+    _make_directory(root / RECOVERY_DIRECTORY, PRIVATE_DIRECTORY_MODE)
     agency_cas: dict[str, x509.Certificate] = {}
     profiles: dict[str, Path] = {}
+    recovery_keys: dict[str, Path] = {}
     for agency_id in ids:
         profile_dir = agencies_dir / agency_id
-        agency_cas[agency_id] = _write_agency_keys(profile_dir, agency_id, moment)
+        recovery_key = SigningKey.generate()
+        recovery_keys[agency_id] = recovery_key_path(root, agency_id)
+        _write_private(recovery_keys[agency_id], recovery_key.to_pem())
+        agency_cas[agency_id] = _write_agency_keys(
+            profile_dir, agency_id, moment, recovery_key=recovery_key.public_key
+        )
         profiles[agency_id] = profile_dir
 
     for agency_id, profile_dir in profiles.items():
@@ -214,11 +235,16 @@ def init_exchange(
         checkpoint_verifier_key=verifier_key,
         profiles=MappingProxyType(profiles),
         registry_dir=hub_config.registry_dir,
+        recovery_keys=MappingProxyType(recovery_keys),
     )
 
 
-def _write_agency_keys(profile_dir: Path, agency_id: str, now: datetime) -> x509.Certificate:
-    """Generate an agency's CA and keys inside its own profile directory; return its CA."""
+def _write_agency_keys(
+    profile_dir: Path, agency_id: str, now: datetime, *, recovery_key: VerifyKey | None = None
+) -> x509.Certificate:
+    """Generate an agency's CA and keys inside its own profile directory; return its CA.
+
+    ``recovery_key`` is pinned in key statement 1 (its private half is kept elsewhere)."""
     paths = ProfilePaths.standard(profile_dir)
     _make_directory(profile_dir, PRIVATE_DIRECTORY_MODE)
     ca_key, ca = pki.make_agency_ca(agency_id, now=now)
@@ -243,6 +269,7 @@ def _write_agency_keys(profile_dir: Path, agency_id: str, now: datetime) -> x509
         encryption_certificate=encryption,
         witness_certificate=witness,
         created_at=now,
+        recovery_key=recovery_key,
     )
     _write_public(paths.ca_certificate, pki.certificate_to_pem(ca))
     _write_private(paths.ca_key, pki.private_key_to_pem(ca_key))
@@ -266,9 +293,11 @@ def sign_agency_keys(
     encryption_certificate: x509.Certificate,
     witness_certificate: x509.Certificate,
     created_at: datetime,
+    recovery_key: VerifyKey | None = None,
 ) -> Envelope:
     """An agency's first ``AgencyKeys`` statement (key number 1), signed with its signing key.
 
+    ``recovery_key``, the public half of the agency's offline recovery key, is pinned by it.
     The payload is the deterministic protobuf encoding, which is what verifiers insist on.
     """
     message = statements_pb2.AgencyKeys(
@@ -279,6 +308,8 @@ def sign_agency_keys(
         witness_certificate=pki.certificate_to_der(witness_certificate),
     )
     message.created_at.FromDatetime(_utc(created_at))
+    if recovery_key is not None:
+        message.recovery_public_key = recovery_key.raw
     payload = message.SerializeToString(deterministic=True)
     return sign_envelope(AGENCY_KEYS_PAYLOAD_TYPE, payload, signing_key)
 
@@ -418,7 +449,7 @@ def _bundle_certificate(path: Path) -> x509.Certificate:
 # --- files -------------------------------------------------------------------------------------
 
 
-_INIT_OUTPUTS = (HUB_CONFIG_FILE_NAME, "hub", "agencies", "registry")
+_INIT_OUTPUTS = (HUB_CONFIG_FILE_NAME, "hub", "agencies", "registry", RECOVERY_DIRECTORY)
 _DEFAULT_DATABASE_FILES = ("hub.db", "hub.db-wal", "hub.db-shm", "hub.db-journal")
 
 

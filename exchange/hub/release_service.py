@@ -102,6 +102,8 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     ) -> release_pb2.DecideReleaseResponse:
         decision = self._verified(release.ReleaseDecision, request, "decision")
         grant = request.grant if request.HasField("grant") else None
+        if grant is not None:
+            self._hub.directory.refuse_compromised_grants([grant], now=self._hub.clock())
         key_ids = self._hub.directory.encryption_key_ids()
         outcome = self._store(
             lambda c, now: release_store.record_decision(

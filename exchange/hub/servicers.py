@@ -158,6 +158,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         """Check the request on the loop, queue it for the one publish writer, and answer with
         the receipt once its batch is durably committed (:mod:`exchange.hub.publish_queue`)."""
         caller = current_caller()
+        self._hub.directory.refuse_compromised_grants(request.grants, now=self._hub.clock())
         publishes = self._hub.publishes
         checked = await publishes.check(
             request.ByteSize(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,6 +23,12 @@ from exchange.errors import (
     UnknownKeyError,
 )
 from exchange.statements.codec import PAYLOAD_TYPES, encode, parse_canonical, sha256
+from exchange.statements.key_compromise import (
+    Compromise,
+    add_recovery_signature,
+    compromises_of,
+    recovery_key_of,
+)
 from exchange.v1 import statements_pb2
 
 PAYLOAD_TYPE = PAYLOAD_TYPES["agency_keys"]
@@ -155,6 +162,28 @@ class AgencyKeys:
         return x509.load_der_x509_certificate(self.message.witness_certificate)
 
     @property
+    def compromised(self) -> tuple[Compromise, ...]:
+        """The keys of earlier statements this one marks compromised, each from a time on."""
+        return compromises_of(self.message)
+
+    @property
+    def recovery_key(self) -> VerifyKey | None:
+        """The offline recovery key this statement names (statement 1 pins it), if any."""
+        return recovery_key_of(self.message)
+
+    @property
+    def new_ca_certificate(self) -> x509.Certificate | None:
+        """The agency's new CA, in a recovery statement only (see
+        :mod:`exchange.statements.key_compromise`)."""
+        if not self.message.ca_certificate:
+            return None
+        return x509.load_der_x509_certificate(self.message.ca_certificate)
+
+    @property
+    def is_recovery(self) -> bool:
+        return bool(self.message.ca_certificate)
+
+    @property
     def signer_key_ids(self) -> tuple[str, ...]:
         """The key ids the envelope's signatures name (unauthenticated hints, for display)."""
         return tuple(s.keyid for s in self.envelope.signatures)
@@ -200,6 +229,81 @@ class AgencyKeys:
         return add_ca_signature(envelope, ca_key, ca_certificate)
 
     @classmethod
+    def create_compromise(
+        cls,
+        previous: AgencyKeys,
+        *,
+        previous_signing_key: SigningKey,
+        signing_key: SigningKey,
+        ca_key: ec.EllipticCurvePrivateKey,
+        ca_certificate: x509.Certificate,
+        signing_certificate: x509.Certificate,
+        encryption_certificate: x509.Certificate,
+        witness_certificate: x509.Certificate | None,
+        compromised: Sequence[Compromise],
+        created_at: datetime,
+    ) -> Envelope:
+        """Statement ``previous.key_number + 1`` marking ``compromised`` keys, signed as a
+        rotation (own key, the signing key it replaces, the CA); it normally also replaces them."""
+        if previous_signing_key.public_key != previous.verify_key:
+            raise InvalidInputError(
+                f"the signing key given is not the one of key statement {previous.key_number}: "
+                "restore the profile's signing-key.pem that matches its latest statement"
+            )
+        envelope = cls.create(
+            agency_id=previous.agency_id,
+            key_number=previous.key_number + 1,
+            signing_key=signing_key,
+            signing_certificate=signing_certificate,
+            encryption_certificate=encryption_certificate,
+            witness_certificate=witness_certificate,
+            created_at=created_at,
+            previous_keys_hash=previous.hash,
+            compromised=compromised,
+        )
+        if previous_signing_key.public_key != signing_key.public_key:
+            envelope = add_signature(envelope, previous_signing_key)
+        return add_ca_signature(envelope, ca_key, ca_certificate)
+
+    @classmethod
+    def create_recovery(
+        cls,
+        previous: AgencyKeys,
+        *,
+        recovery_key: SigningKey,
+        signing_key: SigningKey,
+        new_ca_key: ec.EllipticCurvePrivateKey,
+        new_ca_certificate: x509.Certificate,
+        signing_certificate: x509.Certificate,
+        encryption_certificate: x509.Certificate,
+        witness_certificate: x509.Certificate | None,
+        compromised: Sequence[Compromise],
+        created_at: datetime,
+        next_recovery_key: VerifyKey | None = None,
+    ) -> Envelope:
+        """Recovery statement ``previous.key_number + 1``: a new CA and keys it certifies.
+
+        Signed by its own new signing key, by the new CA and by the offline ``recovery_key``
+        (which must be the one the sequence pins); neither the old CA nor the old signing key is
+        needed. ``next_recovery_key`` replaces the recovery key from then on (default: the same).
+        """
+        envelope = cls.create(
+            agency_id=previous.agency_id,
+            key_number=previous.key_number + 1,
+            signing_key=signing_key,
+            signing_certificate=signing_certificate,
+            encryption_certificate=encryption_certificate,
+            witness_certificate=witness_certificate,
+            created_at=created_at,
+            previous_keys_hash=previous.hash,
+            compromised=compromised,
+            recovery_key=next_recovery_key or recovery_key.public_key,
+            ca_certificate=new_ca_certificate,
+        )
+        envelope = add_ca_signature(envelope, new_ca_key, new_ca_certificate)
+        return add_recovery_signature(envelope, recovery_key)
+
+    @classmethod
     def create(
         cls,
         *,
@@ -211,8 +315,16 @@ class AgencyKeys:
         witness_certificate: x509.Certificate | None,
         created_at: datetime,
         previous_keys_hash: bytes = b"",
+        compromised: Sequence[Compromise] = (),
+        recovery_key: VerifyKey | None = None,
+        ca_certificate: x509.Certificate | None = None,
     ) -> Envelope:
-        """Build and sign key statement number ``key_number`` for ``agency_id``."""
+        """Build and sign key statement number ``key_number`` for ``agency_id``.
+
+        ``compromised`` marks keys of earlier statements compromised; ``recovery_key`` names the
+        offline recovery key (statement 1 pins it); ``ca_certificate`` makes it a recovery
+        statement naming the agency's new CA (:meth:`create_recovery` signs one as required).
+        """
         message = statements_pb2.AgencyKeys(
             agency_id=agency_id,
             key_number=key_number,
@@ -227,6 +339,16 @@ class AgencyKeys:
                 Encoding.DER
             )
         message.created_at.FromDatetime(created_at)
+        for compromise in compromised:
+            entry = message.compromised.add(
+                key_type=compromise.key_type, key_id=compromise.key_id
+            )
+            entry.since.FromDatetime(compromise.since)
+        if recovery_key is not None:
+            message.recovery_public_key = recovery_key.raw
+        if ca_certificate is not None:
+            message.ca_certificate = ca_certificate.public_bytes(Encoding.DER)
+        compromises_of(message)  # refuse an unknown key type or a time after the statement's
         return sign_envelope(PAYLOAD_TYPE, encode(message), signing_key)
 
     @classmethod
@@ -257,6 +379,15 @@ class AgencyKeys:
             witness_cert = _certificate(message.witness_certificate, "witness certificate")
             pki.verify_issued_by(witness_cert, ca_certificate, purpose="witness", now=now)
             witness_key = VerifyKey.from_public_key(witness_cert.public_key())
+        compromises_of(message)
+        recovery_key_of(message)
+        if message.ca_certificate:
+            new_ca = _certificate(message.ca_certificate, "new CA certificate")
+            if pki.certificate_to_der(new_ca) != pki.certificate_to_der(ca_certificate):
+                raise CertificateError(
+                    f"key statement {message.key_number} names a new CA whose certificate is not "
+                    "the one its keys were checked against"
+                )
         return cls(
             envelope=envelope,
             message=message,

@@ -9,6 +9,11 @@ certificates it carries). Every later statement ``n`` must
   its own signing key: a stolen signing key alone cannot rotate, and neither can a stolen CA key;
 - not be dated before ``n-1``.
 
+A *recovery statement* (it names a new CA) is the one exception: it is signed by the offline
+recovery key the sequence pins (statement 1 names it), by the new CA and by its own signing key,
+and from it on the new CA certifies the agency's keys (:mod:`exchange.statements.key_compromise`).
+Only a recovery statement may change the recovery key.
+
 A client pins the first statement it accepted and the latest it has seen (:class:`KeyPin`) and
 replays every sequence the hub serves from that pin (:func:`replay`). It refuses a gap (a number
 skipped), a fork (two different statements with one number, or a chain that does not link) and a
@@ -30,6 +35,7 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 
+from exchange import pki
 from exchange.crypto.dsse import Envelope
 from exchange.crypto.keys import EncryptionKey, VerifyKey
 from exchange.errors import ExchangeError, MalformedError, VerificationError
@@ -40,6 +46,11 @@ from exchange.statements.agency_keys import (
     verify_signed_by,
 )
 from exchange.statements.codec import sha256
+from exchange.statements.key_compromise import (
+    Compromise,
+    earliest,
+    verify_recovery_signature,
+)
 from exchange.v1.statements_pb2 import AgencyKeys as _Message
 
 GAP = "KEY_SEQUENCE_GAP"
@@ -112,6 +123,14 @@ class KeySequence:
 
     agency_id: str
     statements: tuple[AgencyKeys, ...]
+    ca_certificate: x509.Certificate | None = None
+    """The CA in force after the latest statement (a recovery statement replaces it)."""
+    recovery_key: VerifyKey | None = None
+    """The offline recovery key in force, if the sequence names one."""
+
+    def compromised(self) -> dict[str, Compromise]:
+        """Every key the sequence marks compromised, by key id, from the earliest time stated."""
+        return earliest(c for s in self.statements for c in s.compromised)
 
     @property
     def latest(self) -> AgencyKeys:
@@ -164,11 +183,18 @@ def verify_first(envelope: Envelope, ca: x509.Certificate, *, now: datetime) -> 
 
 
 def verify_successor(
-    previous: AgencyKeys, envelope: Envelope, ca: x509.Certificate, *, now: datetime
+    previous: AgencyKeys,
+    envelope: Envelope,
+    ca: x509.Certificate,
+    *,
+    now: datetime,
+    recovery_key: VerifyKey | None = None,
 ) -> AgencyKeys:
     """Check ``envelope`` as the statement that follows ``previous``; return it verified.
 
-    Raises :class:`KeySequenceError` naming the rule broken.
+    ``ca`` is the CA in force after ``previous`` and ``recovery_key`` the recovery key in force
+    (needed only to accept a recovery statement). Raises :class:`KeySequenceError` naming the
+    rule broken.
     """
     number = previous.key_number + 1
     message = _parse(envelope)
@@ -200,6 +226,8 @@ def verify_successor(
             reason=FORK,
             key_number=number,
         )
+    if message.ca_certificate:
+        return _verify_recovery(previous, envelope, message, recovery_key, now=now)
     keys = _verify_statement(envelope, ca, now=now)
     if keys.created_at < previous.created_at:
         raise KeySequenceError(
@@ -209,6 +237,14 @@ def verify_successor(
             key_number=number,
         )
     _require_ca_signature(keys, ca)
+    named = keys.recovery_key
+    if recovery_key is not None and named is not None and named != recovery_key:
+        raise KeySequenceError(
+            f"{previous.agency_id!r}: key statement {number} names another recovery key: only a "
+            "recovery statement, signed by the recovery key in force, may replace it",
+            reason=UNAUTHORIZED,
+            key_number=number,
+        )
     try:
         verify_signed_by(envelope, previous.verify_key)
     except ExchangeError as e:
@@ -272,7 +308,7 @@ def replay(
         raise KeySequenceError(
             f"a pin for {pin.agency_id!r} cannot check {agency_id!r}'s keys", reason=INVALID
         )
-    start = pin.first_number if pin is not None else 1
+    start = pin.first_number if pin is not None else _anchored_start(by_number, ca)
     if start not in by_number:
         if numbers[0] > start:
             raise KeySequenceError(
@@ -306,14 +342,40 @@ def replay(
                 reason=FORK,
                 key_number=pin.latest_number,
             )
+    if pin is not None:
+        # An anchor CA given out of band after a recovery (the agency's own profile, or a partner
+        # that took the new CA) starts trust at the recovery statement that introduced it.
+        start = max(start, _anchored_start(by_number, ca))
     chain = [n for n in numbers if n >= start]
     last = chain[-1]
     first_moment = now if start == last else _created_at(by_number, start)
     statements = [verify_first(by_number[start], ca, now=first_moment)]
+    current_ca, recovery = ca, statements[0].recovery_key
     for number in chain[1:]:
         moment = now if number == last else _created_at(by_number, number)
-        statements.append(verify_successor(statements[-1], by_number[number], ca, now=moment))
-    return KeySequence(agency_id=agency_id, statements=tuple(statements))
+        keys = verify_successor(
+            statements[-1], by_number[number], current_ca, now=moment, recovery_key=recovery
+        )
+        statements.append(keys)
+        current_ca = keys.new_ca_certificate or current_ca
+        recovery = keys.recovery_key or recovery
+    return KeySequence(
+        agency_id=agency_id,
+        statements=tuple(statements),
+        ca_certificate=current_ca,
+        recovery_key=recovery,
+    )
+
+
+def verify_next(sequence: KeySequence, envelope: Envelope, *, now: datetime) -> AgencyKeys:
+    """Check ``envelope`` as the statement after ``sequence``'s latest, under the CA and the
+    recovery key in force (as :func:`replay` would)."""
+    ca = sequence.ca_certificate
+    if ca is None:
+        raise KeySequenceError("the sequence has no CA in force", reason=INVALID)
+    return verify_successor(
+        sequence.latest, envelope, ca, now=now, recovery_key=sequence.recovery_key
+    )
 
 
 def find_forks(statements: Iterable[Envelope]) -> dict[tuple[str, int], set[bytes]]:
@@ -379,6 +441,63 @@ def _parse(envelope: Envelope) -> _Message:
         raise KeySequenceError(
             f"a key statement does not parse: {e.message}", reason=INVALID
         ) from e
+
+
+def _anchored_start(by_number: Mapping[int, Envelope], ca: x509.Certificate) -> int:
+    """Where a replay without a pin starts: the latest recovery statement that introduced
+    ``ca`` (its earlier statements are under a CA no longer in force), else statement 1."""
+    ca_der = pki.certificate_to_der(ca)
+    for number in sorted(by_number, reverse=True):
+        if bytes(_parse(by_number[number]).ca_certificate) == ca_der:
+            return number
+    return 1
+
+
+def _verify_recovery(
+    previous: AgencyKeys,
+    envelope: Envelope,
+    message: _Message,
+    recovery_key: VerifyKey | None,
+    *,
+    now: datetime,
+) -> AgencyKeys:
+    """A recovery statement after ``previous``: keys under the new CA it names, signed by that
+    CA and by the recovery key in force."""
+    number = message.key_number
+    agency = previous.agency_id
+    if recovery_key is None:
+        raise KeySequenceError(
+            f"{agency!r}: key statement {number} replaces the CA, but the sequence pins no "
+            "recovery key",
+            reason=UNAUTHORIZED,
+            key_number=number,
+        )
+    try:
+        new_ca = x509.load_der_x509_certificate(bytes(message.ca_certificate))
+    except ValueError as e:
+        raise KeySequenceError(
+            f"{agency!r}: key statement {number}'s new CA is not a DER X.509 certificate",
+            reason=INVALID,
+            key_number=number,
+        ) from e
+    try:
+        verify_recovery_signature(envelope, recovery_key)
+    except ExchangeError as e:
+        raise KeySequenceError(
+            f"{agency!r}: key statement {number} replaces the CA but is not signed by the "
+            f"recovery key pinned ({recovery_key.fingerprint}): {e.message}",
+            reason=UNAUTHORIZED,
+            key_number=number,
+        ) from e
+    keys = _verify_statement(envelope, new_ca, now=now)
+    if keys.created_at < previous.created_at:
+        raise KeySequenceError(
+            f"{agency!r}: key statement {number} is dated before statement {previous.key_number}",
+            reason=ROLLBACK,
+            key_number=number,
+        )
+    _require_ca_signature(keys, new_ca)
+    return keys
 
 
 def _created_at(by_number: Mapping[int, Envelope], number: int) -> datetime:

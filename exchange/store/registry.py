@@ -15,6 +15,7 @@ from exchange.errors import ConflictError, NotFoundError, NotPermittedError
 from exchange.statements import key_sequence
 from exchange.statements.agency_keys import AgencyKeys, parse_unverified
 from exchange.statements.codec import encode, envelope_from_proto, envelope_to_proto
+from exchange.statements.key_compromise import compromises_of
 from exchange.store.log import append_entry
 from exchange.store.schema import agencies, agency_keys
 from exchange.v1 import statements_pb2
@@ -57,6 +58,8 @@ def register_agency(
         )
         changed = True
     elif bytes(existing) != ca_der:
+        if _replaced_by_recovery(connection, keys):
+            return False  # the bundle on disk predates a recovery statement the log holds
         raise ConflictError(
             f"agency {agency_id!r} is registered with another CA certificate; "
             "a CA change needs the agency revoked and re-added under a new id"
@@ -86,6 +89,23 @@ def register_agency(
             f"agency {agency_id!r} already has a different key statement number {keys.key_number}"
         )
     return changed
+
+
+def _replaced_by_recovery(connection: Connection, keys: AgencyKeys) -> bool:
+    """Whether ``keys`` is already stored and a later stored statement replaced the CA."""
+    stored = connection.execute(
+        select(agency_keys.c.key_number, agency_keys.c.envelope).where(
+            agency_keys.c.agency_id == keys.agency_id
+        )
+    ).all()
+    by_number = {int(row.key_number): bytes(row.envelope) for row in stored}
+    if by_number.get(keys.key_number) != encode(envelope_to_proto(keys.envelope)):
+        return False
+    return any(
+        parse_unverified(envelope_of(raw)).ca_certificate
+        for number, raw in by_number.items()
+        if number > keys.key_number
+    )
 
 
 @dataclass(frozen=True)
@@ -134,7 +154,7 @@ def publish_keys(
                     reason=key_sequence.FORK,
                 )
     sequence = key_sequence.replay(served, ca, now=now)
-    keys = key_sequence.verify_successor(sequence.latest, envelope, ca, now=now)
+    keys = key_sequence.verify_next(sequence, envelope, now=now)
     body = encode(envelope_to_proto(envelope))
     log_index = append_entry(
         connection,
@@ -156,7 +176,33 @@ def publish_keys(
             added_at=now,
         )
     )
+    new_ca = keys.new_ca_certificate
+    if new_ca is not None:
+        # A recovery statement: from now on the agency's certificates (TLS included) are checked
+        # against the CA it names, which the recovery key pinned by statement 1 vouched for.
+        connection.execute(
+            update(agencies)
+            .where(agencies.c.agency_id == caller)
+            .values(ca_certificate=new_ca.public_bytes(Encoding.DER))
+        )
     return PublishedKeys(keys=keys, log_index=log_index)
+
+
+def compromised_encryption_keys(connection: Connection) -> dict[str, dict[str, datetime]]:
+    """By agency, each encryption key its statements mark compromised, with the time from which
+    no grant may be made to it."""
+    found: dict[str, dict[str, datetime]] = {}
+    for row in list_agencies(connection):
+        for raw in row.keys:
+            message = parse_unverified(envelope_of(raw))
+            for compromise in compromises_of(message):
+                if compromise.key_type != "encryption":
+                    continue
+                keys = found.setdefault(row.agency_id, {})
+                known = keys.get(compromise.key_id)
+                if known is None or compromise.since < known:
+                    keys[compromise.key_id] = compromise.since
+    return found
 
 
 def revoke_agency(connection: Connection, agency_id: str, *, now: datetime) -> None:

@@ -278,6 +278,9 @@ class AgencyKeys(_message.Message):
     WITNESS_CERTIFICATE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     PREVIOUS_KEYS_HASH_FIELD_NUMBER: _builtins.int
+    COMPROMISED_FIELD_NUMBER: _builtins.int
+    RECOVERY_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    CA_CERTIFICATE_FIELD_NUMBER: _builtins.int
     agency_id: _builtins.str
     key_number: _builtins.int
     signing_certificate: _builtins.bytes
@@ -286,8 +289,23 @@ class AgencyKeys(_message.Message):
     witness_certificate: _builtins.bytes
     previous_keys_hash: _builtins.bytes
     """sha256 of the previous AgencyKeys payload; empty for key number 1."""
+    recovery_public_key: _builtins.bytes
+    """The raw Ed25519 public half of the agency's offline recovery key, pinned by statement 1; a
+    later statement repeats it or leaves it empty (only a recovery statement may change it).
+    """
+    ca_certificate: _builtins.bytes
+    """Set only in a recovery statement: the DER certificate of the agency's new CA, which issued
+    this statement's key certificates. Such a statement is signed by the recovery key in force,
+    by the new CA and by its own signing key; it needs neither the old CA nor the old keys.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def compromised(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyCompromise]:
+        """Keys of earlier statements this one marks compromised, each from a time on: whatever they
+        signed from then on is untrusted, and the hub makes no grant to such an encryption key.
+        """
+
     def __init__(
         self,
         *,
@@ -298,14 +316,49 @@ class AgencyKeys(_message.Message):
         witness_certificate: _builtins.bytes = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         previous_keys_hash: _builtins.bytes = ...,
+        compromised: _abc.Iterable[Global___KeyCompromise] | None = ...,
+        recovery_public_key: _builtins.bytes = ...,
+        ca_certificate: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_id", b"agency_id", "created_at", b"created_at", "encryption_certificate", b"encryption_certificate", "key_number", b"key_number", "previous_keys_hash", b"previous_keys_hash", "signing_certificate", b"signing_certificate", "witness_certificate", b"witness_certificate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_id", b"agency_id", "ca_certificate", b"ca_certificate", "compromised", b"compromised", "created_at", b"created_at", "encryption_certificate", b"encryption_certificate", "key_number", b"key_number", "previous_keys_hash", b"previous_keys_hash", "recovery_public_key", b"recovery_public_key", "signing_certificate", b"signing_certificate", "witness_certificate", b"witness_certificate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgencyKeys: _TypeAlias = AgencyKeys  # noqa: Y015
+
+@_typing.final
+class KeyCompromise(_message.Message):
+    """One key an AgencyKeys statement marks compromised."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_TYPE_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    key_type: _builtins.str
+    """"signing", "encryption", "witness" or "ca"."""
+    key_id: _builtins.str
+    """The key id (for "ca": the ca: key id of the CA's public key) as its statement names it."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """From this time on, what the key signed is untrusted."""
+
+    def __init__(
+        self,
+        *,
+        key_type: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "key_type", b"key_type", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeyCompromise: _TypeAlias = KeyCompromise  # noqa: Y015
 
 @_typing.final
 class Grant(_message.Message):

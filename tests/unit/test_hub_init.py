@@ -73,6 +73,7 @@ HUB_FILES = {
     "hub/checkpoint-key.pem": 0o600,
     "agencies": 0o700,
     "registry": 0o755,
+    "recovery": 0o700,
 }
 EXPECTED_MODES = {
     **HUB_FILES,
@@ -84,6 +85,7 @@ EXPECTED_MODES = {
     },
     **{f"registry/{agency_id}": 0o755 for agency_id in AGENCIES},
     **{f"registry/{agency_id}/{name}": 0o644 for agency_id in AGENCIES for name in BUNDLE_FILES},
+    **{f"recovery/{agency_id}-recovery-key.pem": 0o600 for agency_id in AGENCIES},
 }
 
 

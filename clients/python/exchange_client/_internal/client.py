@@ -28,14 +28,17 @@ from typing import Self
 
 from exchange.alerts.draft import Draft
 from exchange.audit.cooperation import CooperationReport
+from exchange.crypto.keys import SigningKey
 from exchange.errors import NotFoundError, VerificationError
 from exchange_client._internal.audit import Progress
+from exchange_client._internal.calls import run_blocking
 from exchange_client._internal.cases import JointCases
 from exchange_client._internal.concerns import Concerns
 from exchange_client._internal.context import wire
 from exchange_client._internal.events import FeedReader
 from exchange_client._internal.feed import FeedSubscription, Reconnecting
 from exchange_client._internal.key_lifecycle import KeyStatementInfo, describe_sequence
+from exchange_client._internal.key_recovery import KeyRecovery, KeyStatementPublished
 from exchange_client._internal.matching import Matcher
 from exchange_client._internal.models import (
     AgencyInfo,
@@ -173,6 +176,50 @@ class Client:
                 reason="KEY_SEQUENCE_REFUSED",
             )
         return describe_sequence(partner.statements, self.profile.partner_cas[wanted])
+
+    def revoke_compromised_keys(
+        self, kinds: Sequence[str], *, since: datetime
+    ) -> KeyStatementPublished:
+        """Publish this agency's next key statement marking its current ``kinds`` of key
+        (``signing``, ``encryption``, ``witness``) compromised from ``since``, each replaced by
+        a new key certified by the profile's CA, and move the profile to the new keys.
+
+        Partners then flag what the old keys signed from ``since`` on as untrusted, and the hub
+        refuses grants to a compromised encryption key. This client keeps the keys it was made
+        with: load the profile again to act with the new ones.
+        """
+        return self._key_recovery().revoke_compromised(kinds, since=since)
+
+    def recover_ca(
+        self,
+        recovery_key: SigningKey,
+        *,
+        since: datetime | None = None,
+        keys_compromised: bool = False,
+        next_recovery_key: SigningKey | None = None,
+    ) -> KeyStatementPublished:
+        """Replace this agency's lost or stolen CA: a new CA and every key it certifies, in a
+        statement signed by the offline ``recovery_key`` that statement 1 pinned.
+
+        The old CA is marked compromised from ``since`` (default: now); ``keys_compromised``
+        marks the old signing, encryption and witness keys too. Raises
+        :class:`VerificationError` (``RECOVERY_KEY_MISMATCH``) for any other recovery key.
+        Load the profile again afterwards: its TLS certificate is new too.
+        """
+        return self._key_recovery().recover(
+            recovery_key,
+            since=since,
+            keys_compromised=keys_compromised,
+            next_recovery_key=next_recovery_key,
+        )
+
+    def _key_recovery(self) -> KeyRecovery:
+        return KeyRecovery(
+            self.profile,
+            self._partners,
+            clock=self._clock,
+            run=lambda steps: run_blocking(steps, self._transport),
+        )
 
     def agencies(self) -> list[AgencyInfo]:
         """Every agency on the hub, each one's keys verified against the CA in this profile.

@@ -52,6 +52,7 @@ def wire(
         signing_keys=partners.signing_keys,
         require_cosigners=profile.require_cosigners,
         max_cosignature_age_seconds=profile.max_cosignature_age_seconds,
+        compromised_keys=partners.compromised_keys,
     )
     return ClientContext(
         transport=transport,

@@ -14,6 +14,7 @@ from datetime import datetime
 from cryptography import x509
 
 from exchange.statements.agency_keys import AgencyKeys, ca_key_id
+from exchange.statements.key_compromise import RECOVERY_KEY_ID_PREFIX
 from exchange_client._internal.models import JsonObject, rfc3339
 
 
@@ -30,7 +31,8 @@ class KeyStatementInfo:
     expires_at: datetime
     """The earliest end of validity among the statement's key certificates."""
     signed_by: tuple[str, ...]
-    """``CA``, ``own signing key``, ``signing key of statement n-1``, or a key id not known."""
+    """``CA``, ``new CA`` and ``recovery key`` (a recovery statement), ``own signing key``,
+    ``signing key of statement n-1``, or a key id not known."""
     current: bool
 
     def to_json(self) -> JsonObject:
@@ -56,9 +58,14 @@ def describe_sequence(
     ca_id = ca_key_id(ca)
     for index, statement in enumerate(statements):
         previous = statements[index - 1] if index else None
+        new_ca = statement.new_ca_certificate
         names = []
         for key_id in statement.signer_key_ids:
-            if key_id == ca_id:
+            if new_ca is not None and key_id == ca_key_id(new_ca):
+                names.append("new CA")
+            elif key_id.startswith(RECOVERY_KEY_ID_PREFIX):
+                names.append("recovery key")
+            elif key_id == ca_id:
                 names.append("CA")
             elif key_id == statement.verify_key.key_id:
                 names.append("own signing key")
@@ -85,6 +92,8 @@ def describe_sequence(
                 current=index == len(statements) - 1,
             )
         )
+        if new_ca is not None:
+            ca_id = ca_key_id(new_ca)  # the CA in force from this statement on
     return described
 
 

@@ -189,6 +189,10 @@ class OpenedAlert:
     previous_manifest_hash: bytes = b""
     summary_detail: str = ""
     """Why the summary is missing when it decrypted but failed validation."""
+    untrusted: bool = False
+    """Its manifest verifies only under a key its agency marks compromised from before then."""
+    untrusted_reason: str = ""
+    """Which key, compromised since when, when ``untrusted``."""
 
     def item(self, item_id: str) -> OpenedItem:
         """The item named ``item_id``; ``KeyError`` if the alert has none we may see."""
@@ -218,6 +222,8 @@ class OpenedAlert:
             "retracted": self.retracted,
             "flags": list(self.flags),
             "summary_detail": self.summary_detail,
+            "untrusted": self.untrusted,
+            "untrusted_reason": self.untrusted_reason,
             "items": [item.to_json() for item in self.items],
         }
 
@@ -242,6 +248,9 @@ class InboxEntry:
     title: str | None = None
     kind: str | None = None
     problem: str = ""
+    untrusted: bool = False
+    """Signed by a key its agency marks compromised from before then (see ``untrusted_reason``)."""
+    untrusted_reason: str = ""
 
     def to_json(self) -> JsonObject:
         """The entry for scripts (``inbox --json`` prints a list of these)."""
@@ -258,6 +267,8 @@ class InboxEntry:
             "title": self.title,
             "kind": self.kind,
             "problem": self.problem,
+            "untrusted": self.untrusted,
+            "untrusted_reason": self.untrusted_reason,
         }
 
 

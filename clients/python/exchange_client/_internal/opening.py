@@ -9,12 +9,15 @@ alert adds to the watchlist (:func:`watchlist_update`) and what to say of withhe
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from exchange.alerts.validate import validate_payload
 from exchange.alerts.watchlist import Watchlist, WatchlistUpdate
 from exchange.errors import ExchangeError
+from exchange.statements.codec import envelope_from_proto
+from exchange.statements.key_compromise import untrusted_reason
 from exchange.statements.sealing import (
     INVALID,
     VISIBLE,
@@ -210,12 +213,12 @@ class Opener(Concern):
         for summary in response.alerts:
             title: str | None = None
             kind: str | None = None
-            problem = ""
+            problem = untrusted = ""
             try:
                 opened = yield from self.open_steps(
                     summary.alert_id, originator=summary.originator, version=summary.version
                 )
-                title, kind = opened.title, opened.kind
+                title, kind, untrusted = opened.title, opened.kind, opened.untrusted_reason
             except ExchangeError as e:
                 problem = f"{type(e).__name__}: {e.message}"
             entries.append(
@@ -232,6 +235,8 @@ class Opener(Concern):
                     title=title,
                     kind=kind,
                     problem=problem,
+                    untrusted=bool(untrusted),
+                    untrusted_reason=untrusted,
                 )
             )
         return entries
@@ -269,13 +274,25 @@ class Opener(Concern):
         yield from self._auditor.prove_statement_steps(
             logged_envelope(view.manifest), view.log_index, acting=True
         )
+        compromised = yield from self._partners.compromised_keys()
+        untrusted = untrusted_reason(
+            envelope_from_proto(view.manifest),
+            originator_keys,
+            compromised,
+            signed_at=timestamp_or_none(opened.manifest.message, "created_at"),
+            logged_at=opened.published_at,
+        )
         yield from self._after_open(opened)
-        self._record_watchlist_update(opened)
+        if not untrusted:
+            self._record_watchlist_update(opened)
         details: dict[str, str] = {}
         if asks_about_withheld(opened, self._profile.agency_id):
             own_requests = yield from self._own_requests()
             details = withheld_details(opened, own_requests, self._profile.agency_id)
-        return opened_alert(opened, self.watchlist, details)
+        alert = opened_alert(opened, self.watchlist, details)
+        if untrusted:
+            alert = dataclasses.replace(alert, untrusted=True, untrusted_reason=untrusted)
+        return alert
 
     def _record_watchlist_update(self, opened: OpenedVersion) -> None:
         """Keep the visible entries of a verified WATCHLIST alert, and use them from now on."""

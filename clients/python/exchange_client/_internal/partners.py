@@ -30,6 +30,7 @@ from exchange.errors import (
 from exchange.statements import key_sequence
 from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.codec import envelope_from_proto
+from exchange.statements.key_compromise import Compromise
 from exchange.statements.key_sequence import KeyPin, KeySequenceError
 from exchange.v1 import directory_pb2
 from exchange_client._internal.calls import Steps, acquire, call, run_blocking
@@ -60,6 +61,8 @@ class PartnerKeys:
     """The key sequence itself was refused: a gap, a fork, a rollback or a forged rotation."""
     statements: tuple[AgencyKeys, ...] = ()
     """The verified sequence, from the pinned statement to the latest."""
+    compromised: Mapping[str, Compromise] = field(default_factory=dict)
+    """Keys the sequence marks compromised, by key id: what they signed from then on is untrusted."""
 
     @property
     def verified(self) -> bool:
@@ -94,8 +97,6 @@ def check_record(
             ),
         )
     problems: list[str] = []
-    if bytes(record.ca_certificate) != pki.certificate_to_der(ca):
-        problems.append("the hub serves a CA certificate that differs from this profile's")
 
     def refused(problem: str, *, tampered: bool = False) -> PartnerKeys:
         """The agency unverified, with every problem found (nothing is encrypted to it)."""
@@ -122,6 +123,11 @@ def check_record(
         )
     if sequence.agency_id != record.agency_id:
         return refused(f"a key statement names {sequence.agency_id!r}", tampered=True)
+    # The CA in force: the profile's, or the one a recovery statement signed by the pinned
+    # recovery key replaced it with.
+    in_force = sequence.ca_certificate or ca
+    if bytes(record.ca_certificate) != pki.certificate_to_der(in_force):
+        problems.append("the hub serves a CA certificate that differs from this profile's")
     notices = key_sequence.changes({} if pin is None else {record.agency_id: pin}, {
         record.agency_id: sequence
     })
@@ -131,10 +137,11 @@ def check_record(
         latest=sequence.latest,
         verify_keys=sequence.verify_keys(),
         problem="; ".join(problems),
-        ca_fingerprint=pki.fingerprint(ca),
+        ca_fingerprint=pki.fingerprint(in_force),
         pin=sequence.pin(),
         notice=notices[0] if notices else "",
         statements=sequence.statements,
+        compromised=sequence.compromised(),
     )
 
 
@@ -178,6 +185,15 @@ def encryption_keys(
             raise VerificationError(
                 f"will not encrypt to {recipient!r}: {partner.problem}",
                 reason="RECIPIENT_KEYS_UNVERIFIED",
+            )
+        compromise = partner.compromised.get(partner.latest.encryption_key.key_id)
+        if compromise is not None:
+            raise VerificationError(
+                f"will not encrypt to {recipient!r}: its current encryption key "
+                f"{partner.latest.encryption_key.fingerprint} is marked compromised since "
+                f"{compromise.since.isoformat()} (key statement {compromise.key_number}); "
+                f"{recipient} must publish a new one",
+                reason="RECIPIENT_KEY_COMPROMISED",
             )
         keys[recipient] = partner.latest.encryption_key
     return keys
@@ -286,6 +302,11 @@ class PartnerDirectory:
         """Every agency's verified signing keys (for statements in the log), as steps."""
         partners = yield from self.fetch()
         return {p.agency_id: list(p.verify_keys.values()) for p in partners.values()}
+
+    def compromised_keys(self) -> Steps[dict[str, Compromise]]:
+        """Every key any verified agency marks compromised, by key id, as steps."""
+        partners = yield from self.fetch()
+        return {k: c for p in partners.values() for k, c in p.compromised.items()}
 
     def verify_keys_of(self, originator: str) -> dict[str, VerifyKey]:
         """The keys statements of ``originator`` must verify under (ours from the profile)."""

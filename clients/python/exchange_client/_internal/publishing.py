@@ -294,11 +294,13 @@ class Publisher(Concern):
         fetched_at = self._partners.fetched_at
         try:
             return (yield from self._seal_and_send(unsealed, max_age=PARTNER_KEYS_MAX_AGE))
-        except InvalidInputError as e:
+        except (InvalidInputError, NotPermittedError) as e:
             # Sealed to partner keys held from before this call: the hub's refusal of the
-            # audience or of a grant's key may only mean a partner was revoked or re-keyed
-            # since. Nothing was stored; seal again to the hub's current directory, once.
-            if e.reason != "POLICY_INVALID" or self._partners.fetched_at != fetched_at:
+            # audience or of a grant's key may only mean a partner was revoked, re-keyed or
+            # marked its key compromised since. Nothing was stored; seal again to the hub's
+            # current directory, once.
+            resealable = ("POLICY_INVALID", "RECIPIENT_KEY_COMPROMISED")
+            if e.reason not in resealable or self._partners.fetched_at != fetched_at:
                 raise
         return (yield from self._seal_and_send(unsealed, max_age=None))
 

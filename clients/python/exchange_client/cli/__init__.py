@@ -289,7 +289,9 @@ def inbox(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """List the alerts addressed to this agency, with their verified titles.
 
     "items readable" counts items: how many of the alert's items this agency can open now,
-    of all the alert's items (--json also gives how many are addressed to it).
+    of all the alert's items (--json also gives how many are addressed to it). An alert signed
+    by a key its agency marked compromised from before then is listed as UNTRUSTED, and the
+    exit code is then 3.
     """
     with (
         _client(ctx) as client,
@@ -301,6 +303,8 @@ def inbox(ctx: typer.Context, json_output: JsonOption = False) -> None:
         _print_json([entry.to_json() for entry in entries])
     else:
         _render.print_inbox(_stdout(), entries)
+    if any(entry.untrusted for entry in entries):
+        raise typer.Exit(EXIT_VERIFICATION_FAILED)
 
 
 @app.command()
@@ -324,7 +328,8 @@ def show(
     """Verify, decrypt and show one alert: every item with its policy and status.
 
     Status is VISIBLE (decrypted and valid), WITHHELD, EMBARGOED, REVOKED, EXPIRED or INVALID
-    (decrypted but failing validation). Exit code 3 if anything fails to verify.
+    (decrypted but failing validation). Exit code 3 if anything fails to verify, or if the
+    alert is UNTRUSTED: signed by a key its agency marked compromised from before then.
     """
     with _client(ctx) as client, _reported_errors(ctx):
         alert = client.open(alert_id, originator=originator, version=version)
@@ -332,6 +337,8 @@ def show(
         _print_json(alert.to_json())
     else:
         _render.print_alert(_stdout(), alert)
+    if alert.untrusted:
+        raise typer.Exit(EXIT_VERIFICATION_FAILED)
 
 
 @app.command()

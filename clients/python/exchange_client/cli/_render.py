@@ -135,6 +135,8 @@ def print_alert(console: Console, alert: OpenedAlert) -> None:
         _plain(console, f"summary invalid: {alert.summary_detail}", style="red")
     if alert.retracted:
         _plain(console, "this alert is RETRACTED", style="bold red")
+    if alert.untrusted:
+        _plain(console, f"UNTRUSTED: {alert.untrusted_reason}", style="bold red")
     for item in alert.items:
         console.print()
         print_item(console, item)
@@ -159,6 +161,8 @@ def print_inbox(console: Console, entries: Sequence[InboxEntry]) -> None:
             title = Text(entry.problem, style="red")
         if entry.retracted:
             title.append(" (retracted)", style="dim")
+        if entry.untrusted:
+            title = Text("UNTRUSTED ", style="bold red") + title
         table.add_row(
             Text(entry.originator),
             Text(entry.alert_id),

@@ -2,12 +2,16 @@
 
 ``show`` lists the sequence as this profile verifies it: replayed from the statement it pinned,
 against the agency's CA in the profile, never the hub's word. ``status`` says when each of the
-profile's certificates expires, for monitoring (exit 1 within the warning period).
+profile's certificates expires, for monitoring (exit 1 within the warning period). ``revoke
+--compromised`` marks keys compromised from a time on and replaces them; ``recover`` replaces a
+lost or stolen CA with the offline recovery key ``exchange-hub init`` wrote.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,8 +20,14 @@ from rich.text import Text
 
 from exchange import pki
 from exchange.config.profile import ProfileConfig
-from exchange.errors import ConfigurationError, MalformedError
+from exchange.crypto.keys import SigningKey
+from exchange.errors import ConfigurationError, InvalidInputError, MalformedError
 from exchange_client._internal.key_lifecycle import DEFAULT_WARNING_DAYS, expiry_report
+from exchange_client._internal.key_recovery import (
+    KeyStatementPublished,
+    load_recovery_key,
+    parse_since,
+)
 from exchange_client._internal.models import rfc3339
 from exchange_client.cli.audit import (
     JsonOption,
@@ -35,7 +45,9 @@ keys_app = typer.Typer(
     name="keys",
     help=(
         "This agency's keys as numbered key statements: list the sequence with fingerprints, "
-        "dates and who signed each statement (show); check certificate expiry (status)."
+        "dates and who signed each statement (show); check certificate expiry (status); mark "
+        "keys compromised and replace them (revoke --compromised); replace a lost or stolen CA "
+        "with the offline recovery key (recover)."
     ),
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -150,3 +162,152 @@ def status_command(
                 markup=False,
             )
         raise typer.Exit(1)
+
+
+SinceHelp = (
+    "RFC 3339 time with a zone (2026-12-01T08:00:00Z) from which the key is compromised: what "
+    "it signed from then on is flagged untrusted. Not in the future."
+)
+
+
+@keys_app.command("revoke")
+def revoke_command(
+    ctx: typer.Context,
+    compromised: Annotated[
+        bool,
+        typer.Option("--compromised", help="The keys are compromised (required: the one kind of "
+                     "revocation there is)."),
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="TIME", help=SinceHelp)
+    ] = None,
+    signing: Annotated[bool, typer.Option("--signing", help="The current signing key.")] = False,
+    encryption: Annotated[
+        bool, typer.Option("--encryption", help="The current encryption key.")
+    ] = False,
+    witness: Annotated[bool, typer.Option("--witness", help="The current witness key.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Mark this agency's current signing, encryption and/or witness key compromised from TIME.
+
+    Publishes the next key statement, signed by the CA, the signing key it replaces and the new
+    one; each key named is replaced by a new one certified by the profile's CA, and the profile
+    moves to it (the old files are kept under replaced-keys/). Partners then flag what the old
+    key signed from TIME on as untrusted (inbox, show, audit verify: exit 3), and the hub refuses
+    grants to a compromised encryption key. For a lost or stolen CA key use `keys recover`.
+    """
+    kinds = [k for k, wanted in (("signing", signing), ("encryption", encryption),
+                                 ("witness", witness)) if wanted]
+    with _reported(json_output):
+        if not compromised:
+            raise InvalidInputError(
+                "pass --compromised: a key is revoked because it is compromised (to replace a "
+                "key that is not, rotate it)"
+            )
+        if since is None:
+            raise InvalidInputError("pass --since TIME: from when the key is compromised")
+        if not kinds:
+            raise InvalidInputError(
+                "name the compromised key: --signing, --encryption and/or --witness"
+            )
+        moment = parse_since(since, now=datetime.now(UTC))
+    with _client(ctx, json_output) as client, _reported(json_output):
+        published = client.revoke_compromised_keys(kinds, since=moment)
+    _print_published(published, json_output)
+
+
+@keys_app.command("recover")
+def recover_command(
+    ctx: typer.Context,
+    recovery_key: Annotated[
+        Path,
+        typer.Option(
+            "--recovery-key",
+            metavar="FILE",
+            help="The agency's offline recovery key (DIR/recovery/<id>-recovery-key.pem from "
+            "`exchange-hub init`).",
+        ),
+    ],
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="TIME", help="From when the old CA is compromised "
+                     "(default: now). " + SinceHelp),
+    ] = None,
+    keys_compromised: Annotated[
+        bool,
+        typer.Option("--keys-compromised",
+                     help="Mark the old signing, encryption and witness keys compromised too."),
+    ] = False,
+    new_recovery_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--new-recovery-key",
+            metavar="FILE",
+            help="Write a new recovery key here (it must not exist) and pin it instead of the "
+            "one used; move it offline.",
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Replace this agency's lost or stolen CA, signed by the offline recovery key.
+
+    Makes a new CA and new TLS, signing, encryption and witness keys certified by it, and
+    publishes them as the next key statement signed by the recovery key that statement 1
+    pinned (not by the old CA or keys), marking the old CA compromised from TIME. The hub then
+    checks this agency's certificates against the new CA; partners follow on their next call.
+    The profile moves to the new files (the old ones are kept under replaced-keys/). Any other
+    recovery key is refused (exit 3) and the profile left as it was.
+    """
+    with _reported(json_output):
+        moment = parse_since(since, now=datetime.now(UTC)) if since is not None else None
+        key = load_recovery_key(recovery_key)
+        next_key = None
+        if new_recovery_key is not None:
+            if new_recovery_key.exists():
+                raise InvalidInputError(
+                    f"{new_recovery_key} exists: name a new file for the new recovery key"
+                )
+            next_key = SigningKey.generate()
+    with _client(ctx, json_output) as client, _reported(json_output):
+        if next_key is not None and new_recovery_key is not None:
+            _write_new_recovery_key(new_recovery_key, next_key)
+        try:
+            published = client.recover_ca(
+                key, since=moment, keys_compromised=keys_compromised, next_recovery_key=next_key
+            )
+        except BaseException:
+            if new_recovery_key is not None and next_key is not None:
+                new_recovery_key.unlink(missing_ok=True)
+            raise
+    _print_published(published, json_output)
+
+
+def _write_new_recovery_key(path: Path, key: SigningKey) -> None:
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(key.to_pem())
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as e:
+        raise ConfigurationError(f"{path}: cannot write the new recovery key: {e}") from e
+
+
+def _print_published(published: KeyStatementPublished, json_output: bool) -> None:
+    if json_output:
+        _print_json(published.to_json())
+        return
+    console = _stdout()
+    console.print(
+        f"published key statement {published.key_number} of {published.agency_id}", markup=False
+    )
+    for compromise in published.compromised:
+        console.print(
+            f"  {compromise.key_type} key {compromise.key_id} compromised since "
+            f"{rfc3339(compromise.since)}",
+            markup=False,
+        )
+    console.print(f"  replaced: {', '.join(published.replaced)}", markup=False)
+    console.print(f"  signing key    {published.signing_key_fingerprint}", markup=False)
+    console.print(f"  encryption key {published.encryption_key_fingerprint}", markup=False)
+    console.print(f"  CA             {published.ca_fingerprint}", markup=False)

@@ -63,6 +63,7 @@ from exchange.statements.agency_keys import AgencyKeys
 from exchange.statements.codec import (
     parse_canonical,
 )
+from exchange.statements.key_compromise import Compromise
 from exchange.v1 import alerts_pb2, audit_pb2
 from exchange_client._internal.audit.checkpoint_store import CheckpointStore
 from exchange_client._internal.audit.history import history_entries
@@ -147,8 +148,10 @@ class Auditor:
         signing_keys: Callable[[], Steps[Mapping[str, Sequence[VerifyKey]]]],
         require_cosigners: Sequence[str] = (),
         max_cosignature_age_seconds: int = DEFAULT_MAX_COSIGNATURE_AGE_SECONDS,
+        compromised_keys: Callable[[], Steps[Mapping[str, Compromise]]] | None = None,
     ) -> None:
         self._transport = transport
+        self._compromised_keys = compromised_keys
         self._agency_id = agency_id
         self._store = CheckpointStore(state_dir)
         self._verifier_key = checkpoint_verifier_key
@@ -694,6 +697,9 @@ class Auditor:
         log = yield from self._fetch(signed.checkpoint.size, progress)
         keys = yield from self._signing_keys()
         signing_keys = {agency: list(agency_keys) for agency, agency_keys in keys.items()}
+        compromised: Mapping[str, Compromise] = {}
+        if self._compromised_keys is not None:
+            compromised = yield from self._compromised_keys()
         answers: dict[tuple[int, int], list[bytes] | Exception] = {}
 
         def proof_of(first: int, second: int) -> list[bytes]:
@@ -714,6 +720,7 @@ class Auditor:
                     signing_keys=signing_keys,
                     reader=self._agency_id,
                     consistency_proof=proof_of,
+                    compromised=compromised,
                 )
                 break
             except _ProofNeeded as needed:
