@@ -139,8 +139,11 @@ def test_every_key_kind_rotated_while_exchanging(exchange: Exchange, tmp_path: P
     assert exchange.json("inbox", agency="agency-b")
 
 
+@pytest.mark.parametrize(
+    "flags", [("--tls",), ("--tls", "--signing")], ids=["tls alone", "tls with signing"]
+)
 def test_an_expired_tls_certificate_is_refused_and_rotate_tls_fixes_it(
-    exchange: Exchange,  # noqa: F811
+    exchange: Exchange, flags: tuple[str, ...]  # noqa: F811
 ) -> None:
     profile = profile_of(exchange, "agency-b")
     ca = x509.load_pem_x509_certificate((profile / "ca.pem").read_bytes())
@@ -192,8 +195,15 @@ def test_an_expired_tls_certificate_is_refused_and_rotate_tls_fixes_it(
     status = exchange.run("keys", "status", agency="agency-b", expect=1)
     assert "exchange keys rotate --tls" in status.stderr
 
-    rotated = rotate(exchange, "agency-b", "--tls")
-    assert rotated["kinds"] == ["tls"]
+    before = snapshot(profile)
+    signing = rotate(exchange, "agency-b", "--signing", expect=EXIT_ERROR)
+    assert "exchange keys rotate --tls --signing" in str(signing["stderr"])
+    assert snapshot(profile) == before
+
+    # With other keys, the statement goes to the hub over the new certificate.
+    rotated = rotate(exchange, "agency-b", *flags)
+    assert rotated["kinds"] == [flag.removeprefix("--") for flag in reversed(flags)]
+    assert rotated["key_number"] == len(flags)
     assert exchange.run("inbox", agency="agency-b").returncode == 0
     exchange.run("keys", "status", agency="agency-b")
 

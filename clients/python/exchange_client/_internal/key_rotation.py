@@ -142,6 +142,7 @@ def rotate_keys(
         if not resumed:
             data = load_profile(directory, now=moment, allow_expired=True)
             _check_matches_statement(data)
+            _check_tls_usable(data, kinds, moment)
             _stage(data, tuple(k for k in KINDS if k in kinds), pending, moment,
                    key_days=key_days, tls_days=tls_days)
         plan = _Pending.read(pending)
@@ -271,6 +272,22 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(descriptor)
+
+
+def _check_tls_usable(data: ProfileData, kinds: Sequence[str], now: datetime) -> None:
+    """Refuse to publish with a TLS certificate the hub would refuse at the handshake."""
+    if "tls" in kinds or not set(kinds) & {"signing", "encryption", "witness"}:
+        return
+    tls = pki.load_certificate_pem(data.tls_certificate_pem)
+    if now > tls.not_valid_after_utc:
+        wanted = " ".join(f"--{k}" for k in KINDS if k in kinds)
+        raise ConfigurationError(
+            f"{data.config.paths.tls_certificate}: the TLS certificate expired at "
+            f"{tls.not_valid_after_utc.isoformat()} and the hub refuses it, so the statement "
+            f"cannot be published: rotate it too, `exchange keys rotate --tls {wanted}` "
+            "(nothing was changed)",
+            reason="CERTIFICATE_EXPIRED",
+        )
 
 
 def _ca_key(path: Path, ca: x509.Certificate) -> ec.EllipticCurvePrivateKey:
