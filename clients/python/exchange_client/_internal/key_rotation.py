@@ -44,7 +44,6 @@ from exchange.config.profile import (
     PRIVATE_FILE_MODE,
     ProfileConfig,
     ProfileData,
-    ProfilePaths,
     load_profile,
 )
 from exchange.crypto.dsse import Envelope
@@ -150,7 +149,7 @@ def rotate_keys(
             # The profile's files are untouched until the hub holds the statement.
             _publish(load_profile(directory, now=moment, allow_expired=True), plan, pending,
                      publish)
-        _move(pending, directory, plan)
+        _move(pending, plan)
         shutil.rmtree(pending)
         _sync_directory(directory)
     after = load_profile(directory, now=moment, allow_expired=True)
@@ -165,8 +164,8 @@ def _publish(data: ProfileData, plan: _Pending, pending: Path, publish: Publish)
     if "tls" in plan.kinds:
         profile = dataclasses.replace(
             profile,
-            tls_certificate_pem=(pending / paths.tls_certificate.name).read_bytes(),
-            tls_key_pem=(pending / paths.tls_key.name).read_bytes(),
+            tls_certificate_pem=(pending / "tls_certificate").read_bytes(),
+            tls_key_pem=(pending / "tls_key").read_bytes(),
         )
     number = plan.key_number
     try:
@@ -205,13 +204,15 @@ class _Pending:
     """``rotation/pending.json``: what the staged rotation holds."""
 
     kinds: tuple[str, ...]
-    files: tuple[str, ...]
-    """Staged files by name, each replacing the profile file of that name."""
-    retired: tuple[str, ...]
-    """Staged under ``retired-keys/``, moved into the profile's ``retired-keys/``."""
+    files: dict[str, str]
+    """Staged file name (the profile path's field name) -> the profile file it replaces."""
+    retired: dict[str, str]
+    """Staged under ``retired-keys/`` -> where it goes in the profile's retired-keys directory."""
     key_number: int
     statement: str = ""
-    """The staged ``keys.dsse`` (empty for a TLS rotation alone)."""
+    """The staged statement (``keys_envelope``; empty for a TLS rotation alone)."""
+    statement_target: str = ""
+    """The profile's ``keys.dsse``, replaced last."""
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self)).encode("utf-8")
@@ -225,10 +226,11 @@ class _Pending:
                 raise TypeError("not a JSON object")
             return cls(
                 kinds=tuple(str(k) for k in document["kinds"]),
-                files=tuple(str(f) for f in document["files"]),
-                retired=tuple(str(f) for f in document["retired"]),
+                files={str(k): str(v) for k, v in dict(document["files"]).items()},
+                retired={str(k): str(v) for k, v in dict(document["retired"]).items()},
                 key_number=int(document["key_number"]),
                 statement=str(document.get("statement", "")),
+                statement_target=str(document.get("statement_target", "")),
             )
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ConfigurationError(
@@ -366,9 +368,9 @@ def _stage(
     staging.mkdir(mode=PRIVATE_DIRECTORY_MODE)
     files: dict[str, str] = {}
 
-    def stage(target: Path, content: bytes, *, private: bool) -> None:
-        _write_new(staging / target.name, content, PRIVATE_FILE_MODE if private else PUBLIC_FILE_MODE)
-        files[target.name] = target.name
+    def stage(field_name: str, content: bytes, *, private: bool) -> None:
+        _write_new(staging / field_name, content, PRIVATE_FILE_MODE if private else PUBLIC_FILE_MODE)
+        files[field_name] = str(getattr(paths, field_name))
 
     def certify(key: SigningKey | DecryptionKey, purpose: pki.KeyPurpose) -> x509.Certificate:
         return pki.issue_key_certificate(
@@ -377,17 +379,17 @@ def _stage(
 
     signing_key, signing_cert = data.signing_key, data.signing_certificate
     encryption_cert, witness_cert = data.encryption_certificate, data.witness_certificate
-    retired: list[str] = []
+    retired: dict[str, str] = {}
     if "signing" in kinds:
         signing_key = SigningKey.generate()
         signing_cert = certify(signing_key, "signing")
-        stage(paths.signing_key, signing_key.to_pem(), private=True)
-        stage(paths.signing_certificate, pki.certificate_to_pem(signing_cert), private=False)
+        stage("signing_key", signing_key.to_pem(), private=True)
+        stage("signing_certificate", pki.certificate_to_pem(signing_cert), private=False)
     if "encryption" in kinds:
         encryption_key = DecryptionKey.generate()
         encryption_cert = certify(encryption_key, "encryption")
-        stage(paths.encryption_key, encryption_key.to_pem(), private=True)
-        stage(paths.encryption_certificate, pki.certificate_to_pem(encryption_cert), private=False)
+        stage("encryption_key", encryption_key.to_pem(), private=True)
+        stage("encryption_certificate", pki.certificate_to_pem(encryption_cert), private=False)
         number = previous.key_number
         retired_dir = staging / "retired-keys"
         retired_dir.mkdir(mode=PRIVATE_DIRECTORY_MODE)
@@ -401,19 +403,22 @@ def _stage(
             pki.certificate_to_pem(data.encryption_certificate),
             PUBLIC_FILE_MODE,
         )
-        retired = [f"encryption-key-{number}.pem", f"encryption-{number}.pem"]
+        retired = {
+            name: str(paths.retired_keys / name)
+            for name in (f"encryption-key-{number}.pem", f"encryption-{number}.pem")
+        }
     if "witness" in kinds:
         witness_key = SigningKey.generate()
         witness_cert = certify(witness_key, "witness")
-        stage(paths.witness_key, witness_key.to_pem(), private=True)
-        stage(paths.witness_certificate, pki.certificate_to_pem(witness_cert), private=False)
+        stage("witness_key", witness_key.to_pem(), private=True)
+        stage("witness_certificate", pki.certificate_to_pem(witness_cert), private=False)
     if "tls" in kinds:
         tls_key = pki.generate_tls_key()
         tls_cert = pki.issue_tls_client_cert(
             ca_key, ca, agency, tls_key.public_key(), now=now, validity_days=tls_days
         )
-        stage(paths.tls_key, pki.private_key_to_pem(tls_key), private=True)
-        stage(paths.tls_certificate, pki.certificate_to_pem(tls_cert), private=False)
+        stage("tls_key", pki.private_key_to_pem(tls_key), private=True)
+        stage("tls_certificate", pki.certificate_to_pem(tls_cert), private=False)
     statement = ""
     key_number = previous.key_number
     if {"signing", "encryption", "witness"} & set(kinds):
@@ -428,15 +433,16 @@ def _stage(
             witness_certificate=witness_cert,
             created_at=max(now, previous.created_at),
         )
-        statement = paths.keys_envelope.name
+        statement = "keys_envelope"
         _write_new(staging / statement, envelope.to_json(), PUBLIC_FILE_MODE)
         key_number += 1
     plan = _Pending(
         kinds=kinds,
-        files=tuple(files),
-        retired=tuple(retired),
+        files=files,
+        retired=retired,
         key_number=key_number,
         statement=statement,
+        statement_target=str(paths.keys_envelope) if statement else "",
     )
     _write_new(staging / PENDING_MANIFEST, plan.to_json(), PRIVATE_FILE_MODE)
     _sync_directory(staging)
@@ -444,18 +450,19 @@ def _stage(
     _sync_directory(pending.parent)
 
 
-def _move(pending: Path, profile_dir: Path, plan: _Pending) -> None:
+def _move(pending: Path, plan: _Pending) -> None:
     """Put the staged files in place: retired keys first, the statement last (idempotent)."""
-    if plan.retired:
-        retired_dir = ProfilePaths.standard(profile_dir).retired_keys
+    for name, target in plan.retired.items():
+        retired_dir = Path(target).parent
         retired_dir.mkdir(mode=PRIVATE_DIRECTORY_MODE, exist_ok=True)
-        for name in plan.retired:
-            _replace_from(pending / "retired-keys" / name, retired_dir / name)
+        _replace_from(pending / "retired-keys" / name, Path(target))
         _sync_directory(retired_dir)
-    for name in plan.files:
-        _replace_from(pending / name, profile_dir / name)
+    for name, target in plan.files.items():
+        _replace_from(pending / name, Path(target))
+        _sync_directory(Path(target).parent)
     if plan.statement:
-        _replace_from(pending / plan.statement, profile_dir / plan.statement)
+        _replace_from(pending / plan.statement, Path(plan.statement_target))
+        _sync_directory(Path(plan.statement_target).parent)
 
 
 def _result(data: ProfileData, plan: _Pending, *, resumed: bool) -> RotationResult:
@@ -472,7 +479,7 @@ def _result(data: ProfileData, plan: _Pending, *, resumed: bool) -> RotationResu
         resumed=resumed,
         fingerprints={k: pki.fingerprint(certificates[k].public_key()) for k in plan.kinds},
         expires={k: certificates[k].not_valid_after_utc for k in plan.kinds},
-        retired=tuple(str(data.config.paths.retired_keys / name) for name in plan.retired),
+        retired=tuple(plan.retired.values()),
     )
 
 
