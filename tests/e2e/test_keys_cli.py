@@ -85,3 +85,23 @@ def test_a_longer_warning_period_turns_a_fresh_profile_into_a_warning(tmp_path: 
     profile = result.profiles["agency-a"]
     assert keys_status(profile, "--warning-days", "1000").returncode == 1
     assert keys_status(profile, "--warning-days", "30").returncode == 0
+
+
+def test_init_takes_the_validity_periods(tmp_path: Path) -> None:
+    made = subprocess.run(
+        [str(BIN / "exchange-hub"), "init", str(tmp_path / "exchange"), "--agency", "agency-a",
+         "--listen", "127.0.0.1:7443", "--tls-days", "45", "--key-days", "100"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    shown = keys_status(tmp_path / "exchange" / "agencies" / "agency-a", "--json")
+    report = {entry["kind"]: entry["days_left"] for entry in json.loads(shown.stdout)}
+    assert (report["tls"], report["signing"], report["witness"]) == (44, 99, 99), shown.stdout
+    refused = subprocess.run(
+        [str(BIN / "exchange-hub"), "init", str(tmp_path / "other"), "--agency", "agency-a",
+         "--tls-days", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "--tls-days" in refused.stderr, refused.stderr
+    assert not (tmp_path / "other").exists()
