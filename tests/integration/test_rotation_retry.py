@@ -16,13 +16,14 @@ from sqlalchemy import func, select
 
 from exchange.config.profile import load_profile
 from exchange.crypto.dsse import Envelope
-from exchange.errors import UnavailableError
+from exchange.errors import ConfigurationError, UnavailableError
 from exchange.hub.app import Hub
 from exchange.hub.config import HubConfig
 from exchange.hub.init import init_exchange
 from exchange.statements.agency_keys import parse_unverified
 from exchange.store.schema import agency_keys, log_entries
 from exchange_client import Profile
+from exchange_client._internal import key_rotation
 from exchange_client._internal.key_rotation import (
     RotationUnfinishedError,
     publish_with_transport,
@@ -110,3 +111,40 @@ def test_a_retry_after_a_lost_answer_finishes_the_rotation(
     assert not (profile_dir / "rotation").exists()
     assert statements_held(hub, "agency-a") == 2
     assert key_entries(hub) == 1
+
+
+def test_a_crash_while_the_files_are_switched_is_finished_by_the_next_run(
+    exchange: tuple[Path, Hub, int], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The crash is injected in the one step that cannot be interrupted from outside at a chosen
+    # point: the switch stops after its first file, as a killed process would.
+    directory, hub, port = exchange
+    profile_dir = directory / "agencies" / "agency-b"
+    clock.advance(seconds=1)
+
+    def publish(profile: Profile, envelope: Envelope) -> int:
+        return publish_with_transport(
+            dataclasses.replace(profile, hub_address=f"127.0.0.1:{port}"), envelope
+        )
+
+    def crash_after_one_file(pending: Path, plan: object) -> None:
+        files = plan.files  # type: ignore[attr-defined]
+        name, target = next(iter(files.items()))
+        Path(target).write_bytes((pending / name).read_bytes())  # the first rename, then a crash
+        raise KeyboardInterrupt
+
+    before = load_profile(profile_dir)
+    with monkeypatch.context() as patched:
+        patched.setattr(key_rotation, "_move", crash_after_one_file)
+        with pytest.raises(KeyboardInterrupt):
+            rotate_keys(profile_dir, ["signing"], publish=publish, now=clock.now)
+    assert statements_held(hub, "agency-b") == 2
+    with pytest.raises(ConfigurationError):  # half switched: its key and certificate differ
+        load_profile(profile_dir)
+
+    result = rotate_keys(profile_dir, ["tls"], publish=publish, now=clock.now)
+    assert result.resumed and result.kinds == ("signing",) and result.key_number == 2
+    after = load_profile(profile_dir)
+    assert after.signing_key.public_key != before.signing_key.public_key
+    assert parse_unverified(after.keys_envelope).key_number == 2
+    assert statements_held(hub, "agency-b") == 2
