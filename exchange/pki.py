@@ -72,6 +72,13 @@ DEFAULT_CA_VALIDITY_DAYS = 3650
 DEFAULT_CERTIFICATE_VALIDITY_DAYS = 825
 """About two years and three months, the longest leaf lifetime browsers ever accepted."""
 
+DEFAULT_TLS_VALIDITY_DAYS = 90
+"""An agency's mTLS client certificate: short-lived, renewed with ``exchange keys rotate --tls``."""
+
+DEFAULT_KEY_VALIDITY_DAYS = 365
+"""An agency's signing, encryption and witness key certificates: a year, renewed with
+``exchange keys rotate``."""
+
 CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
 """Certificates start this long before ``now`` so that a peer whose clock lags still accepts them."""
 

@@ -97,7 +97,11 @@ def exchange_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from exchange.hub.init import init_exchange
 
     directory = tmp_path_factory.mktemp("exchange") / "data"
-    init_exchange(directory, list(AGENCIES), listen="127.0.0.1:50051")
+    # Certificates that outlast the frozen clock of tests moving it years ahead (past an item's
+    # fixed expiry date); certificate expiry has tests of its own (test_certificate_expiry).
+    init_exchange(
+        directory, list(AGENCIES), listen="127.0.0.1:50051", tls_days=3000, key_days=3000
+    )
     return directory
 
 

@@ -10,7 +10,9 @@
     witness.pem witness-key.pem        Ed25519 witness (cosigning) key certificate + key (0600)
     hub-ca.pem            the hub's CA, to verify the hub's TLS certificate
     partners/<id>.pem     each partner agency's CA certificate (own one included)
-    keys.dsse             this agency's AgencyKeys statement, DSSE JSON, signed by its signing key
+    keys.dsse             this agency's latest AgencyKeys statement, DSSE JSON
+    retired-keys/         encryption keys replaced by `exchange keys rotate` (0700), kept to open
+                          what was wrapped to them: encryption-key-<n>.pem, encryption-<n>.pem
     state/                client state: cursor, last checkpoint, outbox (0700)
 
 :class:`ProfileConfig` is ``profile.toml`` parsed (paths made absolute against the profile
@@ -29,7 +31,7 @@ import ipaddress
 import os
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -107,6 +109,7 @@ class ProfilePaths:
     keys_envelope: Path
     partners: Path
     state: Path
+    retired_keys: Path
 
     @classmethod
     def standard(cls, directory: Path) -> ProfilePaths:
@@ -126,6 +129,7 @@ class ProfilePaths:
             keys_envelope=directory / "keys.dsse",
             partners=directory / "partners",
             state=directory / "state",
+            retired_keys=directory / "retired-keys",
         )
 
     def private_keys(self) -> tuple[Path, ...]:
@@ -334,6 +338,10 @@ class ProfileData:
     witness_certificate: x509.Certificate
     partner_cas: Mapping[str, x509.Certificate]
     keys_envelope: Envelope
+    retired_encryption_keys: Mapping[str, DecryptionKey] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Encryption keys a rotation replaced, by key id: what was wrapped to them stays readable."""
 
     @property
     def agency_id(self) -> str:
@@ -361,14 +369,26 @@ class ProfileData:
         return self.config.log_origin
 
 
-def load_profile(path: Path, *, now: datetime | None = None) -> ProfileData:
+ROTATE_FLAGS: Mapping[pki.CertificatePurpose, str] = MappingProxyType(
+    {"tls-client": "--tls", "signing": "--signing", "encryption": "--encryption",
+     "witness": "--witness"}
+)
+"""The ``exchange keys rotate`` flag that renews each kind of certificate."""
+
+
+def load_profile(
+    path: Path, *, now: datetime | None = None, allow_expired: bool = False
+) -> ProfileData:
     """Read the profile at ``path`` (its directory or its ``profile.toml``) and check it.
 
     Beyond parsing, it checks that private keys are readable by their owner only, that every
     certificate is issued by this agency's CA for this agency and its purpose and is valid at
     ``now`` (default: the current time), that each private key matches its certificate, and that
     each partner CA names the agency it is filed under. The state directory is created (0700) if
-    it is missing. Every failure is a :class:`ConfigurationError` naming the file.
+    it is missing. Every failure is a :class:`ConfigurationError` naming the file; an expired
+    certificate's names the ``exchange keys rotate`` flag that renews it. ``allow_expired``
+    skips the validity periods of the agency's own certificates (everything else is checked):
+    ``exchange keys rotate`` reads a profile that way to renew them.
     """
     if now is not None and now.tzinfo is None:
         raise InvalidInputError("pass a timezone-aware datetime (UTC) as 'now'")
@@ -394,10 +414,20 @@ def load_profile(path: Path, *, now: datetime | None = None) -> ProfileData:
         certificate_pem = _read(certificate_path)
         certificate = _certificate(certificate_path, data=certificate_pem)
         public_key = _checked(key_path, lambda: _public_key_of(purpose, key_pem))
+        at = moment
+        if allow_expired:
+            at = min(max(moment, certificate.not_valid_before_utc), certificate.not_valid_after_utc)
+        elif moment > certificate.not_valid_after_utc:
+            raise ConfigurationError(
+                f"{certificate_path}: the {purpose} certificate expired at "
+                f"{certificate.not_valid_after_utc.isoformat()}; renew it with "
+                f"`exchange keys rotate {ROTATE_FLAGS[purpose]}`"
+                + (" (the hub refuses expired TLS certificates)" if purpose == "tls-client" else "")
+            )
         _checked(
             certificate_path,
             lambda: pki.verify_issued_by(
-                certificate, ca, purpose=purpose, now=moment, expected_agency_id=config.agency_id
+                certificate, ca, purpose=purpose, now=at, expected_agency_id=config.agency_id
             ),
         )
         if public_key != certificate.public_key():
@@ -433,6 +463,7 @@ def load_profile(path: Path, *, now: datetime | None = None) -> ProfileData:
         witness_certificate=witness.certificate,
         partner_cas=MappingProxyType(partner_cas),
         keys_envelope=keys_envelope,
+        retired_encryption_keys=MappingProxyType(_retired_encryption_keys(paths.retired_keys)),
     )
 
 
@@ -565,6 +596,21 @@ def _keys_envelope(path: Path) -> Envelope:
             f"{path}: payload type {envelope.payload_type!r}, expected {AGENCY_KEYS_PAYLOAD_TYPE!r}"
         )
     return envelope
+
+
+RETIRED_ENCRYPTION_KEY_GLOB = "encryption-key-*.pem"
+
+
+def _retired_encryption_keys(directory: Path) -> dict[str, DecryptionKey]:
+    """The encryption keys ``exchange keys rotate`` retired, by key id (none when no directory)."""
+    if not directory.is_dir():
+        return {}
+    keys: dict[str, DecryptionKey] = {}
+    for path in sorted(directory.glob(RETIRED_ENCRYPTION_KEY_GLOB)):
+        pem = _read_private(path)
+        key = _checked(path, functools.partial(DecryptionKey.from_pem, pem))
+        keys[key.public_key.key_id] = key
+    return keys
 
 
 def _ensure_state_directory(path: Path) -> None:

@@ -16,9 +16,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from exchange.crypto.dsse import Envelope
 from exchange.crypto.keys import SigningKey
 from exchange.crypto.notes import NoteSigner
-from exchange.errors import ConfigurationError
+from exchange.errors import CertificateError, ConfigurationError
 from exchange.hub.audit_service import AuditServicer
 from exchange.hub.background import Checkpointer, ReleaseSweeper, ReplicaListener
 from exchange.hub.blocking import BLOCKING_WORKERS
@@ -26,7 +27,7 @@ from exchange.hub.config import HubConfig
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import GuardInterceptor
 from exchange.hub.health import AsyncHealth, DatabaseProbe, serve_health_port
-from exchange.hub.init import read_public_bundle
+from exchange.hub.init import BUNDLE_KEYS_ENVELOPE, read_public_bundle
 from exchange.hub.log_state import LogStateFile
 from exchange.hub.match_service import MatchServicer
 from exchange.hub.metrics import HubMetrics, MetricsServer
@@ -40,6 +41,7 @@ from exchange.hub.startup import (
     check_address_free,
     read_startup_files,
 )
+from exchange.statements.agency_keys import parse_unverified
 from exchange.statements.publish import PublishLimits
 from exchange.store import registry
 from exchange.store.checkpoints import StoredCheckpoint
@@ -98,8 +100,18 @@ def import_registry(
     unchanged: list[str] = []
     if not registry_dir.is_dir():
         return ImportResult((), ())
+    with db.read() as connection:
+        registered = {row.agency_id for row in registry.list_agencies(connection)}
     for agency_dir in sorted(p for p in registry_dir.iterdir() if p.is_dir()):
-        material = read_public_bundle(agency_dir, now=now)
+        try:
+            material = read_public_bundle(agency_dir, now=now)
+        except CertificateError:
+            # An agency already registered may have rotated since its bundle was made, and the
+            # bundle's certificates expired: checked at the bundle statement's own date, it is
+            # the registration the hub holds (anything else is still refused as a conflict).
+            if agency_dir.name not in registered:
+                raise
+            material = read_public_bundle(agency_dir, now=_bundle_date(agency_dir))
         keys = material.keys
         with db.write() as connection:
             changed = registry.register_agency(
@@ -107,6 +119,12 @@ def import_registry(
             )
         (added if changed else unchanged).append(keys.agency_id)
     return ImportResult(tuple(added), tuple(unchanged))
+
+
+def _bundle_date(agency_dir: Path) -> datetime:
+    """When the key statement of a public bundle was made (read before it is verified)."""
+    envelope = Envelope.from_json((agency_dir / BUNDLE_KEYS_ENVELOPE).read_bytes())
+    return parse_unverified(envelope).created_at.ToDatetime(tzinfo=UTC)
 
 
 class Hub:

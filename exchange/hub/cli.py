@@ -97,6 +97,21 @@ def init(
     agency: Annotated[list[str], typer.Option("--agency", help="An agency id; repeat for each.")],
     listen: Annotated[str, typer.Option(help="HOST:PORT the hub will listen on.")] = "127.0.0.1:50051",
     force: Annotated[bool, typer.Option(help="Overwrite an existing exchange directory.")] = False,
+    tls_days: Annotated[
+        int,
+        typer.Option(
+            "--tls-days", min=1, metavar="DAYS",
+            help="How long each agency's TLS client certificate is valid.",
+        ),
+    ] = pki.DEFAULT_TLS_VALIDITY_DAYS,
+    key_days: Annotated[
+        int,
+        typer.Option(
+            "--key-days", min=1, metavar="DAYS",
+            help="How long each agency's signing, encryption and witness key certificates are "
+            "valid.",
+        ),
+    ] = pki.DEFAULT_KEY_VALIDITY_DAYS,
 ) -> None:
     """Create a hub and one profile per agency, each with its own CA and keys.
 
@@ -104,10 +119,14 @@ def init(
     material only), DIR/agencies/<id>/ (each agency's private keys, mode 0600) and
     DIR/recovery/<id>-recovery-key.pem (each agency's offline recovery key, pinned by its first
     key statement: move it off the machine; `exchange keys recover` needs it to replace a lost
-    or stolen CA).
+    or stolen CA). Agency certificates last --tls-days (TLS, default 90) and --key-days (keys,
+    default 365); `exchange keys rotate` renews them.
     """
     try:
-        result = init_exchange(directory, list(agency), listen=listen, force=force)
+        result = init_exchange(
+            directory, list(agency), listen=listen, force=force, tls_days=tls_days,
+            key_days=key_days,
+        )
     except ExchangeError as e:
         _fail(e)
         return

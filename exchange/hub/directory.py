@@ -98,6 +98,13 @@ class AgencyDirectory:
                 ca = snapshot.cas.get(agency_id)
                 if ca is None:
                     raise NotAuthenticatedError(f"agency {agency_id!r} is not registered")
+                if now > cert.not_valid_after_utc:
+                    raise NotAuthenticatedError(
+                        f"the TLS client certificate of {agency_id!r} expired at "
+                        f"{cert.not_valid_after_utc.isoformat()}: renew it with "
+                        "`exchange keys rotate --tls`",
+                        reason="CERTIFICATE_EXPIRED",
+                    )
                 pki.verify_issued_by(cert, ca, purpose="tls-client", now=now)
             except CertificateError as e:
                 raise NotAuthenticatedError(

@@ -141,13 +141,17 @@ def init_exchange(
     log_origin: str = DEFAULT_LOG_ORIGIN,
     now: datetime | None = None,
     force: bool = False,
+    tls_days: int = pki.DEFAULT_TLS_VALIDITY_DAYS,
+    key_days: int = pki.DEFAULT_KEY_VALIDITY_DAYS,
 ) -> InitResult:
     """Create a hub and one profile per agency in ``directory`` (``exchange-hub init``).
 
     Refuses (:class:`ConfigurationError`) a directory that already holds an exchange unless
     ``force`` is set, in which case the previous ``hub.toml``, ``hub/``, ``agencies/``,
     ``registry/`` and default SQLite database are deleted first: their keys and log are gone for
-    good. Invalid or repeated agency ids raise :class:`InvalidInputError`.
+    good. Invalid or repeated agency ids raise :class:`InvalidInputError`. ``tls_days`` is how
+    long each agency's TLS client certificate is valid, ``key_days`` its signing, encryption and
+    witness key certificates (``exchange keys rotate`` renews them).
     """
     moment = _utc(now)
     ids = [pki.check_agency_id(agency_id) for agency_id in agency_ids]
@@ -163,6 +167,9 @@ def init_exchange(
             "(`exchange-hub serve --listen HOST:0` can still override it later)"
         )
     check_log_origin(log_origin)
+    for name, days in (("tls_days", tls_days), ("key_days", key_days)):
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise InvalidInputError(f"{name} must be a positive number of days, not {days!r}")
     hub_address = _hub_address(listen_host, port)
 
     root = Path(directory).absolute()
@@ -197,7 +204,8 @@ def init_exchange(
         recovery_keys[agency_id] = recovery_key_path(root, agency_id)
         _write_private(recovery_keys[agency_id], recovery_key.to_pem())
         agency_cas[agency_id] = _write_agency_keys(
-            profile_dir, agency_id, moment, recovery_key=recovery_key.public_key
+            profile_dir, agency_id, moment, recovery_key=recovery_key.public_key,
+            tls_days=tls_days, key_days=key_days,
         )
         profiles[agency_id] = profile_dir
 
@@ -240,7 +248,8 @@ def init_exchange(
 
 
 def _write_agency_keys(
-    profile_dir: Path, agency_id: str, now: datetime, *, recovery_key: VerifyKey | None = None
+    profile_dir: Path, agency_id: str, now: datetime, *, tls_days: int, key_days: int,
+    recovery_key: VerifyKey | None = None,
 ) -> x509.Certificate:
     """Generate an agency's CA and keys inside its own profile directory; return its CA.
 
@@ -249,18 +258,23 @@ def _write_agency_keys(
     _make_directory(profile_dir, PRIVATE_DIRECTORY_MODE)
     ca_key, ca = pki.make_agency_ca(agency_id, now=now)
     tls_key = pki.generate_tls_key()
-    tls = pki.issue_tls_client_cert(ca_key, ca, agency_id, tls_key.public_key(), now=now)
+    tls = pki.issue_tls_client_cert(
+        ca_key, ca, agency_id, tls_key.public_key(), now=now, validity_days=tls_days
+    )
     signing_key = SigningKey.generate()
     signing = pki.issue_key_certificate(
-        ca_key, ca, agency_id, signing_key.public_key.native, "signing", now=now
+        ca_key, ca, agency_id, signing_key.public_key.native, "signing", now=now,
+        validity_days=key_days,
     )
     encryption_key = DecryptionKey.generate()
     encryption = pki.issue_key_certificate(
-        ca_key, ca, agency_id, encryption_key.public_key.native, "encryption", now=now
+        ca_key, ca, agency_id, encryption_key.public_key.native, "encryption", now=now,
+        validity_days=key_days,
     )
     witness_key = SigningKey.generate()
     witness = pki.issue_key_certificate(
-        ca_key, ca, agency_id, witness_key.public_key.native, "witness", now=now
+        ca_key, ca, agency_id, witness_key.public_key.native, "witness", now=now,
+        validity_days=key_days,
     )
     envelope = sign_agency_keys(
         agency_id,

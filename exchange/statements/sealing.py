@@ -217,8 +217,12 @@ def open_version(
     originator_keys: Mapping[str, VerifyKey],
     now: datetime,
     validate: PayloadCheck | None = None,
+    retired_keys: Mapping[str, DecryptionKey] | None = None,
 ) -> OpenedVersion:
     """Verify the manifest and every header, then decrypt what the caller holds grants for.
+
+    A grant wrapped to one of ``retired_keys`` (by key id: encryption keys the recipient has
+    since rotated away from) is opened with that key, any other with ``decryption_key``.
 
     Tampering — a bad signature, a header or ciphertext that does not match its commitment, a
     grant that does not open or a key that fails its commitment — raises
@@ -238,7 +242,10 @@ def open_version(
         if header.item_id in seen:
             raise MalformedError(f"item {header.item_id!r} delivered twice")
         seen.add(header.item_id)
-        item = _open_item(manifest, header, item_view, recipient, decryption_key, now)
+        key = decryption_key
+        if retired_keys and item_view.HasField("grant"):
+            key = retired_keys.get(item_view.grant.recipient_key_id, decryption_key)
+        item = _open_item(manifest, header, item_view, recipient, key, now)
         if item.payload is not None and validate is not None:
             problems = validate(item.payload, f"items[{index}]")
             if problems:

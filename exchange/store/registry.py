@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -153,7 +153,10 @@ def publish_keys(
                     f"statement {latest_number + 1}, replacing {latest_number}",
                     reason=key_sequence.FORK,
                 )
-    sequence = key_sequence.replay(served, ca, now=now)
+    # The statement replaced is checked at its own date: a rotation is how an agency renews
+    # certificates that expired, so their expiry must not block it. The new one is checked now.
+    latest_date = parse_unverified(served[-1]).created_at.ToDatetime(tzinfo=UTC)
+    sequence = key_sequence.replay(served, ca, now=latest_date)
     keys = key_sequence.verify_next(sequence, envelope, now=now)
     body = encode(envelope_to_proto(envelope))
     log_index = append_entry(

@@ -260,6 +260,7 @@ class Opener(Concern):
             view,
             recipient=self._profile.agency_id,
             decryption_key=self._profile.decryption_key,
+            retired_keys=self._profile.retired_decryption_keys,
             originator_keys=originator_keys,
             now=self._clock(),
         )

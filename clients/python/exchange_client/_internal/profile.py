@@ -45,6 +45,22 @@ class Profile:
     keys_envelope: Envelope | None = field(default=None, repr=False)
     """This agency's own ``AgencyKeys`` statement (``keys.dsse``): it travels with what the
     agency signs for partners to check offline (a signed cooperation summary)."""
+    retired_decryption_keys: Mapping[str, DecryptionKey] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False
+    )
+    """Encryption keys ``exchange keys rotate`` replaced, by key id (``retired-keys/``): items
+    wrapped to them before the rotation stay readable."""
+
+    def decryption_key_for(self, *key_ids: str) -> DecryptionKey:
+        """The key that opens what was wrapped to the first of ``key_ids`` this agency holds:
+        the current encryption key or a retired one (else the current, which then fails)."""
+        for key_id in key_ids:
+            if key_id == self.decryption_key.public_key.key_id:
+                return self.decryption_key
+            retired = self.retired_decryption_keys.get(key_id)
+            if retired is not None:
+                return retired
+        return self.decryption_key
 
     @classmethod
     def load(cls, directory: str | Path, *, now: datetime | None = None) -> Profile:
@@ -74,4 +90,5 @@ class Profile:
             require_cosigners=data.config.require_cosigners,
             max_cosignature_age_seconds=data.config.max_cosignature_age_seconds,
             keys_envelope=data.keys_envelope,
+            retired_decryption_keys=data.retired_encryption_keys,
         )

@@ -293,7 +293,11 @@ class Deliveries(Concern):
             manifest, _ = yield from version_of(
                 statement.message.version, bytes(statement.message.manifest_hash)
             )
-            body = statement.open(manifest, self._profile.decryption_key)
+            key = self._profile.decryption_key_for(
+                statement.message.grant.recipient_key_id,
+                statement.message.sender_grant.recipient_key_id,
+            )
+            body = statement.open(manifest, key)
             record(
                 "FEEDBACK",
                 statement,

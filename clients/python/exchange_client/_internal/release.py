@@ -101,8 +101,10 @@ def own_item_key(
     *,
     agency_id: str,
     key: DecryptionKey,
+    retired_keys: Mapping[str, DecryptionKey] | None = None,
 ) -> bytes:
-    """The key of item ``item_id``, from the grant the originator holds for its own item."""
+    """The key of item ``item_id``, from the grant the originator holds for its own item
+    (wrapped to ``key``, or to one of ``retired_keys`` if made before a key rotation)."""
     for item_view in view.items:
         header = ItemHeader.parse(bytes(item_view.header))
         if header.item_id != item_id:
@@ -117,7 +119,10 @@ def own_item_key(
                 f"the hub holds no key of ours for item {item_id!r} (expired or purged)",
                 reason="ITEM_EXPIRED",
             )
-        return KeyGrant(item_view.grant).open(manifest, header, recipient=agency_id, key=key)
+        wrapped_to = (retired_keys or {}).get(item_view.grant.recipient_key_id, key)
+        return KeyGrant(item_view.grant).open(
+            manifest, header, recipient=agency_id, key=wrapped_to
+        )
     raise NotFoundError(f"alert {manifest.alert_id} has no item {item_id!r}")
 
 
@@ -296,6 +301,7 @@ class ReleaseControls(Concern):
             message.item_id,
             agency_id=self._profile.agency_id,
             key=self._profile.decryption_key,
+            retired_keys=self._profile.retired_decryption_keys,
         )
         target_keys = yield from self._partners.recipient_keys_steps([request.target])
         grant = KeyGrant.make(

@@ -194,6 +194,7 @@ class CooperationReporter(Concern):
             view,
             recipient=self._profile.agency_id,
             decryption_key=self._profile.decryption_key,
+            retired_keys=self._profile.retired_decryption_keys,
             originator_keys=self._partners.verify_keys_of(originator),
             now=self._clock(),
         )
@@ -243,7 +244,11 @@ class CooperationReporter(Concern):
                 )
                 envelope = envelope_from_proto(item.envelope)
                 feedback = Feedback.parse_verified(envelope, envelope.payload)
-                body = feedback.open(manifest, self._profile.decryption_key)
+                key = self._profile.decryption_key_for(
+                    feedback.message.grant.recipient_key_id,
+                    feedback.message.sender_grant.recipient_key_id,
+                )
+                body = feedback.open(manifest, key)
             except ExchangeError:
                 continue  # not ours to read (feedback sent before it carried a sender's grant)
             outcomes[item.entry.index] = FeedbackOutcome.Name(body.outcome)

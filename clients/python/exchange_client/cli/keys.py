@@ -2,14 +2,17 @@
 
 ``show`` lists the sequence as this profile verifies it: replayed from the statement it pinned,
 against the agency's CA in the profile, never the hub's word. ``status`` says when each of the
-profile's certificates expires, for monitoring (exit 1 within the warning period). ``revoke
---compromised`` marks keys compromised from a time on and replaces them; ``recover`` replaces a
-lost or stolen CA with the offline recovery key ``exchange-hub init`` wrote.
+profile's certificates expires, for monitoring (exit 1 within the warning period). ``rotate``
+renews keys and certificates: the next statement published first, then the profile moved
+(:mod:`exchange_client._internal.key_rotation`). ``revoke --compromised`` marks keys compromised
+from a time on and replaces them; ``recover`` replaces a lost or stolen CA with the offline
+recovery key ``exchange-hub init`` wrote.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +23,7 @@ from rich.text import Text
 
 from exchange import pki
 from exchange.config.profile import ProfileConfig
+from exchange.crypto.dsse import Envelope
 from exchange.crypto.keys import SigningKey
 from exchange.errors import ConfigurationError, InvalidInputError, MalformedError
 from exchange_client._internal.key_lifecycle import DEFAULT_WARNING_DAYS, expiry_report
@@ -28,7 +32,9 @@ from exchange_client._internal.key_recovery import (
     load_recovery_key,
     parse_since,
 )
+from exchange_client._internal.key_rotation import KINDS, publish_with_transport, rotate_keys
 from exchange_client._internal.models import rfc3339
+from exchange_client._internal.profile import Profile
 from exchange_client.cli.audit import (
     JsonOption,
     _client,
@@ -45,9 +51,9 @@ keys_app = typer.Typer(
     name="keys",
     help=(
         "This agency's keys as numbered key statements: list the sequence with fingerprints, "
-        "dates and who signed each statement (show); check certificate expiry (status); mark "
-        "keys compromised and replace them (revoke --compromised); replace a lost or stolen CA "
-        "with the offline recovery key (recover)."
+        "dates and who signed each statement (show); check certificate expiry (status); renew "
+        "keys and certificates (rotate); mark keys compromised and replace them (revoke "
+        "--compromised); replace a lost or stolen CA with the offline recovery key (recover)."
     ),
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -156,12 +162,113 @@ def status_command(
         _stdout().print(table)
     if any(entry.needs_action for entry in report):
         if not json_output:
+            flags = [
+                f"--{entry.kind}" for entry in report if entry.needs_action and entry.kind != "ca"
+            ]
+            advice = (
+                f"renew them with `exchange keys rotate {' '.join(flags)}`"
+                if flags
+                else "the agency CA itself must be replaced"
+            )
             _stderr().print(
-                "some certificates expire soon or have expired: renew them "
-                "(`exchange keys rotate` is not available yet; re-issue from the agency CA)",
-                markup=False,
+                f"some certificates expire soon or have expired: {advice}", markup=False
             )
         raise typer.Exit(1)
+
+
+@keys_app.command("rotate")
+def rotate_command(
+    ctx: typer.Context,
+    signing: Annotated[
+        bool, typer.Option("--signing", help="A new signing key (published in the statement).")
+    ] = False,
+    encryption: Annotated[
+        bool,
+        typer.Option(
+            "--encryption",
+            help="A new encryption key (published); the old one is kept in retired-keys/.",
+        ),
+    ] = False,
+    witness: Annotated[
+        bool, typer.Option("--witness", help="A new witness (cosigning) key (published).")
+    ] = False,
+    tls: Annotated[
+        bool,
+        typer.Option("--tls", help="A new TLS client certificate and key from the agency CA."),
+    ] = False,
+    everything: Annotated[
+        bool, typer.Option("--all", help="All four: --signing --encryption --witness --tls.")
+    ] = False,
+    key_days: Annotated[
+        int,
+        typer.Option(
+            "--key-days",
+            metavar="DAYS",
+            min=1,
+            help="Validity of new signing, encryption and witness key certificates.",
+        ),
+    ] = pki.DEFAULT_KEY_VALIDITY_DAYS,
+    tls_days: Annotated[
+        int,
+        typer.Option(
+            "--tls-days", metavar="DAYS", min=1, help="Validity of a new TLS client certificate."
+        ),
+    ] = pki.DEFAULT_TLS_VALIDITY_DAYS,
+    json_output: JsonOption = False,
+) -> None:
+    """Renew this agency's keys: new keys, the next key statement published, the profile moved.
+
+    Pass what to renew (--signing, --encryption, --witness, --tls, or --all); with none it
+    exits 2. New signing, encryption or witness keys go into the next numbered key statement,
+    signed by the agency CA and by the signing key it replaces, published to the hub before
+    any file of the profile changes: a refusal leaves the profile as it was. Old encryption
+    keys are kept in retired-keys/ so alerts wrapped to them stay readable. --tls alone
+    publishes nothing (the hub accepts any TLS certificate of the agency CA). If the hub does
+    not answer, the rotation stays pending in rotation/: run the command again to finish it.
+    Partners follow the rotation on their next call that fetches keys.
+    """
+    chosen = [
+        kind
+        for kind, wanted in zip(KINDS, (signing, encryption, witness, tls), strict=True)
+        if wanted or everything
+    ]
+    if not chosen:
+        _stderr().print(
+            "say what to rotate: --signing, --encryption, --witness, --tls (any of them), or "
+            "--all; `exchange keys status` shows what expires",
+            markup=False,
+        )
+        raise typer.Exit(2)  # usage
+    profile_dir = _profile_dir(ctx)
+    hub = getattr(ctx.find_root().obj, "hub", None)
+
+    def publish(profile: Profile, envelope: Envelope) -> int:
+        return publish_with_transport(replace(profile, hub_address=hub) if hub else profile, envelope)
+
+    with _reported(json_output):
+        result = rotate_keys(
+            profile_dir, chosen, key_days=key_days, tls_days=tls_days, publish=publish
+        )
+    if json_output:
+        _print_json(result.to_json())
+        return
+    out = _stdout()
+    if result.resumed:
+        out.print(
+            "finished the rotation left pending by an earlier run "
+            f"({', '.join(result.kinds)}); run the command again for anything else",
+            markup=False,
+        )
+    for kind in result.kinds:
+        out.print(
+            f"{kind:<11} {result.fingerprints[kind]}  valid until "
+            f"{rfc3339(result.expires[kind])}",
+            markup=False,
+        )
+    if result.published:
+        out.print(f"published key statement {result.key_number}", markup=False)
+    for path in result.retired:
+        out.print(f"kept {path}", markup=False)
 
 
 SinceHelp = (
