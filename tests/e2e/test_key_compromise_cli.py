@@ -126,11 +126,16 @@ def test_the_hub_refuses_a_grant_to_a_compromised_encryption_key(
         hub=f"127.0.0.1:{hub_port(exchange)}",
     )
     client.publish(Draft.from_dict(draft_for(["agency-b"])))
+    before = exchange.publish()  # wrapped to agency-b's first encryption key
     revoked = exchange.json(
         "keys", "revoke", "--compromised", "--since", rfc3339(datetime.now(UTC)),
         "--encryption", agency="agency-b",
     )
     assert [c["key_type"] for c in revoked["compromised"]] == ["encryption"]
+    # agency-b keeps the replaced key where its profile finds retired keys: it still reads what
+    # was wrapped to it (the compromise is of the key, not of what agency-a sent).
+    old = exchange.json("show", before["alert_id"], agency="agency-b")
+    assert "VISIBLE" in {item["status"] for item in old["items"]}, old
     with pytest.raises(grpc.RpcError) as refused:
         a.alerts.Publish(sealed.request, timeout=10)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED

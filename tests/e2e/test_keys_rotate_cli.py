@@ -223,10 +223,16 @@ def test_a_rotation_while_another_is_in_progress_is_refused(exchange: Exchange) 
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         result = rotate(exchange, "agency-a", "--signing", expect=EXIT_ERROR)
+        # A revocation takes the same lock: one key change of a profile at a time.
+        revoked = exchange.run(
+            "keys", "revoke", "--compromised", "--since", "2026-01-01T00:00:00Z", "--signing",
+            agency="agency-a", expect=EXIT_ERROR,
+        )
     finally:
         os.close(descriptor)
-    assert "another key rotation of this profile is in progress" in str(result["stderr"])
-    assert "rotate.lock" in str(result["stderr"])
+    for refused in (str(result["stderr"]), revoked.stderr):
+        assert "another key change (rotate, revoke or recover) of this profile" in refused
+        assert "rotate.lock" in refused
     assert snapshot(profile) == before
     assert rotate(exchange, "agency-a", "--signing")["key_number"] == 2  # the lock is free now
 

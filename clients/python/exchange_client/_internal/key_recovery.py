@@ -13,8 +13,12 @@ move the profile to the keys it names. The order keeps the profile whole whateve
 3. the statement is published; if the hub refuses it, ``pending-keys/`` is removed and the
    profile is as it was; if the hub does not answer, ``pending-keys/`` is kept and the error
    says how to finish or undo by hand;
-4. the replaced files move to ``replaced-keys/`` (the old encryption key still opens what was
-   wrapped to it) and the new ones into place.
+4. the replaced files are copied to ``replaced-keys/`` (a replaced encryption key also to
+   ``retired-keys/``, where the profile finds the keys that open what was wrapped to old ones)
+   and the new ones moved into place.
+
+All of it under the profile's one key-change lock (``rotate.lock``, shared with ``exchange keys
+rotate``), and never while a rotation is pending in ``rotation/``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from exchange.statements.agency_keys import AgencyKeys, ca_key_id
 from exchange.statements.codec import envelope_to_proto
 from exchange.statements.key_compromise import Compromise
 from exchange.v1 import directory_pb2
+from exchange_client._internal import key_rotation
 from exchange_client._internal.calls import Steps, call
 from exchange_client._internal.models import JsonObject, rfc3339
 from exchange_client._internal.partners import PartnerDirectory
@@ -58,7 +63,7 @@ from exchange_client._internal.state import write_atomically
 KEY_KINDS = ("signing", "encryption", "witness")
 """The keys ``exchange keys revoke --compromised`` can mark (each replaced by a new one)."""
 
-PENDING_DIRECTORY = "pending-keys"
+PENDING_DIRECTORY = key_rotation.OTHER_PENDING_DIRECTORY
 """In the profile: new keys written before their statement is published."""
 REPLACED_DIRECTORY = "replaced-keys"
 """In the profile: the files a published statement replaced, named after its number."""
@@ -320,6 +325,25 @@ class KeyRecovery:
         self, paths: ProfilePaths, envelope: Envelope, new: _NewKeys, *, key_number: int
     ) -> None:
         directory = Path(self._profile.directory or paths.keys_envelope.parent)
+        with key_rotation.key_change_lock(directory):
+            rotation = directory / key_rotation.PENDING_DIRECTORY
+            if rotation.exists():
+                raise ConfigurationError(
+                    f"{rotation} exists: a key rotation is pending; finish it with `exchange "
+                    "keys rotate` first (nothing was changed)",
+                    reason="ROTATION_IN_PROGRESS",
+                )
+            self._publish_and_move_locked(directory, paths, envelope, new, key_number=key_number)
+
+    def _publish_and_move_locked(
+        self,
+        directory: Path,
+        paths: ProfilePaths,
+        envelope: Envelope,
+        new: _NewKeys,
+        *,
+        key_number: int,
+    ) -> None:
         pending = directory / PENDING_DIRECTORY
         if pending.exists():
             raise ConfigurationError(
@@ -351,6 +375,16 @@ class KeyRecovery:
         for target in [*targets, paths.keys_envelope]:
             if target.exists():
                 shutil.copy2(target, replaced / f"{key_number - 1}-{target.name}")
+        if paths.encryption_key in targets:
+            # Where the profile looks for the keys that open items wrapped to replaced ones
+            # (as `exchange keys rotate` keeps them): the agency still reads its old alerts.
+            _make_private_directory(paths.retired_keys, exist_ok=True)
+            retired = (
+                (paths.encryption_key, f"encryption-key-{key_number - 1}.pem"),
+                (paths.encryption_certificate, f"encryption-{key_number - 1}.pem"),
+            )
+            for old, retired_name in retired:
+                shutil.copy2(old, paths.retired_keys / retired_name)
         for target, (data, private) in targets.items():
             _write(target, data, private=private)
         own_partner_copy = paths.partners / f"{self._profile.agency_id}.pem"

@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,7 +66,12 @@ KINDS = ("signing", "encryption", "witness", "tls")
 """What ``exchange keys rotate`` can renew, in the order of its flags."""
 
 LOCK_FILE = "rotate.lock"
+"""Taken by every change of the profile's keys: rotate, and revoke and recover
+(:mod:`exchange_client._internal.key_recovery`)."""
 PENDING_DIRECTORY = "rotation"
+OTHER_PENDING_DIRECTORY = "pending-keys"
+"""Where ``revoke`` and ``recover`` keep a key change the hub did not answer: a rotation waits
+until that is finished by hand."""
 PENDING_MANIFEST = "pending.json"
 PUBLISHED_MARK = "published"
 """Written into ``rotation/`` once the hub holds the statement: from then on only moving is left."""
@@ -135,7 +140,15 @@ def rotate_keys(
             raise InvalidInputError(f"{name} must be a positive number of days, not {days!r}")
     moment = now or datetime.now(UTC)
     directory = ProfileConfig.from_file(Path(profile_dir)).directory
-    with _locked(directory / LOCK_FILE):
+    with key_change_lock(directory):
+        if (directory / OTHER_PENDING_DIRECTORY).exists():
+            raise ConfigurationError(
+                f"{directory / OTHER_PENDING_DIRECTORY} exists: a key revocation or recovery was "
+                "left half done; if `exchange keys show` lists its statement, move that "
+                "directory's files into the profile, else delete it, then rotate (nothing was "
+                "changed)",
+                reason="ROTATION_IN_PROGRESS",
+            )
         pending = directory / PENDING_DIRECTORY
         resumed = pending.exists()
         if not resumed:
@@ -256,6 +269,12 @@ def publish_with_transport(profile: Profile, envelope: Envelope, *, timeout: flo
 # --- the steps ----------------------------------------------------------------------------------
 
 
+def key_change_lock(directory: Path) -> AbstractContextManager[None]:
+    """The profile's one key-change lock (``rotate.lock``): held by a rotation, a revocation or
+    a recovery from its first read of the profile to its last file moved."""
+    return _locked(directory / LOCK_FILE)
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     try:
@@ -267,8 +286,9 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
             raise ConfigurationError(
-                f"{path}: another key rotation of this profile is in progress; wait for it to "
-                "end, then check `exchange keys show` (nothing was changed)",
+                f"{path}: another key change (rotate, revoke or recover) of this profile is in "
+                "progress; wait for it to end, then check `exchange keys show` (nothing was "
+                "changed)",
                 reason="ROTATION_IN_PROGRESS",
             ) from e
         yield
