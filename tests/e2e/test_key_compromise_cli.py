@@ -64,12 +64,14 @@ def raw_agency(exchange: AuditedExchange) -> Iterator[Any]:
 
 
 def profile_files(exchange: AuditedExchange, agency: str) -> dict[str, str]:
-    """Every file of a profile but its client state, by path, as a hash."""
+    """Every file of a profile but its client state and its key-change lock, by path, as a
+    hash."""
     root = exchange.data / "agencies" / agency
     return {
         str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(root.rglob("*"))
         if path.is_file() and "state" not in path.relative_to(root).parts
+        and path.name != "rotate.lock"
     }
 
 
