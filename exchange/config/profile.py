@@ -11,8 +11,13 @@
     hub-ca.pem            the hub's CA, to verify the hub's TLS certificate
     partners/<id>.pem     each partner agency's CA certificate (own one included)
     keys.dsse             this agency's latest AgencyKeys statement, DSSE JSON
-    retired-keys/         encryption keys replaced by `exchange keys rotate` (0700), kept to open
-                          what was wrapped to them: encryption-key-<n>.pem, encryption-<n>.pem
+    retired-keys/         encryption keys replaced by `exchange keys rotate`, `revoke` or
+                          `recover` (0700), kept to open what was wrapped to them:
+                          encryption-key-<n>.pem, encryption-<n>.pem
+    replaced-keys/        every file `keys revoke` or `keys recover` replaced, as <n>-<name>
+    rotate.lock           the one key-change lock (rotate, revoke, recover)
+    rotation/ pending-keys/  a key change the hub has not answered yet (finished by rotate,
+                          by hand for revoke and recover: OPERATIONS, "Key lifecycle")
     state/                client state: cursor, last checkpoint, outbox (0700)
 
 :class:`ProfileConfig` is ``profile.toml`` parsed (paths made absolute against the profile
