@@ -15,16 +15,18 @@ SQLAlchemy would have given it, and the database stores the same bytes.
 
 An insert whose generated keys the caller needs (:meth:`BulkInsert.returning`) is one statement
 with a row of placeholders per row and ``RETURNING``, as SQLAlchemy's "insertmanyvalues" renders
-it for a batch of this size, its text built once per dialect and row count.
+it for a batch of this size, its text built once per dialect and row count. The other inserts
+stay one ``executemany`` on PostgreSQL too: psycopg pipelines it, and a statement of many rows
+instead was measured to cost the writer more CPU per publish (``bench/RESULTS.md``, issue 12).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, LargeBinary, Row, Table
+from sqlalchemy import Connection, CursorResult, LargeBinary, Row, Table
 from sqlalchemy.engine import Dialect
 
 _Processor = Callable[[Any], Any]
@@ -124,14 +126,18 @@ class BulkInsert:
         parameters: Sequence[tuple[Any, ...]] = rows
         if compiled.processors:
             parameters = _processed(rows, compiled.processors)
+        return [row for result in self._paged(connection, compiled, parameters) for row in result]
+
+    def _paged(
+        self, connection: Connection, compiled: _Compiled, parameters: Sequence[tuple[Any, ...]]
+    ) -> Iterator[CursorResult[Any]]:
+        """One statement with a row of placeholders per row, per page of rows."""
         page = max(1, min(PAGE_ROWS, MAX_PARAMETERS // len(self.columns)))
-        returned: list[Row[Any]] = []
         for first in range(0, len(parameters), page):
             chunk = parameters[first : first + page]
             flat = tuple(value for row in chunk for value in row)
             sql = self._many_sql(connection.dialect.name, compiled, len(chunk))
-            returned.extend(connection.exec_driver_sql(sql, flat))
-        return returned
+            yield connection.exec_driver_sql(sql, flat)
 
     def _many_sql(self, dialect: str, compiled: _Compiled, count: int) -> str:
         key = (dialect, count)
