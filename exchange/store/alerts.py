@@ -14,7 +14,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    insert,
     or_,
     select,
     update,
@@ -24,11 +23,11 @@ from exchange.audit import leaves
 from exchange.errors import ConflictError, ExchangeError, InvalidInputError, NotFoundError
 from exchange.statements.codec import encode
 from exchange.statements.publish import CheckedPublish
+from exchange.store.bulk import BulkInsert
 from exchange.store.feed import (
     NewEvent,
     event_message,
     event_references,
-    event_row,
     insert_events,
     take_sequences,
 )
@@ -50,10 +49,41 @@ _VERSIONS_OF = select(
     alerts.c.originator.in_(bindparam("originators", expanding=True)),
     alerts.c.alert_id.in_(bindparam("alert_ids", expanding=True)),
 )
-_INSERT_ALERTS = insert(alerts).returning(alerts.c.id, alerts.c.manifest_hash)
-_INSERT_ITEMS = insert(items)
-_INSERT_AUDIENCE = insert(item_audience)
-_INSERT_GRANTS = insert(grants)
+_INSERT_ALERTS = BulkInsert(
+    alerts,
+    [
+        "originator",
+        "alert_id",
+        "version",
+        "manifest_hash",
+        "manifest_envelope",
+        "request_digest",
+        "published_at",
+        "log_index",
+        "retracted",
+    ],
+    returning=["id", "manifest_hash"],
+)
+_ALERT_LOG_INDEX = _INSERT_ALERTS.columns.index("log_index")
+_INSERT_ITEMS = BulkInsert(
+    items,
+    [
+        "alert_pk",
+        "item_id",
+        "position",
+        "header",
+        "ciphertext",
+        "release",
+        "embargo_until",
+        "expires_at",
+        "summary",
+    ],
+)
+_INSERT_AUDIENCE = BulkInsert(item_audience, ["alert_pk", "item_id", "agency_id"])
+_INSERT_GRANTS = BulkInsert(
+    grants,
+    ["alert_pk", "item_id", "recipient", "recipient_key_id", "grant", "available_at", "created_at"],
+)
 
 
 @dataclass(frozen=True)
@@ -263,42 +293,40 @@ def _store(
         messages.append(events)
     appended = append_entries(connection, start, entries, now=now)
     indexes = iter(leaf.index for leaf in appended)
-    alert_rows = []
-    event_rows = []
+    alert_rows: list[tuple[Any, ...]] = []
+    event_rows: list[tuple[str, alerts_pb2.FeedEvent]] = []
     for (_, checked), events in zip(accepted, messages, strict=True):
         manifest = checked.manifest
         alert_rows.append(
-            {
-                "originator": manifest.originator,
-                "alert_id": manifest.alert_id,
-                "version": manifest.version,
-                "manifest_hash": manifest.hash,
-                "manifest_envelope": checked.manifest_envelope,
-                "request_digest": checked.digest,
-                "published_at": now,
-                "log_index": next(indexes),
-                "retracted": False,
-            }
+            (
+                manifest.originator,
+                manifest.alert_id,
+                manifest.version,
+                manifest.hash,
+                checked.manifest_envelope,
+                checked.digest,
+                now,
+                next(indexes),
+                False,
+            )
         )
         for agency, message in events:
             message.log_index = next(indexes)
-            event_rows.append(event_row(message, agency, now=now))
+            event_rows.append((agency, message))
     # RETURNING over a multi-row insert gives no order: each key is matched by its manifest hash.
     keys = {
         bytes(row.manifest_hash): int(row.id)
-        for row in connection.execute(_INSERT_ALERTS, alert_rows)
+        for row in _INSERT_ALERTS.returning(connection, alert_rows)
     }
-    item_rows: list[dict[str, object]] = []
-    audience_rows: list[dict[str, object]] = []
-    grant_rows: list[dict[str, object]] = []
+    item_rows: list[tuple[Any, ...]] = []
+    audience_rows: list[tuple[Any, ...]] = []
+    grant_rows: list[tuple[Any, ...]] = []
     for _, checked in accepted:
         _item_rows(checked, keys[checked.manifest.hash], now, item_rows, audience_rows, grant_rows)
-    connection.execute(_INSERT_ITEMS, item_rows)
-    if audience_rows:
-        connection.execute(_INSERT_AUDIENCE, audience_rows)
-    if grant_rows:
-        connection.execute(_INSERT_GRANTS, grant_rows)
-    insert_events(connection, event_rows)
+    _INSERT_ITEMS.execute(connection, item_rows)
+    _INSERT_AUDIENCE.execute(connection, audience_rows)
+    _INSERT_GRANTS.execute(connection, grant_rows)
+    insert_events(connection, event_rows, now=now)
     outcomes = {
         position: PublishOutcome(
             originator=checked.manifest.originator,
@@ -306,7 +334,7 @@ def _store(
             version=checked.manifest.version,
             manifest_hash=checked.manifest.hash,
             accepted_at=now,
-            log_index=int(row["log_index"]),  # type: ignore[call-overload]
+            log_index=int(row[_ALERT_LOG_INDEX]),
             notified=checked.recipients,
             feed_events=tuple(message for _, message in events),
         )
@@ -319,41 +347,40 @@ def _item_rows(
     checked: CheckedPublish,
     alert_pk: int,
     now: datetime,
-    item_rows: list[dict[str, object]],
-    audience_rows: list[dict[str, object]],
-    grant_rows: list[dict[str, object]],
+    item_rows: list[tuple[Any, ...]],
+    audience_rows: list[tuple[Any, ...]],
+    grant_rows: list[tuple[Any, ...]],
 ) -> None:
+    """The rows of one alert's items, audiences and grants, in the columns' order of
+    ``_INSERT_ITEMS``, ``_INSERT_AUDIENCE`` and ``_INSERT_GRANTS``."""
     originator = checked.manifest.originator
     for position, item in enumerate(checked.items):
+        item_id = item.header.item_id
         item_rows.append(
-            {
-                "alert_pk": alert_pk,
-                "item_id": item.header.item_id,
-                "position": position,
-                "header": item.header.raw,
-                "ciphertext": item.ciphertext,
-                "release": item.release_name,
-                "embargo_until": item.embargo_until,
-                "expires_at": item.expires_at,
-                "summary": item.header.message.summary,
-            }
+            (
+                alert_pk,
+                item_id,
+                position,
+                item.header.raw,
+                item.ciphertext,
+                item.release_name,
+                item.embargo_until,
+                item.expires_at,
+                item.header.message.summary,
+            )
         )
-        audience_rows.extend(
-            {"alert_pk": alert_pk, "item_id": item.header.item_id, "agency_id": agency}
-            for agency in item.audience
-        )
+        audience_rows.extend((alert_pk, item_id, agency) for agency in item.audience)
+        embargoed = item.embargo_until or now
         grant_rows.extend(
-            {
-                "alert_pk": alert_pk,
-                "item_id": grant.item_id,
-                "recipient": grant.recipient,
-                "recipient_key_id": grant.recipient_key_id,
-                "grant": encode(grant),
-                "available_at": now
-                if grant.recipient == originator
-                else (item.embargo_until or now),
-                "created_at": now,
-            }
+            (
+                alert_pk,
+                grant.item_id,
+                grant.recipient,
+                grant.recipient_key_id,
+                encode(grant),
+                now if grant.recipient == originator else embargoed,
+                now,
+            )
             for grant in item.grants
         )
 

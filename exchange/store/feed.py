@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL
 
 from exchange.audit import leaves
 from exchange.statements.codec import encode
+from exchange.store.bulk import BulkInsert
 from exchange.store.errors import StorageError
 from exchange.store.log import append_entry
 from exchange.store.schema import feed_events, feed_heads
@@ -46,6 +47,22 @@ _BUMP_SEQUENCE_BY = (
 )
 _INSERT_HEAD = insert(feed_heads)
 _INSERT_EVENT = insert(feed_events)
+_INSERT_EVENTS = BulkInsert(
+    feed_events,
+    [
+        "agency_id",
+        "sequence",
+        "kind",
+        "originator",
+        "alert_id",
+        "version",
+        "item_id",
+        "request_id",
+        "actor",
+        "created_at",
+        "log_index",
+    ],
+)
 _WAKE_REPLICAS = select(func.pg_notify(FEED_CHANNEL, ""))
 _LATEST_SEQUENCE = select(feed_heads.c.last_sequence).where(
     feed_heads.c.agency_id == bindparam("agency")
@@ -149,14 +166,39 @@ def take_sequences(connection: Connection, counts: Mapping[str, int]) -> dict[st
     return first
 
 
-def insert_events(connection: Connection, rows: Sequence[Mapping[str, object]]) -> None:
-    """Store logged feed events (:func:`event_row`) with one multi-row insert, and wake the
-    other replicas at commit on PostgreSQL (one notification per transaction)."""
-    if not rows:
+def insert_events(
+    connection: Connection,
+    events: Sequence[tuple[str, alerts_pb2.FeedEvent]],
+    *,
+    now: datetime,
+) -> None:
+    """Store logged feed events (each an agency and its message, ``log_index`` set; the rows
+    :func:`event_row` describes) with one multi-row insert, and wake the other replicas at
+    commit on PostgreSQL (one notification per transaction)."""
+    if not events:
         return
     if connection.dialect.name == "postgresql":
         connection.execute(_WAKE_REPLICAS)
-    connection.execute(_INSERT_EVENT, list(rows))
+    name = Kind.Name
+    _INSERT_EVENTS.execute(
+        connection,
+        [
+            (
+                agency_id,
+                message.sequence,
+                name(message.kind),
+                message.originator,
+                message.alert_id,
+                message.version,
+                message.item_id,
+                message.request_id,
+                message.actor,
+                now,
+                message.log_index,
+            )
+            for agency_id, message in events
+        ],
+    )
 
 
 def _next_sequence(connection: Connection, agency_id: str) -> int:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, bindparam, insert, literal, select, update
 
 from exchange.audit.leaves import SALT_BYTES, make_leaf
 from exchange.audit.merkle import leaf_hash
+from exchange.store.bulk import BulkInsert
 from exchange.store.schema import feed_events, log_entries, log_head
 
 # Built once: statements executed with parameters reuse their compiled form and cache key.
@@ -27,6 +28,10 @@ _TAKE_NEXT_INDEX = (
     .returning(log_head.c.size)
 )
 _INSERT_ENTRY = insert(log_entries)
+_INSERT_ENTRIES = BulkInsert(
+    log_entries,
+    ["idx", "entry_type", "logged_at", "leaf", "leaf_hash", "body", "salt", "entitled"],
+)
 _LOG_SIZE = select(log_head.c.size).where(log_head.c.id == 1)
 _LOCK_LOG = _LOG_SIZE.with_for_update()
 _SET_LOG_SIZE = update(log_head).where(log_head.c.id == 1)
@@ -110,18 +115,18 @@ def append_entries(
         hashed = leaf_hash(leaf)
         appended.append(AppendedLeaf(start + offset, leaf, hashed))
         rows.append(
-            {
-                "idx": start + offset,
-                "entry_type": entry.entry_type,
-                "logged_at": now,
-                "leaf": leaf,
-                "leaf_hash": hashed,
-                "body": entry.body,
-                "salt": salt,
-                "entitled": " ".join(sorted(set(entry.entitled))),
-            }
+            (
+                start + offset,
+                entry.entry_type,
+                now,
+                leaf,
+                hashed,
+                entry.body,
+                salt,
+                " ".join(sorted(set(entry.entitled))),
+            )
         )
-    connection.execute(_INSERT_ENTRY, rows)
+    _INSERT_ENTRIES.execute(connection, rows)
     connection.execute(_SET_LOG_SIZE, {"size": start + len(entries)})
     return appended
 
