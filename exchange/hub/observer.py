@@ -66,11 +66,12 @@ class _RandomIds:
 
     def next(self) -> str:
         with self._lock:
-            for new in self._ids:
-                return new
-            block = os.urandom(16 * _IDS_PER_READ).hex()
-            self._ids = iter([block[i : i + 32] for i in range(32, len(block), 32)])
-            return block[:32]
+            new = next(self._ids, None)
+            if new is None:
+                block = os.urandom(16 * _IDS_PER_READ).hex()
+                self._ids = iter([block[i : i + 32] for i in range(32, len(block), 32)])
+                new = block[:32]
+            return new
 
 
 _IDS_PER_READ = 64
