@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 from cryptography import x509
 
@@ -21,6 +22,8 @@ from exchange.errors import CertificateError, NotAuthenticatedError, NotPermitte
 from exchange.store import registry
 from exchange.store.db import Database
 from exchange.v1 import statements_pb2
+
+_NO_KEYS: Mapping[str, VerifyKey] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,10 @@ class _Snapshot:
     loaded_at: float
     compromised: dict[str, dict[str, datetime]] = field(default_factory=dict)
     """By agency, encryption key id to the time from which no grant may be made to it."""
+    signing: Mapping[str, Mapping[str, VerifyKey]] = field(default_factory=dict)
+    """By agency, its current signing key by key id, loaded once per snapshot."""
+    encryption_key_ids: Mapping[str, str] = field(default_factory=dict)
+    """Current encryption key id of every registered, unrevoked agency."""
 
 
 class AgencyDirectory:
@@ -59,6 +66,13 @@ class AgencyDirectory:
             ca_bundle_pem=b"".join(pki.certificate_to_pem(cas[a]) for a in sorted(cas)),
             loaded_at=time.monotonic(),
             compromised=compromised,
+            signing={
+                a: MappingProxyType({k.signing_key_id: VerifyKey.from_bytes(k.signing_public_key)})
+                for a, k in keys.items()
+            },
+            encryption_key_ids=MappingProxyType(
+                {a: k.encryption_key_id for a, k in keys.items()}
+            ),
         )
         with self._lock:
             self._snapshot = snapshot
@@ -117,12 +131,9 @@ class AgencyDirectory:
             raise NotAuthenticatedError(f"agency {agency_id!r} is revoked", reason="AGENCY_REVOKED")
         return agency_id
 
-    def signing_keys(self, agency_id: str) -> dict[str, VerifyKey]:
+    def signing_keys(self, agency_id: str) -> Mapping[str, VerifyKey]:
         """The agency's current signing key by key id (empty if unknown or revoked)."""
-        keys = self.snapshot().keys.get(agency_id)
-        if keys is None:
-            return {}
-        return {keys.signing_key_id: VerifyKey.from_bytes(keys.signing_public_key)}
+        return self.snapshot().signing.get(agency_id, _NO_KEYS)
 
     def refuse_compromised_grants(
         self, grants: Iterable[statements_pb2.Grant], *, now: datetime
@@ -141,6 +152,6 @@ class AgencyDirectory:
                     reason="RECIPIENT_KEY_COMPROMISED",
                 )
 
-    def encryption_key_ids(self) -> dict[str, str]:
-        """Current encryption key id of every registered, unrevoked agency."""
-        return {a: k.encryption_key_id for a, k in self.snapshot().keys.items()}
+    def encryption_key_ids(self) -> Mapping[str, str]:
+        """Current encryption key id of every registered, unrevoked agency (read only)."""
+        return self.snapshot().encryption_key_ids

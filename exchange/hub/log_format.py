@@ -81,3 +81,8 @@ def configure_logging(log_format: LogFormat | str, *, stream: TextIO | None = No
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    # Neither format shows a record's process, thread or source line: skip gathering them
+    # for every record (the logging module's documented switches; a call logs one line each).
+    logging.logProcesses = False
+    logging.logThreads = False
+    logging.logMultiprocessing = False

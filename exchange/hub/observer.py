@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
+from prometheus_client import Counter, Histogram
 
 from exchange.hub.metrics import HubMetrics
 from exchange.pki import AGENCY_URI_PREFIX
@@ -49,12 +51,39 @@ _PUBLISH = "/exchange.v1.AlertService/Publish"
 Metadata = Sequence[tuple[str, str | bytes]]
 
 
+def _short_name(method: str) -> str:
+    """``/exchange.v1.AlertService/Publish`` → ``AlertService/Publish``."""
+    return method.rpartition(".")[2] or method
+
+
+class _RandomIds:
+    """New request ids: 128 random bits as 32 hex digits, from ``os.urandom`` read in blocks
+    (one system call per :data:`_IDS_PER_READ` ids instead of one per call)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: Iterator[str] = iter(())
+
+    def next(self) -> str:
+        with self._lock:
+            new = next(self._ids, None)
+            if new is None:
+                block = os.urandom(16 * _IDS_PER_READ).hex()
+                self._ids = iter([block[i : i + 32] for i in range(32, len(block), 32)])
+                new = block[:32]
+            return new
+
+
+_IDS_PER_READ = 64
+_new_request_id = _RandomIds().next
+
+
 def request_id_from(metadata: Metadata | None) -> str:
     """The caller's request id when it sent a usable one, else a new one."""
     for key, value in metadata or ():
         if key == REQUEST_ID_METADATA and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
             return value
-    return uuid.uuid4().hex
+    return _new_request_id()
 
 
 def reason_from_trailers(metadata: Metadata | None) -> str | None:
@@ -103,6 +132,25 @@ class CallObserver:
     ) -> None:
         self._metrics = metrics
         self._monotonic = monotonic
+        # The labelled children by label values: looked up once, not on every call.
+        self._rpcs: dict[tuple[str, grpc.StatusCode], Counter] = {}
+        self._seconds: dict[str, Histogram] = {}
+
+    def _answered(self, short: str, code: grpc.StatusCode) -> Counter:
+        assert self._metrics is not None
+        child = self._rpcs.get((short, code))
+        if child is None:
+            child = self._metrics.rpcs.labels(method=short, code=code.name)
+            self._rpcs[(short, code)] = child
+        return child
+
+    def _timed(self, short: str) -> Histogram:
+        assert self._metrics is not None
+        child = self._seconds.get(short)
+        if child is None:
+            child = self._metrics.rpc_seconds.labels(method=short)
+            self._seconds[short] = child
+        return child
 
     def begin(self, method: str, metadata: Metadata | None, agency: str | None) -> CallRecord:
         record = CallRecord(
@@ -128,10 +176,10 @@ class CallObserver:
     def finish(self, record: CallRecord, code: grpc.StatusCode, reason: str | None) -> None:
         """Record the call's outcome: ``code`` as answered, ``reason`` from its ErrorInfo."""
         seconds = self._monotonic() - record.started
-        short = record.method.rpartition(".")[2] or record.method  # "AlertService/Publish"
+        short = _short_name(record.method)
         if self._metrics is not None:
-            self._metrics.rpcs.labels(method=short, code=code.name).inc()
-            self._metrics.rpc_seconds.labels(method=short).observe(seconds)
+            self._answered(short, code).inc()
+            self._timed(short).observe(seconds)
             if reason is not None and code is not grpc.StatusCode.OK:
                 self._metrics.refusals.labels(reason=reason).inc()
             if record.method == _PUBLISH and code is grpc.StatusCode.OK:
@@ -163,6 +211,10 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
 
     def __init__(self, observer: CallObserver) -> None:
         self._observer = observer
+        # By method: the inner handler last seen and its wrapped handler.
+        self._wrapped: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
 
     async def intercept_service(
         self,
@@ -173,6 +225,18 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
         if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED, never a label
             return None
         method = details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """The handler of ``method`` observed; built once per method (the wrappers keep no
+        per-call state), so a call costs no new closures or handler here."""
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),

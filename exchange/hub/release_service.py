@@ -104,7 +104,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         grant = request.grant if request.HasField("grant") else None
         if grant is not None:
             self._hub.directory.refuse_compromised_grants([grant], now=self._hub.clock())
-        key_ids = self._hub.directory.encryption_key_ids()
+        key_ids = dict(self._hub.directory.encryption_key_ids())
         outcome = self._store(
             lambda c, now: release_store.record_decision(
                 c, decision, grant, encryption_key_ids=key_ids, now=now
@@ -154,7 +154,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         self, request: release_pb2.SubmitFeedbackRequest, context: grpc.ServicerContext
     ) -> release_pb2.SubmitFeedbackResponse:
         statement = self._verified(release.Feedback, request, "feedback")
-        key_ids = self._hub.directory.encryption_key_ids()
+        key_ids = dict(self._hub.directory.encryption_key_ids())
         outcome = self._store(
             lambda c, now: release_store.record_feedback(
                 c, statement, encryption_key_ids=key_ids, now=now

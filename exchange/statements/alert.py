@@ -6,6 +6,7 @@ hash or a signature is always computed over what travelled, never over a re-seri
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 from collections.abc import Mapping, Sequence
@@ -63,7 +64,7 @@ class ItemHeader:
             raise MalformedError("item header has no item id")
         return cls(raw=raw, message=message)
 
-    @property
+    @functools.cached_property
     def hash(self) -> bytes:
         return sha256(self.raw)
 
@@ -75,15 +76,18 @@ class ItemHeader:
     def policy(self) -> statements_pb2.ReleasePolicy:
         return self.message.policy
 
-    def check_ciphertext(self, ciphertext: bytes) -> None:
-        """Raise :class:`CommitmentError` unless ``ciphertext`` is the one this header names."""
+    def check_ciphertext(self, ciphertext: bytes) -> bytes:
+        """Raise :class:`CommitmentError` unless ``ciphertext`` is the one this header names;
+        return its sha256 (the header's ``ciphertext_sha256``)."""
         if len(ciphertext) != self.message.padded_length + AES_GCM_OVERHEAD:
             raise CommitmentError(
                 f"item {self.item_id!r}: ciphertext is {len(ciphertext)} bytes, header says "
                 f"{self.message.padded_length + AES_GCM_OVERHEAD}"
             )
-        if not hmac.compare_digest(sha256(ciphertext), self.message.ciphertext_sha256):
+        digest = sha256(ciphertext)
+        if not hmac.compare_digest(digest, self.message.ciphertext_sha256):
             raise CommitmentError(f"item {self.item_id!r}: ciphertext does not match its header")
+        return digest
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ class AlertManifest:
             raise MalformedError("a version after the first names its previous manifest hash")
         return cls(envelope=envelope, message=message)
 
-    @property
+    @functools.cached_property
     def hash(self) -> bytes:
         """sha256 of the signed payload: what requests, grants and receipts refer to."""
         return sha256(self.envelope.payload)

@@ -8,7 +8,7 @@ one its header names, and that grants go only where the signed policy says.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -86,11 +86,19 @@ class CheckedPublish:
         return tuple(sorted(agencies))
 
 
-def request_digest(request: alerts_pb2.PublishRequest) -> bytes:
-    """A digest of everything in a publish request, to recognize a retry of the same bytes."""
+def request_digest(
+    request: alerts_pb2.PublishRequest, ciphertext_hashes: Sequence[bytes] | None = None
+) -> bytes:
+    """A digest of everything in a publish request, to recognize a retry of the same bytes.
+
+    ``ciphertext_hashes``, when given, are the sha256 of each item's ciphertext in order (as
+    :meth:`ItemHeader.check_ciphertext` returns them), so that no ciphertext is hashed twice.
+    """
+    if ciphertext_hashes is None:
+        ciphertext_hashes = [hashlib.sha256(item.ciphertext).digest() for item in request.items]
     parts: list[bytes] = [encode(request.manifest)]
-    for item in request.items:
-        parts += [bytes(item.header), hashlib.sha256(item.ciphertext).digest()]
+    for item, ciphertext_hash in zip(request.items, ciphertext_hashes, strict=True):
+        parts += [bytes(item.header), ciphertext_hash]
     parts += [encode(g) for g in request.grants]
     return hashlib.sha256(lp(b"exchange/publish/v1", *parts)).digest()
 
@@ -146,6 +154,7 @@ def check_publish(
             continue
         grants_by_item[grant.item_id].append(grant)
     checked: list[CheckedItem] = []
+    ciphertext_hashes: list[bytes] = []
     for index, (header, item) in enumerate(zip(headers, request.items, strict=True)):
         ciphertext = bytes(item.ciphertext)
         if len(ciphertext) > limits.max_ciphertext_bytes:
@@ -157,7 +166,7 @@ def check_publish(
                     what=f"item {header.item_id!r}",
                 )
             )
-        header.check_ciphertext(ciphertext)
+        ciphertext_hashes.append(header.check_ciphertext(ciphertext))
         violations += _check_policy(header, f"items[{index}].header.policy", encryption_key_ids)
         grants = grants_by_item[header.item_id]
         violations += _check_grants(header, grants, caller, encryption_key_ids, index)
@@ -178,7 +187,7 @@ def check_publish(
     return CheckedPublish(
         manifest=manifest,
         items=tuple(checked),
-        digest=request_digest(request),
+        digest=request_digest(request, ciphertext_hashes),
         manifest_envelope=_received_envelope(request.manifest),
     )
 

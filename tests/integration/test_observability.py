@@ -203,6 +203,47 @@ def test_one_json_line_per_call_with_request_id_and_never_content(
     assert receipt.alert_id not in text
 
 
+def test_repeated_calls_of_several_agencies_each_count_and_log_as_their_own(
+    hub_with_ports: Hub, clients: Callable[[str], Client], hub_log: io.StringIO
+) -> None:
+    """The hub builds each method's wrapped handler and labelled metrics once: the calls after
+    the first still count under their own code, and each is logged as the agency it came from
+    (no identity kept over from the call before)."""
+    a, c = clients("agency-a"), clients("agency-c")
+    before = scrape(hub_with_ports)
+    receipts = [a.publish(Draft.from_dict(MARKED_DRAFT)) for _ in range(2)]
+    for receipt in receipts:
+        with pytest.raises(NotFoundError):
+            c.open(receipt.alert_id, originator="agency-a")
+        a.open(receipt.alert_id, originator="agency-a")
+    after = scrape(hub_with_ports)
+
+    publish_ok = {"method": "AlertService/Publish", "code": "OK"}
+    assert value(after, "exchange_rpcs_total", **publish_ok) == (
+        value(before, "exchange_rpcs_total", **publish_ok) + 2
+    )
+    get_refused = {"method": "AlertService/GetAlert", "code": "NOT_FOUND"}
+    assert value(after, "exchange_rpcs_total", **get_refused) == (
+        value(before, "exchange_rpcs_total", **get_refused) + 2
+    )
+    get_ok = {"method": "AlertService/GetAlert", "code": "OK"}
+    assert value(after, "exchange_rpcs_total", **get_ok) == (
+        value(before, "exchange_rpcs_total", **get_ok) + 2
+    )
+    assert value(after, "exchange_publishes_total") == value(before, "exchange_publishes_total") + 2
+
+    calls = [json.loads(line) for line in hub_log.getvalue().splitlines()]
+    gets = [
+        (line["agency"], line["status"])
+        for line in calls
+        if line["event"] == "rpc" and line["method"] == "AlertService/GetAlert"
+    ]
+    assert gets == [("agency-c", "NOT_FOUND"), ("agency-a", "OK")] * 2
+    assert len({line["request_id"] for line in calls if line["event"] == "rpc"}) == len(
+        [line for line in calls if line["event"] == "rpc"]
+    )
+
+
 def health_exit(port: int) -> tuple[int, str]:
     done = subprocess.run(
         [HUB_CLI, "health", "--address", f"127.0.0.1:{port}"],

@@ -4,6 +4,7 @@ that names what was tampered with."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -28,7 +29,7 @@ from exchange.statements.codec import (
     envelope_to_proto,
     parse_canonical,
 )
-from exchange.statements.publish import PublishLimits, check_publish
+from exchange.statements.publish import PublishLimits, check_publish, request_digest
 from exchange.statements.sealing import (
     EMBARGOED,
     EXPIRED,
@@ -314,3 +315,40 @@ def test_checked_publish_carries_the_received_manifest_envelope(parties: dict[st
     assert checked.manifest_envelope == encode(sealed.request.manifest)
     assert checked.manifest_envelope != encode(request.manifest)
     assert checked.manifest_envelope == encode(envelope_to_proto(checked.manifest.envelope))
+
+
+def test_the_checked_digest_is_the_request_digest_with_each_ciphertext_hashed_once(
+    parties: dict[str, Party],
+) -> None:
+    """check_publish hands the ciphertext hashes it checked to the request digest; the digest
+    is the one computed from the request alone, and changes with any ciphertext byte."""
+    sealed = seal(parties, [note("n1", "hello", ["agency-b"], release=Policy.IMMEDIATE)])
+    a = parties["agency-a"]
+    key_ids = {p.agency_id: p.decryption.public_key.key_id for p in parties.values()}
+    checked = check_publish(
+        sealed.request,
+        caller="agency-a",
+        caller_keys=a.verify_keys,
+        encryption_key_ids=key_ids,
+        limits=PublishLimits(),
+    )
+    assert checked.digest == request_digest(sealed.request)
+    hashes = [hashlib.sha256(item.ciphertext).digest() for item in sealed.request.items]
+    assert request_digest(sealed.request, hashes) == checked.digest
+    other = alerts_pb2.PublishRequest()
+    other.CopyFrom(sealed.request)
+    other.items[0].ciphertext = bytes([other.items[0].ciphertext[0] ^ 1]) + (
+        other.items[0].ciphertext[1:]
+    )
+    assert request_digest(other) != checked.digest
+    with pytest.raises(ValueError):  # one hash per item, no fewer
+        request_digest(sealed.request, hashes[:-1])
+
+
+def test_header_and_manifest_hashes_are_of_their_bytes(parties: dict[str, Party]) -> None:
+    sealed = seal(parties, [note("n1", "hello", ["agency-b"], release=Policy.IMMEDIATE)])
+    header = ItemHeader.parse(bytes(sealed.request.items[0].header))
+    assert header.hash == hashlib.sha256(header.raw).digest()
+    assert header.hash is header.hash  # computed once
+    manifest = sealed.manifest
+    assert manifest.hash == hashlib.sha256(manifest.envelope.payload).digest()
