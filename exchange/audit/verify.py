@@ -17,6 +17,8 @@ against the hub's checkpoint key and the agencies' own keys, never against the h
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -146,6 +148,11 @@ def require_cosignatures(
             )
 
 
+OPENED_NOTES_KEPT = 8
+"""Checkpoint notes a :class:`CheckpointVerifier` keeps opened (threads publishing side by side
+each open their receipt's note, then accept it)."""
+
+
 class CheckpointVerifier:
     """The last checkpoint this client verified, and the only way to move past it.
 
@@ -169,8 +176,13 @@ class CheckpointVerifier:
         self._cosigners = tuple(cosigners)
         self._trusted: SignedCheckpoint | None = None
         self._trusted_note: str | None = None
+        # The last few notes opened, by their exact text: a client opens a receipt's note to
+        # ask for the right proof, then accepts it; the second open is the same verification
+        # of the same bytes under the same keys.
+        self._opened: OrderedDict[str, SignedCheckpoint] = OrderedDict()
+        self._opened_lock = threading.Lock()
         if trusted_note is not None:
-            self._trusted = self._open(trusted_note)
+            self._trusted = self.open(trusted_note)
             self._trusted_note = trusted_note
 
     @property
@@ -183,10 +195,28 @@ class CheckpointVerifier:
         """The note of :attr:`trusted`, exactly as received, for the client to persist."""
         return self._trusted_note
 
-    def _open(self, note: str) -> SignedCheckpoint:
-        return open_checkpoint(
+    def open(self, note: str) -> SignedCheckpoint:
+        """``note`` opened with this verifier's keys and origin (see
+        :func:`~exchange.crypto.notes.open_checkpoint`), without trusting it.
+
+        The last :data:`OPENED_NOTES_KEPT` notes that opened are kept by their exact text, so a
+        note opened before :meth:`accept` is not verified twice; a note differing in any
+        character (another cosignature, say) is opened afresh.
+        """
+        with self._opened_lock:
+            signed = self._opened.get(note)
+            if signed is not None:
+                self._opened.move_to_end(note)
+                return signed
+        signed = open_checkpoint(
             note, self._log_verifier, cosigners=self._cosigners, origin=self._origin
         )
+        with self._opened_lock:
+            self._opened[note] = signed
+            while len(self._opened) > OPENED_NOTES_KEPT:
+                self._opened.popitem(last=False)
+        return signed
+
 
     def accept(self, note: str, consistency_proof: Sequence[bytes] = ()) -> SignedCheckpoint:
         """Verify ``note`` and the proof linking it to the trusted checkpoint; return it opened.
@@ -197,7 +227,7 @@ class CheckpointVerifier:
         :class:`~exchange.errors.SignatureError`; an inconsistent history
         :class:`~exchange.audit.errors.LogInconsistentError`.
         """
-        signed = self._open(note)
+        signed = self.open(note)
         if self._trusted is not None:
             check_consistency(self._trusted.checkpoint, signed.checkpoint, consistency_proof)
             if signed.checkpoint.size < self._trusted.checkpoint.size:

@@ -17,6 +17,7 @@ from exchange.audit import merkle
 from exchange.audit.errors import FeedGapError, LogInconsistentError
 from exchange.audit.leaves import FEED_EVENT, LeafContents, make_leaf
 from exchange.audit.verify import (
+    OPENED_NOTES_KEPT,
     CheckpointVerifier,
     check_consistency,
     check_feed_sequence,
@@ -123,6 +124,48 @@ def test_a_forged_checkpoint_signature_is_refused() -> None:
     with pytest.raises(SignatureError):
         verifier.accept(signed(leaf_data(3), signer=rogue))
     assert verifier.trusted is None
+
+
+def _tampered(note: str) -> str:
+    """``note`` with one character of its signature changed."""
+    body, signature = note.rsplit(" ", 1)
+    middle = len(signature) // 2
+    swapped = "A" if signature[middle] != "A" else "B"
+    return f"{body} {signature[:middle]}{swapped}{signature[middle + 1 :]}"
+
+
+def test_a_note_opened_before_accept_is_reused_only_for_the_same_text() -> None:
+    data = leaf_data(6)
+    note = signed(data)
+    verifier = CheckpointVerifier(LOG_KEY)
+    opened = verifier.open(note)
+    assert verifier.trusted is None  # opening is not trusting
+    assert verifier.accept(note) is opened  # verified once, not twice
+    # A note differing in one character of its signature is verified afresh, and refused,
+    # however recently the genuine one was opened; a refused note is not kept either.
+    for _ in range(2):
+        with pytest.raises(SignatureError):
+            verifier.open(_tampered(note))
+        with pytest.raises(SignatureError):
+            verifier.accept(_tampered(note))
+    # The same checkpoint with a cosignature added is another text: opened afresh, with the
+    # cosignature seen.
+    witness = CosignatureSigner("agency-b", bytes(range(2, 34)))
+    cosigned = append_signatures(note, [cosign(note.split("\n\n")[0] + "\n", witness, 1_000)])
+    watching = CheckpointVerifier(LOG_KEY, cosigners=[witness.verifier()])
+    assert watching.open(note).cosignatures == {}
+    assert watching.open(cosigned).cosignatures == {"agency-b": 1_000}
+    assert watching.accept(cosigned).cosignatures == {"agency-b": 1_000}
+
+
+def test_only_the_last_few_opened_notes_are_kept() -> None:
+    data = leaf_data(OPENED_NOTES_KEPT + 2)
+    verifier = CheckpointVerifier(LOG_KEY)
+    first = verifier.open(signed(data, 1))
+    for size in range(2, OPENED_NOTES_KEPT + 2):
+        verifier.open(signed(data, size))
+    again = verifier.open(signed(data, 1))
+    assert again == first and again is not first  # opened afresh once pushed out
 
 
 def test_statements_need_an_inclusion_proof_against_the_trusted_checkpoint() -> None:

@@ -252,7 +252,7 @@ class Auditor:
         the trusted one.
         """
         verifier = self._checkpoints()
-        signed = open_checkpoint(note, self.log_key, origin=self.log_key.name)
+        signed = verifier.open(note)  # opened once: accept() below reuses it
         while True:
             with self._lock:
                 before = verifier.trusted
