@@ -606,6 +606,12 @@ def _keys_envelope(path: Path) -> Envelope:
 RETIRED_ENCRYPTION_KEY_GLOB = "encryption-key-*.pem"
 
 
+def retired_encryption_files(key_number: int) -> tuple[str, str]:
+    """The names in ``retired-keys/`` of the encryption key (private) and its certificate that
+    key statement ``key_number`` named, once a later statement replaced them."""
+    return f"encryption-key-{key_number}.pem", f"encryption-{key_number}.pem"
+
+
 def _retired_encryption_keys(directory: Path) -> dict[str, DecryptionKey]:
     """The encryption keys ``exchange keys rotate`` retired, by key id (none when no directory)."""
     if not directory.is_dir():

@@ -201,50 +201,17 @@ class AgencyKeys:
         encryption_certificate: x509.Certificate,
         witness_certificate: x509.Certificate | None,
         created_at: datetime,
+        compromised: Sequence[Compromise] = (),
     ) -> Envelope:
         """Key statement number ``previous.key_number + 1``, replacing ``previous``.
 
         Signed by the new signing key (it proves possession), by the signing key of ``previous``
         (the key being replaced: a stolen CA key alone cannot rotate) and by the agency's CA key
         (a stolen signing key alone cannot rotate), as :mod:`exchange.statements.key_sequence`
-        requires of every statement after the first.
+        requires of every statement after the first. ``compromised`` marks keys of earlier
+        statements compromised (``exchange keys revoke --compromised``: a rotation that also
+        says why).
         """
-        if previous_signing_key.public_key != previous.verify_key:
-            raise InvalidInputError(
-                f"the signing key given is not the one of key statement {previous.key_number}: "
-                "restore the profile's signing-key.pem that matches its latest statement"
-            )
-        envelope = cls.create(
-            agency_id=previous.agency_id,
-            key_number=previous.key_number + 1,
-            signing_key=signing_key,
-            signing_certificate=signing_certificate,
-            encryption_certificate=encryption_certificate,
-            witness_certificate=witness_certificate,
-            created_at=created_at,
-            previous_keys_hash=previous.hash,
-        )
-        if previous_signing_key.public_key != signing_key.public_key:
-            envelope = add_signature(envelope, previous_signing_key)
-        return add_ca_signature(envelope, ca_key, ca_certificate)
-
-    @classmethod
-    def create_compromise(
-        cls,
-        previous: AgencyKeys,
-        *,
-        previous_signing_key: SigningKey,
-        signing_key: SigningKey,
-        ca_key: ec.EllipticCurvePrivateKey,
-        ca_certificate: x509.Certificate,
-        signing_certificate: x509.Certificate,
-        encryption_certificate: x509.Certificate,
-        witness_certificate: x509.Certificate | None,
-        compromised: Sequence[Compromise],
-        created_at: datetime,
-    ) -> Envelope:
-        """Statement ``previous.key_number + 1`` marking ``compromised`` keys, signed as a
-        rotation (own key, the signing key it replaces, the CA); it normally also replaces them."""
         if previous_signing_key.public_key != previous.verify_key:
             raise InvalidInputError(
                 f"the signing key given is not the one of key statement {previous.key_number}: "

@@ -68,7 +68,7 @@ def test_a_recovery_moves_the_registered_ca_and_the_old_bundle_still_imports(
         # compromised, which the hub then refuses grants to.
         recovered = published.keys
         replacement = DecryptionKey.generate()
-        later = AgencyKeys.create_compromise(
+        later = AgencyKeys.create_rotation(
             recovered,
             previous_signing_key=signing_key,
             signing_key=signing_key,

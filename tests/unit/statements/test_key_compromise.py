@@ -65,7 +65,7 @@ class Agency:
             "signing": previous.verify_key.key_id,
             "encryption": previous.encryption_key.key_id,
         }[kind]
-        envelope = AgencyKeys.create_compromise(
+        envelope = AgencyKeys.create_rotation(
             previous,
             previous_signing_key=self.signing_keys[-1],
             signing_key=signing_key,

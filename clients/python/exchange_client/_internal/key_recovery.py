@@ -34,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from exchange import pki
-from exchange.config.profile import ProfileConfig, ProfilePaths
+from exchange.config.profile import ProfileConfig, ProfilePaths, retired_encryption_files
 from exchange.crypto.dsse import Envelope
 from exchange.crypto.keys import DecryptionKey, SigningKey
 from exchange.errors import (
@@ -189,7 +189,7 @@ class KeyRecovery:
             for kind in wanted
         )
         signing_key = new.signing_key or self._profile.signing_key
-        envelope = AgencyKeys.create_compromise(
+        envelope = AgencyKeys.create_rotation(
             latest,
             previous_signing_key=self._profile.signing_key,
             signing_key=signing_key,
@@ -379,12 +379,9 @@ class KeyRecovery:
             # Where the profile looks for the keys that open items wrapped to replaced ones
             # (as `exchange keys rotate` keeps them): the agency still reads its old alerts.
             _make_private_directory(paths.retired_keys, exist_ok=True)
-            retired = (
-                (paths.encryption_key, f"encryption-key-{key_number - 1}.pem"),
-                (paths.encryption_certificate, f"encryption-{key_number - 1}.pem"),
-            )
-            for old, retired_name in retired:
-                shutil.copy2(old, paths.retired_keys / retired_name)
+            key_name, certificate_name = retired_encryption_files(key_number - 1)
+            shutil.copy2(paths.encryption_key, paths.retired_keys / key_name)
+            shutil.copy2(paths.encryption_certificate, paths.retired_keys / certificate_name)
         for target, (data, private) in targets.items():
             _write(target, data, private=private)
         own_partner_copy = paths.partners / f"{self._profile.agency_id}.pem"

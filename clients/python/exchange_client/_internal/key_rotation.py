@@ -45,6 +45,7 @@ from exchange.config.profile import (
     ProfileConfig,
     ProfileData,
     load_profile,
+    retired_encryption_files,
 )
 from exchange.crypto.dsse import Envelope
 from exchange.crypto.keys import DecryptionKey, SigningKey
@@ -410,23 +411,16 @@ def _stage(
         encryption_cert = certify(encryption_key, "encryption")
         stage("encryption_key", encryption_key.to_pem(), private=True)
         stage("encryption_certificate", pki.certificate_to_pem(encryption_cert), private=False)
-        number = previous.key_number
+        key_name, certificate_name = retired_encryption_files(previous.key_number)
         retired_dir = staging / "retired-keys"
         retired_dir.mkdir(mode=PRIVATE_DIRECTORY_MODE)
+        _write_new(retired_dir / key_name, data.encryption_key.to_pem(), PRIVATE_FILE_MODE)
         _write_new(
-            retired_dir / f"encryption-key-{number}.pem",
-            data.encryption_key.to_pem(),
-            PRIVATE_FILE_MODE,
-        )
-        _write_new(
-            retired_dir / f"encryption-{number}.pem",
+            retired_dir / certificate_name,
             pki.certificate_to_pem(data.encryption_certificate),
             PUBLIC_FILE_MODE,
         )
-        retired = {
-            name: str(paths.retired_keys / name)
-            for name in (f"encryption-key-{number}.pem", f"encryption-{number}.pem")
-        }
+        retired = {name: str(paths.retired_keys / name) for name in (key_name, certificate_name)}
     if "witness" in kinds:
         witness_key = SigningKey.generate()
         witness_cert = certify(witness_key, "witness")
