@@ -211,9 +211,9 @@ class JournalState:
     """The largest checkpoint, as ``checkpoint.json`` holds it (the latest of that size)."""
     cursor: int = 0
     """The largest feed cursor committed."""
-    published: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """By alert id, the highest version acknowledged, as its ``published/`` file holds it (only
-    those not written as files yet: see :meth:`Journal._fold_out`)."""
+    published: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    """The versions acknowledged, as their ``published/`` files hold them (those not written as
+    files yet: see :meth:`Journal._fold_out`)."""
 
     def apply(self, record: dict[str, Any], *, source: Path) -> None:
         """Add one record; records of kinds this version does not know are passed over."""
@@ -244,10 +244,13 @@ class JournalState:
         return -1 if self.checkpoint is None else int(self.checkpoint["size"])
 
     def add_published(self, fields: dict[str, Any]) -> None:
-        """Keep a published version's record unless a later version of its alert is kept."""
-        known = self.published.get(fields["alert_id"])
-        if known is None or known["version"] < fields["version"]:
-            self.published[fields["alert_id"]] = fields
+        """Keep a published version's record."""
+        self.published[(fields["alert_id"], fields["version"])] = fields
+
+    def latest_published(self, alert_id: str) -> dict[str, Any] | None:
+        """The record of the highest version of ``alert_id`` kept, if one is."""
+        versions = [version for (kept, version) in self.published if kept == alert_id]
+        return self.published[(alert_id, max(versions))] if versions else None
 
     def merge(self, other: JournalState) -> None:
         """Take the larger checkpoint and cursor of ``other`` and its later published versions
@@ -255,8 +258,7 @@ class JournalState:
         if other.checkpoint is not None and other.checkpoint_size >= self.checkpoint_size:
             self.checkpoint = other.checkpoint
         self.cursor = max(self.cursor, other.cursor)
-        for fields in other.published.values():
-            self.add_published(fields)
+        self.published.update(other.published)
 
 
 def published_fields(record: Any) -> dict[str, Any]:
@@ -494,7 +496,7 @@ class Journal:
         """The highest version of ``alert_id`` any journal of the profile holds, if one does
         (read before the ``published/`` files, as :meth:`combined` is)."""
         with self._guard:
-            best = self.state.published.get(alert_id)
+            best = self.state.latest_published(alert_id)
         for path in self._others():
             try:
                 data = path.read_bytes()
@@ -505,7 +507,7 @@ class Journal:
             other = JournalState()
             for record in journal_records(data)[0]:
                 other.apply(record, source=path)
-            found = other.published.get(alert_id)
+            found = other.latest_published(alert_id)
             if found is not None and (best is None or found["version"] > best["version"]):
                 best = found
         return best
