@@ -264,7 +264,7 @@ class JournalState:
 def published_fields(record: Any) -> dict[str, Any]:
     """A published version's record (a ``published/`` file's fields), its types checked
     (``ValueError`` or ``TypeError`` if one is wrong, ``KeyError`` if one is missing)."""
-    fields = {
+    fields: dict[str, Any] = {
         "alert_id": str(record["alert_id"]),
         "version": int(record["version"]),
         "manifest_hash": str(record["manifest_hash"]),
