@@ -357,3 +357,110 @@ def test_state_files_of_a_version_without_the_journal_are_read_as_they_were(
     assert not old_entry.exists()
     assert json.loads((tmp_path / "checkpoint.json").read_text()) == checkpoint(6)
     assert (tmp_path / "cursor.json").read_text() == '{"sequence": 4}\n'
+
+
+# --- published versions ---------------------------------------------------------------------
+
+
+def published(version: int) -> dict[str, Any]:
+    return {
+        "alert_id": ALERT,
+        "version": version,
+        "manifest_hash": f"{version:064x}",
+        "log_index": version * 3,
+        "accepted_at": "",
+    }
+
+
+def record_published(state: ClientState, version: int) -> None:
+    state.record_published(
+        alert_id=ALERT,
+        version=version,
+        manifest_hash=bytes.fromhex(f"{version:064x}"),
+        log_index=version * 3,
+        accepted_at=None,
+    )
+
+
+def test_a_published_version_is_journalled_and_written_as_its_file_when_folded_out(
+    tmp_path: Path,
+) -> None:
+    state = ClientState(tmp_path)
+    record_published(state, 1)
+    record_published(state, 2)
+    assert not (tmp_path / "published").exists()  # no file per publish: a journal record
+    journal = state.journal
+    assert journal.path is not None
+    assert journal_records(journal.path.read_bytes())[0][-1] == {
+        "kind": "published",
+        "record": published(2),
+    }
+    latest = state.latest_published(ALERT)
+    assert latest is not None and (latest.version, latest.log_index) == (2, 6)
+    state.close()
+    # The files, as a version without the record in the journal wrote and reads them.
+    assert json.loads((tmp_path / "published" / f"{ALERT}.v2.json").read_text()) == published(2)
+    latest = ClientState(tmp_path).latest_published(ALERT)
+    assert latest is not None and latest.manifest_hash == bytes.fromhex(f"{2:064x}")
+
+
+def test_a_long_journal_writes_its_published_versions_before_it_is_emptied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_module, "JOURNAL_COMPACT_BYTES", 2000)
+    state = ClientState(tmp_path)
+    record_published(state, 1)
+    journal = state.journal
+    journal.sync(journal.put_checkpoint(checkpoint(9, note="n" * 2000)))  # past the limit
+    assert journal.path is not None and journal.path.stat().st_size == 0
+    assert json.loads((tmp_path / "published" / f"{ALERT}.v1.json").read_text()) == published(1)
+    latest = state.latest_published(ALERT)
+    assert latest is not None and latest.version == 1
+
+
+def test_published_versions_of_another_journal_count_and_a_dead_ones_become_files(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "journal").mkdir()
+    left = tmp_path / "journal" / "1-dead.wal"
+    left.write_bytes(
+        journal_record({"kind": "published", "record": published(3)})
+        + journal_record({"kind": "published", "record": published(2)})
+    )
+    state = ClientState(tmp_path)
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    latest = state.latest_published(ALERT)
+    assert latest is not None and latest.version == 3  # the highest, not the last
+    assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == before
+    record_published(state, 1)  # opens the journal: the dead one is taken over
+    state.close()
+    assert json.loads((tmp_path / "published" / f"{ALERT}.v3.json").read_text()) == published(3)
+    latest = ClientState(tmp_path).latest_published(ALERT)
+    assert latest is not None and latest.version == 3
+
+
+def test_published_files_of_an_older_version_are_read_and_a_later_file_wins(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "published").mkdir()
+    (tmp_path / "published" / f"{ALERT}.v4.json").write_text(json.dumps(published(4)) + "\n")
+    state = ClientState(tmp_path)
+    latest = state.latest_published(ALERT)
+    assert latest is not None and latest.version == 4
+    record_published(state, 3)  # journalled, but the file names a later version
+    latest = state.latest_published(ALERT)
+    assert latest is not None and latest.version == 4
+    record_published(state, 5)
+    latest = state.latest_published(ALERT)
+    assert latest is not None and latest.version == 5
+    state.close()
+
+
+def test_a_published_record_not_understood_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "journal").mkdir()
+    bad = dict(published(1), version="one")
+    (tmp_path / "journal" / "1-dead.wal").write_bytes(
+        journal_record({"kind": "published", "record": bad})
+    )
+    with pytest.raises(ConfigurationError, match="not understood"):
+        ClientState(tmp_path).latest_published(ALERT)

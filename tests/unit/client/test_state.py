@@ -133,5 +133,7 @@ def test_an_unreadable_published_record_counts_as_none(tmp_path: Path) -> None:
     state.record_published(
         alert_id=alert_id, version=1, manifest_hash=b"\x01" * 32, log_index=3, accepted_at=None
     )
+    state.close()  # written as its file
+    assert (tmp_path / "published" / f"{alert_id}.v1.json").exists()
     (tmp_path / "published" / f"{alert_id}.v2.json").write_bytes(b"")  # a crash mid-write
     assert state.latest_published(alert_id) is None

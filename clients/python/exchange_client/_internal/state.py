@@ -4,12 +4,13 @@
   and removed once the hub has acknowledged it, so that an interrupted publish is retried with
   the very same bytes (the hub answers a retry with the first receipt, DESIGN §4).
 - ``published/<alert id>.v<version>.json``: the manifest hash the hub acknowledged for each
-  version this agency published; a new version names its predecessor's hash.
+  version this agency published; a new version names its predecessor's hash. Journalled when
+  the hub acknowledges a version, and written as these files when the journal is folded out.
 - ``cursor.json``: the sequence of the last feed event processed, guarded by ``cursor.lock``.
 - ``receipts/`` and ``purged/``: the receipts and purge acknowledgements already sent.
 - ``journal/<id>.wal``: each process's append-only journal (:class:`Journal`) of the writes that
-  must survive a crash — outbox entries, grown checkpoints — and of the cursor, one ``fdatasync``
-  for every batch of them. The files above are its snapshots: the journal is folded into them at
+  must survive a crash — outbox entries, grown checkpoints — and of the cursor and the published
+  versions, one ``fdatasync`` for every batch of them. The files above are its snapshots: the journal is folded into them at
   a clean close and when it grows large, and a journal left by a process that died is replayed
   into them by the next process (so state written by a version without journals reads as it
   was, and a version without them reads the snapshots).
@@ -210,6 +211,9 @@ class JournalState:
     """The largest checkpoint, as ``checkpoint.json`` holds it (the latest of that size)."""
     cursor: int = 0
     """The largest feed cursor committed."""
+    published: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    """The versions acknowledged, as their ``published/`` files hold them (those not written as
+    files yet: see :meth:`Journal._fold_out`)."""
 
     def apply(self, record: dict[str, Any], *, source: Path) -> None:
         """Add one record; records of kinds this version does not know are passed over."""
@@ -226,6 +230,8 @@ class JournalState:
                     self.checkpoint = checkpoint
             elif kind == "cursor":
                 self.cursor = max(self.cursor, int(record["sequence"]))
+            elif kind == "published":
+                self.add_published(published_fields(record["record"]))
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigurationError(
                 f"{source}: a record of the client's journal is whole but not understood "
@@ -237,11 +243,53 @@ class JournalState:
         """The largest checkpoint's size, -1 without one."""
         return -1 if self.checkpoint is None else int(self.checkpoint["size"])
 
+    def add_published(self, fields: dict[str, Any]) -> None:
+        """Keep a published version's record."""
+        self.published[(fields["alert_id"], fields["version"])] = fields
+
+    def latest_published(self, alert_id: str) -> dict[str, Any] | None:
+        """The record of the highest version of ``alert_id`` kept, if one is."""
+        versions = [version for (kept, version) in self.published if kept == alert_id]
+        return self.published[(alert_id, max(versions))] if versions else None
+
     def merge(self, other: JournalState) -> None:
-        """Take the larger checkpoint and cursor of ``other`` (not its outbox)."""
+        """Take the larger checkpoint and cursor of ``other`` and its later published versions
+        (not its outbox)."""
         if other.checkpoint is not None and other.checkpoint_size >= self.checkpoint_size:
             self.checkpoint = other.checkpoint
         self.cursor = max(self.cursor, other.cursor)
+        self.published.update(other.published)
+
+
+def published_fields(record: Any) -> dict[str, Any]:
+    """A published version's record (a ``published/`` file's fields), its types checked
+    (``ValueError`` or ``TypeError`` if one is wrong, ``KeyError`` if one is missing)."""
+    fields: dict[str, Any] = {
+        "alert_id": str(record["alert_id"]),
+        "version": int(record["version"]),
+        "manifest_hash": str(record["manifest_hash"]),
+        "log_index": int(record["log_index"]),
+        "accepted_at": str(record["accepted_at"]),
+    }
+    bytes.fromhex(fields["manifest_hash"])
+    return fields
+
+
+def published_path(state_dir: Path, alert_id: str, version: int) -> Path:
+    """Where a published version's record is kept as a file."""
+    return state_dir / "published" / f"{alert_id}.v{version}.json"
+
+
+def write_published(state_dir: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Write published versions' records as their ``published/`` files (not flushed: a lost
+    record is taken from the hub)."""
+    directory: Path | None = None
+    for fields in records:
+        if directory is None:
+            directory = _directory(state_dir / "published")
+        path = published_path(state_dir, fields["alert_id"], fields["version"])
+        # One line: ``indent`` would turn off the JSON encoder's C speedups.
+        write_atomically(path, json.dumps(fields).encode() + b"\n", durable=False)
 
 
 def snapshot_value(path: Path, key: str) -> int:
@@ -437,6 +485,33 @@ class Journal:
                 self._append({"kind": "checkpoint", "record": record})
             return self._appended
 
+    def put_published(self, fields: dict[str, Any]) -> None:
+        """Journal a version the hub acknowledged (not flushed: a lost record is taken from
+        the hub; the next flush, the next publish's outbox entry, covers it)."""
+        with self._guard:
+            self._append({"kind": "published", "record": fields})
+            self.state.add_published(fields)
+
+    def published(self, alert_id: str) -> dict[str, Any] | None:
+        """The highest version of ``alert_id`` any journal of the profile holds, if one does
+        (read before the ``published/`` files, as :meth:`combined` is)."""
+        with self._guard:
+            best = self.state.latest_published(alert_id)
+        for path in self._others():
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise ConfigurationError(f"{path}: cannot read the client journal: {e}") from e
+            other = JournalState()
+            for record in journal_records(data)[0]:
+                other.apply(record, source=path)
+            found = other.latest_published(alert_id)
+            if found is not None and (best is None or found["version"] > best["version"]):
+                best = found
+        return best
+
     def put_cursor(self, sequence: int) -> int:
         """Journal the feed cursor (not flushed: see ``docs/NOTES.md``)."""
         with self._guard:
@@ -552,6 +627,7 @@ class Journal:
                 entry = outbox_path(self.state_dir, alert_id, version)
                 _directory(entry.parent)
                 write_atomically(entry, request)
+            write_published(self.state_dir, state.published.values())
             newer = state.checkpoint_size >= self.state.checkpoint_size
             if state.checkpoint is not None and newer and state.checkpoint != self.state.checkpoint:
                 self.state.checkpoint = state.checkpoint
@@ -608,6 +684,8 @@ class Journal:
             self._guard.wait()
         for alert_id, version in list(self.state.outbox):
             self._file(alert_id, version)  # in flight: each thread removes its file when received
+        write_published(self.state_dir, self.state.published.values())
+        self.state.published.clear()  # the files hold them now
         checkpoint = self.state.checkpoint
         if checkpoint is not None:
             replace_if_larger(
@@ -783,47 +861,55 @@ class ClientState:
     ) -> None:
         """Remember the manifest hash of a version the hub acknowledged.
 
-        Not flushed to disk: ``Client.publish`` takes the version from the hub when a record
-        was lost in a crash.
+        Journalled, not flushed to disk: ``Client.publish`` takes the version from the hub when
+        a record was lost in a crash.
         """
-        record = {
-            "alert_id": alert_id,
-            "version": version,
-            "manifest_hash": manifest_hash.hex(),
-            "log_index": log_index,
-            "accepted_at": accepted_at.isoformat() if accepted_at else "",
-        }
-        path = self._subdirectory("published") / f"{alert_id}.v{version}.json"
-        # One line: ``indent`` would turn off the JSON encoder's C speedups (0.1 ms a publish).
-        write_atomically(path, json.dumps(record).encode() + b"\n", durable=False)
+        self.journal.put_published(
+            {
+                "alert_id": alert_id,
+                "version": version,
+                "manifest_hash": manifest_hash.hex(),
+                "log_index": log_index,
+                "accepted_at": accepted_at.isoformat() if accepted_at else "",
+            }
+        )
 
     def latest_published(self, alert_id: str) -> PublishedVersion | None:
         """The highest version of ``alert_id`` this profile has published, if it remembers any
-        (``None`` also when that record cannot be read)."""
+        (``None`` also when that record cannot be read): the journals' records (this process's
+        and those of others, live or dead) and the ``published/`` files."""
+        journalled = self.journal.published(alert_id)
         directory = self.directory / "published"
-        if not directory.is_dir():
+        versions = []
+        if directory.is_dir():
+            versions = [
+                int(path.name.removeprefix(f"{alert_id}.v").removesuffix(".json"))
+                for path in directory.glob(f"{alert_id}.v*.json")
+                if path.name.removeprefix(f"{alert_id}.v").removesuffix(".json").isdigit()
+            ]
+        if journalled is not None and journalled["version"] >= max(versions, default=0):
+            record: Any = journalled
+        elif not versions:
             return None
-        versions = [
-            int(path.name.removeprefix(f"{alert_id}.v").removesuffix(".json"))
-            for path in directory.glob(f"{alert_id}.v*.json")
-            if path.name.removeprefix(f"{alert_id}.v").removesuffix(".json").isdigit()
-        ]
-        if not versions:
-            return None
-        path = directory / f"{alert_id}.v{max(versions)}.json"
+        else:
+            try:
+                path = published_path(self.directory, alert_id, max(versions))
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                # Records are not flushed to disk, so a crash can leave one empty: as good as
+                # none, and the caller asks the hub.
+                return None
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            return PublishedVersion(
-                alert_id=str(record["alert_id"]),
-                version=int(record["version"]),
-                manifest_hash=bytes.fromhex(record["manifest_hash"]),
-                log_index=int(record["log_index"]),
-                accepted_at=str(record["accepted_at"]),
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            # Records are not flushed to disk, so a crash can leave one empty: as good as none,
-            # and the caller asks the hub.
+            fields = published_fields(record)
+        except (ValueError, KeyError, TypeError):
             return None
+        return PublishedVersion(
+            alert_id=fields["alert_id"],
+            version=fields["version"],
+            manifest_hash=bytes.fromhex(fields["manifest_hash"]),
+            log_index=fields["log_index"],
+            accepted_at=fields["accepted_at"],
+        )
 
     # --- feed cursor -----------------------------------------------------------------------------
 
