@@ -299,14 +299,24 @@ class ReleaseSweeper(BackgroundThread):
 
 class ReplicaListener(BackgroundThread):
     """A thread holding one PostgreSQL connection that ``LISTEN``s on the feed channel and
-    wakes ``notifier`` for every notification (other replicas' commits, and this one's).
+    wakes ``notifier`` for every notification (other replicas' commits, and this one's) except
+    those sent by ``own_writer``: this hub's publish writer, which hands its events to the
+    hub's streams and wakes them itself, on the loop.
 
     It looks up from the connection every ``poll_seconds`` to see whether it is asked to stop,
     so stopping the hub waits at most that long for it.
     """
 
-    def __init__(self, url: URL, notifier: FeedNotifier, *, poll_seconds: float = 0.1) -> None:
+    def __init__(
+        self,
+        url: URL,
+        notifier: FeedNotifier,
+        *,
+        own_writer: str = "",
+        poll_seconds: float = 0.1,
+    ) -> None:
         self._url = url
+        self._own_writer = own_writer
         self._notifier = notifier
         self._poll_seconds = poll_seconds
         self._listening = threading.Event()
@@ -317,13 +327,17 @@ class ReplicaListener(BackgroundThread):
         super().start()
         self._listening.wait(wait)
 
+    def _on_event(self, sender: str) -> None:
+        if not (sender and sender == self._own_writer):
+            self._notifier.notify()
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
                 listen_for_feed_events(
                     self._url,
                     listening=self._listening.set,
-                    on_event=self._notifier.notify,
+                    on_event=self._on_event,
                     stopping=self._stopping,
                     poll_seconds=self._poll_seconds,
                 )
