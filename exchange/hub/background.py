@@ -49,6 +49,7 @@ from exchange.store.log import log_size
 from exchange.store.publish_writer import SignedBatch
 from exchange.store.tree import (
     DEFAULT_BATCH_SIZE,
+    Frontier,
     StoredTree,
     hash_appended_leaves,
     hash_new_leaves,
@@ -125,6 +126,8 @@ class Checkpointer(BackgroundThread):
         self._lock = threading.Lock()  # one signer of this process at a time, outside batches
         self._latest_lock = threading.Lock()
         self._latest: StoredCheckpoint | None = None
+        # The tree frontier the last committed publish batch left (the writer's thread only).
+        self._batch_frontier: Frontier | None = None
         super().__init__("checkpointer")
 
     def checkpoint_now(self) -> StoredCheckpoint:
@@ -162,16 +165,24 @@ class Checkpointer(BackgroundThread):
         The publish writer's :data:`~exchange.store.publish_writer.BatchSigner`; what it
         returns proves the batch's receipts, and is adopted once the transaction committed.
         """
-        hashed = hash_appended_leaves(connection, start, leaf_hashes)
+        hashed = hash_appended_leaves(
+            connection, start, leaf_hashes, known_frontier=self._batch_frontier
+        )
         self._refuse_behind(hashed.growth.new_size)
         checkpoint = sign_checkpoint(
             connection, self._signer, origin=self._origin, now=self._clock(), growth=hashed.growth
         )
         tree = StoredTree(connection, size=checkpoint.size)
         tree.remember(hashed.known)
-        # Adopted at once; written to the log state file at the thread's next poll (at most
-        # POLL_SECONDS later), not by the writer between two batches.
-        return SignedBatch(checkpoint, tree, lambda: self._adopt(checkpoint, remember=False))
+
+        def committed() -> None:
+            # Adopted at once; written to the log state file at the thread's next poll (at
+            # most POLL_SECONDS later), not by the writer between two batches. The new
+            # frontier is kept only now: a batch rolled back leaves no tree of its size.
+            self._batch_frontier = hashed.frontier
+            self._adopt(checkpoint, remember=False)
+
+        return SignedBatch(checkpoint, tree, committed)
 
     def _extend_and_sign(self) -> StoredCheckpoint:
         # A long backlog is hashed in batches, each its own transaction; the last one signs.
