@@ -15,9 +15,10 @@ Run as a script it starts the server and prints ``listening on HOST:PORT`` like
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from pathlib import Path
 from types import FrameType
@@ -68,6 +69,44 @@ def start_echo_server(
     return server, port
 
 
+async def serve_echo_aio(
+    *,
+    listen: str,
+    tls_certificate_pem: bytes,
+    tls_key_pem: bytes,
+    client_ca_bundle_pem: bytes,
+    started: Callable[[int], None],
+) -> None:
+    """The same echo on ``grpc.aio``, the hub's own server kind: one event loop, no thread
+    pool; ``started`` gets the port; runs until cancelled."""
+
+    async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return request
+
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MESSAGE_LIMIT),
+            ("grpc.max_send_message_length", MESSAGE_LIMIT),
+        ],
+    )
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+    credentials = grpc.ssl_server_credentials(
+        [(tls_key_pem, tls_certificate_pem)],
+        root_certificates=client_ca_bundle_pem,
+        require_client_auth=True,
+    )
+    port = server.add_secure_port(listen, credentials)
+    await server.start()
+    started(port)
+    try:
+        await server.wait_for_termination()
+    finally:
+        await server.stop(0)
+
+
 def echo_stub(channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable[bytes, bytes]:
     """The echo method on ``channel``, sending and returning raw bytes."""
     return channel.unary_unary(ECHO_METHOD, request_serializer=None, response_deserializer=None)
@@ -105,15 +144,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True, help="the hub's hub.toml")
     parser.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0: any)")
+    parser.add_argument(
+        "--aio",
+        action="store_true",
+        help="serve on grpc.aio (one event loop), as the hub does, instead of a thread pool",
+    )
     arguments = parser.parse_args(argv)
     config = HubConfig.from_file(arguments.config)
+    host = arguments.listen.rpartition(":")[0]
+    if arguments.aio:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            asyncio.run(
+                serve_echo_aio(
+                    listen=arguments.listen,
+                    tls_certificate_pem=config.tls_certificate.read_bytes(),
+                    tls_key_pem=config.tls_key.read_bytes(),
+                    client_ca_bundle_pem=_client_ca_bundle(config.registry_dir),
+                    started=lambda port: print(f"listening on {host}:{port}", flush=True),
+                )
+            )
+        except KeyboardInterrupt:
+            pass
+        return
     server, port = start_echo_server(
         listen=arguments.listen,
         tls_certificate_pem=config.tls_certificate.read_bytes(),
         tls_key_pem=config.tls_key.read_bytes(),
         client_ca_bundle_pem=_client_ca_bundle(config.registry_dir),
     )
-    host = arguments.listen.rpartition(":")[0]
     print(f"listening on {host}:{port}", flush=True)
 
     def shutdown(signum: int, frame: FrameType | None) -> None:

@@ -696,6 +696,7 @@ class Settings:
     output: Literal["text", "markdown"]
     client: ClientKind
     profile_dir: Path | None
+    echo_server: Literal["threads", "aio"] = "threads"
 
 
 @dataclass(frozen=True)
@@ -766,6 +767,7 @@ def run(settings: Settings) -> Outcome:
                 str(config_path),
                 "--listen",
                 "127.0.0.1:0",
+                *(["--aio"] if settings.echo_server == "aio" else []),
             ],
             temporary / "echo.log",
         )
@@ -1203,6 +1205,13 @@ def parse_arguments(argv: Sequence[str]) -> Settings:
         choices=("text", "markdown"),
         default="text",
         help="markdown: a section ready for bench/RESULTS.md",
+    )
+    parser.add_argument(
+        "--echo-server",
+        choices=("threads", "aio"),
+        default="threads",
+        help="threads: the baseline, a synchronous grpc.server on a thread pool (the default); "
+        "aio: the same echo on grpc.aio, the hub's own server kind, for the transport's floor",
     )
     parser.add_argument(
         "--profile-dir",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent import futures
@@ -158,6 +159,9 @@ class Hub:
         self._stopped = threading.Event()
         self._health = health.HealthServicer()
         self.metrics = HubMetrics()
+        # Names this hub's publish writer in the feed channel's notifications (PostgreSQL), so
+        # its replica listener skips the writer's own commits: the writer wakes the streams.
+        self._writer_name = f"writer-{secrets.token_hex(8)}"
         self.metrics.watch_store(self.db, clock=clock)
         self.log_state = LogStateFile(config.log_state_path, config.database_url)
         self._probe: DatabaseProbe | None = None
@@ -255,6 +259,7 @@ class Hub:
             clock=self.clock,
             sign=self.checkpointer.sign_batch,
             observe_batch=self.metrics.group_commit_batch.observe,
+            sender=self._writer_name,
         )
         context = HubContext(
             db=self.db,
@@ -294,7 +299,9 @@ class Hub:
             self.metrics_port = self._metrics_server.port
         self.release_sweeper.start()
         if self.db.is_postgresql:  # replicas on one database wake each other's streams
-            self._replica_listener = ReplicaListener(self.db.engine.url, self.notifier)
+            self._replica_listener = ReplicaListener(
+                self.db.engine.url, self.notifier, own_writer=self._writer_name
+            )
             self._replica_listener.start()
         return port
 

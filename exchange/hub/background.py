@@ -49,6 +49,7 @@ from exchange.store.log import log_size
 from exchange.store.publish_writer import SignedBatch
 from exchange.store.tree import (
     DEFAULT_BATCH_SIZE,
+    Frontier,
     StoredTree,
     hash_appended_leaves,
     hash_new_leaves,
@@ -125,6 +126,8 @@ class Checkpointer(BackgroundThread):
         self._lock = threading.Lock()  # one signer of this process at a time, outside batches
         self._latest_lock = threading.Lock()
         self._latest: StoredCheckpoint | None = None
+        # The tree frontier the last committed publish batch left (the writer's thread only).
+        self._batch_frontier: Frontier | None = None
         super().__init__("checkpointer")
 
     def checkpoint_now(self) -> StoredCheckpoint:
@@ -162,16 +165,24 @@ class Checkpointer(BackgroundThread):
         The publish writer's :data:`~exchange.store.publish_writer.BatchSigner`; what it
         returns proves the batch's receipts, and is adopted once the transaction committed.
         """
-        hashed = hash_appended_leaves(connection, start, leaf_hashes)
+        hashed = hash_appended_leaves(
+            connection, start, leaf_hashes, known_frontier=self._batch_frontier
+        )
         self._refuse_behind(hashed.growth.new_size)
         checkpoint = sign_checkpoint(
             connection, self._signer, origin=self._origin, now=self._clock(), growth=hashed.growth
         )
         tree = StoredTree(connection, size=checkpoint.size)
         tree.remember(hashed.known)
-        # Adopted at once; written to the log state file at the thread's next poll (at most
-        # POLL_SECONDS later), not by the writer between two batches.
-        return SignedBatch(checkpoint, tree, lambda: self._adopt(checkpoint, remember=False))
+
+        def committed() -> None:
+            # Adopted at once; written to the log state file at the thread's next poll (at
+            # most POLL_SECONDS later), not by the writer between two batches. The new
+            # frontier is kept only now: a batch rolled back leaves no tree of its size.
+            self._batch_frontier = hashed.frontier
+            self._adopt(checkpoint, remember=False)
+
+        return SignedBatch(checkpoint, tree, committed)
 
     def _extend_and_sign(self) -> StoredCheckpoint:
         # A long backlog is hashed in batches, each its own transaction; the last one signs.
@@ -299,14 +310,24 @@ class ReleaseSweeper(BackgroundThread):
 
 class ReplicaListener(BackgroundThread):
     """A thread holding one PostgreSQL connection that ``LISTEN``s on the feed channel and
-    wakes ``notifier`` for every notification (other replicas' commits, and this one's).
+    wakes ``notifier`` for every notification (other replicas' commits, and this one's) except
+    those sent by ``own_writer``: this hub's publish writer, which hands its events to the
+    hub's streams and wakes them itself, on the loop.
 
     It looks up from the connection every ``poll_seconds`` to see whether it is asked to stop,
     so stopping the hub waits at most that long for it.
     """
 
-    def __init__(self, url: URL, notifier: FeedNotifier, *, poll_seconds: float = 0.1) -> None:
+    def __init__(
+        self,
+        url: URL,
+        notifier: FeedNotifier,
+        *,
+        own_writer: str = "",
+        poll_seconds: float = 0.1,
+    ) -> None:
         self._url = url
+        self._own_writer = own_writer
         self._notifier = notifier
         self._poll_seconds = poll_seconds
         self._listening = threading.Event()
@@ -317,13 +338,17 @@ class ReplicaListener(BackgroundThread):
         super().start()
         self._listening.wait(wait)
 
+    def _on_event(self, sender: str) -> None:
+        if not (sender and sender == self._own_writer):
+            self._notifier.notify()
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
                 listen_for_feed_events(
                     self._url,
                     listening=self._listening.set,
-                    on_event=self._notifier.notify,
+                    on_event=self._on_event,
                     stopping=self._stopping,
                     poll_seconds=self._poll_seconds,
                 )

@@ -10,7 +10,9 @@ ciphertext never stalls the loop's other calls.
 
 The writer (:class:`~exchange.store.publish_writer.PublishWriter`) hands each batch's results
 over in one call from its thread; they are put on the loop with one ``call_soon_threadsafe``,
-which resolves every waiting call of the batch and wakes the feed streams once.
+which resolves every waiting call of the batch, hands the batch's feed events to
+:class:`~exchange.hub.recent_events.RecentEvents` (live streams take them from there instead of
+reading them back) and wakes the feed streams once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import datetime
 
 from exchange.hub.blocking import run_blocking
 from exchange.hub.notifier import FeedNotifier
+from exchange.hub.recent_events import RecentEvents
 from exchange.statements.publish import CheckedPublish
 from exchange.store.db import Database
 from exchange.store.publish_writer import BatchSigner, PublishWriter, Receipt
@@ -43,11 +46,21 @@ class PublishQueue:
         clock: Callable[[], datetime],
         sign: BatchSigner | None,
         observe_batch: Callable[[int], None] | None = None,
+        sender: str = "",
     ) -> None:
+        """``sender``: the writer's name in the feed channel's notifications on PostgreSQL,
+        which this hub's replica listener skips (the queue wakes the hub's own streams)."""
         self._notifier = notifier
+        self.recent = RecentEvents()
+        """The feed events of the batches committed lately (on the loop)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: PublishWriter[asyncio.Future[Receipt]] = PublishWriter(
-            db, clock=clock, deliver=self._deliver, sign=sign, observe_batch=observe_batch
+            db,
+            clock=clock,
+            deliver=self._deliver,
+            sign=sign,
+            observe_batch=observe_batch,
+            sender=sender,
         )
 
     @property
@@ -95,7 +108,11 @@ class PublishQueue:
                 if not future.done():
                     future.set_exception(result)
                 continue
-            events = events or bool(result.outcome.feed_events)
+            outcome = result.outcome
+            if outcome.feed_events:
+                events = True
+                for agency_id, event in zip(outcome.notified, outcome.feed_events, strict=True):
+                    self.recent.add(agency_id, (event,))
             if not future.done():  # a caller that went away leaves its publish stored
                 future.set_result(result)
         if events:

@@ -243,7 +243,9 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         those events under it and of its consistency with the stream's previous one.
 
         An asynchronous generator: it holds no thread while it waits, and the notifier wakes it
-        when feed events commit; its reads run on the executor (:mod:`exchange.hub.blocking`)."""
+        when feed events commit; events the publish writer just committed come from memory
+        (:mod:`exchange.hub.recent_events`), other reads run on the executor
+        (:mod:`exchange.hub.blocking`)."""
         caller = current_caller()
         notifier = self._hub.notifier
         cursor = request.after
@@ -254,7 +256,12 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         spacing = min(HEARTBEAT_SPACING_SECONDS, self._hub.heartbeat_interval)
         while not context.done() and not notifier.closed:
             seen = notifier.version
-            events, latest = await run_blocking(functools.partial(self._page, caller, cursor))
+            recent = self._hub.publishes.recent.after(caller, cursor, MAX_EVENTS_PER_PAGE)
+            events, latest = (
+                recent
+                if recent is not None
+                else await run_blocking(functools.partial(self._page, caller, cursor))
+            )
             for event in events:
                 yield alerts_pb2.SubscribeResponse(event=event)
                 cursor = event.sequence

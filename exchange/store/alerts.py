@@ -134,7 +134,7 @@ def publish_alert(connection: Connection, checked: CheckedPublish, *, now: datet
 
 
 def publish_alerts(
-    connection: Connection, batch: Sequence[CheckedPublish], *, now: datetime
+    connection: Connection, batch: Sequence[CheckedPublish], *, now: datetime, sender: str = ""
 ) -> PublishedBatch:
     """Store a batch of checked alert versions with their items, grants, log entries and feed
     events, in the caller's write transaction, with one multi-row insert per table.
@@ -144,6 +144,8 @@ def publish_alerts(
     other bytes, a missing or mismatched previous version) gets its own error and leaves nothing
     while the others are stored. The same (originator, alert id, version) with identical
     request bytes is a retry: it gets the first outcome, stored earlier or in this batch.
+    ``sender`` is the payload of the feed channel's notification on PostgreSQL
+    (:func:`~exchange.store.feed.insert_events`).
     """
     start = lock_log(connection)
     taken = _taken_versions(connection, batch)
@@ -164,7 +166,7 @@ def publish_alerts(
         versions[manifest.version] = _Taken(manifest.hash, checked.digest, position=position)
         accepted.append((position, checked))
         results.append(position)
-    outcomes, appended = _store(connection, start, accepted, now=now)
+    outcomes, appended = _store(connection, start, accepted, now=now, sender=sender)
     final: list[PublishOutcome | ExchangeError] = []
     for position, result in enumerate(results):
         if isinstance(result, int):
@@ -246,6 +248,7 @@ def _store(
     accepted: Sequence[tuple[int, CheckedPublish]],
     *,
     now: datetime,
+    sender: str,
 ) -> tuple[dict[int, PublishOutcome], list[AppendedLeaf]]:
     """Write the validated publishes: one statement per table for the whole batch (and one per
     recipient agency for its feed head)."""
@@ -326,7 +329,7 @@ def _store(
     _INSERT_ITEMS.execute(connection, item_rows)
     _INSERT_AUDIENCE.execute(connection, audience_rows)
     _INSERT_GRANTS.execute(connection, grant_rows)
-    insert_events(connection, event_rows, now=now)
+    insert_events(connection, event_rows, now=now, sender=sender)
     outcomes = {
         position: PublishOutcome(
             originator=checked.manifest.originator,

@@ -63,7 +63,7 @@ _INSERT_EVENTS = BulkInsert(
         "log_index",
     ],
 )
-_WAKE_REPLICAS = select(func.pg_notify(FEED_CHANNEL, ""))
+_WAKE_REPLICAS = select(func.pg_notify(FEED_CHANNEL, bindparam("sender")))
 _LATEST_SEQUENCE = select(feed_heads.c.last_sequence).where(
     feed_heads.c.agency_id == bindparam("agency")
 )
@@ -106,7 +106,8 @@ def append_event(connection: Connection, event: NewEvent, *, now: datetime) -> a
     )
     message.log_index = index
     if connection.dialect.name == "postgresql":
-        connection.execute(_WAKE_REPLICAS)  # sent at commit; one per transaction reaches them
+        # sent at commit; one per transaction and sender reaches them
+        connection.execute(_WAKE_REPLICAS, {"sender": ""})
     connection.execute(_INSERT_EVENT, event_row(message, event.agency_id, now=now))
     return message
 
@@ -171,14 +172,16 @@ def insert_events(
     events: Sequence[tuple[str, alerts_pb2.FeedEvent]],
     *,
     now: datetime,
+    sender: str = "",
 ) -> None:
     """Store logged feed events (each an agency and its message, ``log_index`` set; the rows
     :func:`event_row` describes) with one multi-row insert, and wake the other replicas at
-    commit on PostgreSQL (one notification per transaction)."""
+    commit on PostgreSQL (one notification per transaction, its payload ``sender``: the
+    publish writer names itself, so that its own hub's listener can skip it)."""
     if not events:
         return
     if connection.dialect.name == "postgresql":
-        connection.execute(_WAKE_REPLICAS)
+        connection.execute(_WAKE_REPLICAS, {"sender": sender})
     name = Kind.Name
     _INSERT_EVENTS.execute(
         connection,
@@ -242,12 +245,12 @@ def listen_for_feed_events(
     url: URL,
     *,
     listening: Callable[[], None],
-    on_event: Callable[[], None],
+    on_event: Callable[[str], None],
     stopping: threading.Event,
     poll_seconds: float,
 ) -> None:
     """Hold one PostgreSQL connection that ``LISTEN``s on :data:`FEED_CHANNEL` and call
-    ``on_event`` for every notification, until ``stopping`` is set (looked at every
+    ``on_event`` with the payload of every notification (its sender, or ''), until ``stopping`` is set (looked at every
     ``poll_seconds``). ``listening`` is called once the channel is listened to.
 
     Raises :class:`~exchange.errors.StorageError` when the connection fails.
@@ -260,7 +263,7 @@ def listen_for_feed_events(
             connection.execute(f"LISTEN {FEED_CHANNEL}")
             listening()
             while not stopping.is_set():
-                for _ in connection.notifies(timeout=poll_seconds):
-                    on_event()
+                for notification in connection.notifies(timeout=poll_seconds):
+                    on_event(notification.payload)
     except psycopg.Error as e:
         raise StorageError(f"listening on {FEED_CHANNEL} failed: {e}") from e

@@ -101,8 +101,12 @@ class PublishWriter(Generic[T]):
         sign: BatchSigner | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         observe_batch: Callable[[int], None] | None = None,
+        sender: str = "",
     ) -> None:
+        """``sender`` names this writer in the feed channel's notifications on PostgreSQL
+        (:func:`~exchange.store.feed.insert_events`)."""
         self._db = db
+        self._sender = sender
         self._clock = clock
         self._deliver = deliver
         self._sign = sign
@@ -231,10 +235,10 @@ class PublishWriter(Generic[T]):
         the commit (the signed checkpoint's adoption)."""
         checked = [pending.checked for pending in batch]
         if isolated:
-            parts = [_one_in_savepoint(connection, c, now) for c in checked]
+            parts = [_one_in_savepoint(connection, c, now, self._sender) for c in checked]
         else:
             try:
-                parts = [publish_alerts(connection, checked, now=now)]
+                parts = [publish_alerts(connection, checked, now=now, sender=self._sender)]
             except DBAPIError as error:
                 if len(batch) == 1 or is_outage(error):
                     raise
@@ -306,13 +310,13 @@ class _BatchRefused(Exception):
 
 
 def _one_in_savepoint(
-    connection: Connection, checked: CheckedPublish, now: datetime
+    connection: Connection, checked: CheckedPublish, now: datetime, sender: str
 ) -> PublishedBatch:
     """One publish in a savepoint of the batch's transaction: the database's refusal of it
     rolls back only its own rows and becomes its error."""
     try:
         with connection.begin_nested():
-            return publish_alerts(connection, [checked], now=now)
+            return publish_alerts(connection, [checked], now=now, sender=sender)
     except DBAPIError as error:
         if is_outage(error):
             raise

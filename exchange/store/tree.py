@@ -34,11 +34,13 @@ from exchange.audit.merkle import (
     subtrees_added,
 )
 from exchange.errors import ConfigurationError, NotFoundError, VerificationError
+from exchange.store.bulk import BulkInsert
 from exchange.store.db import Database
 from exchange.store.schema import log_entries, log_subtrees, log_tree_head
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "Frontier",
     "HashedBatch",
     "StoredTree",
     "TreeBuilder",
@@ -69,6 +71,7 @@ _LEAVES_FROM = (
     .limit(bindparam("limit"))
 )
 _INSERT_SUBTREES = insert(log_subtrees)
+_BULK_INSERT_SUBTREES = BulkInsert(log_subtrees, ("level", "idx", "hash"))
 _SET_HASHED_SIZE = update(log_tree_head).where(log_tree_head.c.id == 1)
 
 
@@ -292,16 +295,31 @@ def hash_new_leaves(connection: Connection, *, batch_size: int = DEFAULT_BATCH_S
 
 
 @dataclass(frozen=True)
+class Frontier:
+    """The hashes of the complete aligned subtrees a tree of ``size`` leaves splits into, in
+    order (its root is folded from them)."""
+
+    size: int
+    hashes: Mapping[Node, bytes]
+
+
+@dataclass(frozen=True)
 class HashedBatch:
     """What :func:`hash_appended_leaves` did, with every subtree hash it computed or read."""
 
     growth: TreeGrowth
     known: Mapping[Node, bytes]
     """The old tree's frontier and every subtree added: enough for the new leaves' proofs."""
+    frontier: Frontier | None = None
+    """The new tree's frontier (when the tree grew)."""
 
 
 def hash_appended_leaves(
-    connection: Connection, start: int, leaf_hashes: Sequence[bytes]
+    connection: Connection,
+    start: int,
+    leaf_hashes: Sequence[bytes],
+    *,
+    known_frontier: Frontier | None = None,
 ) -> HashedBatch:
     """Hash the leaves the caller's transaction appended at ``start`` (their hashes in hand,
     not read back), after any committed leaves not hashed yet, up to ``start + len``.
@@ -309,6 +327,11 @@ def hash_appended_leaves(
     The caller holds the log lock, so every leaf below ``start`` is committed and visible; the
     tree head is locked here, so a concurrent builder (the checkpointer thread, a replica)
     waits for this transaction.
+
+    ``known_frontier``, the frontier of a tree size committed earlier (the last batch's
+    :attr:`HashedBatch.frontier`, once its transaction committed), spares reading the old
+    frontier when the tree is still at that size: the first ``n`` leaves of an append-only log
+    never change, so neither do the hashes they split into.
     """
     old_size = hashed_size(connection, for_update=True)
     if old_size > start:
@@ -331,16 +354,18 @@ def hash_appended_leaves(
     new_leaf_hashes = [*earlier, *leaf_hashes]
     if not new_leaf_hashes:
         return HashedBatch(TreeGrowth(old_size, old_size, None), {})
-    frontier = StoredTree(connection, size=old_size).frontier(old_size)
+    if known_frontier is not None and known_frontier.size == old_size:
+        frontier = dict(known_frontier.hashes)
+    else:
+        frontier = StoredTree(connection, size=old_size).frontier(old_size)
     added = subtrees_added(old_size, frontier, new_leaf_hashes)
-    connection.execute(
-        _INSERT_SUBTREES,
-        [{"level": level, "idx": idx, "hash": value} for (level, idx), value in added.items()],
+    _BULK_INSERT_SUBTREES.execute(
+        connection, [(level, idx, value) for (level, idx), value in added.items()]
     )
     new_size = old_size + len(new_leaf_hashes)
     connection.execute(_SET_HASHED_SIZE, {"hashed_size": new_size})
     known = {**frontier, **added}
-    pieces = [known[_node(s, e)] for s, e in aligned_subtrees(0, new_size)]
-    return HashedBatch(
-        TreeGrowth(old_size, new_size, hash_from_aligned_subtrees(pieces)), known
-    )
+    nodes = [_node(s, e) for s, e in aligned_subtrees(0, new_size)]
+    new_frontier = Frontier(new_size, {node: known[node] for node in nodes})
+    root = hash_from_aligned_subtrees(list(new_frontier.hashes.values()))
+    return HashedBatch(TreeGrowth(old_size, new_size, root), known, new_frontier)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, event, func, insert, select
 
 from exchange.audit import merkle
 from exchange.crypto.notes import (
@@ -19,7 +19,12 @@ from exchange.crypto.notes import (
 )
 from exchange.errors import InvalidInputError, NotFoundError, SignatureError
 from exchange.hub.background import Checkpointer
-from exchange.store.checkpoints import add_cosignature, latest_checkpoint, sign_checkpoint
+from exchange.store.checkpoints import (
+    StoredCheckpoint,
+    add_cosignature,
+    latest_checkpoint,
+    sign_checkpoint,
+)
 from exchange.store.db import Database
 from exchange.store.log import NewEntry, append_entries, append_entry, lock_log
 from exchange.store.schema import agencies, checkpoints, log_entries
@@ -159,3 +164,75 @@ def test_a_batch_signs_its_own_appends_and_earlier_unhashed_ones_before_its_comm
         merkle.verify_inclusion(leaf.hash, leaf.index, 9, proof, stored.root_hash)
     opened = open_checkpoint(stored.note, SIGNER.verifier(), origin=ORIGIN)
     assert opened.checkpoint.size == 9
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _batch(db: Database, signing: Checkpointer, label: str, *, commit: bool = True) -> int:
+    """One publish batch's log work: three appends, hashed and signed in their transaction;
+    returns the number of reads of stored subtree hashes it made."""
+    reads: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "log_subtrees" in statement:
+            reads.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.write() as connection:
+            start = lock_log(connection)
+            entries = [NewEntry("feed_event", f"{label} {i}".encode(), [], ["agency-b"]) for i in range(3)]
+            appended = append_entries(connection, start, entries, now=NOW)
+            signed = signing.sign_batch(connection, start, [leaf.hash for leaf in appended])
+            if not commit:
+                raise _Rollback
+        signed.committed()
+    except _Rollback:
+        pass
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return len(reads)
+
+
+def _stored_root(db: Database) -> bytes:
+    with db.read() as connection:
+        leaves = connection.execute(select(log_entries.c.leaf).order_by(log_entries.c.idx))
+        return merkle.root([merkle.leaf_hash(bytes(leaf)) for (leaf,) in leaves])
+
+
+def test_a_batch_takes_the_frontier_its_committed_predecessor_left_and_not_a_rolled_back_ones(
+    db: Database,
+) -> None:
+    signing = checkpointer(db)
+    append(db, 5)
+    signing.checkpoint_now()
+    assert _batch(db, signing, "first") == 1  # the old frontier (at 5) is read once
+    assert _batch(db, signing, "second") == 0  # then taken from the batch before
+    assert latest_checkpoint_of(db).root_hash == _stored_root(db)
+    _batch(db, signing, "rolled back", commit=False)  # its tree of size 14 never existed
+    assert _batch(db, signing, "third") == 0  # the frontier at 11, as the second batch left it
+    _batch(db, signing, "fourth")  # from the third's tree of size 14, not the rolled-back one
+    checkpoint = latest_checkpoint_of(db)
+    assert checkpoint.size == 17 and checkpoint.root_hash == _stored_root(db)
+
+
+def test_a_frontier_of_another_size_is_not_used(db: Database) -> None:
+    signing = checkpointer(db)
+    signing.checkpoint_now()
+    append(db, 2)
+    signing.checkpoint_now()
+    _batch(db, signing, "first")  # leaves a frontier at 5
+    append(db, 2)
+    signing.checkpoint_now()  # the tree grew to 7 outside the batches
+    assert _batch(db, signing, "second") == 1  # so the stored frontier at 7 is read
+    checkpoint = latest_checkpoint_of(db)
+    assert checkpoint.size == 10 and checkpoint.root_hash == _stored_root(db)
+
+
+def latest_checkpoint_of(db: Database) -> StoredCheckpoint:
+    with db.read() as connection:
+        checkpoint = latest_checkpoint(connection)
+    assert checkpoint is not None
+    return checkpoint
