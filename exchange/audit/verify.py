@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
+from itertools import islice
 from typing import Protocol
 
 from google.protobuf.message import Message
@@ -40,7 +41,7 @@ from exchange.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from exchange.crypto.dsse import Envelope, verify_envelope
+from exchange.crypto.dsse import Envelope, pae, verify_envelope
 from exchange.crypto.keys import VerifyKey
 from exchange.crypto.notes import (
     Checkpoint,
@@ -49,9 +50,11 @@ from exchange.crypto.notes import (
     SignedCheckpoint,
     open_checkpoint,
 )
+from exchange.crypto.signature_batch import SignatureCheck
 from exchange.errors import (
     CommitmentError,
     InvalidInputError,
+    SignatureError,
     UnknownKeyError,
     VerificationError,
 )
@@ -217,7 +220,6 @@ class CheckpointVerifier:
                 self._opened.popitem(last=False)
         return signed
 
-
     def accept(self, note: str, consistency_proof: Sequence[bytes] = ()) -> SignedCheckpoint:
         """Verify ``note`` and the proof linking it to the trusted checkpoint; return it opened.
 
@@ -347,6 +349,126 @@ class VerificationReport:
         raise VerificationError(f"{where}{first.message}", reason=first.reason)
 
 
+@dataclass
+class _Replay:
+    """The leaves hashed once, in order: their number, the roots at the sizes asked for (and at
+    the end) and the leaves that did not decode; the whole tree is built only to narrow down a
+    root that does not match."""
+
+    log_leaves: Sequence[LeafRecord]
+    size: int
+    roots: dict[int, bytes]
+    malformed: set[int]
+
+    def tree(self) -> _InMemoryTree:
+        """Every subtree of the replayed leaves, for the binary search of :func:`_first_bad_leaf`."""
+        return _InMemoryTree(
+            [leaf_hash(bytes(record.data)) for record in islice(self.log_leaves, self.size)]
+        )
+
+
+def _replay(log_leaves: Sequence[LeafRecord], sizes: set[int], tally: _Tally) -> _Replay:
+    """Hash every leaf into the tree's right edge (RFC 9162's frontier: the roots of the complete
+    subtrees the leaves so far fill, largest first), taking the root at each of ``sizes``.
+
+    Each leaf is hashed once and merged with the complete subtrees it completes, so the pass
+    costs one leaf hash and, on average, one node hash per leaf, and keeps ``log2(n)`` hashes.
+    A leaf out of order ends the replay (``LEAF_MISSING``); one that does not decode is named
+    (``LEAF_MALFORMED``) and the replay goes on, since its hash is all the tree needs.
+    """
+    sha256 = hashlib.sha256
+    frontier: list[bytes] = []
+    roots = {0: EMPTY_ROOT}
+    malformed: set[int] = set()
+    size = 0
+    for position, record in enumerate(log_leaves):
+        if record.index != position:
+            tally.failures.append(
+                LogFailure(
+                    "LEAF_MISSING",
+                    f"leaf {position} is missing: the log goes on with leaf {record.index}",
+                    index=position,
+                )
+            )
+            break
+        data = bytes(record.data)
+        node = sha256(b"\x00" + data).digest()
+        completed = position
+        while completed & 1:
+            node = sha256(b"\x01" + frontier.pop() + node).digest()
+            completed >>= 1
+        frontier.append(node)
+        size = position + 1
+        if not leaves.is_canonical(data):
+            malformed.add(position)
+            try:
+                LeafContents.decode(data)
+            except InvalidInputError as e:
+                tally.failures.append(LogFailure("LEAF_MALFORMED", e.message, index=position))
+        if size in sizes:
+            roots[size] = hash_from_aligned_subtrees(frontier)
+    if size not in roots:
+        roots[size] = hash_from_aligned_subtrees(frontier)
+    return _Replay(log_leaves, size, roots, malformed)
+
+
+class _PrecheckedKey(VerifyKey):
+    """A verify key whose checks were made in a batch: :meth:`verify` answers from it."""
+
+    __slots__ = ("_answers",)
+
+    def __init__(self, key: VerifyKey, answers: Mapping[SignatureCheck, bool]) -> None:
+        super().__init__(key.native)
+        self._answers = answers
+
+    def verify(self, message: bytes, signature: bytes) -> None:
+        """As :meth:`VerifyKey.verify`, with the batch's answer when it made this check."""
+        answer = self._answers.get(SignatureCheck(self.raw, message, signature))
+        if answer is None:
+            super().verify(message, signature)
+        elif not answer:
+            raise SignatureError(f"Ed25519 signature does not verify under key {self.key_id}")
+
+
+def _prechecked_keys(
+    log_leaves: Sequence[LeafRecord],
+    replay: _Replay,
+    bodies: Mapping[int, EntryBodyRecord],
+    signing_keys: Mapping[str, Iterable[VerifyKey]],
+    check_signatures: Callable[[Sequence[SignatureCheck]], Sequence[bool]],
+) -> dict[str, list[VerifyKey]]:
+    """``signing_keys`` answering from one batch of every check the bodies' statements call for:
+    each signature of a signed entry under each known key with its key id."""
+    by_id: dict[str, list[VerifyKey]] = {}
+    for keys in signing_keys.values():
+        for key in keys:
+            by_id.setdefault(key.key_id, []).append(key)
+    wanted: dict[SignatureCheck, None] = {}  # ordered, each check once
+    for index, record in bodies.items():
+        if not 0 <= index < replay.size or index in replay.malformed:
+            continue
+        leaf = LeafContents.decode(bytes(log_leaves[index].data))
+        kind = _SIGNED_ENTRIES.get(leaf.entry_type)
+        if kind is None:
+            continue
+        try:
+            envelope = envelope_from_proto(
+                parse_canonical(statements_pb2.Envelope, bytes(record.body), what="statement")
+            )
+        except (VerificationError, InvalidInputError):
+            continue  # reported when the body is checked
+        message = pae(envelope.payload_type, envelope.payload)
+        for signature in envelope.signatures:
+            for key in by_id.get(signature.keyid, ()):
+                wanted[SignatureCheck(key.raw, message, signature.sig)] = None
+    checks = list(wanted)
+    answers = dict(zip(checks, check_signatures(checks), strict=True))
+    return {
+        agency: [_PrecheckedKey(key, answers) for key in keys]
+        for agency, keys in signing_keys.items()
+    }
+
+
 class _InMemoryTree:
     """Every complete aligned subtree hash of a list of leaf hashes: a SubtreeSource in memory."""
 
@@ -430,6 +552,7 @@ def verify_log(
     reader: str | None = None,
     consistency_proof: Callable[[int, int], Sequence[bytes]] | None = None,
     compromised: Mapping[str, Compromise] | None = None,
+    check_signatures: Callable[[Sequence[SignatureCheck]], Sequence[bool]] | None = None,
 ) -> VerificationReport:
     """Replay the log and report the first entry that fails.
 
@@ -451,41 +574,28 @@ def verify_log(
     ``compromised`` (key id to :class:`~exchange.statements.key_compromise.Compromise`, from the
     agencies' key sequences) flags a statement signed only by keys compromised by the later of
     its own date and its leaf's log time as ``KEY_COMPROMISED``; earlier ones stay trusted.
+
+    ``check_signatures`` (the client library's spreads them over processes) makes the Ed25519 checks of the bodies' signatures in one batch up front; the rules above
+    then run as they would without it, taking each check's answer from the batch (a check the
+    batch did not foresee is made on the spot). The same signature is checked once.
     """
     tally = _Tally()
     checkpoints = _open_checkpoints(checkpoint_notes, log_verifier, origin, tally)
-    leaf_hashes: list[bytes] = []
-    contents: list[LeafContents | None] = []
-    for position, record in enumerate(log_leaves):
-        if record.index != position:
-            tally.failures.append(
-                LogFailure(
-                    "LEAF_MISSING",
-                    f"leaf {position} is missing: the log goes on with leaf {record.index}",
-                    index=position,
-                )
-            )
-            break
-        data = bytes(record.data)
-        leaf_hashes.append(leaf_hash(data))
-        try:
-            contents.append(LeafContents.decode(data))
-        except InvalidInputError as e:
-            contents.append(None)
-            tally.failures.append(LogFailure("LEAF_MALFORMED", e.message, index=position))
-    tree = _InMemoryTree(leaf_hashes)
-    size = len(leaf_hashes)
-    _check_roots(tree, size, checkpoints, consistency_proof, tally)
+    replay = _replay(log_leaves, {c.size for c in checkpoints}, tally)
+    size = replay.size
+    _check_roots(replay, checkpoints, consistency_proof, tally)
+    if check_signatures is not None and bodies and signing_keys:
+        signing_keys = _prechecked_keys(log_leaves, replay, bodies, signing_keys, check_signatures)
     for index, body in sorted((bodies or {}).items()):
-        leaf = contents[index] if 0 <= index < size else None
-        if leaf is not None:
+        if 0 <= index < size and index not in replay.malformed:
+            leaf = LeafContents.decode(bytes(log_leaves[index].data))
             _check_body(index, leaf, body, signing_keys or {}, reader, tally, compromised or {})
     feed_sequence = _check_feed(tally, reader)
     _check_key_forks(tally)
     tally.failures.sort(key=lambda f: -1 if f.index is None else f.index)
     return VerificationReport(
         size=size,
-        root_hash=root_from(tree, size),
+        root_hash=replay.roots[size],
         checkpoints_verified=len(checkpoints),
         bodies_verified=tally.bodies,
         signatures_verified=tally.signatures,
@@ -551,12 +661,12 @@ def _claimed_size(note: str) -> int | None:
 
 
 def _check_roots(
-    tree: _InMemoryTree,
-    size: int,
+    replay: _Replay,
     checkpoints: list[Checkpoint],
     consistency_proof: Callable[[int, int], Sequence[bytes]] | None,
     tally: _Tally,
 ) -> None:
+    size = replay.size
     proven = 0  # the first `proven` leaves match a signed root
     for checkpoint in checkpoints:
         if checkpoint.size > size:
@@ -570,10 +680,10 @@ def _check_roots(
                 )
             )
             return
-        if root_from(tree, checkpoint.size) == checkpoint.root_hash:
+        if replay.roots[checkpoint.size] == checkpoint.root_hash:
             proven = max(proven, checkpoint.size)
             continue
-        bad = _first_bad_leaf(tree, proven, checkpoint, consistency_proof)
+        bad = _first_bad_leaf(replay.tree(), proven, checkpoint, consistency_proof)
         tally.failures.append(
             LogFailure(
                 "ROOT_MISMATCH",

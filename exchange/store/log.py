@@ -9,7 +9,7 @@ dense and in commit order across hub replicas.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -136,14 +136,19 @@ def log_size(connection: Connection) -> int:
     return int(connection.execute(_LOG_SIZE).scalar_one())
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StoredLeaf:
-    """One leaf as anyone may read it: its index, canonical bytes, entry type and log time."""
+    """One leaf as anyone may read it: its index, canonical bytes and entry type (its log time
+    is in the bytes: :func:`~exchange.audit.leaves.logged_micros`).
+
+    Not frozen, and the log time not read from its column: a full-log verification reads every
+    leaf through here, and a frozen dataclass (each field set through ``object.__setattr__``)
+    or the column's timestamp conversion cost more than the rest of the row.
+    """
 
     index: int
     data: bytes
     entry_type: str
-    logged_at: datetime
 
 
 @dataclass(frozen=True)
@@ -156,24 +161,27 @@ class StoredBody:
     salt: bytes
 
 
-def read_leaves(connection: Connection, start: int, end: int) -> list[StoredLeaf]:
-    """The stored leaves with index in ``[start, end)``, ascending (a missing row is skipped)."""
-    rows = connection.execute(
-        select(
-            log_entries.c.idx, log_entries.c.leaf, log_entries.c.entry_type, log_entries.c.logged_at
-        )
-        .where(log_entries.c.idx >= start, log_entries.c.idx < end)
-        .order_by(log_entries.c.idx)
-    )
-    return [
-        StoredLeaf(
-            index=int(row.idx),
-            data=bytes(row.leaf),
-            entry_type=row.entry_type,
-            logged_at=row.logged_at,
-        )
-        for row in rows
-    ]
+_READ_LEAVES = (
+    select(log_entries.c.idx, log_entries.c.leaf, log_entries.c.entry_type)
+    .where(log_entries.c.idx >= bindparam("start"), log_entries.c.idx < bindparam("end"))
+    .order_by(log_entries.c.idx)
+)
+
+
+def read_leaves(connection: Connection, start: int, end: int) -> Iterator[StoredLeaf]:
+    """The stored leaves with index in ``[start, end)``, ascending (a missing row is skipped).
+
+    Read in batches as the caller consumes them: a page of leaves is then never held as rows,
+    tuples and messages all at once, which in a busy process made the garbage collector's
+    passes cost more than the page itself.
+    """
+    result = connection.execute(_READ_LEAVES, {"start": start, "end": end})
+    for rows in result.partitions(_LEAVES_PER_BATCH):
+        for idx, leaf, entry_type in rows:
+            yield StoredLeaf(idx, bytes(leaf), entry_type)
+
+
+_LEAVES_PER_BATCH = 500
 
 
 def leaves_at(connection: Connection, indices: Iterable[int]) -> dict[int, bytes]:
@@ -194,26 +202,46 @@ def entitled_bodies(
     wanted = sorted(set(indices))
     if not wanted:
         return {}
-    # Bodies are read only for the entries whose list names the agency (the check below is the
-    # exact one; the LIKE only spares reading the bodies of everyone else's entries).
-    entitled_list = literal(" ") + log_entries.c.entitled + literal(" ")
-    rows = connection.execute(
-        select(
-            log_entries.c.idx, log_entries.c.body, log_entries.c.salt, log_entries.c.entitled
-        ).where(
-            log_entries.c.idx.in_(wanted),
-            entitled_list.contains(f" {agency_id} ", autoescape=True),
+    # A run of consecutive indices (what a full-log verification asks for) is read as a range:
+    # one statement with two parameters instead of one parameter per index.
+    first, last = wanted[0], wanted[-1]
+    if last - first + 1 == len(wanted):
+        rows = connection.execute(
+            _ENTITLED_RANGE, {"first": first, "last": last, "agency": _like_agency(agency_id)}
         )
-    )
+    else:
+        rows = connection.execute(
+            _ENTITLED_BODIES, {"indices": wanted, "agency": _like_agency(agency_id)}
+        )
     return {
-        int(row.idx): StoredBody(
-            index=int(row.idx),
-            body=None if row.body is None else bytes(row.body),
-            salt=bytes(row.salt),
+        int(idx): StoredBody(
+            index=int(idx), body=None if body is None else bytes(body), salt=bytes(salt)
         )
-        for row in rows
-        if agency_id in row.entitled.split()
+        for idx, body, salt, entitled in rows
+        if agency_id in entitled.split()
     }
+
+
+def _like_agency(agency_id: str) -> str:
+    """The ``LIKE`` pattern of an entitled list naming ``agency_id`` (wildcards escaped)."""
+    escaped = agency_id.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"% {escaped} %"
+
+
+# Bodies are read only for the entries whose list names the agency (the caller's check on the
+# split list is the exact one; the LIKE only spares reading the bodies of everyone else's).
+_ENTITLED_SELECT = select(
+    log_entries.c.idx, log_entries.c.body, log_entries.c.salt, log_entries.c.entitled
+)
+_NAMES_AGENCY = (literal(" ") + log_entries.c.entitled + literal(" ")).like(
+    bindparam("agency"), escape="/"
+)
+_ENTITLED_RANGE = _ENTITLED_SELECT.where(
+    log_entries.c.idx >= bindparam("first"), log_entries.c.idx <= bindparam("last"), _NAMES_AGENCY
+)
+_ENTITLED_BODIES = _ENTITLED_SELECT.where(
+    log_entries.c.idx.in_(bindparam("indices", expanding=True)), _NAMES_AGENCY
+)
 
 
 def index_of_leaf(connection: Connection, leaf_hash_value: bytes, *, below: int) -> int | None:

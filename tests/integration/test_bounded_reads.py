@@ -151,5 +151,9 @@ def test_audit_verify_reads_the_log_a_page_at_a_time(
     ]
     assert len(ranges) >= report.size // PAGE
     for parameters in ranges:
-        start, end = _values(parameters, "idx")[:2]
+        start, end = (
+            (parameters["start"], parameters["end"])
+            if isinstance(parameters, dict)
+            else tuple(parameters)[:2]
+        )
         assert end - start <= PAGE

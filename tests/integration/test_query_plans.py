@@ -34,6 +34,7 @@ import grpc
 import pytest
 from sqlalchemy import event
 
+from exchange.hub import audit_service
 from exchange.statements.sealing import summary_item
 from exchange.v1 import alerts_pb2, audit_pb2, audit_pb2_grpc, payloads_pb2
 from tests.conftest import AGENCIES, FrozenClock
@@ -49,7 +50,8 @@ FILLED_ALERTS = 4_000
 audience rows (4,000) and feed events (1,333) outnumber the largest page the hub serves."""
 
 MAX_ROWS_PER_NODE = 1_000
-"""The largest page the hub serves (``GetLeaves``); no plan node may handle more rows."""
+"""The largest page the hub serves here (``GetLeaves``' is lowered to it, so that a read of the
+whole log stands out in this store); no plan node may handle more rows."""
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,9 +67,14 @@ def _scale_bench() -> ModuleType:
 
 @pytest.fixture
 def filled_hub(
-    hub_factory: Callable[..., object], exchange_dir: Path, database_url: str, clock: FrozenClock
+    hub_factory: Callable[..., object],
+    exchange_dir: Path,
+    database_url: str,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> object:
     """A hub started on a store holding ``FILLED_ALERTS`` alerts among the three agencies."""
+    monkeypatch.setattr(audit_service, "MAX_LEAVES_PER_PAGE", MAX_ROWS_PER_NODE)
     from exchange.config.profile import load_profile
     from exchange.hub.app import import_registry
     from exchange.store.db import Database

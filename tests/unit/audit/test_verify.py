@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.audit import merkle
 from exchange.audit.errors import FeedGapError, LogInconsistentError
-from exchange.audit.leaves import FEED_EVENT, LeafContents, make_leaf
+from exchange.audit.leaves import FEED_EVENT, RETRACTION, LeafContents, is_canonical, make_leaf
 from exchange.audit.verify import (
     OPENED_NOTES_KEPT,
     CheckpointVerifier,
@@ -24,6 +25,8 @@ from exchange.audit.verify import (
     require_cosignatures,
     verify_log,
 )
+from exchange.crypto.dsse import Envelope, sign_envelope
+from exchange.crypto.keys import SigningKey
 from exchange.crypto.notes import (
     Checkpoint,
     CosignatureSigner,
@@ -34,9 +37,10 @@ from exchange.crypto.notes import (
     open_checkpoint,
     sign_note,
 )
+from exchange.crypto.signature_batch import verify_one_by_one
 from exchange.errors import CommitmentError, MalformedError, SignatureError, VerificationError
-from exchange.statements.codec import encode
-from exchange.v1 import alerts_pb2
+from exchange.statements.codec import PAYLOAD_TYPES, encode, envelope_to_proto
+from exchange.v1 import alerts_pb2, statements_pb2
 
 ORIGIN = "exchange.test/log"
 SIGNER = NoteSigner(ORIGIN, bytes(range(32)))
@@ -356,3 +360,108 @@ def test_a_gap_in_the_readers_feed_events_in_the_log_is_named() -> None:
     with pytest.raises(FeedGapError) as gap:
         check_feed_sequence(2, 4)
     assert gap.value.missing_sequence == 3
+
+
+# --- the leaf layout checked in place, and signatures checked in a batch -------------------------
+
+
+@pytest.mark.parametrize(
+    "name, leaf",
+    [
+        ("canonical", leaf_data(1)[0]),
+        ("one byte short", leaf_data(1)[0][:-1]),
+        ("one byte more", leaf_data(1)[0] + b"\x00"),
+        ("empty", b""),
+        ("another label", leaf_data(1)[0].replace(b"exchange/leaf/v1", b"exchange/leaf/v2")),
+        ("entry type not UTF-8", leaf_data(1)[0].replace(b"feed_event", b"feed_even\xff")),
+        ("time of 7 bytes", leaf_data(1)[0].replace(b"\x00\x00\x00\x08", b"\x00\x00\x00\x07", 1)),
+        ("empty entry type", make_leaf("", NOW, b"x", b"s" * 16, [])),
+    ],
+)
+def test_the_leaf_layout_checked_in_place_decides_as_the_part_by_part_decoding(
+    name: str, leaf: bytes
+) -> None:
+    try:
+        expected: LeafContents | str = LeafContents._decode_parts(leaf)
+    except MalformedError as e:
+        expected = e.message
+    try:
+        decoded: LeafContents | str = LeafContents.decode(leaf)
+    except MalformedError as e:
+        decoded = e.message
+    assert decoded == expected, name
+    assert is_canonical(leaf) == isinstance(expected, LeafContents), name
+
+
+def test_a_malformed_leaf_is_named_and_the_rest_of_the_log_still_replayed() -> None:
+    data = leaf_data(12)
+    served = list(data)
+    served[6] = b"not a leaf"
+    report = replay(served, [signed(data)], proofs_from=data)
+    assert [(f.reason, f.index) for f in report.failures] == [
+        ("LEAF_MALFORMED", 6),
+        ("ROOT_MISMATCH", 6),
+    ]
+    assert report.size == 12
+
+
+def test_roots_are_taken_at_every_checkpoint_size_as_the_leaves_are_hashed() -> None:
+    data = leaf_data(100)
+    sizes = [1, 2, 3, 63, 64, 65, 99, 100]
+    report = replay(data, [signed(data, size) for size in sizes])
+    assert report.ok and report.checkpoints_verified == len(sizes)
+    assert report.root_hash == merkle.root([merkle.leaf_hash(d) for d in data])
+    assert replay([], []).root_hash == merkle.EMPTY_ROOT
+
+
+AGENCY_A_KEY = SigningKey(Ed25519PrivateKey.from_private_bytes(bytes(range(32, 64))))
+RETRACTION_TYPE = PAYLOAD_TYPES["retraction"]
+
+
+def retraction_log(count: int, *, bad_signature: int | None = None):  # type: ignore[no-untyped-def]
+    """``count`` retractions signed by agency-a, logged with their bodies; the one at
+    ``bad_signature`` carries another statement's signature (its leaf commits to it as served)."""
+    entries, bodies = [], {}
+
+    @dataclass(frozen=True)
+    class Body:
+        body: bytes
+        salt: bytes
+
+    other = sign_envelope(RETRACTION_TYPE, b"another statement", AGENCY_A_KEY).signatures
+    for i in range(count):
+        statement = statements_pb2.Retraction(
+            originator="agency-a", alert_id=f"alert-{i}", version=1
+        )
+        envelope = sign_envelope(RETRACTION_TYPE, encode(statement), AGENCY_A_KEY)
+        if i == bad_signature:
+            envelope = Envelope(envelope.payload, envelope.payload_type, other)
+        body = encode(envelope_to_proto(envelope))
+        salt = bytes([i % 256]) * 16
+        entries.append(make_leaf(RETRACTION, NOW, body, salt, ["agency-a", f"alert-{i}", "1"]))
+        bodies[i] = Body(body, salt)
+    return entries, bodies
+
+
+def test_signatures_checked_in_a_batch_give_the_report_checked_one_by_one() -> None:
+    data, bodies = retraction_log(40, bad_signature=17)
+    batches: list[int] = []
+
+    def batch(checks):  # type: ignore[no-untyped-def]
+        batches.append(len(checks))
+        return verify_one_by_one(checks)
+
+    def verify(**options):  # type: ignore[no-untyped-def]
+        return verify_log(
+            [Leaf(i, d) for i, d in enumerate(data)],
+            [signed(data)],
+            log_verifier=LOG_KEY,
+            bodies=bodies,
+            signing_keys={"agency-a": [AGENCY_A_KEY.public_key]},
+            **options,
+        )
+
+    one_by_one, batched = verify(), verify(check_signatures=batch)
+    assert batched == one_by_one
+    assert [(f.reason, f.index) for f in batched.failures] == [("SIGNATURE_INVALID", 17)]
+    assert batched.signatures_verified == 39 and batches == [40]  # each check once, one batch

@@ -33,9 +33,10 @@ from exchange.crypto.notes import (
     sign_note,
     verify_cosignature,
 )
-from exchange.errors import ConfigurationError, SignatureError, VerificationError
+from exchange.errors import ConfigurationError, ExchangeError, SignatureError, VerificationError
 from exchange.v1 import alerts_pb2, alerts_pb2_grpc, audit_pb2, audit_pb2_grpc
 from exchange_client._internal.audit import Auditor, CheckpointStore, checkpoint_text
+from exchange_client._internal.audit import auditor as auditor_module
 from exchange_client._internal.calls import done
 from exchange_client._internal.state import journal_of
 from exchange_client._internal.transport import Transport
@@ -60,6 +61,9 @@ class ScriptedLog(audit_pb2_grpc.AuditServiceServicer, alerts_pb2_grpc.AlertServ
         self.leaves: list[bytes] = []
         self.note = ""
         self.cosignature_lines: list[str] = []
+        self.page_limit: int | None = None  # the most leaves one GetLeaves answers
+        self.leaf_requests: list[tuple[int, int]] = []
+        self.bodies_refused = False
 
     def append(self, count: int) -> None:
         for _ in range(count):
@@ -107,7 +111,10 @@ class ScriptedLog(audit_pb2_grpc.AuditServiceServicer, alerts_pb2_grpc.AlertServ
         )
 
     def GetLeaves(self, request: Any, context: Any) -> audit_pb2.GetLeavesResponse:
+        self.leaf_requests.append((request.start, request.end))
         end = min(request.end, len(self.leaves))
+        if self.page_limit is not None:
+            end = min(end, request.start + self.page_limit)
         return audit_pb2.GetLeavesResponse(
             leaves=[
                 audit_pb2.Leaf(index=i, data=self.leaves[i], entry_type=leaves.RETRACTION)
@@ -116,6 +123,8 @@ class ScriptedLog(audit_pb2_grpc.AuditServiceServicer, alerts_pb2_grpc.AlertServ
         )
 
     def GetEntryBodies(self, request: Any, context: Any) -> audit_pb2.GetEntryBodiesResponse:
+        if self.bodies_refused:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "bodies are not served today")
         return audit_pb2.GetEntryBodiesResponse(
             bodies=[audit_pb2.EntryBody(index=i, present=False) for i in request.indices]
         )
@@ -378,6 +387,61 @@ def test_the_summary_lists_verified_cosignatures_and_our_own(
     assert [line.name for line in summary.cosignatures if not line.verified] == ["agency-x"]
     assert summary.note.startswith(log.note)  # exactly as signed, cosignature lines after
     assert "\u2014 agency-a " in summary.note
+
+
+@pytest.fixture
+def small_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of 4 leaves, windows of 8 and body requests of 3, so a short log spans windows."""
+    monkeypatch.setattr(auditor_module, "LEAVES_PER_PAGE", 4)
+    monkeypatch.setattr(auditor_module, "FETCH_WINDOW", 8)
+    monkeypatch.setattr(auditor_module, "BODIES_PER_REQUEST", 3)
+
+
+@pytest.mark.parametrize("page_limit", [None, 3, 1])
+def test_verify_reads_the_log_in_windows_or_as_the_hub_pages_it(
+    log: ScriptedLog,
+    channel: grpc.Channel,
+    tmp_path: Path,
+    small_windows: None,
+    page_limit: int | None,
+) -> None:
+    log.append(20)
+    log.sign()
+    log.page_limit = page_limit
+    auditor = make_auditor(channel, tmp_path)
+    report = auditor.verify()
+    assert report.ok and report.size == 25
+    starts = [start for start, _ in log.leaf_requests]
+    if page_limit is None:  # side by side, window after window
+        assert sorted(log.leaf_requests) == [
+            (0, 4),
+            (4, 8),
+            (8, 12),
+            (12, 16),
+            (16, 20),
+            (20, 24),
+            (24, 25),
+        ]
+    else:  # the first short page hands over to paging on from the last leaf served
+        assert sorted(starts[:2]) == [0, 4] and starts[2:] == list(range(0, 25, page_limit))
+
+    tampered_hashes = log.hashes()
+    log.leaves[17] = entry(500)[1]
+    log.hashes = lambda: tampered_hashes  # type: ignore[method-assign]
+    report = auditor.verify()
+    assert report.first_failure is not None
+    assert (report.first_failure.reason, report.first_failure.index) == ("ROOT_MISMATCH", 17)
+
+
+def test_a_refused_call_among_those_sent_side_by_side_fails_the_verification(
+    log: ScriptedLog, channel: grpc.Channel, tmp_path: Path, small_windows: None
+) -> None:
+    log.append(20)
+    log.sign()
+    log.bodies_refused = True
+    with pytest.raises(ExchangeError) as refused:
+        make_auditor(channel, tmp_path).verify()
+    assert "not served today" in refused.value.message
 
 
 def test_verify_names_the_first_changed_leaf(

@@ -4,7 +4,7 @@ Each operation of the client that talks to the hub (publish, open, a release dec
 audit check, ...) is a generator: it *yields* the steps it needs done — a unary call
 (:class:`Rpc`), a publish of sealed bytes (:class:`PublishBytes`), a wait before a retry
 (:class:`Sleep`), a lock (:class:`Acquire`), a stream's next response (:class:`Read`), a flush of
-state to disk (:class:`Flush`) — and is
+state to disk (:class:`Flush`), unary calls side by side (:class:`Together`) — and is
 sent back each step's result, or has the step's error thrown in at the ``yield``. Everything between the steps (verification, sealing, opening, the audit log's
 rules) runs in the generator and is the same code for both clients. :func:`run` drives an
 operation with a blocking :class:`~exchange_client._internal.transport.Transport`;
@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -93,7 +94,19 @@ class Flush:
 LOCK_POLL_SECONDS = 0.002
 """How often an asynchronous operation waiting for a lock tries it again."""
 
-Step = Rpc | PublishBytes | Sleep | Acquire | Read | Flush
+
+@dataclass(frozen=True)
+class Together:
+    """Unary calls sent side by side: the result is their answers in order, or, if any failed,
+    the error of the first (in order) that did is thrown in once all are answered."""
+
+    calls: tuple[Rpc, ...]
+
+
+TOGETHER_THREADS = 8
+"""Most calls of one :class:`Together` the blocking driver has in flight at once."""
+
+Step = Rpc | PublishBytes | Sleep | Acquire | Read | Flush | Together
 Steps = Generator[Step, Any, T]
 """An operation: yields steps, is sent their results, returns a ``T``."""
 
@@ -102,6 +115,12 @@ def call(service: str, method: str, request: Any, *, metadata: Metadata | None =
     """The one-step operation: the hub's answer to one unary call."""
     response = yield Rpc(service, method, request, metadata)
     return response
+
+
+def together(calls: Iterable[Rpc]) -> Steps[list[Any]]:
+    """The one-step operation: the hub's answers to ``calls``, sent side by side, in order."""
+    responses = yield Together(tuple(calls))
+    return responses  # type: ignore[no-any-return]
 
 
 def done(value: T) -> Steps[T]:
@@ -159,6 +178,8 @@ def run(
             elif isinstance(step, Rpc):
                 method = getattr(getattr(transport, step.service), step.method)
                 result = transport.call(method, step.request, metadata=step.metadata)
+            elif isinstance(step, Together):
+                result = _call_together(transport, step.calls)
             else:
                 result = transport.publish_bytes(step.request, metadata=step.metadata)
         except Exception as e:  # noqa: BLE001 - thrown into the operation at its yield
@@ -168,8 +189,26 @@ def run(
             raise
 
 
+def _call_together(transport: Transport, calls: tuple[Rpc, ...]) -> list[Any]:
+    """Make ``calls`` side by side on threads (a blocking channel is safe to share), answers in
+    order; the first failed call's error (in order) is raised once all have ended."""
+
+    def answer(rpc: Rpc) -> Any:
+        method = getattr(getattr(transport, rpc.service), rpc.method)
+        return transport.call(method, rpc.request, metadata=rpc.metadata)
+
+    if len(calls) <= 1:
+        return [answer(rpc) for rpc in calls]
+    with ThreadPoolExecutor(max_workers=min(len(calls), TOGETHER_THREADS)) as pool:
+        futures = [pool.submit(answer, rpc) for rpc in calls]
+    return [future.result() for future in futures]
+
+
 def run_blocking(
-    steps: Steps[T], transport: Transport | AsyncTransport, *, wait: Callable[[float], None] = time.sleep
+    steps: Steps[T],
+    transport: Transport | AsyncTransport,
+    *,
+    wait: Callable[[float], None] = time.sleep,
 ) -> T:
     """:func:`run`, for a part shared by both clients that was handed either transport: only a
     blocking one can drive a blocking call (an ``AsyncClient`` awaits the steps instead)."""
@@ -208,6 +247,22 @@ async def run_async(steps: Steps[T], transport: AsyncTransport) -> T:
                 result = None if response is grpc.aio.EOF else response  # type: ignore[attr-defined]
             elif isinstance(step, Flush):
                 await asyncio.to_thread(step.flush)
+            elif isinstance(step, Together):
+                answers = await asyncio.gather(
+                    *(
+                        transport.call(
+                            getattr(getattr(transport, rpc.service), rpc.method),
+                            rpc.request,
+                            metadata=rpc.metadata,
+                        )
+                        for rpc in step.calls
+                    ),
+                    return_exceptions=True,
+                )
+                failed = next((a for a in answers if isinstance(a, BaseException)), None)
+                if failed is not None:
+                    raise failed
+                result = answers
             else:
                 await asyncio.sleep(step.seconds)
         except Exception as e:  # noqa: BLE001 - thrown into the operation at its yield

@@ -74,8 +74,9 @@ from exchange_client._internal.audit.results import (
     CosignatureLine,
     HistoryEntry,
 )
+from exchange_client._internal.audit.signature_workers import verify_in_processes
 from exchange_client._internal.audit.stream import COSIGN_SPACING_SECONDS, AuditedStream
-from exchange_client._internal.calls import Steps, call, run_blocking
+from exchange_client._internal.calls import Rpc, Steps, call, run_blocking, together
 from exchange_client._internal.feed import check_sequence
 from exchange_client._internal.transport import AsyncTransport, Transport
 
@@ -89,11 +90,22 @@ class _ProofNeeded(Exception):
         super().__init__(first, second)
         self.sizes = (first, second)
 
-LEAVES_PER_PAGE = 1000
-"""Leaves asked for per ``GetLeaves`` call (the hub answers at most 1000)."""
+
+LEAVES_PER_PAGE = 10_000
+"""Leaves asked for per ``GetLeaves`` call (a hub may answer fewer: the client pages on from the
+last leaf it got)."""
 
 BODIES_PER_REQUEST = 1000
 """Indices per ``GetEntryBodies`` call (the hub's limit)."""
+
+BODIES_CHECKED_IN_PROCESSES = 5_000
+"""From this many readable bodies on, ``verify`` checks their signatures in worker processes
+(one per CPU, :func:`~exchange_client._internal.audit.signature_workers.verify_in_processes`): below it, starting
+the processes costs more than it saves."""
+
+FETCH_WINDOW = LEAVES_PER_PAGE
+"""Leaves fetched side by side with their bodies (one page of leaves, and the body requests
+for the same indices), before the next window is asked for."""
 
 EVENTS_PER_PAGE = 1000
 """Feed events per ``ListEvents`` call when ``verify`` reads back what the hub delivered."""
@@ -631,8 +643,56 @@ class Auditor:
     # --- the whole log --------------------------------------------------------------------------------
 
     def _fetch(self, size: int, progress: Progress | None) -> Steps[_FetchedLog]:
+        """The leaves under a checkpoint of ``size`` and the bodies this agency may read.
+
+        A window of the log at a time, its leaves and bodies asked for side by side: the hub
+        answers a whole page when it has one, and the round trips then overlap. A page that
+        comes back short (a hub with a smaller page, or one serving fewer leaves than its
+        checkpoint signs) hands over to :meth:`_fetch_paged` from that window on, which pages
+        on from the last leaf served, one call at a time, as the hub leads.
+        """
         fetched: list[audit_pb2.Leaf] = []
+        bodies: dict[int, audit_pb2.EntryBody] = {}
         start = 0
+        while start < size:
+            end = min(size, start + FETCH_WINDOW)
+            pages = [(s, min(end, s + LEAVES_PER_PAGE)) for s in range(start, end, LEAVES_PER_PAGE)]
+            chunks = [
+                list(range(s, min(end, s + BODIES_PER_REQUEST)))
+                for s in range(start, end, BODIES_PER_REQUEST)
+            ]
+            answers = yield from together(
+                [
+                    Rpc("audit", "GetLeaves", audit_pb2.GetLeavesRequest(start=s, end=e))
+                    for s, e in pages
+                ]
+                + [
+                    Rpc("audit", "GetEntryBodies", audit_pb2.GetEntryBodiesRequest(indices=chunk))
+                    for chunk in chunks
+                ]
+            )
+            served = answers[: len(pages)]
+            if not all(
+                page.leaves and page.leaves[-1].index + 1 == e
+                for page, (_, e) in zip(served, pages, strict=True)
+            ):
+                rest = yield from self._fetch_paged(start, size, progress)
+                fetched.extend(rest.leaves)
+                bodies.update(rest.bodies)
+                break
+            for page in served:
+                fetched.extend(page.leaves)
+            for response in answers[len(pages) :]:
+                bodies.update({body.index: body for body in response.bodies if body.present})
+            start = end
+            if progress is not None:
+                progress("leaves", start, size)
+                progress("bodies", start, size)
+        return _FetchedLog(fetched, bodies)
+
+    def _fetch_paged(self, start: int, size: int, progress: Progress | None) -> Steps[_FetchedLog]:
+        """The leaves from ``start`` paged on from the last one served, then their bodies."""
+        fetched: list[audit_pb2.Leaf] = []
         while start < size:
             page = yield from call(
                 "audit",
@@ -721,6 +781,11 @@ class Auditor:
                     reader=self._agency_id,
                     consistency_proof=proof_of,
                     compromised=compromised,
+                    check_signatures=(
+                        verify_in_processes
+                        if len(log.bodies) >= BODIES_CHECKED_IN_PROCESSES
+                        else None
+                    ),
                 )
                 break
             except _ProofNeeded as needed:
