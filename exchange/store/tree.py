@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, insert, or_, select, update
 
@@ -54,11 +55,19 @@ DEFAULT_BATCH_SIZE = 10_000
 """Leaves hashed per transaction by :class:`TreeBuilder`."""
 
 
-
 def _node(start: int, end: int) -> Node:
     """The ``(level, idx)`` of the complete aligned subtree ``[start, end)``."""
     level = (end - start).bit_length() - 1
     return level, start >> level
+
+
+def _aligned_pieces(start: int, end: int) -> list[tuple[int, int]]:
+    """:func:`~exchange.audit.merkle.aligned_subtrees` of ``[start, end)``, short-cut for a range
+    that is itself a complete aligned subtree (all but at most one range of a proof)."""
+    width = end - start
+    if width & (width - 1) == 0 and start % width == 0:
+        return [(start, end)]
+    return aligned_subtrees(start, end)
 
 
 # Built once: statements executed with parameters reuse their compiled form and cache key.
@@ -76,18 +85,23 @@ _SET_HASHED_SIZE = update(log_tree_head).where(log_tree_head.c.id == 1)
 
 
 MAX_NODES_PER_QUERY = 256
-"""Most subtree hashes one query asks for (two bound parameters each)."""
+"""Most subtree hashes one query asks for."""
+
+LEVEL_QUERY_MIN_NODES = 8
+"""From this many nodes of one level on (the lower levels of a page of proofs), they are read by
+one query on that level, not as (level, idx) pairs."""
 
 
 def _slots(count: int) -> int:
-    """The statement size used for ``count`` nodes: the next power of two, at least 8."""
+    """The statement size used for ``count`` nodes: the next power of two, at least 8 (a fetch's
+    nodes are padded up to it, so that few distinct statements reach the database)."""
     return max(8, 1 << (count - 1).bit_length())
 
 
 @functools.cache
 def _subtrees_query(slots: int) -> Select[tuple[int, int, bytes]]:
     """The subtree hashes at ``slots`` (level, index) pairs, bound as ``level<i>``/``idx<i>``:
-    one statement per size, compiled once (a proof's nodes are padded up to its size)."""
+    one statement per size, compiled once."""
     return select(log_subtrees.c.level, log_subtrees.c.idx, log_subtrees.c.hash).where(
         or_(
             *(
@@ -99,6 +113,15 @@ def _subtrees_query(slots: int) -> Select[tuple[int, int, bytes]]:
             )
         )
     )
+
+
+# The hashes of many nodes of one level: the primary key (level, idx) searched once per index,
+# with one bound parameter per node, not two. (A row-value ``(level, idx) IN (...)`` would be
+# a full scan on SQLite 3.40.)
+_SUBTREES_AT_LEVEL = select(log_subtrees.c.level, log_subtrees.c.idx, log_subtrees.c.hash).where(
+    log_subtrees.c.level == bindparam("level"),
+    log_subtrees.c.idx.in_(bindparam("indices", expanding=True)),
+)
 
 
 def hashed_size(connection: Connection, *, for_update: bool = False) -> int:
@@ -152,15 +175,20 @@ class StoredTree:
 
     def inclusion_proofs(self, indices: Sequence[int], size: int) -> list[list[bytes]]:
         """The inclusion proofs of ``indices`` in the tree of ``size`` leaves, their hashes read
-        together (a query per :data:`MAX_NODES_PER_QUERY` distinct nodes, not one per proof)."""
+        together (a query per :data:`MAX_NODES_PER_QUERY` distinct nodes, not one per proof).
+
+        The proofs of a run of leaves share most of their ranges (all the upper ones, and the
+        right edge): each distinct range is split, read and folded once, not once per proof."""
         self._check_size(size)
-        self._fetch(
-            _node(s, e)
-            for index in indices
-            for start, end in inclusion_proof_ranges(index, size)
-            for s, e in aligned_subtrees(start, end)
-        )
-        return [inclusion_proof_from(self, index, size) for index in indices]
+        paths = [inclusion_proof_ranges(index, size) for index in indices]
+        pieces: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for path in paths:
+            for piece in path:
+                if piece not in pieces:
+                    pieces[piece] = _aligned_pieces(*piece)
+        self._fetch(_node(s, e) for split in pieces.values() for s, e in split)
+        hashes = {piece: self._fold(split) for piece, split in pieces.items()}
+        return [[hashes[piece] for piece in path] for path in paths]
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         """The consistency proof from ``size1`` to ``size2`` leaves, in one query."""
@@ -178,7 +206,9 @@ class StoredTree:
         """Fetch, in one query, every hash the inclusion proofs of ``indices`` and the
         consistency proofs from ``from_sizes`` to ``size`` need (a batch's receipts)."""
         ranges = [r for index in indices for r in inclusion_proof_ranges(index, size)]
-        ranges += [r for old in from_sizes if 0 < old < size for r in consistency_proof_ranges(old, size)]
+        ranges += [
+            r for old in from_sizes if 0 < old < size for r in consistency_proof_ranges(old, size)
+        ]
         self._prefetch(ranges, size)
 
     def frontier(self, size: int) -> dict[Node, bytes]:
@@ -187,6 +217,12 @@ class StoredTree:
         nodes = [_node(s, e) for s, e in aligned_subtrees(0, size)]
         self._fetch(nodes)
         return {node: self._hashes[node] for node in nodes}
+
+    def _fold(self, pieces: Sequence[tuple[int, int]]) -> bytes:
+        """The hash of a range from its aligned subtrees' hashes, already fetched."""
+        if len(pieces) == 1:
+            return self._hashes[_node(*pieces[0])]
+        return hash_from_aligned_subtrees([self._hashes[_node(s, e)] for s, e in pieces])
 
     def _check_size(self, size: int) -> None:
         if size > self.size:
@@ -203,20 +239,35 @@ class StoredTree:
         missing = sorted({node for node in nodes if node not in self._hashes})
         if not missing:
             return
-        for start in range(0, len(missing), MAX_NODES_PER_QUERY):
-            chunk = missing[start : start + MAX_NODES_PER_QUERY]
-            slots = _slots(len(chunk))
-            padded = chunk + [chunk[-1]] * (slots - len(chunk))
-            parameters = {f"level{i}": level for i, (level, _) in enumerate(padded)}
-            parameters.update({f"idx{i}": idx for i, (_, idx) in enumerate(padded)})
-            for row in self._connection.execute(_subtrees_query(slots), parameters):
-                self._hashes[(int(row.level), int(row.idx))] = bytes(row.hash)
+        by_level: dict[int, list[int]] = {}
+        for level, idx in missing:
+            by_level.setdefault(level, []).append(idx)
+        pairs: list[Node] = []
+        for level, indices in by_level.items():
+            if len(indices) < LEVEL_QUERY_MIN_NODES:
+                pairs += [(level, idx) for idx in indices]
+                continue
+            for start in range(0, len(indices), MAX_NODES_PER_QUERY):
+                chunk = indices[start : start + MAX_NODES_PER_QUERY]
+                padded = chunk + [chunk[-1]] * (_slots(len(chunk)) - len(chunk))
+                self._read(_SUBTREES_AT_LEVEL, {"level": level, "indices": padded})
+        for start in range(0, len(pairs), MAX_NODES_PER_QUERY):
+            some = pairs[start : start + MAX_NODES_PER_QUERY]
+            slots = _slots(len(some))
+            padded_pairs = some + [some[-1]] * (slots - len(some))
+            parameters = {f"level{i}": level for i, (level, _) in enumerate(padded_pairs)}
+            parameters.update({f"idx{i}": idx for i, (_, idx) in enumerate(padded_pairs)})
+            self._read(_subtrees_query(slots), parameters)
         absent = [node for node in missing if node not in self._hashes]
         if absent:
             raise VerificationError(
                 f"the stored tree lacks subtree hashes {absent} below its hashed size",
                 reason="LOG_STORAGE_INCOMPLETE",
             )
+
+    def _read(self, query: Select[Any], parameters: dict[str, Any]) -> None:
+        for level, idx, value in self._connection.execute(query, parameters):
+            self._hashes[(int(level), int(idx))] = bytes(value)
 
 
 class TreeBuilder:

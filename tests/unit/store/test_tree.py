@@ -19,10 +19,10 @@ from sqlalchemy import event, insert, update
 from exchange.audit import merkle
 from exchange.audit.leaves import FEED_EVENT, make_leaf
 from exchange.audit.merkle import subtrees_added
-from exchange.errors import NotFoundError
+from exchange.errors import NotFoundError, VerificationError
 from exchange.store import tree as tree_module
 from exchange.store.db import Database
-from exchange.store.schema import log_entries, log_head, log_tree_head
+from exchange.store.schema import log_entries, log_head, log_subtrees, log_tree_head
 from exchange.store.tree import StoredTree, TreeBuilder, hash_new_leaves
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -238,3 +238,47 @@ def test_a_consistency_proof_at_a_million_entries_costs_two_queries(
         proof = StoredTree(connection).consistency_proof(first, MILLION)
     assert counter.statements == 2
     merkle.verify_consistency(first, MILLION, first_root, root, proof)
+
+
+@pytest.mark.parametrize(
+    ("stride", "nodes_per_query", "level_query_from"),
+    [(1, 256, 8), (3, 256, 8), (7, 5, 2), (40, 256, 8)],
+)
+def test_the_proofs_of_a_page_of_leaves_equal_the_merkle_core(
+    database_url: str,
+    stride: int,
+    nodes_per_query: int,
+    level_query_from: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A feed page's leaves: every ``stride``-th one from an odd start, on both databases; with
+    # few nodes per query or a low level threshold, the fetch is split across both query kinds.
+    monkeypatch.setattr(tree_module, "MAX_NODES_PER_QUERY", nodes_per_query)
+    monkeypatch.setattr(tree_module, "LEVEL_QUERY_MIN_NODES", level_query_from)
+    db = Database.from_url(database_url)
+    try:
+        db.migrate()
+        leaves = append_leaves(db, 613)
+        TreeBuilder(db, batch_size=100).extend()
+        hashes = [merkle.leaf_hash(leaf) for leaf in leaves]
+        indices = list(range(5, 613, stride))[:120]
+        for size in (613, indices[-1] + 1, 512):
+            page = [index for index in indices if index < size]
+            with QueryCounter(db) as counter, db.read() as connection:
+                proofs = StoredTree(connection, size=size).inclusion_proofs(page, size)
+            assert proofs == [merkle.inclusion_proof(i, size, hashes) for i in page]
+            assert counter.statements <= 10 * size.bit_length()  # a few per level, not per proof
+    finally:
+        db.dispose()
+
+
+def test_a_page_of_proofs_reports_a_missing_subtree(db: Database) -> None:
+    append_leaves(db, 40)
+    TreeBuilder(db).extend()
+    with db.write() as connection:
+        connection.execute(
+            log_subtrees.delete().where(log_subtrees.c.level == 0, log_subtrees.c.idx == 11)
+        )
+    with db.read() as connection, pytest.raises(VerificationError) as missing:
+        StoredTree(connection, size=40).inclusion_proofs(list(range(0, 40, 2)), 40)
+    assert missing.value.reason == "LOG_STORAGE_INCOMPLETE"
