@@ -1,8 +1,9 @@
 """The benchmark's baseline: a raw gRPC unary echo over the same mutual TLS as the hub.
 
 The server answers every request with the bytes it received, through a generic handler (bytes
-in, bytes out), so no proto is needed.  It is built like the hub's server — a synchronous
-``grpc.server`` on a thread pool of the same size, the same message limits — and it serves the
+in, bytes out), so no proto is needed.  The baseline is a synchronous ``grpc.server`` on a thread
+pool of 64 (the hub's server kind when the baseline was set; the hub now runs on ``grpc.aio``, and
+``--aio`` serves the same echo that way), with the hub's message limits, and it serves the
 hub's own TLS certificate and requires a client certificate issued by one of the agencies' CAs,
 so a client connects to it with exactly the credentials of an agency profile.
 
