@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import grpc
 
@@ -40,6 +41,34 @@ def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
     return request
 
 
+_SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MESSAGE_LIMIT),
+    ("grpc.max_send_message_length", MESSAGE_LIMIT),
+]
+
+
+def _serve_echo_on(
+    server: grpc.Server | grpc.aio.Server,
+    echo: Callable[..., Any],
+    *,
+    listen: str,
+    tls_certificate_pem: bytes,
+    tls_key_pem: bytes,
+    client_ca_bundle_pem: bytes,
+) -> int:
+    """Add the echo method (``echo``) and the mutual-TLS port to ``server``; return the port."""
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+    credentials = grpc.ssl_server_credentials(
+        [(tls_key_pem, tls_certificate_pem)],
+        root_certificates=client_ca_bundle_pem,
+        require_client_auth=True,
+    )
+    return server.add_secure_port(listen, credentials)
+
+
 def start_echo_server(
     *,
     listen: str,
@@ -50,22 +79,17 @@ def start_echo_server(
     """Serve the echo method on ``listen`` with mutual TLS; return the server and its port."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=SERVER_WORKERS, thread_name_prefix="echo"),
-        options=[
-            ("grpc.max_receive_message_length", MESSAGE_LIMIT),
-            ("grpc.max_send_message_length", MESSAGE_LIMIT),
-        ],
+        options=_SERVER_OPTIONS,
         maximum_concurrent_rpcs=SERVER_WORKERS * 4,
     )
-    handler = grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}
+    port = _serve_echo_on(
+        server,
+        _echo,
+        listen=listen,
+        tls_certificate_pem=tls_certificate_pem,
+        tls_key_pem=tls_key_pem,
+        client_ca_bundle_pem=client_ca_bundle_pem,
     )
-    server.add_generic_rpc_handlers((handler,))
-    credentials = grpc.ssl_server_credentials(
-        [(tls_key_pem, tls_certificate_pem)],
-        root_certificates=client_ca_bundle_pem,
-        require_client_auth=True,
-    )
-    port = server.add_secure_port(listen, credentials)
     server.start()
     return server, port
 
@@ -84,22 +108,15 @@ async def serve_echo_aio(
     async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         return request
 
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", MESSAGE_LIMIT),
-            ("grpc.max_send_message_length", MESSAGE_LIMIT),
-        ],
+    server = grpc.aio.server(options=_SERVER_OPTIONS)
+    port = _serve_echo_on(
+        server,
+        echo,
+        listen=listen,
+        tls_certificate_pem=tls_certificate_pem,
+        tls_key_pem=tls_key_pem,
+        client_ca_bundle_pem=client_ca_bundle_pem,
     )
-    handler = grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-    )
-    server.add_generic_rpc_handlers((handler,))
-    credentials = grpc.ssl_server_credentials(
-        [(tls_key_pem, tls_certificate_pem)],
-        root_certificates=client_ca_bundle_pem,
-        require_client_auth=True,
-    )
-    port = server.add_secure_port(listen, credentials)
     await server.start()
     started(port)
     try:

@@ -31,7 +31,7 @@ import re
 import struct
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -497,16 +497,7 @@ class Journal:
         (read before the ``published/`` files, as :meth:`combined` is)."""
         with self._guard:
             best = self.state.latest_published(alert_id)
-        for path in self._others():
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                continue
-            except OSError as e:
-                raise ConfigurationError(f"{path}: cannot read the client journal: {e}") from e
-            other = JournalState()
-            for record in journal_records(data)[0]:
-                other.apply(record, source=path)
+        for other in self._other_states():
             found = other.latest_published(alert_id)
             if found is not None and (best is None or found["version"] > best["version"]):
                 best = found
@@ -527,6 +518,13 @@ class Journal:
         journal, so nothing is missed in between."""
         with self._guard:
             merged = JournalState(checkpoint=self.state.checkpoint, cursor=self.state.cursor)
+        for other in self._other_states():
+            merged.merge(other)
+        return merged
+
+    def _other_states(self) -> Iterator[JournalState]:
+        """What every other journal of the profile holds, read as far as it is whole (one
+        gone meanwhile is passed over; nothing is written)."""
         for path in self._others():
             try:
                 data = path.read_bytes()
@@ -537,8 +535,7 @@ class Journal:
             other = JournalState()
             for record in journal_records(data)[0]:
                 other.apply(record, source=path)
-            merged.merge(other)
-        return merged
+            yield other
 
     # --- opening, folding in, folding out ------------------------------------------------------
 
