@@ -134,12 +134,22 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     async for response in behavior(request, context):
                         yield response
                 finally:
-                    _caller.reset(token)
+                    _reset_caller(token)
             except ExchangeError as error:
                 _log_refusal(error)
                 _refuse(context, error)
 
         return stream
+
+
+def _reset_caller(token: contextvars.Token[str]) -> None:
+    """Undo a stream's ``_caller.set``. A stream the client cancelled is closed by the event
+    loop's finalizer of asynchronous generators, in a context of its own, where the token does
+    not apply: the call's context, with the caller in it, went with the call's task."""
+    try:
+        _caller.reset(token)
+    except ValueError:
+        pass
 
 
 def _log_refusal(error: ExchangeError) -> None:

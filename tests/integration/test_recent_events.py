@@ -4,6 +4,8 @@ takes a sequence in between; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -129,3 +131,28 @@ def test_an_event_from_another_write_path_between_batches_is_not_missed(
     assert [e.sequence for e in stored] == [2, 3, 4, 5]
     assert live == stored
     assert resumed == stored
+
+
+def test_streams_cancelled_mid_catch_up_close_without_an_error(
+    hub: object,
+    agencies: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stream the client cancels is closed by the hub's event loop in a context of its own:
+    the guard's cleanup must not fail there (it logged a ``ValueError`` per cancelled stream)."""
+    monkeypatch.setattr(servicers, "MAX_EVENTS_PER_PAGE", 2)  # a catch-up of several pages
+    a, b = agencies["agency-a"], agencies["agency-b"]
+    for _ in range(8):
+        a.alerts.Publish(shipment_alert(a).request, timeout=10)
+    caplog.set_level(logging.WARNING)
+    for taken in range(1, 7):
+        stream = b.alerts.Subscribe(alerts_pb2.SubscribeRequest(after=0), timeout=30)
+        for count, _ in enumerate(stream, start=1):
+            if count >= taken:
+                break
+        stream.cancel()
+    time.sleep(1.0)  # for the hub's loop to finalize the cancelled streams
+    b.alerts.ListEvents(alerts_pb2.ListEventsRequest(), timeout=10)  # the hub still answers
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage()[:300] for r in errors]
