@@ -493,6 +493,7 @@ def test_a_state_looks_up_its_journal_once_per_process(
         assert state.journal is state_module.journal_of(tmp_path / "state")
     finally:
         state_module._JOURNALS.pop((os.getppid(), os.path.abspath(tmp_path / "state")), None)
+        state_module._JOURNALS_BY_PATH.pop((os.getppid(), tmp_path / "state"), None)
 
 
 def test_one_journal_per_directory_however_it_is_named(
