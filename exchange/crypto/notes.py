@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -203,9 +204,10 @@ class _VerifierKey:
         except ValueError as e:
             raise MalformedError(f"not an Ed25519 public key: {e}") from e
 
-    @property
+    @functools.cached_property
     def key_id(self) -> int:
-        """The key id that signature lines made with this key carry."""
+        """The key id that signature lines made with this key carry (computed once: the
+        verifier is frozen, and a note's every signature line is matched against it)."""
         return key_id(self.name, self.SIGNATURE_TYPE, self.public_key)
 
     def to_string(self) -> str:

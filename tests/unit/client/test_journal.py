@@ -464,3 +464,46 @@ def test_a_published_record_not_understood_is_a_configuration_error(tmp_path: Pa
     )
     with pytest.raises(ConfigurationError, match="not understood"):
         ClientState(tmp_path).latest_published(ALERT)
+
+
+def test_a_record_is_encoded_as_before_byte_for_byte() -> None:
+    """The encoder made once writes what ``json.dumps`` with the same separators wrote: old
+    journals and new ones are the same bytes, read by the same code."""
+    fields = {
+        "kind": "published",
+        "record": {"alert_id": ALERT, "accepted_at": "2026-12-07T12:00:00+00:00", "n": 1.5},
+        "text": 'Größe \u2028 "quoted" \\ \x00',
+        "list": [None, True, False, -3],
+    }
+    payload = json.dumps(fields, separators=(",", ":")).encode()
+    assert journal_record(fields)[8:] == payload
+    assert journal_records(journal_record(fields)) == ([fields], 8 + len(payload))
+
+
+def test_a_state_looks_up_its_journal_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = ClientState(tmp_path / "state")
+    assert state.journal is state.journal is state_module.journal_of(tmp_path / "state")
+    here = state.journal
+    # As in a forked child: another process id, another journal.
+    monkeypatch.setattr(state_module.os, "getpid", lambda: os.getppid())
+    try:
+        assert state.journal is not here
+        assert state.journal is state_module.journal_of(tmp_path / "state")
+    finally:
+        state_module._JOURNALS.pop((os.getppid(), os.path.abspath(tmp_path / "state")), None)
+        state_module._JOURNALS_BY_PATH.pop((os.getppid(), tmp_path / "state"), None)
+
+
+def test_one_journal_per_directory_however_it_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "state"
+    first = state_module.journal_of(directory)
+    monkeypatch.chdir(tmp_path)
+    assert state_module.journal_of(directory) is first
+    assert state_module.journal_of(Path("state")) is first
+    assert state_module.journal_of(tmp_path / "other" / ".." / "state") is first
+    assert state_module.journal_of(str(directory)) is first  # type: ignore[arg-type]
+    assert state_module.journal_of(tmp_path / "elsewhere") is not first

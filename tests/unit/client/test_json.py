@@ -207,3 +207,28 @@ def test_show_json_items_carry_status_policy_and_snake_case_payload(opened: Open
 def test_the_summary_item_is_not_listed_among_the_items(opened: OpenedAlert) -> None:
     assert all(not item.id.startswith("_") for item in opened.items)
     assert opened.manifest_hash.hex() == opened.to_json()["manifest_hash"]
+
+
+def test_the_logged_manifest_in_hand_is_the_one_in_the_sealed_bytes(exchange_dir: Path) -> None:
+    """A publish proves its manifest with the bytes taken from the sealed request in hand;
+    they are the bytes read back from the request as sent (what a resend proves with)."""
+    from exchange.statements.codec import encode
+    from exchange_client._internal.audit import logged_envelope, logged_manifest
+
+    originator = load_profile(exchange_dir / "agencies" / "agency-a")
+    recipient = load_profile(exchange_dir / "agencies" / "agency-b")
+    draft = Draft.from_dict(DRAFT)
+    items = [PlainItem(item.id, item.policy, item.payload) for item in draft.items]
+    sealed = seal_alert(
+        originator="agency-a",
+        alert_id=str(uuid.uuid4()),
+        version=1,
+        items=[summary_item(draft.summary(), items), *items],
+        signing_key=originator.signing_key,
+        own_key=originator.encryption_key.public_key,
+        recipient_keys={"agency-b": recipient.encryption_key.public_key},
+        created_at=datetime(2025, 3, 1, 11, 59, tzinfo=UTC),
+    )
+    in_hand = logged_envelope(sealed.request.manifest)
+    assert in_hand == logged_manifest(encode(sealed.request))
+    assert sealed.manifest.envelope.payload in in_hand

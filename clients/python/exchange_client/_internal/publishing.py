@@ -36,7 +36,7 @@ from exchange.statements.codec import encode, envelope_from_proto, parse_canonic
 from exchange.statements.publish import KNOWN_LOG_SIZE_METADATA
 from exchange.statements.sealing import PlainItem, seal_alert, summary_item
 from exchange.v1 import alerts_pb2, statements_pb2
-from exchange_client._internal.audit import logged_manifest
+from exchange_client._internal.audit import logged_envelope, logged_manifest
 from exchange_client._internal.calls import Steps, publish_bytes, run_blocking, sleep
 from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.manifests import check_alert_id
@@ -332,7 +332,13 @@ class Publisher(Concern):
         )
         return (
             yield from self._send(
-                entry, request, sealed.manifest.hash, flags=unsealed.flags, retry=unsealed.retry
+                entry,
+                request,
+                sealed.manifest.hash,
+                flags=unsealed.flags,
+                retry=unsealed.retry,
+                # The manifest in hand, not parsed back out of the request's bytes.
+                logged=logged_envelope(sealed.request.manifest),
             )
         )
 
@@ -358,11 +364,14 @@ class Publisher(Concern):
         *,
         flags: Sequence[str] = (),
         retry: RetrySchedule,
+        logged: bytes | None = None,
     ) -> Steps[Receipt]:
+        """Send ``request`` (saved as ``entry``) and prove its receipt; ``logged``, the bytes
+        the hub logs for its manifest, if the caller has them (else read from ``request``)."""
         try:
             return (
                 yield from self._send_and_prove(
-                    entry, request, manifest_hash, flags=flags, retry=retry
+                    entry, request, manifest_hash, flags=flags, retry=retry, logged=logged
                 )
             )
         except BaseException:
@@ -379,6 +388,7 @@ class Publisher(Concern):
         *,
         flags: Sequence[str],
         retry: RetrySchedule,
+        logged: bytes | None,
     ) -> Steps[Receipt]:
         try:
             response = yield from self._send_with_retries(entry, request, retry)
@@ -414,7 +424,7 @@ class Publisher(Concern):
         # the entry stays in the outbox, so a resend (answered with the first receipt) proves it.
         try:
             yield from self._auditor.prove_statement_steps(
-                logged_manifest(request),
+                logged_manifest(request) if logged is None else logged,
                 receipt.log_index,
                 proof=response.inclusion_proof if response.HasField("inclusion_proof") else None,
                 note=response.checkpoint,

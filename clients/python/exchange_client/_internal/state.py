@@ -169,9 +169,14 @@ _RECORD_HEADER = struct.Struct(">II")
 """Before each record's payload: its length and its CRC-32."""
 
 
+_RECORD_ENCODER = json.JSONEncoder(separators=(",", ":"))
+"""The records' JSON encoder, made once: ``json.dumps`` with any option builds a new one per
+call. Its output is ``json.dumps(fields, separators=(",", ":"))``, byte for byte."""
+
+
 def journal_record(fields: dict[str, Any]) -> bytes:
     """One record as appended to a journal: the header, then the payload (JSON)."""
-    payload = json.dumps(fields, separators=(",", ":")).encode()
+    payload = _RECORD_ENCODER.encode(fields).encode()
     return _RECORD_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
@@ -342,9 +347,14 @@ def cursor_snapshot(sequence: int) -> bytes:
     return json.dumps({"sequence": sequence}).encode() + b"\n"
 
 
+def outbox_name(alert_id: str, version: int) -> str:
+    """An outbox entry's file name (in ``outbox/``)."""
+    return f"{alert_id}.v{version}.pb"
+
+
 def outbox_path(state_dir: Path, alert_id: str, version: int) -> Path:
     """Where an outbox entry is kept as a file."""
-    return state_dir / "outbox" / f"{alert_id}.v{version}.pb"
+    return state_dir / "outbox" / outbox_name(alert_id, version)
 
 
 class Journal:
@@ -718,14 +728,26 @@ _JOURNALS: dict[tuple[int, str], Journal] = {}
 _JOURNALS_GUARD = threading.Lock()
 
 
+_JOURNALS_BY_PATH: dict[tuple[int, Path], Journal] = {}
+"""The same journals by the absolute ``Path`` they were asked for (each publish asks twice):
+no ``abspath`` each time."""
+
+
 def journal_of(state_dir: Path) -> Journal:
     """This process's journal of ``state_dir`` (one per process, shared by its clients; a forked
     child gets its own)."""
-    key = (os.getpid(), os.path.abspath(state_dir))
+    pid = os.getpid()
+    if isinstance(state_dir, Path) and state_dir.is_absolute():
+        known = _JOURNALS_BY_PATH.get((pid, state_dir))
+        if known is not None:
+            return known
+    key = (pid, os.path.abspath(state_dir))
     with _JOURNALS_GUARD:
         journal = _JOURNALS.get(key)
         if journal is None:
             journal = _JOURNALS[key] = Journal(Path(key[1]))
+        if isinstance(state_dir, Path) and state_dir.is_absolute():
+            _JOURNALS_BY_PATH[(pid, state_dir)] = journal
         return journal
 
 
@@ -772,6 +794,8 @@ class ClientState:
         # keeps other processes out, and refuses a second reader at once).
         self.cursor_guard = threading.RLock()
         self._made: set[str] = set()
+        self._outbox_directory = self.directory / "outbox"
+        self._journal: tuple[int, Journal] | None = None  # this process's, with its id
 
     def _subdirectory(self, name: str) -> Path:
         """``name`` under the state directory, created the first time this object needs it."""
@@ -785,18 +809,24 @@ class ClientState:
 
     @property
     def journal(self) -> Journal:
-        """This process's journal of the directory."""
-        return journal_of(self.directory)
+        """This process's journal of the directory (looked up once per process: a forked
+        child looks up its own)."""
+        pid = os.getpid()
+        known = self._journal
+        if known is None or known[0] != pid:
+            known = self._journal = (pid, journal_of(self.directory))
+        return known[1]
 
     def save_outbox_steps(self, alert_id: str, version: int, request: bytes) -> Steps[OutboxEntry]:
         """Keep the sealed request before it is sent for the first time: journalled, and on
         disk when this returns (the flush shared with the other threads and tasks saving)."""
-        self._subdirectory("outbox")
+        if "outbox" not in self._made:
+            self._subdirectory("outbox")
         journal = self.journal
         position = journal.put_outbox(alert_id, version, request)
         yield Flush(functools.partial(journal.sync, position))
         return OutboxEntry(
-            path=outbox_path(self.directory, alert_id, version),
+            path=self._outbox_directory / outbox_name(alert_id, version),
             alert_id=alert_id,
             version=version,
             request=request,
