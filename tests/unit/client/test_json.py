@@ -13,7 +13,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from exchange.alerts.draft import Draft
 from exchange.alerts.watchlist import Watchlist
 from exchange.config.profile import load_profile
-from exchange.statements.sealing import PlainItem, open_version, seal_alert, summary_item
+from exchange.statements.sealing import (
+    PlainItem,
+    SealedAlert,
+    open_version,
+    seal_alert,
+    summary_item,
+)
 from exchange.v1 import alerts_pb2, payloads_pb2, statements_pb2
 from exchange_client import OpenedAlert, OpenedItem
 from exchange_client._internal.models import ItemPolicy
@@ -147,13 +153,13 @@ def _view_for(request: alerts_pb2.PublishRequest, recipient: str) -> alerts_pb2.
     return view
 
 
-@pytest.fixture(scope="module")
-def opened(exchange_dir: Path) -> OpenedAlert:
+def _sealed_draft(exchange_dir: Path) -> SealedAlert:
+    """The draft sealed by agency-a for agency-b."""
     originator = load_profile(exchange_dir / "agencies" / "agency-a")
     recipient = load_profile(exchange_dir / "agencies" / "agency-b")
     draft = Draft.from_dict(DRAFT)
     items = [PlainItem(item.id, item.policy, item.payload) for item in draft.items]
-    sealed = seal_alert(
+    return seal_alert(
         originator="agency-a",
         alert_id=str(uuid.uuid4()),
         version=1,
@@ -163,6 +169,13 @@ def opened(exchange_dir: Path) -> OpenedAlert:
         recipient_keys={"agency-b": recipient.encryption_key.public_key},
         created_at=datetime(2025, 3, 1, 11, 59, tzinfo=UTC),
     )
+
+
+@pytest.fixture(scope="module")
+def opened(exchange_dir: Path) -> OpenedAlert:
+    originator = load_profile(exchange_dir / "agencies" / "agency-a")
+    recipient = load_profile(exchange_dir / "agencies" / "agency-b")
+    sealed = _sealed_draft(exchange_dir)
     verify_key = originator.signing_key.public_key
     version = open_version(
         _view_for(sealed.request, "agency-b"),
@@ -215,20 +228,7 @@ def test_the_logged_manifest_in_hand_is_the_one_in_the_sealed_bytes(exchange_dir
     from exchange.statements.codec import encode
     from exchange_client._internal.audit import logged_envelope, logged_manifest
 
-    originator = load_profile(exchange_dir / "agencies" / "agency-a")
-    recipient = load_profile(exchange_dir / "agencies" / "agency-b")
-    draft = Draft.from_dict(DRAFT)
-    items = [PlainItem(item.id, item.policy, item.payload) for item in draft.items]
-    sealed = seal_alert(
-        originator="agency-a",
-        alert_id=str(uuid.uuid4()),
-        version=1,
-        items=[summary_item(draft.summary(), items), *items],
-        signing_key=originator.signing_key,
-        own_key=originator.encryption_key.public_key,
-        recipient_keys={"agency-b": recipient.encryption_key.public_key},
-        created_at=datetime(2025, 3, 1, 11, 59, tzinfo=UTC),
-    )
+    sealed = _sealed_draft(exchange_dir)
     in_hand = logged_envelope(sealed.request.manifest)
     assert in_hand == logged_manifest(encode(sealed.request))
     assert sealed.manifest.envelope.payload in in_hand
