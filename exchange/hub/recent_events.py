@@ -4,7 +4,8 @@ A live subscription is woken once per committed batch and, before this, read the
 back from the database on the executor: a thread hop and a query per batch and per open stream,
 for events the writer had just built. :class:`RecentEvents` keeps the last
 :data:`RECENT_EVENTS_PER_AGENCY` of them per agency, handed over on the loop after the batch's
-durable commit, so the stream takes them from memory.
+durable commit, so a stream that has caught up takes them from memory (a subscription's catch-up
+always reads the store).
 
 It answers only when what it holds is certainly the whole answer, and otherwise says nothing,
 so the stream reads the database as before:

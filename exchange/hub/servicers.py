@@ -243,9 +243,9 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         those events under it and of its consistency with the stream's previous one.
 
         An asynchronous generator: it holds no thread while it waits, and the notifier wakes it
-        when feed events commit; events the publish writer just committed come from memory
-        (:mod:`exchange.hub.recent_events`), other reads run on the executor
-        (:mod:`exchange.hub.blocking`)."""
+        when feed events commit. A catch-up reads the store; once caught up, the events the
+        publish writer just committed come from memory (:mod:`exchange.hub.recent_events`);
+        reads run on the executor (:mod:`exchange.hub.blocking`)."""
         caller = current_caller()
         notifier = self._hub.notifier
         cursor = request.after
@@ -254,9 +254,14 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         previous_size = 0  # of the checkpoint this stream last sent
         owed = False  # events went out since the last heartbeat
         spacing = min(HEARTBEAT_SPACING_SECONDS, self._hub.heartbeat_interval)
+        live = False  # caught up from the store: new events may come from memory
         while not context.done() and not notifier.closed:
             seen = notifier.version
-            recent = self._hub.publishes.recent.after(caller, cursor, MAX_EVENTS_PER_PAGE)
+            recent = (
+                self._hub.publishes.recent.after(caller, cursor, MAX_EVENTS_PER_PAGE)
+                if live
+                else None
+            )
             events, latest = (
                 recent
                 if recent is not None
@@ -268,6 +273,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
                 unproven.append(event.log_index)
                 owed = True
             catching_up = len(events) == MAX_EVENTS_PER_PAGE
+            live = not catching_up
             since = time.monotonic() - last_heartbeat
             if catching_up:
                 # Mid catch-up, a heartbeat follows every page, stating the last sequence sent:
