@@ -257,16 +257,10 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         live = False  # caught up from the store: new events may come from memory
         while not context.done() and not notifier.closed:
             seen = notifier.version
-            recent = (
-                self._hub.publishes.recent.after(caller, cursor, MAX_EVENTS_PER_PAGE)
-                if live
-                else None
-            )
-            events, latest = (
-                recent
-                if recent is not None
-                else await run_blocking(functools.partial(self._page, caller, cursor))
-            )
+            page = self._hub.publishes.recent.after(caller, cursor, MAX_EVENTS_PER_PAGE)
+            if not live or page is None:
+                page = await run_blocking(functools.partial(self._page, caller, cursor))
+            events, latest = page
             for event in events:
                 yield alerts_pb2.SubscribeResponse(event=event)
                 cursor = event.sequence

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, or_, select, update
 
 from exchange.audit.merkle import (
     EMPTY_ROOT,
@@ -79,8 +79,7 @@ _LEAVES_FROM = (
     .order_by(log_entries.c.idx)
     .limit(bindparam("limit"))
 )
-_INSERT_SUBTREES = insert(log_subtrees)
-_BULK_INSERT_SUBTREES = BulkInsert(log_subtrees, ("level", "idx", "hash"))
+_INSERT_SUBTREES = BulkInsert(log_subtrees, ("level", "idx", "hash"))
 _SET_HASHED_SIZE = update(log_tree_head).where(log_tree_head.c.id == 1)
 
 
@@ -332,17 +331,7 @@ def hash_new_leaves(connection: Connection, *, batch_size: int = DEFAULT_BATCH_S
     if not new_leaf_hashes:
         return TreeGrowth(old_size, old_size, None)
     frontier = StoredTree(connection, size=old_size).frontier(old_size)
-    added = subtrees_added(old_size, frontier, new_leaf_hashes)
-    connection.execute(
-        _INSERT_SUBTREES,
-        [{"level": level, "idx": idx, "hash": value} for (level, idx), value in added.items()],
-    )
-    new_size = old_size + len(new_leaf_hashes)
-    connection.execute(_SET_HASHED_SIZE, {"hashed_size": new_size})
-    # The new tree's aligned subtrees are new, or (a common prefix) the old tree's.
-    known = {**frontier, **added}
-    pieces = [known[_node(s, e)] for s, e in aligned_subtrees(0, new_size)]
-    return TreeGrowth(old_size, new_size, hash_from_aligned_subtrees(pieces))
+    return _grow(connection, old_size, frontier, new_leaf_hashes).growth
 
 
 @dataclass(frozen=True)
@@ -409,12 +398,25 @@ def hash_appended_leaves(
         frontier = dict(known_frontier.hashes)
     else:
         frontier = StoredTree(connection, size=old_size).frontier(old_size)
+    return _grow(connection, old_size, frontier, new_leaf_hashes)
+
+
+def _grow(
+    connection: Connection,
+    old_size: int,
+    frontier: Mapping[Node, bytes],
+    new_leaf_hashes: Sequence[bytes],
+) -> HashedBatch:
+    """Store the subtree hashes ``new_leaf_hashes`` add to the tree of ``old_size`` leaves
+    (whose ``frontier`` is given) and move the hashed size; the new root is folded from hashes
+    in hand."""
     added = subtrees_added(old_size, frontier, new_leaf_hashes)
-    _BULK_INSERT_SUBTREES.execute(
+    _INSERT_SUBTREES.execute(
         connection, [(level, idx, value) for (level, idx), value in added.items()]
     )
     new_size = old_size + len(new_leaf_hashes)
     connection.execute(_SET_HASHED_SIZE, {"hashed_size": new_size})
+    # The new tree's aligned subtrees are new, or (a common prefix) the old tree's.
     known = {**frontier, **added}
     nodes = [_node(s, e) for s, e in aligned_subtrees(0, new_size)]
     new_frontier = Frontier(new_size, {node: known[node] for node in nodes})
