@@ -15,6 +15,7 @@ from sqlalchemy import event
 
 from exchange.hub import servicers
 from exchange.v1 import alerts_pb2
+from tests.integration.agency import TestAgency
 from tests.integration.release_steps import approve, send_request, signed_request
 from tests.integration.test_exchange import shipment_alert
 from tests.integration.test_release import held_alert
@@ -31,9 +32,7 @@ def hub(hub_factory: Callable[..., object]) -> object:
 
 
 @pytest.fixture
-def agencies(hub: object, exchange_dir: Path) -> Iterator[dict[str, Any]]:
-    from tests.integration.agency import TestAgency
-
+def agencies(hub: object, exchange_dir: Path) -> Iterator[dict[str, TestAgency]]:
     port = hub.port  # type: ignore[attr-defined]
     parties = {a: TestAgency(exchange_dir, a, port) for a in ("agency-a", "agency-b", "agency-c")}
     yield parties
@@ -134,7 +133,6 @@ def test_an_event_from_another_write_path_between_batches_is_not_missed(
 
 
 def test_streams_cancelled_mid_catch_up_close_without_an_error(
-    hub: object,
     agencies: dict[str, Any],
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
