@@ -198,6 +198,9 @@ class Publisher(Concern):
         self._sleep = sleep
         self._monotonic = monotonic
         self._retry_seconds = retry_seconds
+        # The profile's keys are fixed for its lifetime: the public half is derived once, not
+        # per publish.
+        self._own_key = self._profile.decryption_key.public_key
         self._on_retry = on_retry
 
     def retry_schedule(self, retry_seconds: float | None = None) -> RetrySchedule:
@@ -321,7 +324,7 @@ class Publisher(Concern):
             version=unsealed.version,
             items=unsealed.items,
             signing_key=self._profile.signing_key,
-            own_key=self._profile.decryption_key.public_key,
+            own_key=self._own_key,
             recipient_keys=recipient_keys,
             created_at=self._clock(),
             previous_manifest_hash=unsealed.previous_hash,
