@@ -21,7 +21,8 @@ import pytest
 
 from exchange.crypto.notes import Checkpoint
 from exchange_client import Client, ClientClosedError, Draft, Profile, Receipt
-from exchange_client._internal.audit import CheckpointStore, checkpoint_text
+from exchange_client._internal.audit import Auditor, CheckpointStore, checkpoint_text
+from exchange_client._internal.calls import Steps
 from tests.conftest import fresh_exchange, wall_clock_hub
 
 PUBLISHERS = 11
@@ -253,6 +254,52 @@ def test_four_processes_share_one_profile(exchange_dir: Path, hub: object) -> No
             assert alert.manifest_hash.hex() == receipt["hash"]
         report = client.auditor.verify()
         assert report.ok, report.failures
+
+
+def test_threads_ask_for_consistency_proofs_one_at_a_time(
+    exchange_dir: Path, hub: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Receipts of threads publishing side by side name checkpoints the trusted one has moved
+    past; the proofs linking them are asked for one at a time (a proof asked for while another
+    thread's moved the trusted checkpoint on would be asked for again), and every receipt is
+    still proven."""
+    asking = 0
+    most = 0
+    count = threading.Lock()
+    consistency_proof_steps = Auditor.consistency_proof_steps
+
+    def observed(self: Auditor, first: int, second: int) -> Steps[list[bytes]]:
+        nonlocal asking, most
+        if min(first, second) == 0 or first == second:  # no proof to ask for
+            return (yield from consistency_proof_steps(self, first, second))
+        with count:
+            asking += 1
+            most = max(most, asking)
+        try:
+            return (yield from consistency_proof_steps(self, first, second))
+        finally:
+            with count:
+                asking -= 1
+
+    monkeypatch.setattr(Auditor, "consistency_proof_steps", observed)
+    run = Run()
+    with client_for(exchange_dir, "agency-a", hub) as shared:
+        shared.publish(draft("first", ["agency-b"]))
+
+        def publish_some() -> None:
+            for n in range(15):
+                receipt = shared.publish(draft(f"t{n}", ["agency-b"]))
+                with run.lock:
+                    run.receipts.append(receipt)
+
+        threads = [run.thread(publish_some) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not run.errors, run.errors
+    assert len(run.receipts) == 8 * 15
+    assert most == 1
 
 
 # --- concurrent misuse: a clear error, never a damaged state file ----------------------------------

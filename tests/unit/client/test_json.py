@@ -229,6 +229,7 @@ def test_the_logged_manifest_in_hand_is_the_one_in_the_sealed_bytes(exchange_dir
     from exchange_client._internal.audit import logged_envelope, logged_manifest
 
     sealed = _sealed_draft(exchange_dir)
-    in_hand = logged_envelope(sealed.request.manifest)
+    in_hand = encode(sealed.request.manifest)  # as the publish takes it
     assert in_hand == logged_manifest(encode(sealed.request))
+    assert in_hand == logged_envelope(sealed.request.manifest)
     assert sealed.manifest.envelope.payload in in_hand

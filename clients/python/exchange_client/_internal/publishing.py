@@ -36,7 +36,7 @@ from exchange.statements.codec import encode, envelope_from_proto, parse_canonic
 from exchange.statements.publish import KNOWN_LOG_SIZE_METADATA
 from exchange.statements.sealing import PlainItem, seal_alert, summary_item
 from exchange.v1 import alerts_pb2, statements_pb2
-from exchange_client._internal.audit import logged_envelope, logged_manifest
+from exchange_client._internal.audit import logged_manifest
 from exchange_client._internal.calls import Steps, publish_bytes, run_blocking, sleep
 from exchange_client._internal.context import ClientContext, Concern
 from exchange_client._internal.manifests import check_alert_id
@@ -198,6 +198,9 @@ class Publisher(Concern):
         self._sleep = sleep
         self._monotonic = monotonic
         self._retry_seconds = retry_seconds
+        # The profile's keys are fixed for its lifetime: the public half is derived once, not
+        # per publish.
+        self._own_key = self._profile.decryption_key.public_key
         self._on_retry = on_retry
 
     def retry_schedule(self, retry_seconds: float | None = None) -> RetrySchedule:
@@ -321,7 +324,7 @@ class Publisher(Concern):
             version=unsealed.version,
             items=unsealed.items,
             signing_key=self._profile.signing_key,
-            own_key=self._profile.decryption_key.public_key,
+            own_key=self._own_key,
             recipient_keys=recipient_keys,
             created_at=self._clock(),
             previous_manifest_hash=unsealed.previous_hash,
@@ -337,8 +340,10 @@ class Publisher(Concern):
                 sealed.manifest.hash,
                 flags=unsealed.flags,
                 retry=unsealed.retry,
-                # The manifest in hand, not parsed back out of the request's bytes.
-                logged=logged_envelope(sealed.request.manifest),
+                # The manifest in hand, not parsed back out of the request's bytes; sealing
+                # built it from the signed envelope, so its encoding is already the logged
+                # (canonical) form, without a round trip through the envelope.
+                logged=encode(sealed.request.manifest),
             )
         )
 

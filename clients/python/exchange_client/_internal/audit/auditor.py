@@ -76,11 +76,22 @@ from exchange_client._internal.audit.results import (
 )
 from exchange_client._internal.audit.signature_workers import verify_in_processes
 from exchange_client._internal.audit.stream import COSIGN_SPACING_SECONDS, AuditedStream
-from exchange_client._internal.calls import Rpc, Steps, call, run_blocking, together
+from exchange_client._internal.calls import Rpc, Steps, acquire, call, run_blocking, together
 from exchange_client._internal.feed import check_sequence
 from exchange_client._internal.transport import AsyncTransport, Transport
 
 T = TypeVar("T")
+
+
+def _needs_proof(
+    trusted: Checkpoint, new: SignedCheckpoint, given: audit_pb2.ConsistencyProof | None
+) -> bool:
+    """Whether linking ``new`` to ``trusted`` asks the hub for a proof (see
+    :meth:`Auditor._proof_to_trusted`)."""
+    size = new.checkpoint.size
+    if given is not None and (given.from_size, given.to_size) == (trusted.size, size):
+        return False
+    return min(trusted.size, size) != 0 and trusted.size != size
 
 
 class _ProofNeeded(Exception):
@@ -184,6 +195,8 @@ class Auditor:
         self._uncosigned: Checkpoint | None = None
         self._last_cosigned: float | None = None
         self._lock = threading.RLock()
+        # Held while a consistency proof is asked for (see accept_steps).
+        self._proof_lock = threading.Lock()
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -265,26 +278,38 @@ class Auditor:
         """
         verifier = self._checkpoints()
         signed = verifier.open(note)  # opened once: accept() below reuses it
-        while True:
-            with self._lock:
-                before = verifier.trusted
-            # The proof is asked for without the lock (other threads go on meanwhile) ...
-            proof: list[bytes] = []
-            if before is not None:
-                proof = yield from self._proof_to_trusted(
-                    before.checkpoint, signed.checkpoint, consistency
-                )
-            with self._lock:
-                # ... and decides only if it still runs from the trusted checkpoint: when
-                # another thread has moved that on, it is asked for again from the new one.
-                if verifier.trusted is not before:
-                    continue
-                accepted = verifier.accept(note, proof)
-                grown = before is None or accepted.checkpoint.size > before.checkpoint.size
-                keep = verifier.trusted_note == note and verifier.trusted is not None
-                if keep and grown:
-                    self._uncosigned = accepted.checkpoint
-            break
+        fetching = False  # holding the proof lock
+        try:
+            while True:
+                with self._lock:
+                    before = verifier.trusted
+                # The proof is asked for without the lock (other threads go on meanwhile) ...
+                proof: list[bytes] = []
+                if before is not None:
+                    if not fetching and _needs_proof(before.checkpoint, signed, consistency):
+                        # ... one thread or task at a time: a proof asked for while another
+                        # thread's answer moves the trusted checkpoint on would be asked
+                        # for again; after the wait this one may need none.
+                        yield from acquire(self._proof_lock)
+                        fetching = True
+                        continue
+                    proof = yield from self._proof_to_trusted(
+                        before.checkpoint, signed.checkpoint, consistency
+                    )
+                with self._lock:
+                    # ... and decides only if it still runs from the trusted checkpoint: when
+                    # another thread has moved that on, it is asked for again from the new one.
+                    if verifier.trusted is not before:
+                        continue
+                    accepted = verifier.accept(note, proof)
+                    grown = before is None or accepted.checkpoint.size > before.checkpoint.size
+                    keep = verifier.trusted_note == note and verifier.trusted is not None
+                    if keep and grown:
+                        self._uncosigned = accepted.checkpoint
+                break
+        finally:
+            if fetching:
+                self._proof_lock.release()
         if keep:
             # Saved outside the lock: the store keeps the larger of two saves (so it only moves
             # forward), and threads and tasks saving side by side share the journal's flush.

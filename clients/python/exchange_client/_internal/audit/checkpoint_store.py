@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from exchange.crypto.notes import SignedCheckpoint
 from exchange.errors import ConfigurationError
 from exchange_client._internal.calls import Flush, Steps, run
-from exchange_client._internal.state import journal_of
+from exchange_client._internal.state import Journal, journal_of
 
 
 class CheckpointStore:
@@ -23,6 +24,17 @@ class CheckpointStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / "checkpoint.json"
+        self._journal: tuple[int, Journal] | None = None  # this process's, with its id
+
+    @property
+    def _own_journal(self) -> Journal:
+        """This process's journal of the state directory, looked up once per process (a
+        forked child looks up its own)."""
+        pid = os.getpid()
+        known = self._journal
+        if known is None or known[0] != pid:
+            known = self._journal = (pid, journal_of(self.path.parent))
+        return known[1]
 
     def load(self) -> str | None:
         """The stored note — the largest of the snapshot's and the journals' — or ``None``
@@ -81,7 +93,7 @@ class CheckpointStore:
             "root_hash": checkpoint.root_hash.hex(),
             "note": note,
         }
-        journal = journal_of(self.path.parent)
+        journal = self._own_journal
         position = journal.put_checkpoint(record)
         if grown:
             yield Flush(functools.partial(journal.sync, position))
