@@ -279,15 +279,20 @@ class PublishWriter(Generic[T]):
             leaves = {leaf.index: leaf.data for leaf in appended}
             retried = [r.log_index for _, r in stored if r.log_index not in leaves]
             leaves.update(leaves_at(connection, retried))
+            proven = [
+                r.log_index for _, r in stored if r.log_index < size and r.log_index in leaves
+            ]
             signed.tree.prefetch_proofs(
-                size,
-                indices=[r.log_index for _, r in stored if r.log_index < size],
-                from_sizes=[p.known_size for p, _ in stored],
+                size, indices=proven, from_sizes=[p.known_size for p, _ in stored]
             )
+            # The batch's leaves sit side by side, so their proofs share most ranges: each range
+            # is folded once for all of them (the same hashes as proving each leaf alone).
+            inclusions = dict(zip(proven, signed.tree.inclusion_proofs(proven, size), strict=True))
+            consistencies: dict[int, list[bytes]] = {}
             receipts: list[Receipt | BaseException] = [
                 result
                 if isinstance(result, BaseException)
-                else _receipt(signed, result, leaves, pending.known_size)
+                else _receipt(signed, result, leaves, inclusions, consistencies, pending.known_size)
                 for pending, result in zip(batch, results, strict=True)
             ]
         except DBAPIError as error:
@@ -324,24 +329,31 @@ def _one_in_savepoint(
 
 
 def _receipt(
-    signed: SignedBatch, outcome: PublishOutcome, leaves: dict[int, bytes], known_size: int
+    signed: SignedBatch,
+    outcome: PublishOutcome,
+    leaves: dict[int, bytes],
+    inclusions: dict[int, list[bytes]],
+    consistencies: dict[int, list[bytes]],
+    known_size: int,
 ) -> Receipt:
+    """``outcome``'s receipt with its proofs (``inclusions`` holds the batch's, by leaf index;
+    ``consistencies`` those computed so far, by the size they start from), or without them for
+    a leaf the checkpoint does not cover."""
     size = signed.checkpoint.size
     index = outcome.log_index
-    if index >= size or index not in leaves:
+    inclusion = inclusions.get(index)
+    if inclusion is None:
         return Receipt(outcome)
-    tree = signed.tree
     consistency = None
     if 0 < known_size < size:
-        consistency = audit_pb2.ConsistencyProof(
-            from_size=known_size, to_size=size, hashes=tree.consistency_proof(known_size, size)
-        )
+        hashes = consistencies.get(known_size)
+        if hashes is None:
+            hashes = consistencies[known_size] = signed.tree.consistency_proof(known_size, size)
+        consistency = audit_pb2.ConsistencyProof(from_size=known_size, to_size=size, hashes=hashes)
     return Receipt(
         outcome,
         checkpoint=signed.checkpoint.note,
         leaf=leaves[index],
-        inclusion=audit_pb2.InclusionProof(
-            index=index, tree_size=size, hashes=tree.inclusion_proof(index, size)
-        ),
+        inclusion=audit_pb2.InclusionProof(index=index, tree_size=size, hashes=inclusion),
         consistency=consistency,
     )
