@@ -271,6 +271,28 @@ def test_one_batch_validates_each_publish_against_the_store_and_its_earlier_ones
     assert size == before_size + 8 and indexes == list(range(size))
 
 
+def test_a_batch_refused_whole_gives_back_the_log_indexes_it_reserved(
+    hub: Hub, agency_a: TestAgency
+) -> None:
+    """The writer reserves its leaves' indexes as it takes the log lock: a batch of which no
+    publish is stored (a version taken, a missing previous version) leaves the log's size as it
+    was, and the next batch's leaves follow on densely."""
+    stored = sealed_alert(agency_a)
+    write_one_batch(hub, [checked(hub, stored)])
+    taken = sealed_alert(agency_a, "other bytes", alert_id=stored.manifest.alert_id)
+    orphan = sealed_alert(agency_a, alert_id=str(uuid.uuid4()), version=2, previous=b"\x01" * 32)
+    before_alerts, before_size, _ = stored_counts(hub)
+
+    refused = write_one_batch(hub, [checked(hub, taken), checked(hub, orphan)])
+
+    assert [type(r) for r in refused] == [ConflictError, InvalidInputError]
+    assert stored_counts(hub)[:2] == (before_alerts, before_size)
+    (receipt,) = write_one_batch(hub, [checked(hub, sealed_alert(agency_a, "next"))])
+    assert isinstance(receipt, Receipt) and receipt.outcome.log_index == before_size
+    _, size, indexes = stored_counts(hub)
+    assert size == before_size + 2 and indexes == list(range(size))
+
+
 REFUSING_TRIGGERS = {
     "sqlite": [
         """CREATE TRIGGER refuse_marked BEFORE INSERT ON alerts WHEN NEW.alert_id = '{marked}'
