@@ -270,7 +270,7 @@ def _store(
     for _, checked in accepted:
         for agency in checked.recipients:
             counts[agency] = counts.get(agency, 0) + 1
-    next_sequence = take_sequences(connection, counts)
+    next_sequence = take_sequences(connection, counts, wake=sender)
     entries: list[NewEntry] = []
     messages: list[list[tuple[str, alerts_pb2.FeedEvent]]] = []
     for _, checked in accepted:
@@ -341,7 +341,7 @@ def _store(
     _INSERT_ITEMS.execute(connection, item_rows)
     _INSERT_AUDIENCE.execute(connection, audience_rows)
     _INSERT_GRANTS.execute(connection, grant_rows)
-    insert_events(connection, event_rows, now=now, sender=sender)
+    insert_events(connection, event_rows, now=now, sender=sender, woken=True)
     outcomes = {
         position: PublishOutcome(
             originator=checked.manifest.originator,
