@@ -295,25 +295,28 @@ def test_a_batch_refused_whole_gives_back_the_log_indexes_it_reserved(
 
 REFUSING_TRIGGERS = {
     "sqlite": [
-        """CREATE TRIGGER refuse_marked BEFORE INSERT ON alerts WHEN NEW.alert_id = '{marked}'
+        """CREATE TRIGGER refuse_marked_{table} BEFORE INSERT ON {table} WHEN NEW.alert_id = '{marked}'
            BEGIN SELECT RAISE(ABORT, 'this alert is refused by the database'); END"""
     ],
     "postgresql": [
-        """CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$
+        """CREATE FUNCTION refuse_marked_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
            BEGIN
              IF NEW.alert_id = '{marked}' THEN
                RAISE EXCEPTION 'this alert is refused by the database';
              END IF;
              RETURN NEW;
            END $$""",
-        """CREATE TRIGGER refuse_marked BEFORE INSERT ON alerts
-           FOR EACH ROW EXECUTE FUNCTION refuse_marked()""",
+        """CREATE TRIGGER refuse_marked_{table} BEFORE INSERT ON {table}
+           FOR EACH ROW EXECUTE FUNCTION refuse_marked_{table}()""",
     ],
 }
+"""A trigger refusing the marked alert's rows of one table (``alerts``, inserted with
+``RETURNING``; ``feed_events``, inserted as the other tables are: ``COPY`` on PostgreSQL)."""
 
 
+@pytest.mark.parametrize("table", ["alerts", "feed_events"])
 def test_a_batch_the_database_refuses_is_written_again_one_by_one_to_isolate_the_culprit(
-    hub: Hub, agency_a: TestAgency
+    hub: Hub, agency_a: TestAgency, table: str
 ) -> None:
     """A refusal no validation foresees (here a trigger): the batch is rolled back and written
     again with each publish in its own savepoint; only the refused one fails, and the log stays
@@ -321,7 +324,7 @@ def test_a_batch_the_database_refuses_is_written_again_one_by_one_to_isolate_the
     marked = str(uuid.uuid4())
     with hub.db.write() as connection:
         for statement in REFUSING_TRIGGERS[connection.dialect.name]:
-            connection.execute(text(statement.format(marked=marked)))
+            connection.execute(text(statement.format(marked=marked, table=table)))
     sealed = [sealed_alert(agency_a, f"container {i}") for i in range(4)]
     sealed.insert(2, sealed_alert(agency_a, alert_id=marked))
     before_alerts, before_size, _ = stored_counts(hub)
