@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL
 from exchange.audit import leaves
 from exchange.statements.codec import encode
 from exchange.store.bulk import BulkInsert
+from exchange.store.compiled import CompiledStatement
 from exchange.store.errors import StorageError
 from exchange.store.log import append_entry
 from exchange.store.schema import feed_events, feed_heads
@@ -39,7 +40,7 @@ _BUMP_SEQUENCE = (
     .values(last_sequence=feed_heads.c.last_sequence + 1)
     .returning(feed_heads.c.last_sequence)
 )
-_BUMP_SEQUENCE_BY = (
+_BUMP_SEQUENCE_BY = CompiledStatement(
     update(feed_heads)
     .where(feed_heads.c.agency_id == bindparam("agency"))
     .values(last_sequence=feed_heads.c.last_sequence + bindparam("count"))
@@ -47,7 +48,7 @@ _BUMP_SEQUENCE_BY = (
 )
 # On PostgreSQL the publish writer's first head bump also queues the feed channel's
 # notification, sparing it a statement of its own.
-_BUMP_SEQUENCE_BY_AND_WAKE = (
+_BUMP_SEQUENCE_BY_AND_WAKE = CompiledStatement(
     update(feed_heads)
     .where(feed_heads.c.agency_id == bindparam("agency"))
     .values(last_sequence=feed_heads.c.last_sequence + bindparam("count"))
@@ -178,8 +179,8 @@ def take_sequences(
     waking = wake is not None and connection.dialect.name == "postgresql" and bool(counts)
     for agency, count in counts.items():
         if waking:
-            row = connection.execute(
-                _BUMP_SEQUENCE_BY_AND_WAKE,
+            row = _BUMP_SEQUENCE_BY_AND_WAKE.execute(
+                connection,
                 {"agency": agency, "count": count, "channel": FEED_CHANNEL, "sender": wake},
             ).first()
             bumped = None if row is None else row[0]
@@ -187,8 +188,8 @@ def take_sequences(
                 connection.execute(_WAKE_REPLICAS, {"sender": wake})
             waking = False
         else:
-            bumped = connection.execute(
-                _BUMP_SEQUENCE_BY, {"agency": agency, "count": count}
+            bumped = _BUMP_SEQUENCE_BY.execute(
+                connection, {"agency": agency, "count": count}
             ).scalar_one_or_none()
         if bumped is None:
             connection.execute(_INSERT_HEAD, {"agency_id": agency, "last_sequence": count})

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, insert, literal, select, update
 from exchange.audit.leaves import SALT_BYTES, make_leaf
 from exchange.audit.merkle import leaf_hash
 from exchange.store.bulk import BulkInsert
+from exchange.store.compiled import CompiledStatement
 from exchange.store.schema import feed_events, log_entries, log_head
 
 # Built once: statements executed with parameters reuse their compiled form and cache key.
@@ -32,7 +33,7 @@ _INSERT_ENTRIES = BulkInsert(
     log_entries,
     ["idx", "entry_type", "logged_at", "leaf", "leaf_hash", "body", "salt", "entitled"],
 )
-_RESERVE_INDEXES = (
+_RESERVE_INDEXES = CompiledStatement(
     update(log_head)
     .where(log_head.c.id == 1)
     .values(size=log_head.c.size + bindparam("count"))
@@ -40,7 +41,9 @@ _RESERVE_INDEXES = (
 )
 _LOG_SIZE = select(log_head.c.size).where(log_head.c.id == 1)
 _LOCK_LOG = _LOG_SIZE.with_for_update()
-_SET_LOG_SIZE = update(log_head).where(log_head.c.id == 1)
+_SET_LOG_SIZE = CompiledStatement(
+    update(log_head).where(log_head.c.id == 1).values(size=bindparam("new_size"))
+)
 _FEED_EVENT_INDEX = select(feed_events.c.log_index).where(
     feed_events.c.agency_id == bindparam("agency"), feed_events.c.sequence == bindparam("sequence")
 )
@@ -114,13 +117,13 @@ def reserve_indexes(connection: Connection, count: int) -> int:
     fewer, gives the rest back with :func:`set_log_size` before it commits, so the committed
     log stays dense. One statement instead of the lock's read and the size's update.
     """
-    return int(connection.execute(_RESERVE_INDEXES, {"count": count}).scalar_one()) - count
+    return int(_RESERVE_INDEXES.execute(connection, {"count": count}).scalar_one()) - count
 
 
 def set_log_size(connection: Connection, size: int) -> None:
     """Set the log's size in the current transaction, under the log lock (the indexes a
     :func:`reserve_indexes` took and left unused given back)."""
-    connection.execute(_SET_LOG_SIZE, {"size": size})
+    _SET_LOG_SIZE.execute(connection, {"new_size": size})
 
 
 def append_entries(
