@@ -40,21 +40,36 @@ from exchange.store.log import (
     set_log_size,
 )
 from exchange.store.release_tables import item_revocations
-from exchange.store.schema import alerts, grants, item_audience, items
+from exchange.store.schema import alerts, grants, item_audience, items, log_tree_head
 from exchange.v1 import alerts_pb2
 
 # Built once: statements executed with parameters reuse their compiled form and cache key.
-_VERSIONS_OF = select(
-    alerts.c.originator,
-    alerts.c.alert_id,
-    alerts.c.version,
-    alerts.c.manifest_hash,
-    alerts.c.request_digest,
-    alerts.c.published_at,
-    alerts.c.log_index,
-).where(
-    alerts.c.originator.in_(bindparam("originators", expanding=True)),
-    alerts.c.alert_id.in_(bindparam("alert_ids", expanding=True)),
+# The tree head's hashed size, locked (the batch's checkpoint step hashes from it), and every
+# stored version of the batch's alerts, in one statement: one row with no alert when none is
+# stored. Read after the log lock, so on PostgreSQL the alerts come from a snapshot taken with
+# the log lock held (a statement waiting for the tree head's lock re-reads that row only).
+_TREE_AND_VERSIONS = (
+    select(
+        log_tree_head.c.hashed_size,
+        alerts.c.originator,
+        alerts.c.alert_id,
+        alerts.c.version,
+        alerts.c.manifest_hash,
+        alerts.c.request_digest,
+        alerts.c.published_at,
+        alerts.c.log_index,
+    )
+    .select_from(
+        log_tree_head.outerjoin(
+            alerts,
+            and_(
+                alerts.c.originator.in_(bindparam("originators", expanding=True)),
+                alerts.c.alert_id.in_(bindparam("alert_ids", expanding=True)),
+            ),
+        )
+    )
+    .where(log_tree_head.c.id == 1)
+    .with_for_update(of=log_tree_head)
 )
 _INSERT_ALERTS = BulkInsert(
     alerts,
@@ -117,6 +132,8 @@ class PublishedBatch:
     """The log index of the first leaf appended."""
     leaves: tuple[AppendedLeaf, ...]
     """Every leaf appended, from ``start`` on: each new alert's, then its feed events'."""
+    hashed_size: int | None = None
+    """How far the tree is hashed, read under the tree head's lock, held until the commit."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +175,7 @@ def publish_alerts(
     # and one feed event per recipient): the common case costs no second statement on the log.
     reserved = sum(1 + len(checked.recipients) for checked in batch)
     start = reserve_indexes(connection, reserved)
-    taken = _taken_versions(connection, batch)
+    hashed_size, taken = _taken_versions(connection, batch)
     results: list[PublishOutcome | ExchangeError | int] = []  # an int: same as that position
     accepted: list[tuple[int, CheckedPublish]] = []
     for position, checked in enumerate(batch):
@@ -186,26 +203,28 @@ def publish_alerts(
             final.append(first if result == position else replace(first, feed_events=()))
         else:
             final.append(result)
-    return PublishedBatch(tuple(final), start, tuple(appended))
+    return PublishedBatch(tuple(final), start, tuple(appended), hashed_size)
 
 
 def _taken_versions(
     connection: Connection, batch: Sequence[CheckedPublish]
-) -> dict[tuple[str, str], dict[int, _Taken]]:
-    """Every stored version of the batch's alerts, by (originator, alert id), in one query."""
+) -> tuple[int, dict[tuple[str, str], dict[int, _Taken]]]:
+    """The tree's hashed size (its head locked) and every stored version of the batch's
+    alerts, by (originator, alert id), in one query."""
     taken: dict[tuple[str, str], dict[int, _Taken]] = {}
     wanted = {(c.manifest.originator, c.manifest.alert_id) for c in batch}
     rows = connection.execute(
-        _VERSIONS_OF,
+        _TREE_AND_VERSIONS,
         {
             "originators": sorted({o for o, _ in wanted}),
             "alert_ids": sorted({a for _, a in wanted}),
         },
-    )
+    ).all()
+    hashed_size = int(rows[0].hashed_size)
     for row in rows:
         key = (row.originator, row.alert_id)
         if key not in wanted:
-            continue  # the cross product of the two lists finds more than was asked for
+            continue  # no alert stored (None), or the cross product of the two lists
         outcome = PublishOutcome(
             originator=row.originator,
             alert_id=row.alert_id,
@@ -218,7 +237,7 @@ def _taken_versions(
         taken.setdefault(key, {})[int(row.version)] = _Taken(
             bytes(row.manifest_hash), bytes(row.request_digest), stored=outcome
         )
-    return taken
+    return hashed_size, taken
 
 
 def _retry(checked: CheckedPublish, same: _Taken) -> PublishOutcome | int:

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -71,8 +71,21 @@ class SignedBatch:
     committed: Callable[[], None]
 
 
-BatchSigner = Callable[[Connection, int, Sequence[bytes]], SignedBatch]
-"""Hashes the leaf hashes appended from an index on, in the given transaction, and signs."""
+class BatchSigner(Protocol):
+    """Hashes the leaf hashes appended from an index on, in the given transaction, and signs.
+
+    ``hashed_size``, when the batch read it under the tree head's lock (held until the
+    commit), spares the signer that read."""
+
+    def __call__(
+        self,
+        connection: Connection,
+        start: int,
+        leaf_hashes: Sequence[bytes],
+        *,
+        hashed_size: int | None = None,
+    ) -> SignedBatch: ...
+
 
 Delivery = Callable[[list[tuple[T, Receipt | BaseException]]], None]
 """Takes every result of one batch, after its commit, from the writer's thread."""
@@ -273,8 +286,13 @@ class PublishWriter(Generic[T]):
         stored = [
             (p, r) for p, r in zip(batch, results, strict=True) if isinstance(r, PublishOutcome)
         ]
+        hashed_size = next(
+            (p.hashed_size for p in reversed(parts) if p.hashed_size is not None), None
+        )
         try:
-            signed = self._sign(connection, start, [leaf.hash for leaf in appended])
+            signed = self._sign(
+                connection, start, [leaf.hash for leaf in appended], hashed_size=hashed_size
+            )
             size = signed.checkpoint.size
             leaves = {leaf.index: leaf.data for leaf in appended}
             retried = [r.log_index for _, r in stored if r.log_index not in leaves]

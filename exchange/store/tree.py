@@ -128,6 +128,10 @@ _SUBTREES_AT_LEVEL = select(log_subtrees.c.level, log_subtrees.c.idx, log_subtre
 )
 
 
+def _locked_hashed_size(connection: Connection) -> int:
+    return hashed_size(connection, for_update=True)
+
+
 def hashed_size(connection: Connection, *, for_update: bool = False) -> int:
     """How many leaves the tree builder has hashed (every proof and checkpoint stays below it)."""
     if for_update:
@@ -366,6 +370,7 @@ def hash_appended_leaves(
     leaf_hashes: Sequence[bytes],
     *,
     known_frontier: Frontier | None = None,
+    hashed_size: int | None = None,
 ) -> HashedBatch:
     """Hash the leaves the caller's transaction appended at ``start`` (their hashes in hand,
     not read back), after any committed leaves not hashed yet, up to ``start + len``.
@@ -378,8 +383,11 @@ def hash_appended_leaves(
     :attr:`HashedBatch.frontier`, once its transaction committed), spares reading the old
     frontier when the tree is still at that size: the first ``n`` leaves of an append-only log
     never change, so neither do the hashes they split into.
+
+    ``hashed_size``, the tree head's size as the caller's transaction read it under the tree
+    head's lock (which it holds until it commits), spares that read and lock here.
     """
-    old_size = hashed_size(connection, for_update=True)
+    old_size = hashed_size if hashed_size is not None else _locked_hashed_size(connection)
     if old_size > start:
         raise VerificationError(
             f"the tree is hashed to {old_size}, past the batch's first leaf {start}",

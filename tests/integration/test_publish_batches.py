@@ -22,7 +22,7 @@ from exchange.hub.app import Hub
 from exchange.statements.publish import CheckedPublish, PublishLimits, check_publish
 from exchange.statements.sealing import SealedAlert, summary_item
 from exchange.store.errors import StorageError
-from exchange.store.log import lock_log
+from exchange.store.log import append_entry, lock_log
 from exchange.store.publish_writer import BatchSigner, PublishWriter, Receipt
 from exchange.store.schema import alerts, feed_events, log_entries, log_head
 from exchange.v1 import alerts_pb2, payloads_pb2
@@ -293,6 +293,40 @@ def test_a_batch_refused_whole_gives_back_the_log_indexes_it_reserved(
     assert size == before_size + 2 and indexes == list(range(size))
 
 
+def test_a_batch_hashes_the_leaves_committed_before_it_from_the_tree_size_it_locked(
+    hub: Hub, agency_a: TestAgency
+) -> None:
+    """Leaves another transaction appended and nobody hashed yet (a release statement's, say)
+    lie between the tree's hashed size, which the batch reads and locks with the stored
+    versions, and the batch's own: its checkpoint covers them all, every receipt proven."""
+    assert hub.checkpointer is not None
+    hub.checkpointer.stop()  # its thread would hash the appended leaves at its next poll
+    write_one_batch(hub, [checked(hub, sealed_alert(agency_a))])
+    with hub.db.write() as connection:
+        for body in (b"first", b"second", b"third"):
+            append_entry(
+                connection, entry_type="feed_event", body=body, references=["agency-b"],
+                entitled=["agency-b"], now=datetime.now(UTC),
+            )
+    with hub.db.read() as connection:
+        hashed_before = connection.execute(text("SELECT hashed_size FROM log_tree_head")).scalar_one()
+    _, size_before, _ = stored_counts(hub)
+    assert hashed_before == size_before - 3
+
+    results = write_one_batch(hub, [checked(hub, sealed_alert(agency_a, f"c {i}")) for i in range(2)])
+
+    _, size, indexes = stored_counts(hub)
+    assert size == size_before + 4 and indexes == list(range(size))
+    for receipt in results:
+        assert isinstance(receipt, Receipt) and receipt.inclusion is not None
+        assert assert_proven(
+            log_key(agency_a), receipt.outcome.log_index, receipt.leaf, receipt.checkpoint,
+            list(receipt.inclusion.hashes), receipt.inclusion.tree_size,
+        ) == size
+    with hub.db.read() as connection:
+        assert connection.execute(text("SELECT hashed_size FROM log_tree_head")).scalar_one() == size
+
+
 REFUSING_TRIGGERS = {
     "sqlite": [
         """CREATE TRIGGER refuse_marked_{table} BEFORE INSERT ON {table} WHEN NEW.alert_id = '{marked}'
@@ -358,8 +392,8 @@ def test_a_failed_checkpoint_leaves_the_batch_stored_and_its_receipts_without_pr
     assert hub.checkpointer is not None
     sign_batch = hub.checkpointer.sign_batch
 
-    def failing(connection, start, leaf_hashes):  # type: ignore[no-untyped-def]
-        sign_batch(connection, start, leaf_hashes)  # writes the tree's rows, then fails
+    def failing(connection, start, leaf_hashes, *, hashed_size=None):  # type: ignore[no-untyped-def]
+        sign_batch(connection, start, leaf_hashes, hashed_size=hashed_size)  # writes, then fails
         raise InvalidInputError("no signature today")
 
     sealed = [sealed_alert(agency_a, f"container {i}") for i in range(3)]
