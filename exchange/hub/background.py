@@ -156,7 +156,12 @@ class Checkpointer(BackgroundThread):
             return self._extend_and_sign()
 
     def sign_batch(
-        self, connection: Connection, start: int, leaf_hashes: Sequence[bytes]
+        self,
+        connection: Connection,
+        start: int,
+        leaf_hashes: Sequence[bytes],
+        *,
+        hashed_size: int | None = None,
     ) -> SignedBatch:
         """Hash a publish batch's leaves (appended at ``start`` in the caller's write
         transaction, their hashes in hand) and any earlier ones not hashed yet, and sign the
@@ -166,7 +171,11 @@ class Checkpointer(BackgroundThread):
         returns proves the batch's receipts, and is adopted once the transaction committed.
         """
         hashed = hash_appended_leaves(
-            connection, start, leaf_hashes, known_frontier=self._batch_frontier
+            connection,
+            start,
+            leaf_hashes,
+            known_frontier=self._batch_frontier,
+            hashed_size=hashed_size,
         )
         self._refuse_behind(hashed.growth.new_size)
         checkpoint = sign_checkpoint(

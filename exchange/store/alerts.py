@@ -31,23 +31,45 @@ from exchange.store.feed import (
     insert_events,
     take_sequences,
 )
-from exchange.store.log import AppendedLeaf, NewEntry, append_entries, append_entry, lock_log
+from exchange.store.log import (
+    AppendedLeaf,
+    NewEntry,
+    append_entry,
+    insert_entries,
+    reserve_indexes,
+    set_log_size,
+)
 from exchange.store.release_tables import item_revocations
-from exchange.store.schema import alerts, grants, item_audience, items
+from exchange.store.schema import alerts, grants, item_audience, items, log_tree_head
 from exchange.v1 import alerts_pb2
 
 # Built once: statements executed with parameters reuse their compiled form and cache key.
-_VERSIONS_OF = select(
-    alerts.c.originator,
-    alerts.c.alert_id,
-    alerts.c.version,
-    alerts.c.manifest_hash,
-    alerts.c.request_digest,
-    alerts.c.published_at,
-    alerts.c.log_index,
-).where(
-    alerts.c.originator.in_(bindparam("originators", expanding=True)),
-    alerts.c.alert_id.in_(bindparam("alert_ids", expanding=True)),
+# The tree head's hashed size, locked (the batch's checkpoint step hashes from it), and every
+# stored version of the batch's alerts, in one statement: one row with no alert when none is
+# stored. Read after the log lock, so on PostgreSQL the alerts come from a snapshot taken with
+# the log lock held (a statement waiting for the tree head's lock re-reads that row only).
+_TREE_AND_VERSIONS = (
+    select(
+        log_tree_head.c.hashed_size,
+        alerts.c.originator,
+        alerts.c.alert_id,
+        alerts.c.version,
+        alerts.c.manifest_hash,
+        alerts.c.request_digest,
+        alerts.c.published_at,
+        alerts.c.log_index,
+    )
+    .select_from(
+        log_tree_head.outerjoin(
+            alerts,
+            and_(
+                alerts.c.originator.in_(bindparam("originators", expanding=True)),
+                alerts.c.alert_id.in_(bindparam("alert_ids", expanding=True)),
+            ),
+        )
+    )
+    .where(log_tree_head.c.id == 1)
+    .with_for_update(of=log_tree_head)
 )
 _INSERT_ALERTS = BulkInsert(
     alerts,
@@ -110,6 +132,8 @@ class PublishedBatch:
     """The log index of the first leaf appended."""
     leaves: tuple[AppendedLeaf, ...]
     """Every leaf appended, from ``start`` on: each new alert's, then its feed events'."""
+    hashed_size: int | None = None
+    """How far the tree is hashed, read under the tree head's lock, held until the commit."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +171,11 @@ def publish_alerts(
     ``sender`` is the payload of the feed channel's notification on PostgreSQL
     (:func:`~exchange.store.feed.insert_events`).
     """
-    start = lock_log(connection)
-    taken = _taken_versions(connection, batch)
+    # The log lock, and the indexes of every publish's leaves as if all were stored (the alert's
+    # and one feed event per recipient): the common case costs no second statement on the log.
+    reserved = sum(1 + len(checked.recipients) for checked in batch)
+    start = reserve_indexes(connection, reserved)
+    hashed_size, taken = _taken_versions(connection, batch)
     results: list[PublishOutcome | ExchangeError | int] = []  # an int: same as that position
     accepted: list[tuple[int, CheckedPublish]] = []
     for position, checked in enumerate(batch):
@@ -167,6 +194,8 @@ def publish_alerts(
         accepted.append((position, checked))
         results.append(position)
     outcomes, appended = _store(connection, start, accepted, now=now, sender=sender)
+    if len(appended) != reserved:  # some refused, or retries: their indexes given back
+        set_log_size(connection, start + len(appended))
     final: list[PublishOutcome | ExchangeError] = []
     for position, result in enumerate(results):
         if isinstance(result, int):
@@ -174,26 +203,28 @@ def publish_alerts(
             final.append(first if result == position else replace(first, feed_events=()))
         else:
             final.append(result)
-    return PublishedBatch(tuple(final), start, tuple(appended))
+    return PublishedBatch(tuple(final), start, tuple(appended), hashed_size)
 
 
 def _taken_versions(
     connection: Connection, batch: Sequence[CheckedPublish]
-) -> dict[tuple[str, str], dict[int, _Taken]]:
-    """Every stored version of the batch's alerts, by (originator, alert id), in one query."""
+) -> tuple[int, dict[tuple[str, str], dict[int, _Taken]]]:
+    """The tree's hashed size (its head locked) and every stored version of the batch's
+    alerts, by (originator, alert id), in one query."""
     taken: dict[tuple[str, str], dict[int, _Taken]] = {}
     wanted = {(c.manifest.originator, c.manifest.alert_id) for c in batch}
     rows = connection.execute(
-        _VERSIONS_OF,
+        _TREE_AND_VERSIONS,
         {
             "originators": sorted({o for o, _ in wanted}),
             "alert_ids": sorted({a for _, a in wanted}),
         },
-    )
+    ).all()
+    hashed_size = int(rows[0].hashed_size)
     for row in rows:
         key = (row.originator, row.alert_id)
         if key not in wanted:
-            continue  # the cross product of the two lists finds more than was asked for
+            continue  # no alert stored (None), or the cross product of the two lists
         outcome = PublishOutcome(
             originator=row.originator,
             alert_id=row.alert_id,
@@ -206,7 +237,7 @@ def _taken_versions(
         taken.setdefault(key, {})[int(row.version)] = _Taken(
             bytes(row.manifest_hash), bytes(row.request_digest), stored=outcome
         )
-    return taken
+    return hashed_size, taken
 
 
 def _retry(checked: CheckedPublish, same: _Taken) -> PublishOutcome | int:
@@ -254,25 +285,27 @@ def _store(
     recipient agency for its feed head)."""
     if not accepted:
         return {}, []
+    # Each publish's recipients, worked out once (the property sorts its items' audiences).
+    recipients = [checked.recipients for _, checked in accepted]
     counts: dict[str, int] = {}
-    for _, checked in accepted:
-        for agency in checked.recipients:
+    for agencies in recipients:
+        for agency in agencies:
             counts[agency] = counts.get(agency, 0) + 1
-    next_sequence = take_sequences(connection, counts)
+    next_sequence = take_sequences(connection, counts, wake=sender)
     entries: list[NewEntry] = []
     messages: list[list[tuple[str, alerts_pb2.FeedEvent]]] = []
-    for _, checked in accepted:
+    for (_, checked), agencies in zip(accepted, recipients, strict=True):
         manifest = checked.manifest
         entries.append(
             NewEntry(
                 entry_type=leaves.ALERT_PUBLISHED,
                 body=checked.manifest_envelope,
                 references=[manifest.originator, manifest.alert_id, str(manifest.version)],
-                entitled=[manifest.originator, *checked.recipients],
+                entitled=[manifest.originator, *agencies],
             )
         )
         events = []
-        for agency in checked.recipients:
+        for agency in agencies:
             sequence = next_sequence[agency]
             next_sequence[agency] = sequence + 1
             event = NewEvent(
@@ -294,7 +327,7 @@ def _store(
             )
             events.append((agency, message))
         messages.append(events)
-    appended = append_entries(connection, start, entries, now=now)
+    appended = insert_entries(connection, start, entries, now=now)
     indexes = iter(leaf.index for leaf in appended)
     alert_rows: list[tuple[Any, ...]] = []
     event_rows: list[tuple[str, alerts_pb2.FeedEvent]] = []
@@ -329,7 +362,7 @@ def _store(
     _INSERT_ITEMS.execute(connection, item_rows)
     _INSERT_AUDIENCE.execute(connection, audience_rows)
     _INSERT_GRANTS.execute(connection, grant_rows)
-    insert_events(connection, event_rows, now=now, sender=sender)
+    insert_events(connection, event_rows, now=now, sender=sender, woken=True)
     outcomes = {
         position: PublishOutcome(
             originator=checked.manifest.originator,
@@ -338,10 +371,12 @@ def _store(
             manifest_hash=checked.manifest.hash,
             accepted_at=now,
             log_index=int(row[_ALERT_LOG_INDEX]),
-            notified=checked.recipients,
+            notified=agencies,
             feed_events=tuple(message for _, message in events),
         )
-        for (position, checked), row, events in zip(accepted, alert_rows, messages, strict=True)
+        for (position, checked), row, events, agencies in zip(
+            accepted, alert_rows, messages, recipients, strict=True
+        )
     }
     return outcomes, appended
 

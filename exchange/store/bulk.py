@@ -16,8 +16,12 @@ SQLAlchemy would have given it, and the database stores the same bytes.
 An insert whose generated keys the caller needs (:meth:`BulkInsert.returning`) is one statement
 with a row of placeholders per row and ``RETURNING``, as SQLAlchemy's "insertmanyvalues" renders
 it for a batch of this size, its text built once per dialect and row count. The other inserts
-stay one ``executemany`` on PostgreSQL too: psycopg pipelines it, and a statement of many rows
-instead was measured to cost the writer more CPU per publish (``bench/RESULTS.md``, issue 12).
+are one ``executemany`` on SQLite; on PostgreSQL they are one ``COPY ... FROM STDIN`` each:
+psycopg's pipelined ``executemany`` runs some Python per row (binding, preparing, sending), a
+statement of many rows instead cost the writer more CPU still, and ``COPY`` formats the rows
+in compiled code (``bench/RESULTS.md``, issue 12). The values are the same either way, and so
+are the stored bytes; a row the database refuses fails the whole ``COPY`` as it failed the
+``executemany``, with the same ``DBAPIError``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class _Compiled:
     """One row's ``(?, ...)``."""
     returning: str
     """`` RETURNING ...`` ('' without)."""
+    copy: str
+    """``COPY table (columns) FROM STDIN``."""
     processors: tuple[tuple[int, _Processor, bool], ...]
     """Per column with a bind processor: its position, the processor, and whether its
     distinct values are rendered once per call (every type but a binary one)."""
@@ -101,7 +107,11 @@ class BulkInsert:
             process = column_type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 processors.append((position, process, not binary))
-        compiled = _Compiled(sql + values, sql, values, returning, tuple(processors))
+        copy = (
+            f"COPY {quote.format_table(self.table)} "
+            f"({', '.join(quote.quote(name) for name in self.columns)}) FROM STDIN"
+        )
+        compiled = _Compiled(sql + values, sql, values, returning, copy, tuple(processors))
         self._compiled[dialect.name] = compiled
         return compiled
 
@@ -113,7 +123,29 @@ class BulkInsert:
         parameters: Sequence[tuple[Any, ...]] = rows
         if compiled.processors:
             parameters = _processed(rows, compiled.processors)
+        if connection.dialect.name == "postgresql":
+            self._copy(connection, compiled, parameters)
+            return
         connection.exec_driver_sql(compiled.sql, list(parameters))
+
+    def _copy(
+        self, connection: Connection, compiled: _Compiled, rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """PostgreSQL: the rows through ``COPY ... FROM STDIN``, psycopg formatting each row in
+        compiled code where its ``executemany`` runs Python per row. A driver error is handed to
+        SQLAlchemy as its own statements' are (wrapped as ``DBAPIError``, the connection
+        invalidated when the database went away)."""
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        cursor = dbapi_connection.cursor()
+        try:
+            with cursor.copy(compiled.copy) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except connection.dialect.loaded_dbapi.Error as error:
+            connection._handle_dbapi_exception(error, compiled.copy, rows, cursor, None)
+        finally:
+            cursor.close()
 
     def returning(
         self, connection: Connection, rows: Sequence[tuple[Any, ...]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from exchange.audit.cosignatures import check_cosignature
@@ -23,6 +23,7 @@ from exchange.crypto.notes import (
     sign_note,
 )
 from exchange.errors import InvalidInputError, NotFoundError
+from exchange.store.bulk import BulkInsert
 from exchange.store.schema import checkpoints, cosignatures
 from exchange.store.tree import StoredTree, TreeGrowth, hashed_size
 
@@ -66,7 +67,7 @@ _COSIGNATURE_LINES = (
     .order_by(cosignatures.c.cosigner)
 )
 _LATEST = select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)
-_INSERT_CHECKPOINT = insert(checkpoints)
+_INSERT_CHECKPOINT = BulkInsert(checkpoints, ["size", "root_hash", "note", "created_at"])
 
 
 def _with_cosignatures(connection: Connection, row: object) -> StoredCheckpoint:
@@ -126,9 +127,7 @@ def sign_checkpoint(
             return latest
         root_hash = StoredTree(connection, size=size).root(size)
     note = sign_note(Checkpoint(origin, size, root_hash).to_text(), [signer])
-    connection.execute(
-        _INSERT_CHECKPOINT, {"size": size, "root_hash": root_hash, "note": note, "created_at": now}
-    )
+    _INSERT_CHECKPOINT.execute(connection, [(size, root_hash, note, now)])
     return StoredCheckpoint(size=size, root_hash=root_hash, signed_note=note, created_at=now)
 
 

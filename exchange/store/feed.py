@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL
 from exchange.audit import leaves
 from exchange.statements.codec import encode
 from exchange.store.bulk import BulkInsert
+from exchange.store.compiled import CompiledStatement
 from exchange.store.errors import StorageError
 from exchange.store.log import append_entry
 from exchange.store.schema import feed_events, feed_heads
@@ -39,11 +40,22 @@ _BUMP_SEQUENCE = (
     .values(last_sequence=feed_heads.c.last_sequence + 1)
     .returning(feed_heads.c.last_sequence)
 )
-_BUMP_SEQUENCE_BY = (
+_BUMP_SEQUENCE_BY = CompiledStatement(
     update(feed_heads)
     .where(feed_heads.c.agency_id == bindparam("agency"))
     .values(last_sequence=feed_heads.c.last_sequence + bindparam("count"))
     .returning(feed_heads.c.last_sequence)
+)
+# On PostgreSQL the publish writer's first head bump also queues the feed channel's
+# notification, sparing it a statement of its own.
+_BUMP_SEQUENCE_BY_AND_WAKE = CompiledStatement(
+    update(feed_heads)
+    .where(feed_heads.c.agency_id == bindparam("agency"))
+    .values(last_sequence=feed_heads.c.last_sequence + bindparam("count"))
+    .returning(
+        feed_heads.c.last_sequence,
+        func.pg_notify(bindparam("channel"), bindparam("sender")),
+    )
 )
 _INSERT_HEAD = insert(feed_heads)
 _INSERT_EVENT = insert(feed_events)
@@ -152,14 +164,33 @@ def event_row(
     }
 
 
-def take_sequences(connection: Connection, counts: Mapping[str, int]) -> dict[str, int]:
+def take_sequences(
+    connection: Connection, counts: Mapping[str, int], *, wake: str | None = None
+) -> dict[str, int]:
     """Reserve ``counts[agency]`` consecutive sequences of each agency's feed, under the log
-    lock; returns the first of each. One statement per agency, whatever the count."""
+    lock; returns the first of each. One statement per agency, whatever the count.
+
+    ``wake``, when the caller stores events for these sequences in this transaction: on
+    PostgreSQL the feed channel's notification is queued too, with ``wake`` as its payload, in
+    the first head's bump (or on its own when that head is new), and the caller's
+    :func:`insert_events` is told so (``woken=True``).
+    """
     first: dict[str, int] = {}
+    waking = wake is not None and connection.dialect.name == "postgresql" and bool(counts)
     for agency, count in counts.items():
-        bumped = connection.execute(
-            _BUMP_SEQUENCE_BY, {"agency": agency, "count": count}
-        ).scalar_one_or_none()
+        if waking:
+            row = _BUMP_SEQUENCE_BY_AND_WAKE.execute(
+                connection,
+                {"agency": agency, "count": count, "channel": FEED_CHANNEL, "sender": wake},
+            ).first()
+            bumped = None if row is None else row[0]
+            if row is None:  # a new head: no row updated, so nothing was queued either
+                connection.execute(_WAKE_REPLICAS, {"sender": wake})
+            waking = False
+        else:
+            bumped = _BUMP_SEQUENCE_BY.execute(
+                connection, {"agency": agency, "count": count}
+            ).scalar_one_or_none()
         if bumped is None:
             connection.execute(_INSERT_HEAD, {"agency_id": agency, "last_sequence": count})
             bumped = count
@@ -173,14 +204,16 @@ def insert_events(
     *,
     now: datetime,
     sender: str = "",
+    woken: bool = False,
 ) -> None:
     """Store logged feed events (each an agency and its message, ``log_index`` set; the rows
     :func:`event_row` describes) with one multi-row insert, and wake the other replicas at
     commit on PostgreSQL (one notification per transaction, its payload ``sender``: the
-    publish writer names itself, so that its own hub's listener can skip it)."""
+    publish writer names itself, so that its own hub's listener can skip it), unless
+    ``woken``: :func:`take_sequences` queued that notification already."""
     if not events:
         return
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql" and not woken:
         connection.execute(_WAKE_REPLICAS, {"sender": sender})
     name = Kind.Name
     _INSERT_EVENTS.execute(

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, insert, literal, select, update
 from exchange.audit.leaves import SALT_BYTES, make_leaf
 from exchange.audit.merkle import leaf_hash
 from exchange.store.bulk import BulkInsert
+from exchange.store.compiled import CompiledStatement
 from exchange.store.schema import feed_events, log_entries, log_head
 
 # Built once: statements executed with parameters reuse their compiled form and cache key.
@@ -32,9 +33,17 @@ _INSERT_ENTRIES = BulkInsert(
     log_entries,
     ["idx", "entry_type", "logged_at", "leaf", "leaf_hash", "body", "salt", "entitled"],
 )
+_RESERVE_INDEXES = CompiledStatement(
+    update(log_head)
+    .where(log_head.c.id == 1)
+    .values(size=log_head.c.size + bindparam("count"))
+    .returning(log_head.c.size)
+)
 _LOG_SIZE = select(log_head.c.size).where(log_head.c.id == 1)
 _LOCK_LOG = _LOG_SIZE.with_for_update()
-_SET_LOG_SIZE = update(log_head).where(log_head.c.id == 1)
+_SET_LOG_SIZE = CompiledStatement(
+    update(log_head).where(log_head.c.id == 1).values(size=bindparam("new_size"))
+)
 _FEED_EVENT_INDEX = select(feed_events.c.log_index).where(
     feed_events.c.agency_id == bindparam("agency"), feed_events.c.sequence == bindparam("sequence")
 )
@@ -99,11 +108,41 @@ def lock_log(connection: Connection) -> int:
     return int(connection.execute(_LOCK_LOG).scalar_one())
 
 
+def reserve_indexes(connection: Connection, count: int) -> int:
+    """Take the log lock, as :func:`lock_log` does, and move the log's size on by ``count`` in
+    the same statement; returns the first index reserved (the size before).
+
+    For a writer that knows how many leaves it will most likely append once its checks (made
+    under the lock) are done: it writes them with :func:`insert_entries` and, if it appends
+    fewer, gives the rest back with :func:`set_log_size` before it commits, so the committed
+    log stays dense. One statement instead of the lock's read and the size's update.
+    """
+    return int(_RESERVE_INDEXES.execute(connection, {"count": count}).scalar_one()) - count
+
+
+def set_log_size(connection: Connection, size: int) -> None:
+    """Set the log's size in the current transaction, under the log lock (the indexes a
+    :func:`reserve_indexes` took and left unused given back)."""
+    _SET_LOG_SIZE.execute(connection, {"new_size": size})
+
+
 def append_entries(
     connection: Connection, start: int, entries: Sequence[NewEntry], *, now: datetime
 ) -> list[AppendedLeaf]:
     """Append ``entries`` at indexes ``start, start + 1, ...`` with one multi-row insert, under
     the log lock :func:`lock_log` returned ``start`` for; returns them in order."""
+    if not entries:
+        return []
+    appended = insert_entries(connection, start, entries, now=now)
+    set_log_size(connection, start + len(entries))
+    return appended
+
+
+def insert_entries(
+    connection: Connection, start: int, entries: Sequence[NewEntry], *, now: datetime
+) -> list[AppendedLeaf]:
+    """Write ``entries``' leaves at indexes ``start, start + 1, ...`` with one multi-row insert,
+    leaving the log's size alone (the caller has moved it: :func:`reserve_indexes`)."""
     if not entries:
         return []
     salts = os.urandom(SALT_BYTES * len(entries))
@@ -127,7 +166,6 @@ def append_entries(
             )
         )
     _INSERT_ENTRIES.execute(connection, rows)
-    connection.execute(_SET_LOG_SIZE, {"size": start + len(entries)})
     return appended
 
 

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -71,8 +71,21 @@ class SignedBatch:
     committed: Callable[[], None]
 
 
-BatchSigner = Callable[[Connection, int, Sequence[bytes]], SignedBatch]
-"""Hashes the leaf hashes appended from an index on, in the given transaction, and signs."""
+class BatchSigner(Protocol):
+    """Hashes the leaf hashes appended from an index on, in the given transaction, and signs.
+
+    ``hashed_size``, when the batch read it under the tree head's lock (held until the
+    commit), spares the signer that read."""
+
+    def __call__(
+        self,
+        connection: Connection,
+        start: int,
+        leaf_hashes: Sequence[bytes],
+        *,
+        hashed_size: int | None = None,
+    ) -> SignedBatch: ...
+
 
 Delivery = Callable[[list[tuple[T, Receipt | BaseException]]], None]
 """Takes every result of one batch, after its commit, from the writer's thread."""
@@ -273,21 +286,31 @@ class PublishWriter(Generic[T]):
         stored = [
             (p, r) for p, r in zip(batch, results, strict=True) if isinstance(r, PublishOutcome)
         ]
+        hashed_size = next(
+            (p.hashed_size for p in reversed(parts) if p.hashed_size is not None), None
+        )
         try:
-            signed = self._sign(connection, start, [leaf.hash for leaf in appended])
+            signed = self._sign(
+                connection, start, [leaf.hash for leaf in appended], hashed_size=hashed_size
+            )
             size = signed.checkpoint.size
             leaves = {leaf.index: leaf.data for leaf in appended}
             retried = [r.log_index for _, r in stored if r.log_index not in leaves]
             leaves.update(leaves_at(connection, retried))
+            proven = [
+                r.log_index for _, r in stored if r.log_index < size and r.log_index in leaves
+            ]
             signed.tree.prefetch_proofs(
-                size,
-                indices=[r.log_index for _, r in stored if r.log_index < size],
-                from_sizes=[p.known_size for p, _ in stored],
+                size, indices=proven, from_sizes=[p.known_size for p, _ in stored]
             )
+            # The batch's leaves sit side by side, so their proofs share most ranges: each range
+            # is folded once for all of them (the same hashes as proving each leaf alone).
+            inclusions = dict(zip(proven, signed.tree.inclusion_proofs(proven, size), strict=True))
+            consistencies: dict[int, list[bytes]] = {}
             receipts: list[Receipt | BaseException] = [
                 result
                 if isinstance(result, BaseException)
-                else _receipt(signed, result, leaves, pending.known_size)
+                else _receipt(signed, result, leaves, inclusions, consistencies, pending.known_size)
                 for pending, result in zip(batch, results, strict=True)
             ]
         except DBAPIError as error:
@@ -324,24 +347,31 @@ def _one_in_savepoint(
 
 
 def _receipt(
-    signed: SignedBatch, outcome: PublishOutcome, leaves: dict[int, bytes], known_size: int
+    signed: SignedBatch,
+    outcome: PublishOutcome,
+    leaves: dict[int, bytes],
+    inclusions: dict[int, list[bytes]],
+    consistencies: dict[int, list[bytes]],
+    known_size: int,
 ) -> Receipt:
+    """``outcome``'s receipt with its proofs (``inclusions`` holds the batch's, by leaf index;
+    ``consistencies`` those computed so far, by the size they start from), or without them for
+    a leaf the checkpoint does not cover."""
     size = signed.checkpoint.size
     index = outcome.log_index
-    if index >= size or index not in leaves:
+    inclusion = inclusions.get(index)
+    if inclusion is None:
         return Receipt(outcome)
-    tree = signed.tree
     consistency = None
     if 0 < known_size < size:
-        consistency = audit_pb2.ConsistencyProof(
-            from_size=known_size, to_size=size, hashes=tree.consistency_proof(known_size, size)
-        )
+        hashes = consistencies.get(known_size)
+        if hashes is None:
+            hashes = consistencies[known_size] = signed.tree.consistency_proof(known_size, size)
+        consistency = audit_pb2.ConsistencyProof(from_size=known_size, to_size=size, hashes=hashes)
     return Receipt(
         outcome,
         checkpoint=signed.checkpoint.note,
         leaf=leaves[index],
-        inclusion=audit_pb2.InclusionProof(
-            index=index, tree_size=size, hashes=tree.inclusion_proof(index, size)
-        ),
+        inclusion=audit_pb2.InclusionProof(index=index, tree_size=size, hashes=inclusion),
         consistency=consistency,
     )

@@ -36,6 +36,7 @@ from exchange.audit.merkle import (
 )
 from exchange.errors import ConfigurationError, NotFoundError, VerificationError
 from exchange.store.bulk import BulkInsert
+from exchange.store.compiled import CompiledStatement
 from exchange.store.db import Database
 from exchange.store.schema import log_entries, log_subtrees, log_tree_head
 
@@ -72,7 +73,7 @@ def _aligned_pieces(start: int, end: int) -> list[tuple[int, int]]:
 
 # Built once: statements executed with parameters reuse their compiled form and cache key.
 _HASHED_SIZE = select(log_tree_head.c.hashed_size).where(log_tree_head.c.id == 1)
-_HASHED_SIZE_FOR_UPDATE = _HASHED_SIZE.with_for_update()
+_HASHED_SIZE_FOR_UPDATE = CompiledStatement(_HASHED_SIZE.with_for_update())
 _LEAVES_FROM = (
     select(log_entries.c.idx, log_entries.c.leaf)
     .where(log_entries.c.idx >= bindparam("start"))
@@ -80,7 +81,11 @@ _LEAVES_FROM = (
     .limit(bindparam("limit"))
 )
 _INSERT_SUBTREES = BulkInsert(log_subtrees, ("level", "idx", "hash"))
-_SET_HASHED_SIZE = update(log_tree_head).where(log_tree_head.c.id == 1)
+_SET_HASHED_SIZE = CompiledStatement(
+    update(log_tree_head)
+    .where(log_tree_head.c.id == 1)
+    .values(hashed_size=bindparam("new_size"))
+)
 
 
 MAX_NODES_PER_QUERY = 256
@@ -123,10 +128,15 @@ _SUBTREES_AT_LEVEL = select(log_subtrees.c.level, log_subtrees.c.idx, log_subtre
 )
 
 
+def _locked_hashed_size(connection: Connection) -> int:
+    return hashed_size(connection, for_update=True)
+
+
 def hashed_size(connection: Connection, *, for_update: bool = False) -> int:
     """How many leaves the tree builder has hashed (every proof and checkpoint stays below it)."""
-    query = _HASHED_SIZE_FOR_UPDATE if for_update else _HASHED_SIZE
-    return int(connection.execute(query).scalar_one())
+    if for_update:
+        return int(_HASHED_SIZE_FOR_UPDATE.execute(connection).scalar_one())
+    return int(connection.execute(_HASHED_SIZE).scalar_one())
 
 
 class StoredTree:
@@ -360,6 +370,7 @@ def hash_appended_leaves(
     leaf_hashes: Sequence[bytes],
     *,
     known_frontier: Frontier | None = None,
+    hashed_size: int | None = None,
 ) -> HashedBatch:
     """Hash the leaves the caller's transaction appended at ``start`` (their hashes in hand,
     not read back), after any committed leaves not hashed yet, up to ``start + len``.
@@ -372,8 +383,11 @@ def hash_appended_leaves(
     :attr:`HashedBatch.frontier`, once its transaction committed), spares reading the old
     frontier when the tree is still at that size: the first ``n`` leaves of an append-only log
     never change, so neither do the hashes they split into.
+
+    ``hashed_size``, the tree head's size as the caller's transaction read it under the tree
+    head's lock (which it holds until it commits), spares that read and lock here.
     """
-    old_size = hashed_size(connection, for_update=True)
+    old_size = hashed_size if hashed_size is not None else _locked_hashed_size(connection)
     if old_size > start:
         raise VerificationError(
             f"the tree is hashed to {old_size}, past the batch's first leaf {start}",
@@ -415,7 +429,7 @@ def _grow(
         connection, [(level, idx, value) for (level, idx), value in added.items()]
     )
     new_size = old_size + len(new_leaf_hashes)
-    connection.execute(_SET_HASHED_SIZE, {"hashed_size": new_size})
+    _SET_HASHED_SIZE.execute(connection, {"new_size": new_size})
     # The new tree's aligned subtrees are new, or (a common prefix) the old tree's.
     known = {**frontier, **added}
     nodes = [_node(s, e) for s, e in aligned_subtrees(0, new_size)]

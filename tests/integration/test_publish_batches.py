@@ -22,7 +22,7 @@ from exchange.hub.app import Hub
 from exchange.statements.publish import CheckedPublish, PublishLimits, check_publish
 from exchange.statements.sealing import SealedAlert, summary_item
 from exchange.store.errors import StorageError
-from exchange.store.log import lock_log
+from exchange.store.log import append_entry, lock_log
 from exchange.store.publish_writer import BatchSigner, PublishWriter, Receipt
 from exchange.store.schema import alerts, feed_events, log_entries, log_head
 from exchange.v1 import alerts_pb2, payloads_pb2
@@ -271,27 +271,86 @@ def test_one_batch_validates_each_publish_against_the_store_and_its_earlier_ones
     assert size == before_size + 8 and indexes == list(range(size))
 
 
+def test_a_batch_refused_whole_gives_back_the_log_indexes_it_reserved(
+    hub: Hub, agency_a: TestAgency
+) -> None:
+    """The writer reserves its leaves' indexes as it takes the log lock: a batch of which no
+    publish is stored (a version taken, a missing previous version) leaves the log's size as it
+    was, and the next batch's leaves follow on densely."""
+    stored = sealed_alert(agency_a)
+    write_one_batch(hub, [checked(hub, stored)])
+    taken = sealed_alert(agency_a, "other bytes", alert_id=stored.manifest.alert_id)
+    orphan = sealed_alert(agency_a, alert_id=str(uuid.uuid4()), version=2, previous=b"\x01" * 32)
+    before_alerts, before_size, _ = stored_counts(hub)
+
+    refused = write_one_batch(hub, [checked(hub, taken), checked(hub, orphan)])
+
+    assert [type(r) for r in refused] == [ConflictError, InvalidInputError]
+    assert stored_counts(hub)[:2] == (before_alerts, before_size)
+    (receipt,) = write_one_batch(hub, [checked(hub, sealed_alert(agency_a, "next"))])
+    assert isinstance(receipt, Receipt) and receipt.outcome.log_index == before_size
+    _, size, indexes = stored_counts(hub)
+    assert size == before_size + 2 and indexes == list(range(size))
+
+
+def test_a_batch_hashes_the_leaves_committed_before_it_from_the_tree_size_it_locked(
+    hub: Hub, agency_a: TestAgency
+) -> None:
+    """Leaves another transaction appended and nobody hashed yet (a release statement's, say)
+    lie between the tree's hashed size, which the batch reads and locks with the stored
+    versions, and the batch's own: its checkpoint covers them all, every receipt proven."""
+    assert hub.checkpointer is not None
+    hub.checkpointer.stop()  # its thread would hash the appended leaves at its next poll
+    write_one_batch(hub, [checked(hub, sealed_alert(agency_a))])
+    with hub.db.write() as connection:
+        for body in (b"first", b"second", b"third"):
+            append_entry(
+                connection, entry_type="feed_event", body=body, references=["agency-b"],
+                entitled=["agency-b"], now=datetime.now(UTC),
+            )
+    with hub.db.read() as connection:
+        hashed_before = connection.execute(text("SELECT hashed_size FROM log_tree_head")).scalar_one()
+    _, size_before, _ = stored_counts(hub)
+    assert hashed_before == size_before - 3
+
+    results = write_one_batch(hub, [checked(hub, sealed_alert(agency_a, f"c {i}")) for i in range(2)])
+
+    _, size, indexes = stored_counts(hub)
+    assert size == size_before + 4 and indexes == list(range(size))
+    for receipt in results:
+        assert isinstance(receipt, Receipt) and receipt.inclusion is not None
+        assert assert_proven(
+            log_key(agency_a), receipt.outcome.log_index, receipt.leaf, receipt.checkpoint,
+            list(receipt.inclusion.hashes), receipt.inclusion.tree_size,
+        ) == size
+    with hub.db.read() as connection:
+        assert connection.execute(text("SELECT hashed_size FROM log_tree_head")).scalar_one() == size
+
+
 REFUSING_TRIGGERS = {
     "sqlite": [
-        """CREATE TRIGGER refuse_marked BEFORE INSERT ON alerts WHEN NEW.alert_id = '{marked}'
+        """CREATE TRIGGER refuse_marked_{table} BEFORE INSERT ON {table} WHEN NEW.alert_id = '{marked}'
            BEGIN SELECT RAISE(ABORT, 'this alert is refused by the database'); END"""
     ],
     "postgresql": [
-        """CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$
+        """CREATE FUNCTION refuse_marked_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
            BEGIN
              IF NEW.alert_id = '{marked}' THEN
                RAISE EXCEPTION 'this alert is refused by the database';
              END IF;
              RETURN NEW;
            END $$""",
-        """CREATE TRIGGER refuse_marked BEFORE INSERT ON alerts
-           FOR EACH ROW EXECUTE FUNCTION refuse_marked()""",
+        """CREATE TRIGGER refuse_marked_{table} BEFORE INSERT ON {table}
+           FOR EACH ROW EXECUTE FUNCTION refuse_marked_{table}()""",
     ],
 }
+"""A trigger refusing the marked alert's rows of one table (``alerts``, inserted with
+``RETURNING``; ``feed_events``, inserted as the other tables are: ``COPY`` on PostgreSQL)."""
 
 
+@pytest.mark.parametrize("table", ["alerts", "feed_events"])
 def test_a_batch_the_database_refuses_is_written_again_one_by_one_to_isolate_the_culprit(
-    hub: Hub, agency_a: TestAgency
+    hub: Hub, agency_a: TestAgency, table: str
 ) -> None:
     """A refusal no validation foresees (here a trigger): the batch is rolled back and written
     again with each publish in its own savepoint; only the refused one fails, and the log stays
@@ -299,7 +358,7 @@ def test_a_batch_the_database_refuses_is_written_again_one_by_one_to_isolate_the
     marked = str(uuid.uuid4())
     with hub.db.write() as connection:
         for statement in REFUSING_TRIGGERS[connection.dialect.name]:
-            connection.execute(text(statement.format(marked=marked)))
+            connection.execute(text(statement.format(marked=marked, table=table)))
     sealed = [sealed_alert(agency_a, f"container {i}") for i in range(4)]
     sealed.insert(2, sealed_alert(agency_a, alert_id=marked))
     before_alerts, before_size, _ = stored_counts(hub)
@@ -333,8 +392,8 @@ def test_a_failed_checkpoint_leaves_the_batch_stored_and_its_receipts_without_pr
     assert hub.checkpointer is not None
     sign_batch = hub.checkpointer.sign_batch
 
-    def failing(connection, start, leaf_hashes):  # type: ignore[no-untyped-def]
-        sign_batch(connection, start, leaf_hashes)  # writes the tree's rows, then fails
+    def failing(connection, start, leaf_hashes, *, hashed_size=None):  # type: ignore[no-untyped-def]
+        sign_batch(connection, start, leaf_hashes, hashed_size=hashed_size)  # writes, then fails
         raise InvalidInputError("no signature today")
 
     sealed = [sealed_alert(agency_a, f"container {i}") for i in range(3)]

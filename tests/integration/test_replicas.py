@@ -7,9 +7,13 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from exchange.statements.sealing import summary_item
+from exchange.store.db import Database
+from exchange.store.feed import FEED_CHANNEL, take_sequences
 from exchange.v1 import alerts_pb2, payloads_pb2
 from tests.conftest import _postgres_database
 from tests.integration.agency import TestAgency, note_item
@@ -59,3 +63,29 @@ def test_a_publish_through_one_replica_reaches_a_stream_held_by_the_other(
     stream.cancel()
     publisher.close()
     subscriber.close()
+
+
+@pytest.mark.postgres
+def test_the_writers_feed_head_bump_queues_its_named_notification_for_a_new_head_and_an_old_one(
+    database_url: str,
+) -> None:
+    """The publish writer's notification rides on its first feed head's bump; a head not
+    there yet (no row to bump) gets it on its own. Either way one notification, named."""
+    db = Database.from_url(database_url)
+    db.migrate()
+    conninfo = make_url(database_url).set(drivername="postgresql")
+    with psycopg.connect(
+        conninfo.render_as_string(hide_password=False), autocommit=True
+    ) as listener:
+        listener.execute(f"LISTEN {FEED_CHANNEL}")
+        firsts = []
+        for _ in range(2):  # the head created, then bumped
+            with db.write() as connection:
+                firsts.append(take_sequences(connection, {"agency-b": 2}, wake="writer-1"))
+            notified = listener.notifies(timeout=WAKE_UP_WAIT_SECONDS, stop_after=1)
+            assert [n.payload for n in notified] == ["writer-1"]
+        with db.write() as connection:  # not asked to wake: nothing queued
+            take_sequences(connection, {"agency-b": 1})
+        assert list(listener.notifies(timeout=0.5)) == []
+    assert firsts == [{"agency-b": 1}, {"agency-b": 3}]
+    db.dispose()
