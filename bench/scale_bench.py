@@ -10,8 +10,11 @@ file, or a fresh database on the PostgreSQL server named by ``--postgres``), thi
    synthetic), their audiences and grants, and a feed event for its recipient, itself a log
    entry; then the tree builder hashes every leaf, so proofs and ``audit verify`` work on the
    filled store as on one filled by publishing (one checkpoint is signed when the hub starts);
-2. starts a real hub (``exchange-hub serve``, its own process) on the filled store and measures
-   over loopback mTLS, as ``agency-b`` (a recipient of a quarter of the alerts):
+2. starts a real hub (``exchange-hub serve``, its own process) on the filled store; once every
+   size's store is filled and its hub started, measures over loopback mTLS, as ``agency-b`` (a
+   recipient of a quarter of the alerts), in ``--rounds`` rounds that visit each size's hub in
+   turn (a shared machine's speed drifts by tens of per cent within minutes: interleaved, the
+   drift weighs on every size alike, and the ratios compare like with like):
 
    * **publish**: the ``Publish`` call of a freshly sealed alert (3 items) to ``agency-b``;
    * **inbox** (``ListAlerts``, 100 newest) and **show** (``GetAlert`` of an old alert, by id
@@ -552,14 +555,18 @@ def measure(
     samples: int,
     streams: int,
     verify: bool,
+    round_number: int = 0,
+    last: bool = True,
 ) -> None:
+    """One round of timed calls on ``hub``, their samples added to ``result``; in the ``last``
+    round also the full-log verification (``verify``) and the memory with ``streams`` open."""
     profiles = {a: load_profile(exchange_dir / "agencies" / a) for a in AGENCIES}
     publisher = Agency(profiles[PUBLISHER], hub.target)
     reader = Agency(profiles[READER], hub.target)
-    rng = random.Random(result.size)
-    lat = result.latencies
+    rng = random.Random(result.size * 1000 + round_number)
+    lat: dict[str, list[float]] = {}
     try:
-        result.memory["rss_started_kib"] = hub.rss()["VmRSS"]
+        result.memory.setdefault("rss_started_kib", hub.rss()["VmRSS"])
         keys = encryption_keys(publisher)
         published: list[str] = []
         lat["publish"] = []
@@ -645,7 +652,10 @@ def measure(
                     StoredTree(connection, size=size).consistency_proof(first, size)
                 lat["consistency_store"].append(time.perf_counter() - began)
 
-            if verify:
+            for name, values in lat.items():
+                result.latencies.setdefault(name, []).extend(values)
+
+            if verify and last:
                 began = time.perf_counter()
                 report = client.auditor.verify()
                 result.verify_seconds = time.perf_counter() - began
@@ -662,6 +672,8 @@ def measure(
                 if not report.ok:
                     raise SystemExit(f"audit verify failed for {OBSERVER}: {report.failures}")
 
+        if not last:
+            return
         result.memory["rss_before_streams_kib"] = hub.rss()["VmRSS"]
         open_streams = []
         stubs = [Agency(profiles[AGENCIES[n % len(AGENCIES)]], hub.target) for n in range(4)]
@@ -686,7 +698,20 @@ def measure(
         reader.close()
 
 
-def run_size(size: int, postgres: str | None, settings: argparse.Namespace) -> SizeResult:
+@dataclass
+class Prepared:
+    """A filled store of one size and the hub serving it."""
+
+    hub: Hub
+    db: Database
+    exchange_dir: Path
+    result: SizeResult
+
+
+@contextmanager
+def prepared_size(size: int, postgres: str | None, settings: argparse.Namespace) -> Iterator[Prepared]:
+    """A throw-away exchange with ``size`` alerts in its store and its hub running, until the
+    block ends."""
     from exchange.hub.app import import_registry
     from exchange.hub.config import HubConfig
 
@@ -712,16 +737,7 @@ def run_size(size: int, postgres: str | None, settings: argparse.Namespace) -> S
         result = SizeResult(size, fill.leaves, fill.fill_seconds, fill.tree_seconds)
         hub = start_hub(config_path, url, temporary / "hub.log")
         stack.callback(hub.stop)
-        measure(
-            hub,
-            db,
-            exchange_dir,
-            result,
-            samples=settings.samples,
-            streams=settings.streams,
-            verify=not settings.no_verify,
-        )
-        return result
+        yield Prepared(hub, db, exchange_dir, result)
 
 
 # --- reporting -------------------------------------------------------------------------------------
@@ -821,7 +837,15 @@ def render(results: Sequence[SizeResult], backend: str, started: datetime, load:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000, 1_000_000])
-    parser.add_argument("--samples", type=int, default=30, help="timed calls per measurement")
+    parser.add_argument(
+        "--samples", type=int, default=30, help="timed calls per measurement, over all rounds"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of timed calls, each visiting every size's hub in turn; default 3",
+    )
     parser.add_argument("--streams", type=int, default=100, help="feed streams held open")
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server instead of SQLite")
     parser.add_argument("--no-verify", action="store_true", help="skip the full-log verification")
@@ -830,16 +854,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     backend = "PostgreSQL" if settings.postgres else "SQLite (WAL, synchronous=FULL)"
     started = datetime.now(UTC)
     load = _loadavg()
-    results = []
-    for size in settings.sizes:
-        result = run_size(size, settings.postgres, settings)
-        results.append(result)
-        print(
-            f"# {size:,} alerts done: "
-            + ", ".join(f"{key} {result.ms(key):.2f} ms" for key, _ in ROWS),
-            file=sys.stderr,
-            flush=True,
-        )
+    rounds = max(1, settings.rounds)
+    per_round = max(1, -(-settings.samples // rounds))
+    with ExitStack() as stack:
+        # Every size's store is filled and its hub started first; the timed calls then run in
+        # rounds that visit each size in turn, so that a machine whose speed drifts (a shared
+        # VM's does, by tens of per cent within minutes) weighs on every size alike.
+        prepared = []
+        for size in settings.sizes:
+            prepared.append(stack.enter_context(prepared_size(size, settings.postgres, settings)))
+            print(f"# {size:,} alerts filled, its hub started", file=sys.stderr, flush=True)
+        for number in range(rounds):
+            for each in prepared:
+                last = number == rounds - 1
+                measure(
+                    each.hub,
+                    each.db,
+                    each.exchange_dir,
+                    each.result,
+                    samples=per_round,
+                    streams=settings.streams,
+                    verify=not settings.no_verify,
+                    round_number=number,
+                    last=last,
+                )
+                result = each.result
+                print(
+                    f"# round {number + 1} of {rounds}, {result.size:,} alerts: "
+                    + ", ".join(f"{key} {result.ms(key):.2f} ms" for key, _ in ROWS),
+                    file=sys.stderr,
+                    flush=True,
+                )
+        results = [each.result for each in prepared]
     print(render(results, backend, started, load))
 
 
