@@ -33,6 +33,7 @@ $(error TESTS must be quick or all, not "$(TESTS)")
 endif
 
 test: $(VENV)/.dev
+	scripts/ensure-test-tools.sh
 	scripts/ensure-postgres.sh
 	$(PY) -m pytest $(TEST_MARKERS) $(PYTEST_ARGS)
 
