@@ -7,6 +7,7 @@ one its header names, and that grants go only where the signed policy says.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -78,9 +79,10 @@ class CheckedPublish:
     """The manifest's envelope as the hub received it, unknown fields dropped: the bytes the
     store keeps and logs, so that what is logged is what every verifier reads."""
 
-    @property
+    @functools.cached_property
     def recipients(self) -> tuple[str, ...]:
-        """Every agency in any item's audience, the originator excluded."""
+        """Every agency in any item's audience, the originator excluded (worked out once: the
+        writer asks for it several times per publish)."""
         agencies = {a for item in self.items for a in item.audience}
         agencies.discard(self.manifest.originator)
         return tuple(sorted(agencies))

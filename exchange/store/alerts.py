@@ -285,27 +285,25 @@ def _store(
     recipient agency for its feed head)."""
     if not accepted:
         return {}, []
-    # Each publish's recipients, worked out once (the property sorts its items' audiences).
-    recipients = [checked.recipients for _, checked in accepted]
     counts: dict[str, int] = {}
-    for agencies in recipients:
-        for agency in agencies:
+    for _, checked in accepted:
+        for agency in checked.recipients:
             counts[agency] = counts.get(agency, 0) + 1
     next_sequence = take_sequences(connection, counts, wake=sender)
     entries: list[NewEntry] = []
     messages: list[list[tuple[str, alerts_pb2.FeedEvent]]] = []
-    for (_, checked), agencies in zip(accepted, recipients, strict=True):
+    for _, checked in accepted:
         manifest = checked.manifest
         entries.append(
             NewEntry(
                 entry_type=leaves.ALERT_PUBLISHED,
                 body=checked.manifest_envelope,
                 references=[manifest.originator, manifest.alert_id, str(manifest.version)],
-                entitled=[manifest.originator, *agencies],
+                entitled=[manifest.originator, *checked.recipients],
             )
         )
         events = []
-        for agency in agencies:
+        for agency in checked.recipients:
             sequence = next_sequence[agency]
             next_sequence[agency] = sequence + 1
             event = NewEvent(
@@ -371,12 +369,10 @@ def _store(
             manifest_hash=checked.manifest.hash,
             accepted_at=now,
             log_index=int(row[_ALERT_LOG_INDEX]),
-            notified=agencies,
+            notified=checked.recipients,
             feed_events=tuple(message for _, message in events),
         )
-        for (position, checked), row, events, agencies in zip(
-            accepted, alert_rows, messages, recipients, strict=True
-        )
+        for (position, checked), row, events in zip(accepted, alert_rows, messages, strict=True)
     }
     return outcomes, appended
 
