@@ -349,8 +349,8 @@ def _store(
             event_rows.append((agency, message))
     # RETURNING over a multi-row insert gives no order: each key is matched by its manifest hash.
     keys = {
-        bytes(row.manifest_hash): int(row.id)
-        for row in _INSERT_ALERTS.returning(connection, alert_rows)
+        bytes(manifest_hash): int(pk)
+        for pk, manifest_hash in _INSERT_ALERTS.returning(connection, alert_rows)
     }
     item_rows: list[tuple[Any, ...]] = []
     audience_rows: list[tuple[Any, ...]] = []

@@ -4,9 +4,9 @@
 parameter processing (a parameter dict per row, built by ``construct_params``, every column's
 bind processor called on every value) before the driver's ``executemany`` gets the rows. A
 batch of publishes writes some twenty rows per publish, so that work adds up. :class:`BulkInsert`
-hands the same rows to the same ``executemany`` (``connection.exec_driver_sql``, so the
-transaction, the events and the error mapping are SQLAlchemy's as before) as plain tuples, with
-a statement built once per dialect, and applies the columns' own bind processors itself: each
+hands the same rows to the same ``executemany``
+(:func:`~exchange.store.compiled.run_on_driver`, so the transaction, the events and the error
+mapping are SQLAlchemy's as before) as plain tuples, with a statement built once per dialect, and applies the columns' own bind processors itself: each
 distinct value of a timestamp or boolean column is rendered once per call (a batch stamps every
 row with the same time), the binary columns' processors run per value as SQLAlchemy runs them,
 except where all they do is wrap the bytes in a ``memoryview`` (``sqlite3.Binary``): sqlite3
@@ -30,8 +30,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, LargeBinary, Row, Table
+from sqlalchemy import Connection, LargeBinary, Table
 from sqlalchemy.engine import Dialect
+
+from exchange.store.compiled import run_on_driver
 
 _Processor = Callable[[Any], Any]
 
@@ -126,7 +128,7 @@ class BulkInsert:
         if connection.dialect.name == "postgresql":
             self._copy(connection, compiled, parameters)
             return
-        connection.exec_driver_sql(compiled.sql, list(parameters))
+        run_on_driver(connection, compiled.sql, parameters, many=True)
 
     def _copy(
         self, connection: Connection, compiled: _Compiled, rows: Sequence[tuple[Any, ...]]
@@ -149,9 +151,10 @@ class BulkInsert:
 
     def returning(
         self, connection: Connection, rows: Sequence[tuple[Any, ...]]
-    ) -> Sequence[Row[Any]]:
-        """Insert ``rows`` and return the ``returning`` columns of each (in no particular
-        order): one statement per :data:`PAGE_ROWS` rows, as SQLAlchemy pages them."""
+    ) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` and return the ``returning`` columns of each, in that order, as a
+        tuple per row (the rows in no particular order): one statement per :data:`PAGE_ROWS`
+        rows, as SQLAlchemy pages them."""
         if not rows:
             return []
         compiled = self._compile(connection.dialect)
@@ -162,14 +165,14 @@ class BulkInsert:
 
     def _paged(
         self, connection: Connection, compiled: _Compiled, parameters: Sequence[tuple[Any, ...]]
-    ) -> Iterator[CursorResult[Any]]:
+    ) -> Iterator[list[tuple[Any, ...]]]:
         """One statement with a row of placeholders per row, per page of rows."""
         page = max(1, min(PAGE_ROWS, MAX_PARAMETERS // len(self.columns)))
         for first in range(0, len(parameters), page):
             chunk = parameters[first : first + page]
             flat = tuple(value for row in chunk for value in row)
             sql = self._many_sql(connection.dialect.name, compiled, len(chunk))
-            yield connection.exec_driver_sql(sql, flat)
+            yield run_on_driver(connection, sql, flat)
 
     def _many_sql(self, dialect: str, compiled: _Compiled, count: int) -> str:
         key = (dialect, count)

@@ -5,20 +5,27 @@ through the driver.
 lookup (the statement's cache key), building the execution context and processing every
 parameter and result column, where a batch's fixed statements (the log lock, a feed head's
 bump, the tree head) bind and return plain integers and strings. :class:`CompiledStatement`
-renders such a statement's text once per dialect and hands it to
-``connection.exec_driver_sql`` (so the transaction, the events and the error mapping are
-SQLAlchemy's as before) with the parameters in the driver's own style. It refuses, when
-compiled, a statement with a parameter or result column whose type converts values: those
-stay with ``connection.execute``.
+renders such a statement's text once per dialect and runs it with :func:`run_on_driver`, with
+the parameters in the driver's own style. It refuses, when compiled, a statement with a
+parameter or result column whose type converts values: those stay with ``connection.execute``.
+
+:func:`run_on_driver` runs a statement's text on the driver's cursor in the connection's
+current transaction, past SQLAlchemy's per-statement layer: even ``exec_driver_sql`` builds an
+execution context and a result object per statement, about 15 µs against the driver's 3 µs for
+a one-row ``UPDATE ... RETURNING`` on SQLite, and a batch runs a dozen of them. The transaction
+is still SQLAlchemy's (the statement runs only inside one), a driver error is still handed to
+SQLAlchemy's own error handling (wrapped as ``DBAPIError``, the connection invalidated when the
+database went away), and when anyone listens to the engine's cursor events, or no transaction
+is open, the statement goes through ``exec_driver_sql`` as before, so every listener sees it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
@@ -44,18 +51,26 @@ class CompiledStatement:
 
     def execute(
         self, connection: Connection, parameters: Mapping[str, Any] | None = None
-    ) -> CursorResult[Any]:
-        """Run the statement in the connection's current transaction."""
+    ) -> list[tuple[Any, ...]]:
+        """Run the statement in the connection's current transaction; the rows it returned."""
         dialect = connection.dialect
         rendered = self._rendered.get(dialect.name) or self._render(dialect)
         values = dict(rendered.defaults)
         if parameters:
             values.update(parameters)
         if rendered.positions is None:
-            return connection.exec_driver_sql(rendered.sql, values)
-        return connection.exec_driver_sql(
-            rendered.sql, tuple(values[name] for name in rendered.positions)
+            return run_on_driver(connection, rendered.sql, values)
+        return run_on_driver(
+            connection, rendered.sql, tuple(values[name] for name in rendered.positions)
         )
+
+    def scalar(self, connection: Connection, parameters: Mapping[str, Any] | None = None) -> Any:
+        """The first column of the statement's one row, or ``None`` for no row; more than one
+        row is an error (as ``scalar_one_or_none``)."""
+        rows = self.execute(connection, parameters)
+        if len(rows) > 1:
+            raise ValueError(f"{len(rows)} rows where at most one was expected")
+        return rows[0][0] if rows else None
 
     def _render(self, dialect: Dialect) -> _Rendered:
         compiled = self.statement.compile(dialect=dialect)
@@ -72,3 +87,38 @@ class CompiledStatement:
         rendered = _Rendered(compiled.string, defaults, positions)
         self._rendered[dialect.name] = rendered
         return rendered
+
+
+def run_on_driver(
+    connection: Connection,
+    sql: str,
+    parameters: Sequence[Any] | Mapping[str, Any],
+    *,
+    many: bool = False,
+) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (in the driver's parameter style) on the driver's cursor, in the
+    connection's current transaction; ``many``: once per row of ``parameters``
+    (``executemany``). Returns the rows the statement returned (none for one that returns
+    none)."""
+    dispatch = connection.dispatch
+    if (
+        not connection.in_transaction()
+        or dispatch.before_cursor_execute
+        or dispatch.after_cursor_execute
+    ):
+        result = connection.exec_driver_sql(sql, parameters)  # type: ignore[arg-type]
+        return [tuple(row) for row in result] if result.returns_rows else []
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
+        return cursor.fetchall() if cursor.description is not None else []
+    except connection.dialect.loaded_dbapi.Error as error:
+        connection._handle_dbapi_exception(error, sql, parameters, cursor, None)
+        raise  # not reached: the handler raises SQLAlchemy's error for it
+    finally:
+        cursor.close()

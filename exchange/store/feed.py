@@ -179,18 +179,15 @@ def take_sequences(
     waking = wake is not None and connection.dialect.name == "postgresql" and bool(counts)
     for agency, count in counts.items():
         if waking:
-            row = _BUMP_SEQUENCE_BY_AND_WAKE.execute(
+            bumped = _BUMP_SEQUENCE_BY_AND_WAKE.scalar(
                 connection,
                 {"agency": agency, "count": count, "channel": FEED_CHANNEL, "sender": wake},
-            ).first()
-            bumped = None if row is None else row[0]
-            if row is None:  # a new head: no row updated, so nothing was queued either
+            )
+            if bumped is None:  # a new head: no row updated, so nothing was queued either
                 connection.execute(_WAKE_REPLICAS, {"sender": wake})
             waking = False
         else:
-            bumped = _BUMP_SEQUENCE_BY.execute(
-                connection, {"agency": agency, "count": count}
-            ).scalar_one_or_none()
+            bumped = _BUMP_SEQUENCE_BY.scalar(connection, {"agency": agency, "count": count})
         if bumped is None:
             connection.execute(_INSERT_HEAD, {"agency_id": agency, "last_sequence": count})
             bumped = count

@@ -117,7 +117,7 @@ def reserve_indexes(connection: Connection, count: int) -> int:
     fewer, gives the rest back with :func:`set_log_size` before it commits, so the committed
     log stays dense. One statement instead of the lock's read and the size's update.
     """
-    return int(_RESERVE_INDEXES.execute(connection, {"count": count}).scalar_one()) - count
+    return int(_RESERVE_INDEXES.scalar(connection, {"count": count})) - count
 
 
 def set_log_size(connection: Connection, size: int) -> None:

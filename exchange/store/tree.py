@@ -135,7 +135,7 @@ def _locked_hashed_size(connection: Connection) -> int:
 def hashed_size(connection: Connection, *, for_update: bool = False) -> int:
     """How many leaves the tree builder has hashed (every proof and checkpoint stays below it)."""
     if for_update:
-        return int(_HASHED_SIZE_FOR_UPDATE.execute(connection).scalar_one())
+        return int(_HASHED_SIZE_FOR_UPDATE.scalar(connection))
     return int(connection.execute(_HASHED_SIZE).scalar_one())
 
 

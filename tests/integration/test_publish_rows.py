@@ -222,7 +222,7 @@ def test_an_insert_returning_more_rows_than_one_statement_takes_is_paged(
         bulk = BulkInsert(log_subtrees, ["level", "idx", "hash"], returning=["idx", "hash"])
         with database.write() as connection:
             returned = bulk.returning(connection, rows)
-        assert sorted((int(r.idx), bytes(r.hash)) for r in returned) == [
+        assert sorted((int(idx), bytes(hashed)) for idx, hashed in returned) == [
             (index, hashed) for _, index, hashed in rows
         ]
         with database.read() as connection:

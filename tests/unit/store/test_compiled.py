@@ -1,15 +1,18 @@
 """Statements compiled once per dialect and run through the driver: the same rows as
-``connection.execute``, and a statement whose types convert values refused up front."""
+``connection.execute``, a statement whose types convert values refused up front, a driver
+error raised as SQLAlchemy's, and every statement seen by whoever listens to the engine."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, event, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from exchange.store.compiled import CompiledStatement
+from exchange.store.compiled import CompiledStatement, run_on_driver
 from exchange.store.db import Database
+from exchange.store.errors import StorageConflictError
 from exchange.store.schema import checkpoints, feed_heads, log_head
 
 
@@ -32,10 +35,11 @@ def test_a_compiled_statement_binds_its_literals_and_the_callers_parameters(db: 
     with db.write() as connection:
         connection.execute(insert(feed_heads).values(agency_id="agency-b", last_sequence=4))
         connection.execute(insert(feed_heads).values(agency_id="agency-c", last_sequence=9))
-        assert compiled.execute(connection, {"agency": "agency-b", "count": 3}).scalar_one() == 7
+        assert compiled.execute(connection, {"agency": "agency-b", "count": 3}) == [(7,)]
         assert connection.execute(bump, {"agency": "agency-b", "count": 1}).scalar_one() == 8
         size = CompiledStatement(select(log_head.c.size).where(log_head.c.id == 1))
-        assert size.execute(connection).scalar_one() == 0  # the literal 1 bound by itself
+        assert size.scalar(connection) == 0  # the literal 1 bound by itself
+        assert compiled.scalar(connection, {"agency": "agency-x", "count": 1}) is None
         heads = {row.agency_id: row.last_sequence for row in connection.execute(select(feed_heads))}
     assert heads == {"agency-b": 8, "agency-c": 9}
 
@@ -50,3 +54,50 @@ def test_a_compiled_statement_binds_its_literals_and_the_callers_parameters(db: 
 def test_a_statement_whose_types_convert_values_is_refused(db: Database, statement: object) -> None:
     with db.write() as connection, pytest.raises(ValueError, match="needs a conversion"):
         CompiledStatement(statement).execute(connection, {})  # type: ignore[arg-type]
+
+
+_NEW_HEAD = CompiledStatement(
+    insert(feed_heads).values(agency_id=bindparam("agency"), last_sequence=bindparam("count"))
+)
+
+
+def test_a_statement_goes_to_the_driver_past_sqlalchemys_layer(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with db.write() as connection:
+        monkeypatch.setattr(Connection, "exec_driver_sql", _not_the_driver_path)
+        _NEW_HEAD.execute(connection, {"agency": "agency-b", "count": 2})
+        monkeypatch.undo()
+    with db.read() as connection:
+        assert connection.execute(select(feed_heads.c.last_sequence)).scalars().all() == [2]
+
+
+def _not_the_driver_path(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("the statement went through exec_driver_sql")
+
+
+def test_a_statement_the_database_refuses_raises_sqlalchemys_error(db: Database) -> None:
+    with db.write() as connection:
+        _NEW_HEAD.execute(connection, {"agency": "agency-b", "count": 2})
+    with pytest.raises(StorageConflictError) as refused, db.write() as connection:
+        _NEW_HEAD.execute(connection, {"agency": "agency-b", "count": 5})
+    assert isinstance(refused.value.__cause__, IntegrityError)  # mapped as SQLAlchemy's own
+    with db.read() as connection:  # the refused transaction left nothing
+        assert connection.execute(select(feed_heads.c.last_sequence)).scalars().all() == [2]
+
+
+def test_every_statement_is_seen_by_a_listener_of_the_engine(db: Database) -> None:
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.write() as connection:
+            _NEW_HEAD.execute(connection, {"agency": "agency-b", "count": 2})
+            run_on_driver(connection, "UPDATE feed_heads SET last_sequence = 3", ())
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    touched = [s.split()[0] for s in seen if "feed_heads" in s]
+    assert touched == ["INSERT", "UPDATE"]
