@@ -21,7 +21,7 @@ is open, the statement goes through ``exec_driver_sql`` as before, so every list
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,13 +92,13 @@ class CompiledStatement:
 def run_on_driver(
     connection: Connection,
     sql: str,
-    parameters: Sequence[Any] | Mapping[str, Any],
+    parameters: Any,
     *,
     many: bool = False,
 ) -> list[tuple[Any, ...]]:
     """Run ``sql`` (in the driver's parameter style) on the driver's cursor, in the
-    connection's current transaction; ``many``: once per row of ``parameters``
-    (``executemany``). Returns the rows the statement returned (none for one that returns
+    connection's current transaction, with ``parameters`` (a tuple or a mapping), or
+    ``many``: once per row of ``parameters`` (a list of them; ``executemany``). Returns the rows the statement returned (none for one that returns
     none)."""
     dispatch = connection.dispatch
     if (
@@ -106,7 +106,7 @@ def run_on_driver(
         or dispatch.before_cursor_execute
         or dispatch.after_cursor_execute
     ):
-        result = connection.exec_driver_sql(sql, parameters)  # type: ignore[arg-type]
+        result = connection.exec_driver_sql(sql, parameters)
         return [tuple(row) for row in result] if result.returns_rows else []
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
@@ -116,7 +116,7 @@ def run_on_driver(
             cursor.executemany(sql, parameters)
         else:
             cursor.execute(sql, parameters)
-        return cursor.fetchall() if cursor.description is not None else []
+        return list(cursor.fetchall()) if cursor.description is not None else []
     except connection.dialect.loaded_dbapi.Error as error:
         connection._handle_dbapi_exception(error, sql, parameters, cursor, None)
         raise  # not reached: the handler raises SQLAlchemy's error for it
