@@ -24,6 +24,7 @@ from exchange.errors import ConflictError, ExchangeError, InvalidInputError, Not
 from exchange.statements.codec import encode
 from exchange.statements.publish import CheckedPublish
 from exchange.store.bulk import BulkInsert
+from exchange.store.compiled import CompiledStatement
 from exchange.store.feed import (
     NewEvent,
     event_message,
@@ -48,7 +49,7 @@ from exchange.v1 import alerts_pb2
 # stored version of the batch's alerts, in one statement: one row with no alert when none is
 # stored. Read after the log lock, so on PostgreSQL the alerts come from a snapshot taken with
 # the log lock held (a statement waiting for the tree head's lock re-reads that row only).
-_TREE_AND_VERSIONS = (
+_TREE_AND_VERSIONS = CompiledStatement(
     select(
         log_tree_head.c.hashed_size,
         alerts.c.originator,
@@ -213,29 +214,29 @@ def _taken_versions(
     alerts, by (originator, alert id), in one query."""
     taken: dict[tuple[str, str], dict[int, _Taken]] = {}
     wanted = {(c.manifest.originator, c.manifest.alert_id) for c in batch}
-    rows = connection.execute(
-        _TREE_AND_VERSIONS,
+    rows = _TREE_AND_VERSIONS.execute(
+        connection,
         {
             "originators": sorted({o for o, _ in wanted}),
             "alert_ids": sorted({a for _, a in wanted}),
         },
-    ).all()
-    hashed_size = int(rows[0].hashed_size)
-    for row in rows:
-        key = (row.originator, row.alert_id)
+    )
+    hashed_size = int(rows[0][0])
+    for _, originator, alert_id, version, manifest_hash, digest, published_at, log_index in rows:
+        key = (originator, alert_id)
         if key not in wanted:
             continue  # no alert stored (None), or the cross product of the two lists
         outcome = PublishOutcome(
-            originator=row.originator,
-            alert_id=row.alert_id,
-            version=int(row.version),
-            manifest_hash=bytes(row.manifest_hash),
-            accepted_at=row.published_at,
-            log_index=int(row.log_index),
+            originator=originator,
+            alert_id=alert_id,
+            version=int(version),
+            manifest_hash=bytes(manifest_hash),
+            accepted_at=published_at,
+            log_index=int(log_index),
             notified=(),
         )
-        taken.setdefault(key, {})[int(row.version)] = _Taken(
-            bytes(row.manifest_hash), bytes(row.request_digest), stored=outcome
+        taken.setdefault(key, {})[int(version)] = _Taken(
+            bytes(manifest_hash), bytes(digest), stored=outcome
         )
     return hashed_size, taken
 

@@ -6,8 +6,12 @@ lookup (the statement's cache key), building the execution context and processin
 parameter and result column, where a batch's fixed statements (the log lock, a feed head's
 bump, the tree head) bind and return plain integers and strings. :class:`CompiledStatement`
 renders such a statement's text once per dialect and runs it with :func:`run_on_driver`, with
-the parameters in the driver's own style. It refuses, when compiled, a statement with a
-parameter or result column whose type converts values: those stay with ``connection.execute``.
+the parameters in the driver's own style. A list parameter (``bindparam(..., expanding=True)``,
+for ``IN``) is expanded per call by SQLAlchemy's own ``construct_expanded_state``; result
+columns whose type converts values (a timestamp) are converted by the type's own result
+processor, so the rows hold what ``connection.execute`` would have returned. It refuses, when
+compiled, a statement with a parameter whose type converts values: those stay with
+``connection.execute``.
 
 :func:`run_on_driver` runs a statement's text on the driver's cursor in the connection's
 current transaction, past SQLAlchemy's per-statement layer: even ``exec_driver_sql`` builds an
@@ -21,12 +25,13 @@ is open, the statement goes through ``exec_driver_sql`` as before, so every list
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
@@ -39,11 +44,15 @@ class _Rendered:
     positions: tuple[str, ...] | None
     """The parameter names in order, for a positional parameter style; ``None`` for a named
     one."""
+    expanding: SQLCompiler | None
+    """The compiled statement, when a list parameter is expanded per call."""
+    results: tuple[Callable[[Any], Any] | None, ...] | None
+    """Per result column its conversion (``None``: none); ``None`` when no column has one."""
 
 
 class CompiledStatement:
-    """A Core statement whose parameters and results need no conversion, executed through the
-    driver with its text compiled once per dialect."""
+    """A Core statement whose parameters need no conversion, executed through the driver with
+    its text compiled once per dialect."""
 
     def __init__(self, statement: Select[Any] | UpdateBase) -> None:
         self.statement = statement
@@ -55,14 +64,33 @@ class CompiledStatement:
         """Run the statement in the connection's current transaction; the rows it returned."""
         dialect = connection.dialect
         rendered = self._rendered.get(dialect.name) or self._render(dialect)
-        values = dict(rendered.defaults)
-        if parameters:
-            values.update(parameters)
-        if rendered.positions is None:
-            return run_on_driver(connection, rendered.sql, values)
-        return run_on_driver(
-            connection, rendered.sql, tuple(values[name] for name in rendered.positions)
-        )
+        if rendered.expanding is not None:
+            state = rendered.expanding.construct_expanded_state(parameters or {})
+            rows = run_on_driver(
+                connection,
+                state.statement,
+                state.positional_parameters if dialect.positional else state.parameters,
+            )
+        else:
+            values = dict(rendered.defaults)
+            if parameters:
+                values.update(parameters)
+            rows = run_on_driver(
+                connection,
+                rendered.sql,
+                values
+                if rendered.positions is None
+                else tuple(values[name] for name in rendered.positions),
+            )
+        if rendered.results is None:
+            return rows
+        return [
+            tuple(
+                value if convert is None else convert(value)
+                for convert, value in zip(rendered.results, row, strict=True)
+            )
+            for row in rows
+        ]
 
     def scalar(self, connection: Connection, parameters: Mapping[str, Any] | None = None) -> Any:
         """The first column of the statement's one row, or ``None`` for no row; more than one
@@ -74,17 +102,24 @@ class CompiledStatement:
 
     def _render(self, dialect: Dialect) -> _Rendered:
         compiled = self.statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
         for name, bind in compiled.binds.items():
             if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
                 raise ValueError(f"parameter {name!r} needs a conversion: use connection.execute")
-        for column in self.statement.exported_columns:
-            if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
-                raise ValueError(
-                    f"result column {column.key!r} needs a conversion: use connection.execute"
-                )
+        conversions = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in self.statement.exported_columns
+        )
+        expanding = any(bind.expanding for bind in compiled.binds.values())
         defaults = dict(compiled.params)  # the literal ones' values; None for the others
         positions = tuple(compiled.positiontup or ()) if compiled.positional else None
-        rendered = _Rendered(compiled.string, defaults, positions)
+        rendered = _Rendered(
+            compiled.string,
+            defaults,
+            positions,
+            compiled if expanding else None,
+            conversions if any(c is not None for c in conversions) else None,
+        )
         self._rendered[dialect.name] = rendered
         return rendered
 

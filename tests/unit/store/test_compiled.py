@@ -5,6 +5,7 @@ error raised as SQLAlchemy's, and every statement seen by whoever listens to the
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Connection, bindparam, event, insert, select, update
@@ -44,16 +45,32 @@ def test_a_compiled_statement_binds_its_literals_and_the_callers_parameters(db: 
     assert heads == {"agency-b": 8, "agency-c": 9}
 
 
-@pytest.mark.parametrize(
-    "statement",
-    [
-        pytest.param(insert(checkpoints), id="a timestamp parameter"),
-        pytest.param(select(checkpoints.c.created_at), id="a timestamp result"),
-    ],
-)
-def test_a_statement_whose_types_convert_values_is_refused(db: Database, statement: object) -> None:
+def test_a_statement_whose_parameters_convert_values_is_refused(db: Database) -> None:
     with db.write() as connection, pytest.raises(ValueError, match="needs a conversion"):
-        CompiledStatement(statement).execute(connection, {})  # type: ignore[arg-type]
+        CompiledStatement(insert(checkpoints)).execute(connection, {})  # a timestamp parameter
+
+
+def test_a_list_parameter_is_expanded_and_converting_results_converted(db: Database) -> None:
+    """``IN`` over a list of any length, and a timestamp column read back as
+    ``connection.execute`` reads it (an aware UTC datetime on SQLite too)."""
+    when = datetime(2026, 12, 7, 10, 30, tzinfo=UTC)
+    query = (
+        select(checkpoints.c.size, checkpoints.c.created_at)
+        .where(checkpoints.c.size.in_(bindparam("sizes", expanding=True)))
+        .order_by(checkpoints.c.size)
+    )
+    compiled = CompiledStatement(query)
+    with db.write() as connection:
+        for size in (1, 2, 3):
+            connection.execute(
+                insert(checkpoints).values(
+                    size=size, root_hash=bytes(32), note=f"note {size}", created_at=when
+                )
+            )
+        assert compiled.execute(connection, {"sizes": [3, 1]}) == [(1, when), (3, when)]
+        assert compiled.execute(connection, {"sizes": [2]}) == [(2, when)]
+        expected = [tuple(row) for row in connection.execute(query, {"sizes": [1, 2, 3]})]
+        assert compiled.execute(connection, {"sizes": [1, 2, 3]}) == expected
 
 
 _NEW_HEAD = CompiledStatement(
