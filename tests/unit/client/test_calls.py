@@ -1,6 +1,7 @@
 """The drivers of operations written as steps: a lock taken by one operation holds back another
-in either driver without stopping the event loop, and is released when an operation is
-interrupted or cancelled while holding it."""
+in either driver without stopping the event loop, a task waiting for a lock a thread holds is
+parked until the release wakes it, and a lock is released when an operation is interrupted or
+cancelled while holding it."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import threading
 
 import pytest
 
-from exchange_client._internal.calls import Steps, acquire, run, run_async, sleep
+from exchange_client._internal.calls import SharedLock, Steps, acquire, run, run_async, sleep
 
 
-def holding(lock: threading.Lock, order: list[str], name: str, seconds: float) -> Steps[str]:
+def holding(lock: SharedLock, order: list[str], name: str, seconds: float) -> Steps[str]:
     yield from acquire(lock)
     try:
         order.append(f"{name} in")
@@ -24,7 +25,7 @@ def holding(lock: threading.Lock, order: list[str], name: str, seconds: float) -
 
 
 def test_two_tasks_taking_one_lock_take_turns_and_the_loop_goes_on() -> None:
-    lock = threading.Lock()
+    lock = SharedLock()
     order: list[str] = []
 
     async def both() -> list[str]:
@@ -50,7 +51,7 @@ def test_two_tasks_taking_one_lock_take_turns_and_the_loop_goes_on() -> None:
 
 
 def test_a_cancelled_operation_releases_the_lock_it_holds() -> None:
-    lock = threading.Lock()
+    lock = SharedLock()
     order: list[str] = []
 
     async def cancelled() -> None:
@@ -71,7 +72,7 @@ def test_a_cancelled_operation_releases_the_lock_it_holds() -> None:
 
 
 def test_an_interrupted_blocking_operation_releases_the_lock_it_holds() -> None:
-    lock = threading.Lock()
+    lock = SharedLock()
     order: list[str] = []
 
     def interrupt(seconds: float) -> None:
@@ -81,3 +82,27 @@ def test_an_interrupted_blocking_operation_releases_the_lock_it_holds() -> None:
         run(holding(lock, order, "interrupted", 1.0), None, wait=interrupt)
     assert stopped.traceback and order == ["interrupted in"] and not lock.locked()
     assert run(holding(lock, order, "next", 0.0), None) == "next"
+
+
+def test_tasks_waiting_for_a_lock_a_thread_holds_are_parked_until_its_release() -> None:
+    lock = SharedLock()
+    lock.acquire()  # this thread holds it
+    order: list[str] = []
+
+    async def waiters() -> list[str]:
+        tasks = [
+            asyncio.create_task(run_async(holding(lock, order, name, 0.0), None))  # type: ignore[arg-type]
+            for name in ("a", "b", "c")
+        ]
+        for _ in range(50):  # however often the loop turns, they stay parked: nobody polls
+            await asyncio.sleep(0)
+        assert lock.tasks_waiting == 3 and not order
+        released = threading.Thread(target=lock.release)
+        released.start()
+        released.join()
+        return list(await asyncio.gather(*tasks))
+
+    assert asyncio.run(waiters()) == ["a", "b", "c"]
+    assert sorted(order) == sorted(f"{n} {s}" for n in "abc" for s in ("in", "out"))
+    assert all(order[i].split()[0] == order[i + 1].split()[0] for i in range(0, 6, 2))  # in turn
+    assert not lock.locked() and lock.tasks_waiting == 0

@@ -14,9 +14,9 @@ Operations compose with ``yield from``; a helper that needs no I/O stays a plain
 
 ``AsyncClient`` is built on it: a concern's ``*_steps`` method is the operation, its plain
 method runs it over the blocking transport (:func:`run_blocking`) for ``Client``, and
-``AsyncClient`` awaits the same steps. A lock held across calls is taken with :class:`Acquire`
-(polled by the asynchronous driver so that the event loop goes on), a feed stream read with
-:class:`Read`.
+``AsyncClient`` awaits the same steps. A lock held across calls is a :class:`SharedLock`, taken
+with :class:`Acquire` (a task waiting for it is parked until it is released, so that the event
+loop goes on), a feed stream read with :class:`Read`.
 """
 
 from __future__ import annotations
@@ -63,13 +63,66 @@ class Sleep:
     seconds: float
 
 
+class SharedLock:
+    """A lock that threads and the tasks of event loops take alike: a thread blocks in
+    :meth:`acquire`; a task awaits :meth:`acquire_async`, parked (the event loop goes on) until
+    a :meth:`release`, from whichever thread or task, wakes it to try again. Not reentrant."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._guard = threading.Lock()
+        self._waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock (waiting, if ``blocking``, while another holds it)."""
+        return self._lock.acquire(blocking)
+
+    async def acquire_async(self) -> None:
+        """Take the lock, the calling task parked while another holds it."""
+        loop = asyncio.get_running_loop()
+        while not self._lock.acquire(blocking=False):
+            woken: asyncio.Future[None] = loop.create_future()
+            with self._guard:
+                self._waiting.append((loop, woken))
+            # A release between the try above and the registration woke nobody: try again
+            # before waiting (a wake-up that comes anyway finds the future done or dropped).
+            if self._lock.acquire(blocking=False):
+                return
+            await woken
+
+    def release(self) -> None:
+        """Release the lock and wake every task waiting for it (each tries again; one gets
+        it, the others wait for the next release)."""
+        self._lock.release()
+        with self._guard:
+            waiting, self._waiting = self._waiting, []
+        for loop, woken in waiting:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_wake, woken)
+
+    def locked(self) -> bool:
+        """Whether a thread or task holds the lock."""
+        return self._lock.locked()
+
+    @property
+    def tasks_waiting(self) -> int:
+        """How many tasks wait for a release."""
+        with self._guard:
+            return len(self._waiting)
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
+
+
 @dataclass(frozen=True)
 class Acquire:
     """Take ``lock`` (one the operation releases itself, in a ``finally``): blocking for the
-    blocking driver; for the asynchronous one, polled, so that the event loop goes on while
-    another task holds it."""
+    blocking driver; awaited by the asynchronous one, so that the event loop goes on while
+    another thread or task holds it."""
 
-    lock: threading.Lock
+    lock: SharedLock
 
 
 @dataclass(frozen=True)
@@ -89,10 +142,6 @@ class Flush:
     too instead of each blocking the loop for its own."""
 
     flush: Callable[[], None]
-
-
-LOCK_POLL_SECONDS = 0.002
-"""How often an asynchronous operation waiting for a lock tries it again."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +184,7 @@ def publish_bytes(request: bytes, *, metadata: Metadata) -> Steps[Any]:
     return response
 
 
-def acquire(lock: threading.Lock) -> Steps[None]:
+def acquire(lock: SharedLock) -> Steps[None]:
     """The one-step operation: ``lock`` taken (the caller releases it)."""
     yield Acquire(lock)
 
@@ -240,8 +289,7 @@ async def run_async(steps: Steps[T], transport: AsyncTransport) -> T:
             elif isinstance(step, PublishBytes):
                 result = await transport.publish_bytes(step.request, metadata=step.metadata)
             elif isinstance(step, Acquire):
-                while not step.lock.acquire(blocking=False):
-                    await asyncio.sleep(LOCK_POLL_SECONDS)
+                await step.lock.acquire_async()
             elif isinstance(step, Read):
                 response = await step.stream.read()
                 result = None if response is grpc.aio.EOF else response  # type: ignore[attr-defined]

@@ -9,7 +9,6 @@ and the pins (``state/key-pins.json``), and collects a notice for every rotation
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from exchange.statements.codec import envelope_from_proto
 from exchange.statements.key_compromise import Compromise
 from exchange.statements.key_sequence import KeyPin, KeySequenceError
 from exchange.v1 import directory_pb2
-from exchange_client._internal.calls import Steps, acquire, call, run_blocking
+from exchange_client._internal.calls import SharedLock, Steps, acquire, call, run_blocking
 from exchange_client._internal.models import AgencyInfo
 from exchange_client._internal.profile import Profile
 from exchange_client._internal.state import write_atomically
@@ -220,7 +219,7 @@ class PartnerDirectory:
         """``time.monotonic()`` of the last ``ListAgencies``."""
         self.notices: list[str] = []
         """One line per rotation followed since this directory was made, for people to read."""
-        self._refresh_lock = threading.Lock()
+        self._refresh_lock = SharedLock()
 
     def load(
         self, *, refresh: bool = False, max_age: float | None = None

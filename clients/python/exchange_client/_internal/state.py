@@ -42,7 +42,7 @@ from filelock import FileLock, Timeout
 
 from exchange.crypto.encoding import lp
 from exchange.errors import ConfigurationError, ExchangeError
-from exchange_client._internal.calls import Flush, Steps, run
+from exchange_client._internal.calls import Flush, SharedLock, Steps, run
 from exchange_client._internal.errors import check_same_process
 
 PRIVATE_FILE_MODE = 0o600
@@ -1056,15 +1056,19 @@ class CursorLock:
 
 class KeyedLocks:
     """One lock per key (an alert version, say), for threads of one process that work on the
-    same record: each takes it in turn, while those on other records go on."""
+    same record, or tasks of an event loop: each takes it in turn, while those on other records
+    go on."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._locks: dict[object, threading.Lock] = {}
+        self._locks: dict[object, SharedLock] = {}
 
-    def __call__(self, key: object) -> threading.Lock:
+    def __call__(self, key: object) -> SharedLock:
         with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = self._locks[key] = SharedLock()
+            return lock
 
 
 def _statement_key(*parts: str | int) -> str:

@@ -76,7 +76,15 @@ from exchange_client._internal.audit.results import (
 )
 from exchange_client._internal.audit.signature_workers import verify_in_processes
 from exchange_client._internal.audit.stream import COSIGN_SPACING_SECONDS, AuditedStream
-from exchange_client._internal.calls import Rpc, Steps, acquire, call, run_blocking, together
+from exchange_client._internal.calls import (
+    Rpc,
+    SharedLock,
+    Steps,
+    acquire,
+    call,
+    run_blocking,
+    together,
+)
 from exchange_client._internal.feed import check_sequence
 from exchange_client._internal.transport import AsyncTransport, Transport
 
@@ -196,7 +204,7 @@ class Auditor:
         self._last_cosigned: float | None = None
         self._lock = threading.RLock()
         # Held while a consistency proof is asked for (see accept_steps).
-        self._proof_lock = threading.Lock()
+        self._proof_lock = SharedLock()
 
     # --- checkpoints ------------------------------------------------------------------------------
 
