@@ -20,7 +20,7 @@ import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
@@ -291,7 +291,8 @@ class StoredTree:
 
     def _read(self, query: CompiledStatement, parameters: dict[str, Any]) -> None:
         hashes = self._hashes
-        for level, idx, value in query.execute(self._connection, parameters).fetchall():
+        rows = query.execute(self._connection, parameters).fetchall()
+        for level, idx, value in cast("Sequence[tuple[int, int, bytes]]", rows):
             hashes[(int(level), int(idx))] = bytes(value)
 
 
