@@ -12,15 +12,23 @@ file, or a fresh database on the PostgreSQL server named by ``--postgres``), thi
    filled store as on one filled by publishing (one checkpoint is signed when the hub starts);
 2. starts a real hub (``exchange-hub serve``, its own process) on the filled store; once every
    size's store is filled and its hub started, measures over loopback mTLS, as ``agency-b`` (a
-   recipient of a quarter of the alerts), in ``--rounds`` rounds that visit each size's hub in
+   recipient of a quarter of the alerts, and of three quarters of the first 1,000), in ``--rounds`` rounds that visit each size's hub in
    turn (a shared machine's speed drifts by tens of per cent within minutes: interleaved, the
    drift weighs on every size alike, and the ratios compare like with like):
 
    * **publish**: the ``Publish`` call of a freshly sealed alert (3 items) to ``agency-b``;
    * **inbox** (``ListAlerts``, 100 newest) and **show** (``GetAlert`` of an old alert, by id
      alone, and the client library's ``open`` of a just-published one: fetch, verify, decrypt);
-   * **feed resume** from an old cursor (sequence 1): ``Subscribe`` until its first event and
-     until one whole page (500 events) has arrived, and ``ListEvents`` of 100;
+   * **feed resume** from an old cursor (sequence 1): ``Subscribe`` until its first event, until
+     one whole page (500 events) has arrived and until the heartbeat that follows that page
+     (the checkpoint and the 500 events' inclusion proofs), and ``ListEvents`` of 100. The same
+     work at every size: the fill sends every other agency's alerts among the first
+     ``READER_RUN`` (1,000) to the reader, so that at every size its first 750 events lie in
+     the log's first 2,000 entries, the first page of a resume is full and a mid catch-up
+     heartbeat proves it (a quarter of 1,000 alerts would be 250 events: a short page, no
+     mid catch-up heartbeat, against a full page and its proofs at 10^6); and each resume is
+     read to that heartbeat before the next one starts, so that no resume's proofs are still
+     being computed on the hub while the next one is timed;
    * **proofs**: inclusion and consistency proofs at the full size, in the store (a read
      transaction each, as the servicer runs them) and through ``GetInclusionProof`` /
      ``GetConsistencyProof``;
@@ -103,6 +111,10 @@ OBSERVER = "agency-e"
 AGENCIES = (*FILL_AGENCIES, OBSERVER)
 READER = "agency-b"
 PUBLISHER = "agency-a"
+READER_RUN = 1_000
+"""The fill's first alerts, of which every one the reader did not send is sent to it: at every
+size its feed starts with the same 750 events in the same log entries (a feed resume from an
+old cursor then reads and proves the same rows at every size)."""
 FILL_BATCH = 2_000
 """Alerts per fill transaction."""
 ITEM_IDS = ("summary", "note-1", "note-2")
@@ -204,11 +216,14 @@ def fill_store(
     start: datetime,
     batch: int = FILL_BATCH,
     agencies: Sequence[str] = FILL_AGENCIES,
+    reader: str = READER,
+    reader_run: int = READER_RUN,
     progress: Callable[[int], None] | None = None,
 ) -> FillReport:
     """Store ``count`` alerts as publishing would have, in transactions of ``batch`` alerts.
 
-    Alert ``i`` goes from ``agencies[i % len(agencies)]`` to the next agency; its manifest is really
+    Alert ``i`` goes from ``agencies[i % len(agencies)]`` to the next agency (among the first
+    ``reader_run``, to ``reader`` instead whenever ``reader`` did not send it); its manifest is really
     signed (``audit verify`` checks every body its reader may see); item headers, ciphertexts
     and grants are synthetic bytes (only their rows' shape matters to the queries). Logged
     times step by a millisecond from ``start``. The store must be empty but migrated, with the
@@ -241,6 +256,8 @@ def fill_store(
             for i in range(first, min(first + batch, count)):
                 originator = agencies[i % len(agencies)]
                 recipient = agencies[(i + 1) % len(agencies)]
+                if i < reader_run and originator != reader:
+                    recipient = reader
                 alert_id = f"fill-{i:08d}"
                 at = start + timedelta(milliseconds=i)
                 message = manifest_message(
@@ -520,10 +537,12 @@ class SizeResult:
         return p50(self.latencies[name]) * 1e3
 
 
-def _first_events(stub: Any, after: int, want: int) -> tuple[float, float]:
-    """Time to the first event and to ``want`` events of a ``Subscribe`` from ``after``."""
+def _first_events(stub: Any, after: int, want: int) -> tuple[float, float, float]:
+    """Time to the first event, to ``want`` events and to the heartbeat after them (which
+    proves them) of a ``Subscribe`` from ``after``: the stream is read to that heartbeat, so the
+    hub's work for the page is over when the next call starts."""
     began = time.perf_counter()
-    first = 0.0
+    first = page = 0.0
     seen = 0
     stream = stub.Subscribe(alerts_pb2.SubscribeRequest(after=after), timeout=120)
     try:
@@ -532,11 +551,18 @@ def _first_events(stub: Any, after: int, want: int) -> tuple[float, float]:
                 seen += 1
                 if seen == 1:
                     first = time.perf_counter() - began
-                if seen >= want:
-                    break
+                if seen == want:
+                    page = time.perf_counter() - began
+            elif seen >= want:
+                if len(response.heartbeat.event_proofs) < want:
+                    raise SystemExit(
+                        f"the heartbeat after {want} events proves "
+                        f"{len(response.heartbeat.event_proofs)} of them"
+                    )
+                break
     finally:
         stream.cancel()
-    return first, time.perf_counter() - began
+    return first, page, time.perf_counter() - began
 
 
 def _wait_for_heartbeats(streams: list[Any]) -> None:
@@ -613,8 +639,9 @@ def measure(
             ).latest_sequence
             want = min(PAGE, latest - 1)
             resumes = [_first_events(reader.alerts, 1, want) for _ in range(max(3, samples // 5))]
-            lat["resume_first"] = [first for first, _ in resumes]
-            lat["resume_page"] = [whole for _, whole in resumes]
+            lat["resume_first"] = [first for first, _, _ in resumes]
+            lat["resume_page"] = [page for _, page, _ in resumes]
+            lat["resume_proven"] = [proven for _, _, proven in resumes]
 
             size = reader.audit.GetCheckpoint(audit_pb2.GetCheckpointRequest(), timeout=60).size
             lat["inclusion_rpc"] = [
@@ -750,6 +777,7 @@ ROWS = (
     ("list_events", "feed page from sequence 1 (`ListEvents`, 100)"),
     ("resume_first", "feed resume from sequence 1: first event"),
     ("resume_page", "feed resume from sequence 1: 500 events"),
+    ("resume_proven", "feed resume from sequence 1: 500 events and their heartbeat"),
     ("inclusion_store", "inclusion proof, store"),
     ("consistency_store", "consistency proof, store"),
     ("inclusion_rpc", "inclusion proof, `GetInclusionProof`"),

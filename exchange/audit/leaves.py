@@ -127,38 +127,43 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # length but the entry type's is fixed, so its layout can be checked without splitting it.
 _HEAD = struct.pack(">I", len(LEAF_LABEL)) + LEAF_LABEL
 _FIXED_BYTES = len(_HEAD) + 4 + (4 + 8) + (4 + 32) + (4 + 32)
-_TIME_LENGTH = struct.pack(">I", 8)
-_HASH_LENGTH = struct.pack(">I", 32)
 _ENTRY_TYPE_NAMES: dict[bytes, str] = {}
 """Entry type bytes already decoded (a log has a dozen kinds of entry, repeated)."""
+
+
+_TYPE_LENGTH = struct.Struct(">I")
+_AFTER_TYPE = struct.Struct(">IQI32xI32x")
+"""What follows the entry type: the time's length prefix and the time, then the two hashes'
+length prefixes (their bytes skipped); unpacked in one call."""
+
+
+def _layout(data: bytes) -> tuple[int, int] | None:
+    """The entry type's length and the log time (microseconds since the epoch) of ``data`` if it
+    has the layout of a canonical leaf, else ``None``."""
+    n = len(data) - _FIXED_BYTES
+    if n < 0 or not data.startswith(_HEAD) or _TYPE_LENGTH.unpack_from(data, 20)[0] != n:
+        return None
+    time_length, micros, body_hash_length, commitment_length = _AFTER_TYPE.unpack_from(data, 24 + n)
+    if time_length != 8 or body_hash_length != 32 or commitment_length != 32:
+        return None
+    return n, micros
 
 
 def canonical_entry_type_length(data: bytes) -> int | None:
     """The length of the entry type of ``data`` if it has the layout of a canonical leaf, else
     ``None``; the entry type's UTF-8 is not checked (:meth:`LeafContents.decode` does both).
 
-    Cheap enough to run on every leaf of a log: a handful of slices, no objects.
+    Cheap enough to run on every leaf of a log: two unpacks, no slices.
     """
-    n = len(data) - _FIXED_BYTES
-    if (
-        n < 0
-        or not data.startswith(_HEAD)
-        or data[20:24] != n.to_bytes(4, "big")
-        or data[24 + n : 28 + n] != _TIME_LENGTH
-        or data[36 + n : 40 + n] != _HASH_LENGTH
-        or data[72 + n : 76 + n] != _HASH_LENGTH
-    ):
-        return None
-    return n
+    layout = _layout(data)
+    return None if layout is None else layout[0]
 
 
 def logged_micros(data: bytes) -> int | None:
     """The log time in canonical leaf bytes, in microseconds since the epoch (``None`` if the
     bytes do not have a canonical leaf's layout)."""
-    n = canonical_entry_type_length(data)
-    if n is None:
-        return None
-    return int.from_bytes(data[28 + n : 36 + n], "big")
+    layout = _layout(data)
+    return None if layout is None else layout[1]
 
 
 def is_canonical(data: bytes) -> bool:

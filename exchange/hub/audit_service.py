@@ -131,16 +131,21 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         with self._db.read() as connection:
             latest = signed_checkpoint(connection)
             end = min(request.end or latest.size, latest.size, request.start + MAX_LEAVES_PER_PAGE)
-            for leaf in read_leaves(connection, request.start, end):
-                message = add(index=leaf.index, data=leaf.data, entry_type=leaf.entry_type)
-                # The log time the leaf commits to (the hub wrote it with the row's), read from
-                # the bytes: converting the column's timestamp cost more than the rest of a page.
-                micros = logged_micros(leaf.data)
-                if micros is not None:
-                    logged_at = message.logged_at
-                    seconds, micro = divmod(micros, 1_000_000)
-                    logged_at.seconds = seconds
-                    logged_at.nanos = micro * 1_000
+            for batch in read_leaves(connection, request.start, end):
+                for index, data, entry_type in batch:
+                    message = add()  # fields set one by one: cheaper than as keywords
+                    message.index = index
+                    message.data = data
+                    message.entry_type = entry_type
+                    # The log time the leaf commits to (the hub wrote it with the row's), read
+                    # from the bytes: converting the column's timestamp cost more than the rest
+                    # of a page.
+                    micros = logged_micros(data)
+                    if micros is not None:
+                        logged_at = message.logged_at
+                        seconds, micro = divmod(micros, 1_000_000)
+                        logged_at.seconds = seconds
+                        logged_at.nanos = micro * 1_000
         return response
 
     @blocking
@@ -165,7 +170,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         for index in request.indices:
             stored = found.get(index)
             if stored is None or stored.body is None:
-                add(index=index, present=False)
+                add(index=index)  # present = false, the default
             else:
                 add(index=index, body=stored.body, present=True, salt=stored.salt)
         return response

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ import grpc
 
 from exchange.errors import InvalidInputError, NotFoundError
 from exchange.hub.background import Checkpointer
-from exchange.hub.blocking import blocking, run_blocking
+from exchange.hub.blocking import blocking, iterate_blocking, run_blocking
 from exchange.hub.directory import AgencyDirectory
 from exchange.hub.guard import current_caller
 from exchange.hub.log_proofs import heartbeat_log_state
@@ -144,6 +145,13 @@ def _publish_response(receipt: Receipt) -> alerts_pb2.PublishResponse:
     return response
 
 
+async def _one_batch(
+    events: list[alerts_pb2.FeedEvent], latest: int
+) -> AsyncGenerator[tuple[list[alerts_pb2.FeedEvent], int | None], None]:
+    """Events already in memory, as the one batch of a page read from the store would come."""
+    yield events, latest
+
+
 def _note(checkpoint: StoredCheckpoint | None) -> str:
     return "" if checkpoint is None else checkpoint.note
 
@@ -257,16 +265,26 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         live = False  # caught up from the store: new events may come from memory
         while not context.done() and not notifier.closed:
             seen = notifier.version
-            page = self._hub.publishes.recent.after(caller, cursor, MAX_EVENTS_PER_PAGE)
-            if not live or page is None:
-                page = await run_blocking(functools.partial(self._page, caller, cursor))
-            events, latest = page
-            for event in events:
-                yield alerts_pb2.SubscribeResponse(event=event)
-                cursor = event.sequence
-                unproven.append(event.log_index)
-                owed = True
-            catching_up = len(events) == MAX_EVENTS_PER_PAGE
+            recent = self._hub.publishes.recent.after(caller, cursor, MAX_EVENTS_PER_PAGE)
+            if live and recent is not None:
+                batches: AsyncGenerator[tuple[list[alerts_pb2.FeedEvent], int | None], None]
+                batches = _one_batch(*recent)
+            else:
+                # The page is read in batches: its first events go out while the rest is read.
+                batches = iterate_blocking(functools.partial(self._page, caller, cursor))
+            sent = 0
+            latest = 0
+            async with contextlib.aclosing(batches):
+                async for events, head in batches:
+                    for event in events:
+                        yield alerts_pb2.SubscribeResponse(event=event)
+                        cursor = event.sequence
+                        unproven.append(event.log_index)
+                        owed = True
+                    sent += len(events)
+                    if head is not None:
+                        latest = head
+            catching_up = sent == MAX_EVENTS_PER_PAGE
             live = not catching_up
             since = time.monotonic() - last_heartbeat
             if catching_up:
@@ -289,12 +307,15 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
             due = (spacing if owed else self._hub.heartbeat_interval) - since
             await notifier.wait_async(seen, timeout=max(due, 0.0))
 
-    def _page(self, caller: str, cursor: int) -> tuple[list[alerts_pb2.FeedEvent], int]:
-        """The caller's events after ``cursor`` (one page) and its latest sequence, one snapshot."""
+    def _page(
+        self, caller: str, cursor: int
+    ) -> Generator[tuple[list[alerts_pb2.FeedEvent], int | None], None, None]:
+        """The caller's events after ``cursor`` (one page) in batches as they are read, then its
+        latest sequence (the last item, with no events), from one snapshot."""
         with self._hub.db.read() as connection:
-            events = feed.events_after(connection, caller, cursor, MAX_EVENTS_PER_PAGE)
-            latest = feed.latest_sequence(connection, caller)
-        return events, latest
+            for events in feed.event_batches_after(connection, caller, cursor, MAX_EVENTS_PER_PAGE):
+                yield events, None
+            yield [], feed.latest_sequence(connection, caller)
 
     def _heartbeat(
         self, caller: str, latest: int, unproven: list[int], previous_size: int

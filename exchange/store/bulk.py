@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import Connection, LargeBinary, Table
 from sqlalchemy.engine import Dialect
 
-from exchange.store.compiled import run_on_driver
+from exchange.store.compiled import driver_cursor, driver_errors, run_on_driver
 
 _Processor = Callable[[Any], Any]
 
@@ -137,17 +137,13 @@ class BulkInsert:
         compiled code where its ``executemany`` runs Python per row. A driver error is handed to
         SQLAlchemy as its own statements' are (wrapped as ``DBAPIError``, the connection
         invalidated when the database went away)."""
-        dbapi_connection = connection.connection.dbapi_connection
-        assert dbapi_connection is not None
-        cursor = dbapi_connection.cursor()
-        try:
-            with cursor.copy(compiled.copy) as copy:
-                for row in rows:
-                    copy.write_row(row)
-        except connection.dialect.loaded_dbapi.Error as error:
-            connection._handle_dbapi_exception(error, compiled.copy, rows, cursor, None)
-        finally:
-            cursor.close()
+        with (
+            driver_cursor(connection) as cursor,
+            driver_errors(connection, cursor, compiled.copy, rows),
+            cursor.copy(compiled.copy) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
 
     def returning(
         self, connection: Connection, rows: Sequence[tuple[Any, ...]]

@@ -25,7 +25,8 @@ is open, the statement goes through ``exec_driver_sql`` as before, so every list
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,35 +63,37 @@ class CompiledStatement:
         self, connection: Connection, parameters: Mapping[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
         """Run the statement in the connection's current transaction; the rows it returned."""
+        rendered, sql, values = self._bound(connection, parameters)
+        return _converted(rendered, run_on_driver(connection, sql, values))
+
+    def batches(
+        self, connection: Connection, parameters: Mapping[str, Any] | None, size: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Run the statement and hand on its rows in lists of at most ``size``, each read from
+        the driver as the caller takes it (a long result is never held whole)."""
+        rendered, sql, values = self._bound(connection, parameters)
+        for rows in batches_on_driver(connection, sql, values, size):
+            yield _converted(rendered, rows)
+
+    def _bound(
+        self, connection: Connection, parameters: Mapping[str, Any] | None
+    ) -> tuple[_Rendered, str, Any]:
+        """The rendering for the connection's dialect, the text to run and its parameters."""
         dialect = connection.dialect
         rendered = self._rendered.get(dialect.name) or self._render(dialect)
         if rendered.expanding is not None:
             state = rendered.expanding.construct_expanded_state(parameters or {})
-            rows = run_on_driver(
-                connection,
+            return (
+                rendered,
                 state.statement,
                 state.positional_parameters if dialect.positional else state.parameters,
             )
-        else:
-            values = dict(rendered.defaults)
-            if parameters:
-                values.update(parameters)
-            rows = run_on_driver(
-                connection,
-                rendered.sql,
-                values
-                if rendered.positions is None
-                else tuple(values[name] for name in rendered.positions),
-            )
-        if rendered.results is None:
-            return rows
-        return [
-            tuple(
-                value if convert is None else convert(value)
-                for convert, value in zip(rendered.results, row, strict=True)
-            )
-            for row in rows
-        ]
+        values = dict(rendered.defaults)
+        if parameters:
+            values.update(parameters)
+        if rendered.positions is None:
+            return rendered, rendered.sql, values
+        return rendered, rendered.sql, tuple(values[name] for name in rendered.positions)
 
     def scalar(self, connection: Connection, parameters: Mapping[str, Any] | None = None) -> Any:
         """The first column of the statement's one row, or ``None`` for no row; more than one
@@ -124,6 +127,29 @@ class CompiledStatement:
         return rendered
 
 
+def _converted(rendered: _Rendered, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    if rendered.results is None:
+        return rows
+    return [
+        tuple(
+            value if convert is None else convert(value)
+            for convert, value in zip(rendered.results, row, strict=True)
+        )
+        for row in rows
+    ]
+
+
+def _through_sqlalchemy(connection: Connection) -> bool:
+    """Whether a statement must go through ``exec_driver_sql``: no transaction is open (its
+    autobegin is SQLAlchemy's), or someone listens to the engine's cursor events."""
+    dispatch = connection.dispatch
+    return (
+        not connection.in_transaction()
+        or bool(dispatch.before_cursor_execute)
+        or bool(dispatch.after_cursor_execute)
+    )
+
+
 def run_on_driver(
     connection: Connection,
     sql: str,
@@ -133,27 +159,57 @@ def run_on_driver(
 ) -> list[tuple[Any, ...]]:
     """Run ``sql`` (in the driver's parameter style) on the driver's cursor, in the
     connection's current transaction, with ``parameters`` (a tuple or a mapping), or
-    ``many``: once per row of ``parameters`` (a list of them; ``executemany``). Returns the rows the statement returned (none for one that returns
-    none)."""
-    dispatch = connection.dispatch
-    if (
-        not connection.in_transaction()
-        or dispatch.before_cursor_execute
-        or dispatch.after_cursor_execute
-    ):
+    ``many``: once per row of ``parameters`` (a list of them; ``executemany``). Returns the rows
+    the statement returned (none for one that returns none)."""
+    if _through_sqlalchemy(connection):
         result = connection.exec_driver_sql(sql, parameters)
         return [tuple(row) for row in result] if result.returns_rows else []
-    dbapi_connection = connection.connection.dbapi_connection
-    assert dbapi_connection is not None
-    cursor = dbapi_connection.cursor()
-    try:
+    with driver_cursor(connection) as cursor, driver_errors(connection, cursor, sql, parameters):
         if many:
             cursor.executemany(sql, parameters)
         else:
             cursor.execute(sql, parameters)
         return list(cursor.fetchall()) if cursor.description is not None else []
+
+
+def batches_on_driver(
+    connection: Connection, sql: str, parameters: Any, size: int
+) -> Iterator[list[tuple[Any, ...]]]:
+    """:func:`run_on_driver` for a query whose rows are handed on in lists of at most
+    ``size``, each fetched from the driver's cursor as the caller takes it."""
+    if _through_sqlalchemy(connection):
+        for partition in connection.exec_driver_sql(sql, parameters).partitions(size):
+            yield [tuple(row) for row in partition]
+        return
+    with driver_cursor(connection) as cursor:
+        with driver_errors(connection, cursor, sql, parameters):
+            cursor.execute(sql, parameters)
+        while True:
+            with driver_errors(connection, cursor, sql, parameters):
+                rows = list(cursor.fetchmany(size))
+            if not rows:
+                return
+            yield rows
+
+
+@contextmanager
+def driver_cursor(connection: Connection) -> Iterator[Any]:
+    """A cursor of the connection's driver connection, closed after use."""
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
+@contextmanager
+def driver_errors(connection: Connection, cursor: Any, sql: str, parameters: Any) -> Iterator[None]:
+    """A driver error handed to SQLAlchemy's own error handling, which raises it wrapped as
+    ``DBAPIError`` (and invalidates the connection when the database went away)."""
+    try:
+        yield
     except connection.dialect.loaded_dbapi.Error as error:
         connection._handle_dbapi_exception(error, sql, parameters, cursor, None)
         raise  # not reached: the handler raises SQLAlchemy's error for it
-    finally:
-        cursor.close()

@@ -12,9 +12,9 @@ transaction commits, so that every hub replica listening on it wakes its streams
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.engine import URL
@@ -80,7 +80,18 @@ _LATEST_SEQUENCE = select(feed_heads.c.last_sequence).where(
     feed_heads.c.agency_id == bindparam("agency")
 )
 _EVENTS_AFTER = (
-    select(feed_events)
+    select(
+        feed_events.c.sequence,
+        feed_events.c.kind,
+        feed_events.c.originator,
+        feed_events.c.alert_id,
+        feed_events.c.version,
+        feed_events.c.item_id,
+        feed_events.c.request_id,
+        feed_events.c.actor,
+        feed_events.c.created_at,
+        feed_events.c.log_index,
+    )
     .where(
         feed_events.c.agency_id == bindparam("agency"),
         feed_events.c.sequence > bindparam("after"),
@@ -252,23 +263,60 @@ def events_after(
     connection: Connection, agency_id: str, after: int, limit: int
 ) -> list[alerts_pb2.FeedEvent]:
     """The agency's events with sequence > ``after``, ascending, at most ``limit``."""
+    return [
+        event
+        for batch in event_batches_after(connection, agency_id, after, limit)
+        for event in batch
+    ]
+
+
+EVENTS_PER_BATCH = 50
+"""Rows :func:`event_batches_after` reads and builds before handing them on."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def event_batches_after(
+    connection: Connection, agency_id: str, after: int, limit: int, *, batch: int = EVENTS_PER_BATCH
+) -> Iterator[list[alerts_pb2.FeedEvent]]:
+    """:func:`events_after`'s events, in lists of at most ``batch``, each built as its rows are
+    read: one statement (one snapshot, at most ``limit`` rows), whose first events a caller can
+    send on while the rest are still being read."""
     rows = connection.execute(_EVENTS_AFTER, {"agency": agency_id, "after": after, "limit": limit})
-    events = []
-    for row in rows:
-        message = alerts_pb2.FeedEvent(
-            sequence=int(row.sequence),
-            kind=Kind.Value(row.kind),
-            originator=row.originator,
-            alert_id=row.alert_id,
-            version=int(row.version),
-            item_id=row.item_id,
-            request_id=row.request_id,
-            actor=row.actor,
-            log_index=int(row.log_index),
-        )
-        message.created_at.FromDatetime(row.created_at)
-        events.append(message)
-    return events
+    kind_number = Kind.Value
+    event = alerts_pb2.FeedEvent
+    for partition in rows.partitions(batch):
+        events = []
+        for (
+            sequence,
+            kind,
+            originator,
+            alert_id,
+            version,
+            item_id,
+            request_id,
+            actor,
+            at,
+            index,
+        ) in partition:
+            message = event(
+                sequence=sequence,
+                kind=kind_number(kind),
+                originator=originator,
+                alert_id=alert_id,
+                version=version,
+                item_id=item_id,
+                request_id=request_id,
+                actor=actor,
+                log_index=index,
+            )
+            # Timestamp.FromDatetime's arithmetic, without its pure-Python calendar round trip.
+            since = at - _EPOCH
+            created = message.created_at
+            created.seconds = since.days * 86_400 + since.seconds
+            created.nanos = since.microseconds * 1_000
+            events.append(message)
+        yield events
 
 
 def listen_for_feed_events(

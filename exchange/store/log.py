@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import Connection, bindparam, insert, literal, select, update
 
@@ -174,21 +175,6 @@ def log_size(connection: Connection) -> int:
     return int(connection.execute(_LOG_SIZE).scalar_one())
 
 
-@dataclass(slots=True)
-class StoredLeaf:
-    """One leaf as anyone may read it: its index, canonical bytes and entry type (its log time
-    is in the bytes: :func:`~exchange.audit.leaves.logged_micros`).
-
-    Not frozen, and the log time not read from its column: a full-log verification reads every
-    leaf through here, and a frozen dataclass (each field set through ``object.__setattr__``)
-    or the column's timestamp conversion cost more than the rest of the row.
-    """
-
-    index: int
-    data: bytes
-    entry_type: str
-
-
 @dataclass(frozen=True)
 class StoredBody:
     """The body of one entry and the salt of its references, for an entitled agency."""
@@ -199,24 +185,32 @@ class StoredBody:
     salt: bytes
 
 
-_READ_LEAVES = (
+# Run through the driver (:class:`~exchange.store.compiled.CompiledStatement`): a full-log
+# verification reads every leaf here, and SQLAlchemy's result rows cost more than the driver's.
+_READ_LEAVES = CompiledStatement(
     select(log_entries.c.idx, log_entries.c.leaf, log_entries.c.entry_type)
     .where(log_entries.c.idx >= bindparam("start"), log_entries.c.idx < bindparam("end"))
     .order_by(log_entries.c.idx)
 )
 
+StoredLeaf = tuple[int, bytes, str]
+"""One leaf as anyone may read it: its index, canonical bytes and entry type (its log time is
+in the bytes: :func:`~exchange.audit.leaves.logged_micros`)."""
 
-def read_leaves(connection: Connection, start: int, end: int) -> Iterator[StoredLeaf]:
-    """The stored leaves with index in ``[start, end)``, ascending (a missing row is skipped).
+
+def read_leaves(connection: Connection, start: int, end: int) -> Iterator[list[StoredLeaf]]:
+    """The stored leaves with index in ``[start, end)``, ascending (a missing row is skipped),
+    in lists of at most :data:`_LEAVES_PER_BATCH`.
 
     Read in batches as the caller consumes them: a page of leaves is then never held as rows,
     tuples and messages all at once, which in a busy process made the garbage collector's
     passes cost more than the page itself.
     """
-    result = connection.execute(_READ_LEAVES, {"start": start, "end": end})
-    for rows in result.partitions(_LEAVES_PER_BATCH):
-        for idx, leaf, entry_type in rows:
-            yield StoredLeaf(idx, bytes(leaf), entry_type)
+    for rows in _READ_LEAVES.batches(connection, {"start": start, "end": end}, _LEAVES_PER_BATCH):
+        yield [
+            (int(idx), bytes(leaf), entry_type)
+            for idx, leaf, entry_type in cast("Sequence[tuple[int, bytes, str]]", rows)
+        ]
 
 
 _LEAVES_PER_BATCH = 500

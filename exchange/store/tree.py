@@ -15,16 +15,19 @@ consistency proof costs one query of O(log n) rows at any size of the log.
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Select, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from exchange.audit.merkle import (
     EMPTY_ROOT,
     Node,
+    ProofError,
     aligned_subtrees,
     consistency_proof_from,
     consistency_proof_ranges,
@@ -62,15 +65,6 @@ def _node(start: int, end: int) -> Node:
     return level, start >> level
 
 
-def _aligned_pieces(start: int, end: int) -> list[tuple[int, int]]:
-    """:func:`~exchange.audit.merkle.aligned_subtrees` of ``[start, end)``, short-cut for a range
-    that is itself a complete aligned subtree (all but at most one range of a proof)."""
-    width = end - start
-    if width & (width - 1) == 0 and start % width == 0:
-        return [(start, end)]
-    return aligned_subtrees(start, end)
-
-
 # Built once: statements executed with parameters reuse their compiled form and cache key.
 _HASHED_SIZE = select(log_tree_head.c.hashed_size).where(log_tree_head.c.id == 1)
 _HASHED_SIZE_FOR_UPDATE = CompiledStatement(_HASHED_SIZE.with_for_update())
@@ -82,9 +76,7 @@ _LEAVES_FROM = (
 )
 _INSERT_SUBTREES = BulkInsert(log_subtrees, ("level", "idx", "hash"))
 _SET_HASHED_SIZE = CompiledStatement(
-    update(log_tree_head)
-    .where(log_tree_head.c.id == 1)
-    .values(hashed_size=bindparam("new_size"))
+    update(log_tree_head).where(log_tree_head.c.id == 1).values(hashed_size=bindparam("new_size"))
 )
 
 
@@ -102,30 +94,41 @@ def _slots(count: int) -> int:
     return max(8, 1 << (count - 1).bit_length())
 
 
+_SUBTREE_COLUMNS = (log_subtrees.c.level, log_subtrees.c.idx, log_subtrees.c.hash)
+
+
+# Both queries are compiled once per size (a power of two: few distinct statements) and run
+# through the driver: a page's proofs read thousands of nodes, and SQLAlchemy's per-call
+# parameter rendering (an expanding ``IN``'s above all) cost more than the database's lookups.
 @functools.cache
-def _subtrees_query(slots: int) -> Select[tuple[int, int, bytes]]:
-    """The subtree hashes at ``slots`` (level, index) pairs, bound as ``level<i>``/``idx<i>``:
-    one statement per size, compiled once."""
-    return select(log_subtrees.c.level, log_subtrees.c.idx, log_subtrees.c.hash).where(
-        or_(
-            *(
-                and_(
-                    log_subtrees.c.level == bindparam(f"level{i}"),
-                    log_subtrees.c.idx == bindparam(f"idx{i}"),
+def _subtrees_query(slots: int) -> CompiledStatement:
+    """The subtree hashes at ``slots`` (level, index) pairs, bound as ``level<i>``/``idx<i>``."""
+    return CompiledStatement(
+        select(*_SUBTREE_COLUMNS).where(
+            or_(
+                *(
+                    and_(
+                        log_subtrees.c.level == bindparam(f"level{i}"),
+                        log_subtrees.c.idx == bindparam(f"idx{i}"),
+                    )
+                    for i in range(slots)
                 )
-                for i in range(slots)
             )
         )
     )
 
 
-# The hashes of many nodes of one level: the primary key (level, idx) searched once per index,
-# with one bound parameter per node, not two. (A row-value ``(level, idx) IN (...)`` would be
-# a full scan on SQLite 3.40.)
-_SUBTREES_AT_LEVEL = select(log_subtrees.c.level, log_subtrees.c.idx, log_subtrees.c.hash).where(
-    log_subtrees.c.level == bindparam("level"),
-    log_subtrees.c.idx.in_(bindparam("indices", expanding=True)),
-)
+@functools.cache
+def _level_query(slots: int) -> CompiledStatement:
+    """The hashes of ``slots`` nodes of one level, bound as ``level`` and ``idx<i>``: the primary
+    key (level, idx) searched once per index, with one bound parameter per node, not two. (A
+    row-value ``(level, idx) IN (...)`` would be a full scan on SQLite 3.40.)"""
+    return CompiledStatement(
+        select(*_SUBTREE_COLUMNS).where(
+            log_subtrees.c.level == bindparam("level"),
+            log_subtrees.c.idx.in_([bindparam(f"idx{i}") for i in range(slots)]),
+        )
+    )
 
 
 def _locked_hashed_size(connection: Connection) -> int:
@@ -186,18 +189,33 @@ class StoredTree:
         """The inclusion proofs of ``indices`` in the tree of ``size`` leaves, their hashes read
         together (a query per :data:`MAX_NODES_PER_QUERY` distinct nodes, not one per proof).
 
-        The proofs of a run of leaves share most of their ranges (all the upper ones, and the
-        right edge): each distinct range is split, read and folded once, not once per proof."""
+        The tree splits into complete aligned subtrees, largest first (its frontier). A leaf's
+        proof is, bottom up, its siblings inside the frontier subtree that holds it (one stored
+        node a level), then the hash of everything right of that subtree (the frontier
+        subtrees after it, folded) and the frontier subtrees left of it, nearest first: the
+        proofs of a page share that upper part, taken once for each frontier subtree, and
+        equal :func:`~exchange.audit.merkle.inclusion_proof_ranges`' ranges."""
         self._check_size(size)
-        paths = [inclusion_proof_ranges(index, size) for index in indices]
-        pieces: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        for path in paths:
-            for piece in path:
-                if piece not in pieces:
-                    pieces[piece] = _aligned_pieces(*piece)
-        self._fetch(_node(s, e) for split in pieces.values() for s, e in split)
-        hashes = {piece: self._fold(split) for piece, split in pieces.items()}
-        return [[hashes[piece] for piece in path] for path in paths]
+        frontier = aligned_subtrees(0, size)
+        starts = [start for start, _ in frontier]
+        places: list[tuple[int, list[Node]]] = []
+        for index in indices:
+            if not 0 <= index < size:
+                raise ProofError(f"leaf index {index} is not in a tree of size {size}")
+            place = bisect.bisect_right(starts, index) - 1
+            start, end = frontier[place]
+            height = (end - start).bit_length() - 1
+            places.append((place, [(level, (index >> level) ^ 1) for level in range(height)]))
+        frontier_nodes = [_node(start, end) for start, end in frontier]
+        self._fetch(itertools.chain(frontier_nodes, (n for _, path in places for n in path)))
+        hashes = self._hashes
+        frontier_hashes = [hashes[node] for node in frontier_nodes]
+        uppers: dict[int, list[bytes]] = {}
+        for place in {place for place, _ in places}:
+            right = frontier_hashes[place + 1 :]
+            upper = [hash_from_aligned_subtrees(right)] if right else []
+            uppers[place] = upper + frontier_hashes[:place][::-1]
+        return [[hashes[node] for node in path] + uppers[place] for place, path in places]
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         """The consistency proof from ``size1`` to ``size2`` leaves, in one query."""
@@ -227,12 +245,6 @@ class StoredTree:
         self._fetch(nodes)
         return {node: self._hashes[node] for node in nodes}
 
-    def _fold(self, pieces: Sequence[tuple[int, int]]) -> bytes:
-        """The hash of a range from its aligned subtrees' hashes, already fetched."""
-        if len(pieces) == 1:
-            return self._hashes[_node(*pieces[0])]
-        return hash_from_aligned_subtrees([self._hashes[_node(s, e)] for s, e in pieces])
-
     def _check_size(self, size: int) -> None:
         if size > self.size:
             raise NotFoundError(
@@ -258,8 +270,11 @@ class StoredTree:
                 continue
             for start in range(0, len(indices), MAX_NODES_PER_QUERY):
                 chunk = indices[start : start + MAX_NODES_PER_QUERY]
-                padded = chunk + [chunk[-1]] * (_slots(len(chunk)) - len(chunk))
-                self._read(_SUBTREES_AT_LEVEL, {"level": level, "indices": padded})
+                slots = _slots(len(chunk))
+                parameters = {f"idx{i}": idx for i, idx in enumerate(chunk)}
+                parameters.update({f"idx{i}": chunk[-1] for i in range(len(chunk), slots)})
+                parameters["level"] = level
+                self._read(_level_query(slots), parameters)
         for start in range(0, len(pairs), MAX_NODES_PER_QUERY):
             some = pairs[start : start + MAX_NODES_PER_QUERY]
             slots = _slots(len(some))
@@ -274,9 +289,11 @@ class StoredTree:
                 reason="LOG_STORAGE_INCOMPLETE",
             )
 
-    def _read(self, query: Select[Any], parameters: dict[str, Any]) -> None:
-        for level, idx, value in self._connection.execute(query, parameters):
-            self._hashes[(int(level), int(idx))] = bytes(value)
+    def _read(self, query: CompiledStatement, parameters: dict[str, Any]) -> None:
+        hashes = self._hashes
+        rows = query.execute(self._connection, parameters)
+        for level, idx, value in cast("Sequence[tuple[int, int, bytes]]", rows):
+            hashes[(int(level), int(idx))] = bytes(value)
 
 
 class TreeBuilder:

@@ -272,6 +272,21 @@ def test_the_proofs_of_a_page_of_leaves_equal_the_merkle_core(
         db.dispose()
 
 
+def test_the_proofs_of_every_leaf_of_every_small_tree_equal_the_merkle_core(db: Database) -> None:
+    # Every shape of frontier up to 70 leaves: a leaf in its first, middle or last complete
+    # subtree, a last subtree of one leaf, a tree that is one complete subtree.
+    leaves = append_leaves(db, 70)
+    TreeBuilder(db).extend()
+    hashes = [merkle.leaf_hash(leaf) for leaf in leaves]
+    with db.read() as connection:
+        tree = StoredTree(connection)
+        for size in range(1, 71):
+            proofs = tree.inclusion_proofs(list(range(size)), size)
+            assert proofs == [merkle.inclusion_proof(i, size, hashes) for i in range(size)], size
+        with pytest.raises(merkle.ProofError):
+            tree.inclusion_proofs([3, 9], 9)
+
+
 def test_a_page_of_proofs_reports_a_missing_subtree(db: Database) -> None:
     append_leaves(db, 40)
     TreeBuilder(db).extend()

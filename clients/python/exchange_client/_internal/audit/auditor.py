@@ -39,6 +39,7 @@ from exchange.audit.verify import (
     verify_log,
     witness_verifier,
 )
+from exchange.bulk import gc_paused
 from exchange.config.profile import DEFAULT_MAX_COSIGNATURE_AGE_SECONDS
 from exchange.crypto.keys import SigningKey, VerifyKey
 from exchange.crypto.notes import (
@@ -782,6 +783,14 @@ class Auditor:
         fetched as a step and the replay run again with the proofs (or the hub's refusals)
         fetched so far, until it needs none it lacks.
         """
+        # The cyclic collector is paused throughout (reference counting still frees): the
+        # leaves and bodies held are hundreds of thousands of objects, none in a cycle, which
+        # its passes over the older generations scanned again and again.
+        with gc_paused():
+            verified = yield from self._verified_log_steps(progress)
+        return verified
+
+    def _verified_log_steps(self, progress: Progress | None) -> Steps[VerifiedLog]:
         previous = self._checkpoints().trusted_note
         signed = yield from self.follow_steps()
         note = self._checkpoints().trusted_note
