@@ -4,10 +4,10 @@
 parameter processing (a parameter dict per row, built by ``construct_params``, every column's
 bind processor called on every value) before the driver's ``executemany`` gets the rows. A
 batch of publishes writes some twenty rows per publish, so that work adds up. :class:`BulkInsert`
-hands the same rows to the same ``executemany``
-(:func:`~exchange.store.compiled.run_on_driver`, so the transaction, the events and the error
-mapping are SQLAlchemy's as before) as plain tuples, with a statement built once per dialect, and applies the columns' own bind processors itself: each
-distinct value of a timestamp or boolean column is rendered once per call (a batch stamps every
+hands the same rows to the same ``executemany`` (:func:`~exchange.store.compiled.run_on_driver`,
+so the transaction, the events and the error mapping are SQLAlchemy's as before) as plain
+tuples, with a statement built once per dialect, and applies the columns' own bind processors
+itself: each distinct value of a timestamp or boolean column is rendered once per call (a batch stamps every
 row with the same time), the binary columns' processors run per value as SQLAlchemy runs them,
 except where all they do is wrap the bytes in a ``memoryview`` (``sqlite3.Binary``): sqlite3
 binds bytes and a view of them alike, as the same blob. So the driver receives the values

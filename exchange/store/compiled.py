@@ -1,5 +1,6 @@
-"""Statements the publish writer runs once per batch, compiled once per dialect and executed
-through the driver.
+"""Statements compiled once per dialect and executed through the driver: the publish writer's
+fixed statements, and the reads of leaves and tree nodes that a full-log verification or a
+page of proofs makes thousands of times.
 
 ``connection.execute(statement, parameters)`` costs, per call, SQLAlchemy's compiled-cache
 lookup (the statement's cache key), building the execution context and processing every

@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
 from sqlalchemy import Connection, bindparam, insert, literal, select, update
 
@@ -207,10 +206,7 @@ def read_leaves(connection: Connection, start: int, end: int) -> Iterator[list[S
     passes cost more than the page itself.
     """
     for rows in _READ_LEAVES.batches(connection, {"start": start, "end": end}, _LEAVES_PER_BATCH):
-        yield [
-            (int(idx), bytes(leaf), entry_type)
-            for idx, leaf, entry_type in cast("Sequence[tuple[int, bytes, str]]", rows)
-        ]
+        yield [(int(idx), bytes(leaf), entry_type) for idx, leaf, entry_type in rows]
 
 
 _LEAVES_PER_BATCH = 500

@@ -20,7 +20,7 @@ import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
@@ -292,7 +292,7 @@ class StoredTree:
     def _read(self, query: CompiledStatement, parameters: dict[str, Any]) -> None:
         hashes = self._hashes
         rows = query.execute(self._connection, parameters)
-        for level, idx, value in cast("Sequence[tuple[int, int, bytes]]", rows):
+        for level, idx, value in rows:
             hashes[(int(level), int(idx))] = bytes(value)
 
 

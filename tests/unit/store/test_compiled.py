@@ -120,13 +120,26 @@ def test_every_statement_is_seen_by_a_listener_of_the_engine(db: Database) -> No
     assert touched == ["INSERT", "UPDATE"]
 
 
-def test_a_query_read_in_batches_hands_on_every_row_in_order(db: Database) -> None:
+@pytest.mark.parametrize("listened", [False, True], ids=["on the driver", "while listened to"])
+def test_a_query_read_in_batches_hands_on_every_row_in_order(db: Database, listened: bool) -> None:
     query = CompiledStatement(
         select(feed_heads.c.agency_id, feed_heads.c.last_sequence).order_by(feed_heads.c.agency_id)
     )
-    with db.write() as connection:
-        for n in range(5):
-            _NEW_HEAD.execute(connection, {"agency": f"agency-{n}", "count": n})
-        batches = list(query.batches(connection, None, 2))
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    if listened:
+        event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.write() as connection:
+            for n in range(5):
+                _NEW_HEAD.execute(connection, {"agency": f"agency-{n}", "count": n})
+            batches = list(query.batches(connection, None, 2))
+    finally:
+        if listened:
+            event.remove(db.engine, "before_cursor_execute", record)
     assert [len(batch) for batch in batches] == [2, 2, 1]
     assert [row for batch in batches for row in batch] == [(f"agency-{n}", n) for n in range(5)]
+    assert any(s.startswith("SELECT") for s in seen) is listened
